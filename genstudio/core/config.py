@@ -1,0 +1,159 @@
+"""Dataclass configs <-> JSON, with field metadata that drives the GUI settings form.
+
+Declare a field with :func:`param` to give it help text, a range or choices; the form builder in
+``genstudio.qt.forms`` and the CLI ``--set key=value`` parser both read the same metadata.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import types
+import typing
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+SCHEMA_VERSION = 1
+C = TypeVar("C")
+
+
+class ConfigError(ValueError):
+    """A config value or override that cannot be applied."""
+
+
+def param(
+    default: Any,
+    help: str = "",
+    *,
+    range: tuple[float, float] | None = None,
+    choices: typing.Sequence[Any] | None = None,
+    label: str | None = None,
+    log: bool = False,
+) -> Any:
+    """A dataclass field with UI metadata (``log`` asks the form for a log-scale spin box)."""
+    meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None, "label": label, "log": log}
+    return dataclasses.field(default=default, metadata=meta)
+
+
+@dataclass
+class ModelConfig:
+    """Fields every trainable plugin shares; plugins subclass and add their own."""
+
+    batch_size: int = param(256, "Samples per training step", range=(1, 4096))
+    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
+
+
+@dataclass
+class FieldSpec:
+    """What a form needs to show one field."""
+
+    name: str
+    type: type
+    default: Any
+    help: str
+    range: tuple[float, float] | None
+    choices: tuple[Any, ...] | None
+    label: str
+    log: bool
+
+
+def _resolve_type(cls: type, f: dataclasses.Field) -> type:
+    hints = typing.get_type_hints(cls)
+    t = hints.get(f.name, str)
+    origin = typing.get_origin(t)
+    if origin in (typing.Union, types.UnionType):
+        args = [a for a in typing.get_args(t) if a is not type(None)]
+        t = args[0] if args else str
+    return t if isinstance(t, type) else str
+
+
+def fields_of(cls_or_obj: Any) -> list[FieldSpec]:
+    """Field specs in declaration order (what the GUI form and ``--help`` show)."""
+    cls = cls_or_obj if isinstance(cls_or_obj, type) else type(cls_or_obj)
+    out = []
+    for f in dataclasses.fields(cls):
+        m = f.metadata
+        default = f.default if f.default is not dataclasses.MISSING else None
+        out.append(
+            FieldSpec(
+                name=f.name,
+                type=_resolve_type(cls, f),
+                default=default,
+                help=m.get("help", ""),
+                range=m.get("range"),
+                choices=m.get("choices"),
+                label=m.get("label") or f.name.replace("_", " "),
+                log=m.get("log", False),
+            )
+        )
+    return out
+
+
+def coerce(spec: FieldSpec, value: Any) -> Any:
+    """Convert a user value (often a string) to the field's type and check range/choices."""
+    try:
+        if spec.type is bool and isinstance(value, str):
+            low = value.strip().lower()
+            if low not in ("1", "0", "true", "false", "yes", "no", "on", "off"):
+                raise ValueError(value)
+            v: Any = low in ("1", "true", "yes", "on")
+        elif spec.type is int and isinstance(value, str):
+            v = int(float(value)) if "e" in value.lower() else int(value)
+        elif spec.type in (int, float, str, bool):
+            v = spec.type(value)
+        else:
+            v = value
+    except (TypeError, ValueError):
+        raise ConfigError(f"{spec.name}: expected {spec.type.__name__}, got {value!r}") from None
+    if spec.choices and v not in spec.choices:
+        raise ConfigError(f"{spec.name}: {v!r} is not one of {', '.join(map(str, spec.choices))}")
+    if spec.range and isinstance(v, (int, float)) and not isinstance(v, bool):
+        lo, hi = spec.range
+        if not lo <= v <= hi:
+            raise ConfigError(f"{spec.name}: {v} is outside [{lo}, {hi}]")
+    return v
+
+
+def replace(cfg: C, **values: Any) -> C:
+    """Copy of ``cfg`` with ``values`` coerced and validated; unknown keys are an error."""
+    specs = {s.name: s for s in fields_of(cfg)}
+    clean = {}
+    for k, v in values.items():
+        if k not in specs:
+            raise ConfigError(f"unknown setting {k!r}; known: {', '.join(specs)}")
+        clean[k] = coerce(specs[k], v)
+    return dataclasses.replace(cfg, **clean)
+
+
+def apply_overrides(cfg: C, overrides: typing.Iterable[str]) -> C:
+    """Apply CLI-style ``key=value`` strings."""
+    values = {}
+    for item in overrides:
+        if "=" not in item:
+            raise ConfigError(f"bad --set {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        values[k.strip()] = v.strip()
+    return replace(cfg, **values)
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return {"schema_version": SCHEMA_VERSION, **dataclasses.asdict(cfg)}
+
+
+def from_dict(cls: type[C], data: dict[str, Any]) -> C:
+    """Build ``cls`` from a dict; unknown keys (from newer/older versions) are dropped, missing ones
+    take defaults, so old run folders keep loading."""
+    data = dict(data)
+    version = data.pop("schema_version", SCHEMA_VERSION)
+    if version > SCHEMA_VERSION:
+        raise ConfigError(f"config schema {version} is newer than this GenStudio understands ({SCHEMA_VERSION})")
+    known = {f.name for f in dataclasses.fields(cls)}
+    return replace(cls(), **{k: v for k, v in data.items() if k in known})
+
+
+def to_json(cfg: Any) -> str:
+    return json.dumps(to_dict(cfg), indent=2, sort_keys=True)
+
+
+def from_json(cls: type[C], text: str) -> C:
+    return from_dict(cls, json.loads(text))

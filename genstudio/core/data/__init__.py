@@ -1,0 +1,106 @@
+"""Built-in datasets behind one interface. Nothing here downloads: 2-D toys are procedural,
+digits ship inside scikit-learn, and image folders are the user's own files.
+
+Usage: ``ds = get_dataset("moons")``; ``x, y = ds.batch(256, generator)``. Images are float
+tensors (N, C, H, W) in [-1, 1]; 2-D points are (N, 2) with roughly unit scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    """Shape and kind of a dataset: what a plugin needs to build its networks."""
+
+    name: str
+    kind: str  # "points2d" | "image"
+    shape: tuple[int, ...]  # one sample, e.g. (2,) or (1, 8, 8)
+    num_classes: int = 0  # 0 = unlabelled
+    size: int = 0  # number of stored examples; 0 = infinite (procedural)
+    description: str = ""
+
+    @property
+    def dim(self) -> int:
+        out = 1
+        for s in self.shape:
+            out *= s
+        return out
+
+
+class Dataset:
+    """A dataset yields batches; procedural ones draw fresh points every call."""
+
+    spec: DataSpec
+
+    def batch(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        raise NotImplementedError
+
+    def fixed(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """A reproducible reference set (for metrics and previews)."""
+        return self.batch(n, torch.Generator().manual_seed(seed))
+
+
+class TensorDataset(Dataset):
+    """A dataset held in memory (digits, image folders): batches are drawn with replacement."""
+
+    def __init__(self, spec: DataSpec, x: torch.Tensor, y: torch.Tensor | None = None) -> None:
+        self.spec = spec
+        self.x = x
+        self.y = y
+
+    def batch(self, n: int, generator: torch.Generator | None = None) -> tuple[torch.Tensor, torch.Tensor | None]:
+        idx = torch.randint(0, len(self.x), (n,), generator=generator)
+        return self.x[idx], (self.y[idx] if self.y is not None else None)
+
+    def fixed(self, n: int, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor | None]:
+        g = torch.Generator().manual_seed(seed)
+        idx = torch.randperm(len(self.x), generator=g)[: min(n, len(self.x))]
+        return self.x[idx], (self.y[idx] if self.y is not None else None)
+
+
+_FACTORIES: dict[str, tuple[Callable[..., Dataset], str]] = {}
+
+
+def register_dataset(name: str, description: str) -> Callable:
+    """Decorator: add a dataset factory under ``name``."""
+
+    def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
+        _FACTORIES[name] = (fn, description)
+        return fn
+
+    return deco
+
+
+class UnknownDataset(KeyError):
+    pass
+
+
+def dataset_names() -> list[str]:
+    _load_builtin()
+    return list(_FACTORIES)
+
+
+def dataset_table() -> list[tuple[str, str]]:
+    _load_builtin()
+    return [(k, d) for k, (_, d) in _FACTORIES.items()] + [("folder:PATH", "your own image folder (png/jpg), resized")]
+
+
+def get_dataset(name: str) -> Dataset:
+    """Build a dataset by name; ``folder:/path[:size]`` loads the user's images."""
+    _load_builtin()
+    if name.startswith("folder:"):
+        from genstudio.core.data.folder import load_folder
+
+        return load_folder(name[len("folder:"):])
+    if name not in _FACTORIES:
+        raise UnknownDataset(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}, folder:PATH")
+    return _FACTORIES[name][0]()
+
+
+def _load_builtin() -> None:
+    from genstudio.core.data import digits, toys  # noqa: F401  (registers on import)

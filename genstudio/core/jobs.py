@@ -1,0 +1,314 @@
+"""Jobs are generators: train / sample run a plugin step by step, publish events on the bus and
+write the run store. Between steps they consult a :class:`Control`, so pause, resume and cancel
+work the same from the GUI's worker thread, the CLI (Ctrl-C) and tests.
+
+A driver just iterates: ``for _ in train(run, control=c, bus=b): pass``.
+"""
+
+from __future__ import annotations
+
+import math
+import threading
+import time
+import traceback
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from genstudio.core import events as ev
+from genstudio.core.config import apply_overrides, from_dict, to_dict
+from genstudio.core.data import get_dataset
+from genstudio.core.device import describe, pick_device
+from genstudio.core.imaging import samples_image, save_png
+from genstudio.core.plugin import SampleState
+from genstudio.core.registry import registry
+from genstudio.core.runs import Run, RunStore
+
+
+class Cancelled(Exception):
+    """Raised inside a job when its Control is cancelled."""
+
+
+class Control:
+    """Pause / resume / cancel, shared between a job and whoever drives it (thread-safe)."""
+
+    def __init__(self) -> None:
+        self._run = threading.Event()
+        self._run.set()
+        self._cancel = threading.Event()
+
+    def pause(self) -> None:
+        self._run.clear()
+
+    def resume(self) -> None:
+        self._run.set()
+
+    def cancel(self) -> None:
+        self._cancel.set()
+        self._run.set()  # wake a paused job so it can see the cancel
+
+    @property
+    def paused(self) -> bool:
+        return not self._run.is_set()
+
+    @property
+    def cancelled(self) -> bool:
+        return self._cancel.is_set()
+
+    def check(self, on_pause: Any = None) -> None:
+        """Block while paused; raise Cancelled if cancelled. ``on_pause`` runs once when a pause begins."""
+        if self.paused and on_pause is not None:
+            on_pause()
+        while not self._run.wait(0.1):
+            pass
+        if self._cancel.is_set():
+            raise Cancelled()
+
+
+@dataclass
+class TrainSpec:
+    """What `genstudio train` and the GUI's Start button both build."""
+
+    plugin: str
+    dataset: str
+    steps: int = 2000
+    seed: int = 0
+    device: str | None = None  # None = auto
+    overrides: list[str] = field(default_factory=list)  # "key=value"
+    config: dict[str, Any] | None = None  # full config dict (GUI form); overrides apply on top
+    log_every: int = 10
+    sample_every: int = 500
+    checkpoint_every: int = 500
+    n_preview: int = 64
+
+
+def create_run(store: RunStore, spec: TrainSpec) -> Run:
+    """Validate the spec (plugin, dataset, config) and write a new run folder."""
+    cls = registry().get(spec.plugin)
+    ds = get_dataset(spec.dataset)
+    if ds.spec.kind not in cls.info.data_kinds:
+        raise ValueError(f"plugin {spec.plugin} does not train on {ds.spec.kind} data "
+                         f"(it takes {', '.join(cls.info.data_kinds)})")
+    cfg = from_dict(cls.info.config_cls, spec.config) if spec.config else cls.info.config_cls()
+    cfg = apply_overrides(cfg, spec.overrides)
+    dev = pick_device(spec.device)
+    return store.create(
+        plugin=spec.plugin, dataset=spec.dataset, config=to_dict(cfg), seed=spec.seed, device=str(dev),
+        steps=spec.steps,
+        extra={"log_every": spec.log_every, "sample_every": spec.sample_every,
+               "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview},
+    )
+
+
+def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint: bool = True):
+    """Rebuild a run's plugin with its config, set up for its dataset, weights from the newest
+    checkpoint. Returns (model, dataset, step)."""
+    info = run.info()
+    cls = registry().get(info["plugin"])
+    cfg = from_dict(cls.info.config_cls, info["config"])
+    dev = device if isinstance(device, torch.device) else pick_device(device or _saved_device(info))
+    ds = get_dataset(info["dataset"])
+    model = cls(cfg, dev)
+    model.setup(ds.spec)
+    step = 0
+    if checkpoint and run.checkpoints():
+        step, state = run.load_checkpoint()
+        model.load_state_dict(state)
+    return model, ds, step
+
+
+def _saved_device(info: dict[str, Any]) -> str | None:
+    """The run's device if it still exists here, else auto (a run made on a GPU opens on a laptop)."""
+    d = info.get("device")
+    try:
+        pick_device(d)
+        return d
+    except (ValueError, RuntimeError):
+        return None
+
+
+def _finite(metrics: dict[str, float]) -> bool:
+    return all(math.isfinite(v) for v in metrics.values() if isinstance(v, (int, float)))
+
+
+def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None = None,
+          device: str | None = None, extra_steps: int | None = None) -> Iterator[int]:
+    """Train (or resume) ``run`` up to its ``steps``; yields the step number after each step.
+
+    NaN/inf scalars pause the run with a message; on resume the model is rolled back to the last
+    checkpoint. A plugin exception marks the run failed (traceback in log.txt) and re-raises.
+    """
+    control = control or Control()
+    bus = bus or ev.EventBus()
+    rid = run.id
+    info = run.info()
+    total = int(info["steps"]) + (extra_steps or 0)
+    log_every = max(1, int(info.get("log_every", 10)))
+    sample_every = int(info.get("sample_every", 500))
+    ckpt_every = int(info.get("checkpoint_every", 500))
+    n_preview = int(info.get("n_preview", 64))
+    seed = int(info.get("seed", 0))
+
+    def status(s: str, message: str = "", **extra: Any) -> None:
+        run.update(status=s, message=message, **extra)
+        if message:
+            run.log(f"[{s}] {message}")
+        bus.emit(ev.STATUS, rid, status=s, message=message)
+
+    try:
+        model, ds, start = load_model(run, device)
+        if extra_steps:
+            run.update(steps=total)
+        dev = next(iter(_device_of(model)), None) or pick_device(device)
+        torch.manual_seed(seed + start)
+        gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
+        status("running", f"training {info['plugin']} on {info['dataset']} ({describe(dev)}) from step {start}",
+               device=str(dev))
+        rows: list[dict[str, Any]] = []
+        t0 = time.time()
+        t_last, step_last = t0, start
+        elapsed0 = float(info.get("elapsed", 0.0))
+        step = start
+
+        def save(step: int) -> None:
+            run.append_metrics(rows)
+            rows.clear()
+            run.save_checkpoint(step, model.state_dict())
+            run.update(step=step, elapsed=elapsed0 + time.time() - t0)
+
+        def preview(step: int) -> None:
+            with torch.no_grad():
+                last = None
+                for last in model.sample(n_preview, seed=seed):  # noqa: B007
+                    pass
+            x = last.x.detach().cpu()
+            path = save_png(samples_image(x), run.sample_dir() / f"step_{step:08d}.png")
+            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path))
+
+        def on_pause() -> None:
+            save(step)
+            status("paused", f"paused at step {step}")
+
+        for step in range(start + 1, total + 1):
+            if control.paused or control.cancelled:
+                control.check(on_pause)
+                if run.info().get("status") != "running":
+                    status("running", f"resumed at step {step - 1}")
+            x, y = ds.batch(model.config.batch_size, gen)
+            x = x.to(dev)
+            y = y.to(dev) if y is not None else None
+            m = model.train_step(x, y, step)
+            if not _finite(m):
+                bad = ", ".join(f"{k}={v}" for k, v in m.items() if not math.isfinite(v))
+                run.append_metrics(rows)
+                rows.clear()
+                status("diverged", f"non-finite value at step {step} ({bad}); paused. Resume rolls back to the "
+                       "last checkpoint; consider a lower learning rate.")
+                control.pause()
+                control.check()
+                if run.checkpoints():
+                    ck_step, state = run.load_checkpoint()
+                    model.load_state_dict(state)
+                else:
+                    model, ds, ck_step = load_model(run, device, checkpoint=False)
+                status("running", f"resumed from checkpoint step {ck_step}")
+                # continue the loop; steps between ck_step and now are re-counted as new steps
+                continue
+            now = time.time()
+            if step % log_every == 0 or step == total:
+                rate = (step - step_last) / max(now - t_last, 1e-9)
+                t_last, step_last = now, step
+                row = {"step": step, "time": elapsed0 + now - t0, "steps_per_s": rate, **m}
+                rows.append(row)
+                bus.emit(ev.METRICS, rid, **row)
+                if len(rows) >= 50:
+                    run.append_metrics(rows)
+                    rows.clear()
+            if sample_every and step % sample_every == 0:
+                preview(step)
+            if ckpt_every and step % ckpt_every == 0:
+                save(step)
+            bus.emit(ev.PROGRESS, rid, done=step, total=total)
+            yield step
+        save(step)
+        if not (sample_every and step % sample_every == 0):
+            preview(step)
+        status("completed", f"finished {step} steps in {time.time() - t0:.1f}s")
+    except Cancelled:
+        save(step)
+        status("stopped", f"stopped at step {step}; resume continues from here")
+    except Exception as exc:
+        tb = traceback.format_exc()
+        run.log(tb)
+        try:
+            status("failed", f"{exc.__class__.__name__}: {exc}")
+        finally:
+            bus.emit(ev.ERROR, rid, message=f"{exc.__class__.__name__}: {exc}", traceback=tb)
+        raise
+
+
+def _device_of(model: Any) -> list[torch.device]:
+    dev = getattr(model, "device", None)
+    return [torch.device(dev)] if dev is not None else []
+
+
+@dataclass
+class SampleResult:
+    x: torch.Tensor
+    states: list[SampleState]
+    png: str | None = None
+    npz: str | None = None
+
+
+def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | None = None, seed: int = 0,
+           every: int = 1, keep_states: bool = True, control: Control | None = None,
+           bus: ev.EventBus | None = None, device: str | None = None, out: str | None = None,
+           model: Any = None, **sample_kwargs: Any) -> Iterator[SampleState]:
+    """Sample from a run's newest checkpoint, yielding each SampleState (publishing SAMPLE_STATE).
+
+    Writes the final picture (PNG) and arrays (NPZ: final x and, if kept, the trajectory) to the
+    run's samples folder, or to ``out`` (``.png`` or ``.npz``). The generator's return value is a
+    :class:`SampleResult`.
+    """
+    control = control or Control()
+    bus = bus or ev.EventBus()
+    if model is None:
+        model, _, _ = load_model(run, device)
+    kept: list[SampleState] = []
+    last: SampleState | None = None
+    with torch.no_grad():
+        for st in model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every, **sample_kwargs):
+            control.check()
+            cpu = SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
+                              st.x0.detach().cpu() if st.x0 is not None else None, st.extras)
+            if keep_states:
+                kept.append(cpu)
+            last = cpu
+            bus.emit(ev.SAMPLE_STATE, run.id, state=cpu)
+            yield cpu
+    if last is None:
+        raise RuntimeError("the sampler produced no state")
+    stem = f"sample_{sampler or 'default'}_n{n}_s{seed}_{time.strftime('%Y%m%d-%H%M%S')}"
+    base = run.sample_dir() / stem
+    png_path = npz_path = None
+    if out:
+        if out.endswith(".npz"):
+            npz_path = out
+        else:
+            png_path = out
+    png_path = png_path or str(base) + ".png"
+    npz_path = npz_path or str(base) + ".npz"
+    save_png(samples_image(last.x), png_path)
+    arrays = {"x": last.x.numpy()}
+    if keep_states:
+        arrays["traj_x"] = np.stack([s.x.numpy() for s in kept])
+        arrays["traj_t"] = np.array([s.t for s in kept])
+        if all(s.x0 is not None for s in kept):
+            arrays["traj_x0"] = np.stack([s.x0.numpy() for s in kept])
+    np.savez_compressed(npz_path, **arrays)
+    run.log(f"sampled n={n} sampler={sampler} steps={steps} seed={seed} -> {png_path}")
+    bus.emit(ev.RESULT, run.id, png=png_path, npz=npz_path)
+    return SampleResult(last.x, kept, png_path, npz_path)

@@ -1,0 +1,196 @@
+"""The plugin contract every model family implements.
+
+A plugin is a class with a class attribute ``info`` (a :class:`PluginInfo`) and the methods of
+:class:`ModelPlugin`. Models hold no GUI code and never talk to the event bus: jobs call them and
+publish what they return, so the same plugin runs from the CLI, the GUI and the tests.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+
+from genstudio.core.config import ModelConfig
+from genstudio.core.data import DataSpec
+
+
+class Capability(enum.Flag):
+    """What a plugin can do; panels enable themselves from these flags."""
+
+    NONE = 0
+    TRAIN = enum.auto()
+    SAMPLE = enum.auto()
+    TRAJECTORY = enum.auto()  # sample() yields intermediate states worth scrubbing
+    LATENT = enum.auto()  # encode/decode (LatentModel)
+    LIKELIHOOD = enum.auto()  # log_prob (LikelihoodModel)
+    SCENE3D = enum.auto()  # render/export_scene (SceneModel)
+    AUDIO = enum.auto()
+    CONDITIONAL = enum.auto()  # sample(cond=...) is meaningful
+
+    def names(self) -> list[str]:
+        return [c.name.lower() for c in Capability if c and c in self and c.name]
+
+
+@dataclass(frozen=True)
+class PluginInfo:
+    """Static description of a plugin, readable without building a model."""
+
+    id: str
+    name: str
+    family: str
+    capabilities: Capability
+    config_cls: type[ModelConfig]
+    data_kinds: tuple[str, ...] = ("points2d", "image")  # DataSpec.kind values it accepts
+    samplers: tuple[str, ...] = ()  # names accepted by sample(sampler=...); first is default
+    description: str = ""
+
+
+@dataclass
+class SampleState:
+    """One step of a sampling trajectory: what the live preview shows.
+
+    ``x`` is the current state x_t; ``x0`` the model's prediction of the clean sample (None where a
+    family has no such notion). ``t`` is in [0, 1] (1 = pure noise) so panels can label any family.
+    """
+
+    step: int
+    total: int
+    t: float
+    x: torch.Tensor
+    x0: torch.Tensor | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class ModelPlugin(Protocol):
+    """What every model family implements. ``device`` is a torch.device chosen by the job."""
+
+    info: ClassVar[PluginInfo]
+
+    def __init__(self, config: ModelConfig, device: torch.device) -> None: ...
+
+    def setup(self, data: DataSpec) -> None:
+        """Build networks and optimisers for this data shape (called once, before training)."""
+
+    def train_step(self, batch: torch.Tensor, labels: torch.Tensor | None, step: int) -> dict[str, float]:
+        """One optimisation step; returns scalars to log (must include ``loss``)."""
+
+    def sample(
+        self,
+        n: int,
+        *,
+        seed: int,
+        steps: int | None = None,
+        sampler: str | None = None,
+        cond: torch.Tensor | None = None,
+        every: int = 1,
+    ) -> Iterator[SampleState]:
+        """Yield states every ``every`` steps; the last yielded state holds the final samples."""
+
+    def state_dict(self) -> dict[str, Any]:
+        """Everything needed to resume (weights *and* optimiser state), torch-weights-only safe."""
+
+    def load_state_dict(self, state: dict[str, Any]) -> None: ...
+
+
+REQUIRED_METHODS = ("setup", "train_step", "sample", "state_dict", "load_state_dict")
+
+
+def contract_errors(cls: Any) -> list[str]:
+    """Reasons a class does not satisfy the contract (empty when it does)."""
+    errors = []
+    info = getattr(cls, "info", None)
+    if not isinstance(info, PluginInfo):
+        errors.append("class attribute 'info' is not a PluginInfo")
+    else:
+        if not (isinstance(info.config_cls, type) and issubclass(info.config_cls, ModelConfig)):
+            errors.append("info.config_cls is not a ModelConfig subclass")
+        if not info.id or not info.id.replace("_", "").replace("-", "").isalnum():
+            errors.append(f"bad plugin id {info.id!r}")
+    for name in REQUIRED_METHODS:
+        if not callable(getattr(cls, name, None)):
+            errors.append(f"missing method {name}()")
+    return errors
+
+
+def final_state(states: Iterator[SampleState]) -> SampleState:
+    """Run a sampling generator to the end and return its last state."""
+    last = None
+    for last in states:  # noqa: B007
+        pass
+    if last is None:
+        raise RuntimeError("sampler yielded no state")
+    return last
+
+
+@runtime_checkable
+class LatentModel(Protocol):
+    """Optional face (Capability.LATENT): the latent explorer drives these."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class LikelihoodModel(Protocol):
+    """Optional face (Capability.LIKELIHOOD): exact or bounded log-density in nats per sample."""
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class SceneModel(Protocol):
+    """Optional face (Capability.SCENE3D): render a view and export the scene for the 3D viewers."""
+
+    def render(self, camera: Any, *, width: int, height: int) -> torch.Tensor: ...
+
+    def export_scene(self) -> Any: ...
+
+
+class BasePlugin:
+    """Convenience base: keeps ``config`` and ``device`` and saves/loads every ``nn.Module`` and
+    ``torch.optim.Optimizer`` attribute automatically, so a family only writes its maths.
+
+    Subclasses set ``info`` and implement ``setup``, ``train_step`` and ``sample``.
+    """
+
+    info: ClassVar[PluginInfo]
+
+    def __init__(self, config: ModelConfig, device: torch.device | str = "cpu") -> None:
+        self.config = config
+        self.device = torch.device(device)
+        self.data: DataSpec | None = None
+
+    def _stateful(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items()
+                if isinstance(v, (torch.nn.Module, torch.optim.Optimizer))}
+
+    def state_dict(self) -> dict[str, Any]:
+        out: dict[str, Any] = {k: v.state_dict() for k, v in self._stateful().items()}
+        out.update(self.extra_state())
+        return out
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        objs = self._stateful()
+        missing = [k for k in objs if k not in state]
+        if missing:
+            raise KeyError(f"checkpoint lacks {', '.join(missing)} (was it written by another plugin?)")
+        for k, v in objs.items():
+            v.load_state_dict(state[k])
+        self.load_extra_state({k: v for k, v in state.items() if k not in objs})
+
+    def extra_state(self) -> dict[str, Any]:
+        """Tensors/plain values besides modules and optimisers (e.g. EMA weights, a replay buffer)."""
+        return {}
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    def generator(self, seed: int) -> torch.Generator:
+        """A seeded generator on the model's device (sampling is reproducible per seed)."""
+        return torch.Generator(device=self.device).manual_seed(int(seed))

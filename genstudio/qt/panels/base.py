@@ -1,0 +1,57 @@
+"""The panel contract (shared by every panel and the main window).
+
+A panel only reads events and the run store, and sends commands through :class:`AppContext`;
+it never calls a plugin while a run trains. Events arrive in the GUI thread in batches, once per
+screen tick (the bridge coalesces them), so ``on_events`` should update buffers for every event
+and redraw once at the end.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Any, ClassVar, Protocol
+
+from PySide6.QtWidgets import QWidget
+
+from genstudio.core.events import Event, EventBus
+from genstudio.core.jobs import Control
+from genstudio.core.registry import Registry
+from genstudio.core.runs import Run, RunStore
+
+
+class AppContext(Protocol):
+    """What panels may use. The main window implements it."""
+
+    store: RunStore
+    registry: Registry
+    bus: EventBus
+
+    def current_run(self) -> Run | None: ...
+
+    def start_job(self, name: str, run: Run | None, job: Callable[[Control], Iterator[Any]]) -> Control:
+        """Run the generator ``job(control)`` in a worker thread; returns its Control.
+        Exceptions become an error dialog and a failed status, never a crash."""
+
+    def job_running(self, name: str) -> bool: ...
+
+    def show_error(self, message: str, details: str = "") -> None: ...
+
+    def status_message(self, text: str, ms: int = 4000) -> None: ...
+
+
+class Panel(QWidget):
+    """Base for dockable panels."""
+
+    panel_id: ClassVar[str] = "panel"  # used by `genstudio shot PANEL` and saved layouts
+    title: ClassVar[str] = "Panel"
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.ctx = ctx
+        self.setObjectName(self.panel_id)
+
+    def on_events(self, events: list[Event]) -> None:
+        """A batch of events since the last tick (all kinds, all runs; filter by run_id)."""
+
+    def set_run(self, run: Run | None) -> None:
+        """The selected run changed (None = no selection)."""

@@ -13,6 +13,7 @@ import time
 import traceback
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -41,7 +42,8 @@ class Control:
         self._cancel = threading.Event()
 
     def pause(self) -> None:
-        self._run.clear()
+        if not self._cancel.is_set():
+            self._run.clear()
 
     def resume(self) -> None:
         self._run.set()
@@ -62,7 +64,7 @@ class Control:
         """Block while paused; raise Cancelled if cancelled. ``on_pause`` runs once when a pause begins."""
         if self.paused and on_pause is not None:
             on_pause()
-        while not self._run.wait(0.1):
+        while not self._run.wait(0.1) and not self._cancel.is_set():
             pass
         if self._cancel.is_set():
             raise Cancelled()
@@ -103,9 +105,10 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
     )
 
 
-def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint: bool = True):
+def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint: bool = True,
+               checkpoint_path: str | Path | None = None):
     """Rebuild a run's plugin with its config, set up for its dataset, weights from the newest
-    checkpoint. Returns (model, dataset, step)."""
+    checkpoint (or ``checkpoint_path``, e.g. the one the sampler panel picked). Returns (model, dataset, step)."""
     info = run.info()
     cls = registry().get(info["plugin"])
     cfg = from_dict(cls.info.config_cls, info["config"])
@@ -114,7 +117,10 @@ def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint
     model = cls(cfg, dev)
     model.setup(ds.spec)
     step = 0
-    if checkpoint and run.checkpoints():
+    if checkpoint_path is not None:
+        step, state = run.load_checkpoint(Path(checkpoint_path))
+        model.load_state_dict(state)
+    elif checkpoint and run.checkpoints():
         step, state = run.load_checkpoint()
         model.load_state_dict(state)
     return model, ds, step
@@ -171,7 +177,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
         t0 = time.time()
         t_last, step_last = t0, start
         elapsed0 = float(info.get("elapsed", 0.0))
-        step = start
+        step = done = start  # done = last step whose update was applied
 
         def save(step: int) -> None:
             run.append_metrics(rows)
@@ -189,14 +195,15 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path))
 
         def on_pause() -> None:
-            save(step)
-            status("paused", f"paused at step {step}")
+            save(done)
+            status("paused", f"paused at step {done}")
 
-        for step in range(start + 1, total + 1):
+        while done < total:
+            step = done + 1
             if control.paused or control.cancelled:
                 control.check(on_pause)
                 if run.info().get("status") != "running":
-                    status("running", f"resumed at step {step - 1}")
+                    status("running", f"resumed at step {done}")
             x, y = ds.batch(model.config.batch_size, gen)
             x = x.to(dev)
             y = y.to(dev) if y is not None else None
@@ -208,15 +215,22 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                 status("diverged", f"non-finite value at step {step} ({bad}); paused. Resume rolls back to the "
                        "last checkpoint; consider a lower learning rate.")
                 control.pause()
-                control.check()
+                try:
+                    control.check()
+                except Cancelled:  # stopped while diverged: keep the last good checkpoint as is
+                    status("diverged", f"stopped after a non-finite value at step {step}; the last "
+                           "checkpoint is intact")
+                    return
                 if run.checkpoints():
                     ck_step, state = run.load_checkpoint()
                     model.load_state_dict(state)
                 else:
                     model, ds, ck_step = load_model(run, device, checkpoint=False)
+                done = step_last = ck_step  # rewind: the steps after the checkpoint are trained again
+                t_last = time.time()
                 status("running", f"resumed from checkpoint step {ck_step}")
-                # continue the loop; steps between ck_step and now are re-counted as new steps
                 continue
+            done = step
             now = time.time()
             if step % log_every == 0 or step == total:
                 rate = (step - step_last) / max(now - t_last, 1e-9)
@@ -233,13 +247,13 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                 save(step)
             bus.emit(ev.PROGRESS, rid, done=step, total=total)
             yield step
-        save(step)
-        if not (sample_every and step % sample_every == 0):
-            preview(step)
-        status("completed", f"finished {step} steps in {time.time() - t0:.1f}s")
+        save(done)
+        if not (sample_every and done % sample_every == 0):
+            preview(done)
+        status("completed", f"finished {done} steps in {time.time() - t0:.1f}s")
     except Cancelled:
-        save(step)
-        status("stopped", f"stopped at step {step}; resume continues from here")
+        save(done)
+        status("stopped", f"stopped at step {done}; resume continues from here")
     except Exception as exc:
         tb = traceback.format_exc()
         run.log(tb)
@@ -266,8 +280,10 @@ class SampleResult:
 def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | None = None, seed: int = 0,
            every: int = 1, keep_states: bool = True, control: Control | None = None,
            bus: ev.EventBus | None = None, device: str | None = None, out: str | None = None,
-           model: Any = None, **sample_kwargs: Any) -> Iterator[SampleState]:
-    """Sample from a run's newest checkpoint, yielding each SampleState (publishing SAMPLE_STATE).
+           model: Any = None, checkpoint: str | Path | None = None,
+           **sample_kwargs: Any) -> Iterator[SampleState]:
+    """Sample from a run's newest checkpoint (or ``checkpoint``, a path), yielding each SampleState
+    (publishing SAMPLE_STATE).
 
     Writes the final picture (PNG) and arrays (NPZ: final x and, if kept, the trajectory) to the
     run's samples folder, or to ``out`` (``.png`` or ``.npz``). The generator's return value is a
@@ -276,7 +292,7 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
     control = control or Control()
     bus = bus or ev.EventBus()
     if model is None:
-        model, _, _ = load_model(run, device)
+        model, _, _ = load_model(run, device, checkpoint_path=checkpoint)
     kept: list[SampleState] = []
     last: SampleState | None = None
     with torch.no_grad():

@@ -8,7 +8,7 @@ import math
 
 import torch
 
-from genstudio.core.data import DataSpec, Dataset, register_dataset
+from genstudio.core.data import Dataset, DataSpec, register_dataset
 
 
 class GaussianMixture2D(Dataset):

@@ -1,0 +1,242 @@
+"""Command line: the same jobs the GUI runs.
+
+    genstudio                       launch the GUI
+    genstudio plugins               table: id, family, capabilities, status
+    genstudio datasets              built-in datasets
+    genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
+    genstudio resume RUN [--steps N]
+    genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE]
+    genstudio shot [PANEL] --out FILE.png [--demo]
+
+Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+
+class CliError(Exception):
+    """An error worth one line to the user."""
+
+
+def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
+    rows = [list(map(str, r)) for r in rows]
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(header)]
+    fmt = "  ".join(f"{{:<{w}}}" for w in widths)
+    lines = [fmt.format(*header), fmt.format(*("-" * w for w in widths))]
+    lines += [fmt.format(*r) for r in rows]
+    return "\n".join(lines)
+
+
+def _store():
+    from genstudio.core.runs import RunStore
+
+    return RunStore()
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    from genstudio.core.registry import plugin_table, registry
+
+    reg = registry()
+    print(_table(plugin_table(reg), ("id", "family", "capabilities", "status")))
+    if args.verbose:
+        for e in reg.broken():
+            print(f"\n[{e.id}] {e.source}\n{e.details or e.error}")
+    return 0
+
+
+def cmd_datasets(args: argparse.Namespace) -> int:
+    from genstudio.core.data import dataset_table
+
+    print(_table(dataset_table(), ("name", "description")))
+    return 0
+
+
+class _Progress:
+    """tqdm bar fed by PROGRESS/METRICS/STATUS events."""
+
+    def __init__(self, total: int, initial: int, desc: str) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
+                        disable=None if sys.stderr.isatty() else False, mininterval=0.5)
+
+    def __call__(self, event: Any) -> None:
+        from genstudio.core import events as ev
+
+        if event.kind == ev.PROGRESS:
+            self.bar.n = event.data["done"]
+            self.bar.refresh() if self.bar.n % 50 == 0 else None
+        elif event.kind == ev.METRICS:
+            self.bar.set_postfix(loss=f"{event.data.get('loss', float('nan')):.4g}", refresh=False)
+        elif event.kind == ev.STATUS and event.data.get("message"):
+            self.bar.write(f"[{event.data['status']}] {event.data['message']}")
+
+
+def _drive_training(run: Any, extra_steps: int | None, device: str | None) -> int:
+    from genstudio.core import jobs
+    from genstudio.core.events import EventBus
+
+    bus = EventBus()
+    control = jobs.Control()
+    info = run.info()
+    total = int(info["steps"]) + (extra_steps or 0)
+    prog = _Progress(total, int(info.get("step", 0)), info["plugin"])
+    bus.subscribe(prog)
+    # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
+    bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
+
+    def on_sigint(signum: int, frame: Any) -> None:  # first Ctrl-C stops cleanly with a checkpoint
+        control.cancel()
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
+            pass
+    except Exception as e:  # plugin errors: one line here, the traceback is in the run's log.txt
+        if os.environ.get("GENSTUDIO_DEBUG"):
+            raise
+        raise CliError(f"run {run.id} failed: {e.__class__.__name__}: {e} (traceback in {run.path / 'log.txt'})") from e
+    finally:
+        signal.signal(signal.SIGINT, old)
+        prog.bar.close()
+    status = run.info().get("status")
+    print(run.path)
+    if status not in ("completed", "stopped"):
+        raise CliError(f"run {run.id} ended {status}: {run.info().get('message', '')}")
+    return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    from genstudio.core import jobs
+
+    spec = jobs.TrainSpec(
+        plugin=args.plugin, dataset=args.data, steps=args.steps, seed=args.seed, device=args.device,
+        overrides=args.set or [], log_every=args.log_every, sample_every=args.sample_every,
+        checkpoint_every=args.checkpoint_every,
+    )
+    run = jobs.create_run(_store(), spec)
+    return _drive_training(run, None, args.device)
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    run = _store().get(args.run)
+    return _drive_training(run, args.steps, args.device)
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from genstudio.core import jobs
+
+    run = _store().get(args.run)
+    if not run.checkpoints():
+        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
+                      every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out)
+    bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
+    result = None
+    try:
+        while True:
+            st = next(gen)
+            bar.total = st.total
+            bar.n = st.step
+            bar.refresh()
+    except StopIteration as stop:
+        result = stop.value
+    finally:
+        bar.close()
+    print(result.png)
+    print(result.npz)
+    return 0
+
+
+def cmd_gui(args: argparse.Namespace) -> int:
+    from genstudio.qt.app import main as gui_main
+
+    return gui_main([sys.argv[0]])
+
+
+def cmd_shot(args: argparse.Namespace) -> int:
+    if not os.environ.get("DISPLAY") and not os.environ.get("WAYLAND_DISPLAY"):
+        os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    from pathlib import Path
+
+    from genstudio.qt.shot import shot
+
+    path = shot(args.panel, Path(args.out), demo=args.demo)
+    print(path)
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="genstudio", description="GenStudio: train and watch generative models.")
+    sub = p.add_subparsers(dest="cmd")
+    s = sub.add_parser("gui", help="launch the desktop app (the default)")
+    s.set_defaults(fn=cmd_gui)
+    s = sub.add_parser("plugins", help="list model plugins and their status")
+    s.add_argument("-v", "--verbose", action="store_true", help="show tracebacks of broken plugins")
+    s.set_defaults(fn=cmd_plugins)
+    s = sub.add_parser("datasets", help="list built-in datasets")
+    s.set_defaults(fn=cmd_datasets)
+    s = sub.add_parser("train", help="train a model; prints the run folder")
+    s.add_argument("plugin")
+    s.add_argument("--data", required=True, help="dataset name (see `genstudio datasets`) or folder:PATH")
+    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
+    s.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--log-every", type=int, default=10)
+    s.add_argument("--sample-every", type=int, default=500)
+    s.add_argument("--checkpoint-every", type=int, default=500)
+    s.set_defaults(fn=cmd_train)
+    s = sub.add_parser("resume", help="continue a run from its last checkpoint")
+    s.add_argument("run")
+    s.add_argument("--steps", type=int, default=None, help="extra steps beyond the planned total")
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_resume)
+    s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--n", type=int, default=64)
+    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--sampler", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--out", default=None, help="output .png or .npz (default: the run's samples/ folder)")
+    s.add_argument("--device", default=None)
+    s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
+    s.set_defaults(fn=cmd_sample)
+    s = sub.add_parser("shot", help="screenshot of the window or one panel")
+    s.add_argument("panel", nargs="?", default=None)
+    s.add_argument("--out", required=True)
+    s.add_argument("--demo", action="store_true", help="train a small demo run first so panels show data")
+    s.set_defaults(fn=cmd_shot)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    if not getattr(args, "fn", None):
+        args = build_parser().parse_args(["gui"])
+    from genstudio.core.config import ConfigError
+    from genstudio.core.data import UnknownDataset
+    from genstudio.core.runs import RunError
+
+    try:
+        return args.fn(args)
+    except (CliError, ConfigError, RunError, UnknownDataset, KeyError, ValueError, FileNotFoundError) as e:
+        if os.environ.get("GENSTUDIO_DEBUG"):
+            raise
+        msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
+        print(f"genstudio: error: {msg}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,231 @@
+"""RunStore durability and the train/sample jobs (pause, resume, cancel, NaN, failure)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import pytest
+import torch
+
+from genstudio.core import events as ev
+from genstudio.core import jobs
+from genstudio.core.registry import registry
+from genstudio.core.runs import RunError, RunStore, atomic_write_text
+from tests.fakeplugins import GaussFit
+
+
+@pytest.fixture
+def store(tmp_path):
+    registry().add_class(GaussFit, "tests", "gaussfit")
+    return RunStore(tmp_path / "store")
+
+
+def _spec(**kw):
+    base = dict(plugin="gaussfit", dataset="8gaussians", steps=40, log_every=5, sample_every=20,
+                checkpoint_every=10, n_preview=16, overrides=["lr=0.1"])
+    base.update(kw)
+    return jobs.TrainSpec(**base)
+
+
+def _collect(bus):
+    got = []
+    bus.subscribe(got.append)
+    return got
+
+
+def test_train_writes_metrics_checkpoints_samples(store):
+    run = jobs.create_run(store, _spec())
+    bus = ev.EventBus()
+    got = _collect(bus)
+    steps = list(jobs.train(run, bus=bus))
+    assert steps == list(range(1, 41))
+    info = run.info()
+    assert info["status"] == "completed" and info["step"] == 40
+    rows = run.metrics()
+    assert [r["step"] for r in rows] == list(range(5, 41, 5))
+    assert rows[-1]["loss"] < rows[0]["loss"]
+    assert [s for s, _ in run.checkpoints()] == [20, 30, 40]  # keeps the newest 3
+    assert sorted(p.name for p in run.sample_dir().glob("step_*.png")) == ["step_00000020.png", "step_00000040.png"]
+    kinds = {e.kind for e in got}
+    assert {ev.STATUS, ev.METRICS, ev.SAMPLES, ev.PROGRESS} <= kinds
+
+
+def test_checkpoint_is_weights_only_and_resume_continues(store):
+    run = jobs.create_run(store, _spec(steps=20))
+    list(jobs.train(run))
+    step, state = run.load_checkpoint()
+    assert step == 20 and set(state) == {"net", "opt"}
+    w20 = state["net"]["weight"].clone()
+    run.update(steps=30)
+    steps = list(jobs.train(run))
+    assert steps[0] == 21 and steps[-1] == 30
+    assert not torch.equal(run.load_checkpoint()[1]["net"]["weight"], w20)
+    assert [r["step"] for r in run.metrics()] == [5, 10, 15, 20, 25, 30]
+
+
+def test_killed_mid_write_keeps_previous_files(store, tmp_path):
+    run = jobs.create_run(store, _spec(steps=10))
+    list(jobs.train(run))
+    before = run.info()
+    ck = run.checkpoints()[-1][1].read_bytes()
+    # a process killed while writing run.json and a checkpoint: simulated with os._exit mid-write
+    code = f"""
+import os, sys, tempfile, pathlib
+import genstudio.core.runs as R
+real = os.replace
+def die(*a, **k):
+    os._exit(9)          # killed after the temp file is written, before the rename
+os.replace = die
+run = R.Run(pathlib.Path({str(run.path)!r}))
+run.update(step=999, status="running")
+"""
+    r = subprocess.run([sys.executable, "-c", code])
+    assert r.returncode == 9
+    assert run.info() == before  # old run.json intact
+    code2 = f"""
+import os, pathlib, torch
+import genstudio.core.runs as R
+os.replace = lambda *a: os._exit(9)
+R.Run(pathlib.Path({str(run.path)!r})).save_checkpoint(10, {{"net": {{"weight": torch.zeros(2, 1)}}}})
+"""
+    assert subprocess.run([sys.executable, "-c", code2]).returncode == 9
+    assert run.checkpoints()[-1][1].read_bytes() == ck
+    # a torn metrics line (killed during append) is skipped
+    with open(run.path / "metrics.jsonl", "a") as f:
+        f.write('{"step": 11, "loss": 0.')
+    assert run.metrics()[-1]["step"] == 10
+    # resume after the kill works
+    run.update(steps=15)
+    assert list(jobs.train(run))[-1] == 15
+
+
+def test_corrupt_checkpoint_falls_back_and_reports(store):
+    run = jobs.create_run(store, _spec(steps=20))
+    list(jobs.train(run))
+    newest = run.checkpoints()[-1][1]
+    newest.write_bytes(b"garbage" * 10)
+    step, _ = run.load_checkpoint()
+    assert step == 10  # skipped the corrupt one
+    for _, p in run.checkpoints():
+        p.write_bytes(b"\x00")
+    with pytest.raises(RunError, match="no readable checkpoint"):
+        run.load_checkpoint()
+    atomic_write_text(run.path / "run.json", "{broken")
+    with pytest.raises(RunError, match="corrupt"):
+        run.info()
+
+
+def test_pause_resume_cancel_from_another_thread(store):
+    run = jobs.create_run(store, _spec(steps=100000, sample_every=0, checkpoint_every=0))
+    control = jobs.Control()
+    bus = ev.EventBus()
+    statuses = []
+    bus.subscribe(lambda e: statuses.append(e.data["status"]), ev.STATUS)
+    seen = []
+
+    def drive():
+        for s in jobs.train(run, control=control, bus=bus):
+            seen.append(s)
+
+    t = threading.Thread(target=drive)
+    t.start()
+    while len(seen) < 5:
+        time.sleep(0.01)
+    control.pause()
+    time.sleep(0.3)
+    n = len(seen)
+    time.sleep(0.3)
+    assert len(seen) == n and run.info()["status"] == "paused"
+    control.resume()
+    while len(seen) < n + 5:
+        time.sleep(0.01)
+    control.cancel()
+    t.join(10)
+    assert not t.is_alive()
+    info = run.info()
+    assert info["status"] == "stopped" and info["step"] == seen[-1]
+    assert statuses[:3] == ["running", "paused", "running"] and statuses[-1] == "stopped"
+    assert run.checkpoints()[-1][0] == seen[-1]
+
+
+def test_nan_pauses_then_rolls_back(store):
+    run = jobs.create_run(store, _spec(steps=30, overrides=["lr=0.1", "nan_at=15"]))
+    control = jobs.Control()
+    bus = ev.EventBus()
+    msgs = []
+    bus.subscribe(lambda e: msgs.append((e.data["status"], e.data["message"])), ev.STATUS)
+    gen = jobs.train(run, control=control, bus=bus)
+    out = []
+    t = threading.Thread(target=lambda: out.extend(gen))
+    t.start()
+    while not control.paused:
+        time.sleep(0.01)
+    assert msgs[-1][0] == "diverged" and "step 15" in msgs[-1][1]
+    assert run.info()["status"] == "diverged"
+    control.resume()
+    t.join(10)
+    assert any("resumed from checkpoint step 10" in m for _, m in msgs)
+    assert run.info()["status"] == "completed"
+
+
+def test_nan_then_stop_keeps_good_checkpoint(store):
+    run = jobs.create_run(store, _spec(steps=30, overrides=["lr=0.1", "nan_at=15"]))
+    control = jobs.Control()
+    bus = ev.EventBus()
+    bus.subscribe(lambda e: control.cancel() if e.data["status"] == "diverged" else None, ev.STATUS)
+    list(jobs.train(run, control=control, bus=bus))
+    assert run.info()["status"] == "diverged"
+    assert run.checkpoints()[-1][0] == 10
+
+
+def test_plugin_exception_marks_failed(store):
+    run = jobs.create_run(store, _spec(overrides=["raise_at=3"]))
+    bus = ev.EventBus()
+    errors = []
+    bus.subscribe(errors.append, ev.ERROR)
+    with pytest.raises(RuntimeError, match="deliberate"):
+        list(jobs.train(run, bus=bus))
+    assert run.info()["status"] == "failed"
+    assert "deliberate failure" in errors[0].data["message"]
+    assert "Traceback" in run.read_log()
+
+
+def test_sample_job_writes_png_npz_with_trajectory(store):
+    run = jobs.create_run(store, _spec(steps=10))
+    list(jobs.train(run))
+    gen = jobs.sample(run, n=8, steps=4, seed=3)
+    states = []
+    try:
+        while True:
+            states.append(next(gen))
+    except StopIteration as stop:
+        res = stop.value
+    assert [s.step for s in states] == [0, 1, 2, 3, 4]
+    import numpy as np
+
+    z = np.load(res.npz)
+    assert z["x"].shape == (8, 2) and z["traj_x"].shape == (5, 8, 2)
+    assert res.png.endswith(".png")
+    # the same seed gives the same samples
+    again = list(jobs.sample(run, n=8, steps=4, seed=3))
+    assert torch.equal(again[-1].x, states[-1].x)
+
+
+def test_store_lookup_and_delete(store):
+    run = jobs.create_run(store, _spec(steps=1))
+    assert store.get(run.id).path == run.path
+    assert store.get(run.id[:-1]).path == run.path  # prefix
+    assert store.get(str(run.path)).path == run.path
+    json.loads((run.path / "run.json").read_text())
+    store.delete(run)
+    with pytest.raises(RunError):
+        store.get(run.id)
+
+
+def test_unknown_plugin_and_incompatible_data(store):
+    with pytest.raises(KeyError, match="unknown plugin"):
+        jobs.create_run(store, _spec(plugin="nope"))

@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# One-step set-up on Debian/Ubuntu: system libraries Qt/vispy need, the CPU torch wheel FIRST
+# (so pip does not pull a multi-GB CUDA build to satisfy "torch>=2.2"), then GenStudio itself.
+#   bash installer/install.sh          # the app
+#   bash installer/install.sh --test   # the app (editable) + test extras + Xvfb for the GL tests
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+SUDO=""
+[ "$(id -u)" -ne 0 ] && command -v sudo >/dev/null && SUDO="sudo"
+
+if command -v apt-get >/dev/null; then
+  pkgs="libxcb-icccm4 libxcb-keysyms1 libxcb-cursor0 libxkbcommon-x11-0 libxcb-image0 libxcb-render-util0
+        libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libgl1 libegl1 libgl1-mesa-dri libglx-mesa0
+        libegl-mesa0 libfontconfig1 libdbus-1-3"
+  [ "${1:-}" = "--test" ] && pkgs="$pkgs xvfb xauth"
+  missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
+  if [ -n "$missing" ]; then
+    $SUDO apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq --no-install-recommends $missing
+  fi
+fi
+
+$PY -m pip install -q --upgrade pip
+$PY -c "import torch" 2>/dev/null || $PY -m pip install -q "torch==2.13.0"
+if [ "${1:-}" = "--test" ]; then
+  $PY -m pip install -q -e ".[test]"
+else
+  $PY -m pip install -q .
+fi
+echo "GenStudio installed: run 'genstudio' to launch."

@@ -1,0 +1,511 @@
+"""Training monitor: live metric curves (EMA-smoothed over the faint raw curve, log axes, step or
+wall-time x axis, several runs overlaid), throughput, and the sample grids logged during training
+with a step slider.
+
+Rows are kept in preallocated numpy columns that double when full, so a tick only appends and
+hands views to ``setData`` (the pyqtgraph scrolling-plot pattern); long curves are peak-downsampled
+and clipped to the view.
+"""
+
+from __future__ import annotations
+
+import numbers
+import re
+from pathlib import Path
+
+import numpy as np
+import pyqtgraph as pg
+from PIL import Image
+from PySide6.QtCore import Qt
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QHBoxLayout,
+    QLabel,
+    QListWidget,
+    QListWidgetItem,
+    QSlider,
+    QSplitter,
+    QToolButton,
+    QVBoxLayout,
+    QWidget,
+)
+from scipy.signal import lfilter
+
+from genstudio.core import events as ev
+from genstudio.core.events import Event
+from genstudio.core.imaging import samples_image
+from genstudio.core.runs import Run, RunError
+from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.views import SampleView, colour
+
+SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
+AXIS_COLUMNS = ("step", "time")  # x-axis choices; never offered as curves
+
+
+def ema(y: np.ndarray, weight: float) -> np.ndarray:
+    """Debiased exponential moving average (TensorBoard's smoothing):
+    s_t = w s_{t-1} + (1 - w) y_t with s_{-1} = 0, divided by 1 - w^(t+1) so early points are not
+    dragged towards zero."""
+    y = np.asarray(y, dtype=np.float64)
+    if weight <= 0 or y.size == 0:
+        return y.copy()
+    s = lfilter([1.0 - weight], [1.0, -weight], y)
+    return s / (1.0 - weight ** np.arange(1, y.size + 1))
+
+
+class History:
+    """One run's metric rows as growing numpy columns (NaN where a row lacks a metric)."""
+
+    def __init__(self, capacity: int = 256) -> None:
+        self.n = 0
+        self.cap = capacity
+        self.cols: dict[str, np.ndarray] = {}
+        self.version = 0  # bumps on every change, so redraws can skip untouched curves
+
+    @classmethod
+    def from_rows(cls, rows: list[dict]) -> History:
+        h = cls(max(256, 2 * len(rows)))
+        for r in rows:
+            h.append(r)
+        return h
+
+    def append(self, row: dict) -> None:
+        step = row.get("step")
+        if isinstance(step, numbers.Real) and self.n and "step" in self.cols:
+            steps = self.cols["step"][: self.n]
+            if steps[-1] >= step:  # a resume rewound: its rows supersede the old ones (as Run.metrics)
+                self.n = int(np.searchsorted(steps, step, side="left"))
+        if self.n == self.cap:
+            self.cap *= 2
+            for k, col in self.cols.items():
+                grown = np.full(self.cap, np.nan)
+                grown[: self.n] = col[: self.n]
+                self.cols[k] = grown
+        for col in self.cols.values():
+            col[self.n] = np.nan
+        for k, v in row.items():
+            if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                col = self.cols.get(k)
+                if col is None:
+                    col = self.cols[k] = np.full(self.cap, np.nan)
+                col[self.n] = float(v)
+        self.n += 1
+        self.version += 1
+
+    def column(self, name: str) -> np.ndarray:
+        col = self.cols.get(name)
+        return col[: self.n] if col is not None else np.full(self.n, np.nan)
+
+    def last(self, name: str) -> float | None:
+        col = self.column(name)
+        ok = np.isfinite(col)
+        return float(col[ok][-1]) if ok.any() else None
+
+    def names(self) -> list[str]:
+        return [k for k in self.cols if k not in AXIS_COLUMNS]
+
+
+def short_id(run_id: str) -> str:
+    """Run ids start with a timestamp; the legend only needs the rest."""
+    m = re.match(r"^\d{8}-\d{6}-(.+)$", run_id)
+    return m.group(1) if m else run_id
+
+
+def _fmt_duration(s: float) -> str:
+    s = int(round(s))
+    return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+class TrainingPanel(Panel):
+    panel_id = "training"
+    title = "Training monitor"
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self._run: Run | None = None
+        self._histories: dict[str, History] = {}
+        self._live: set[str] = set()  # runs whose history came (partly) from events: keep them
+        self._pinned: list[str] = []
+        self._checked: set[str] = {"loss"}
+        self._curves: dict[tuple[str, str], tuple[pg.PlotDataItem, pg.PlotDataItem, tuple]] = {}
+        self._drawn: dict[tuple[str, str], tuple] = {}
+        self._samples: dict[int, np.ndarray | Path] = {}
+        self._total_steps: int | None = None
+        self._status = ""
+        self._build()
+
+    # -- UI ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.smoothing = QSlider(Qt.Horizontal)
+        self.smoothing.setRange(0, 999)
+        self.smoothing.setValue(600)
+        self.smoothing.setPageStep(50)
+        self.smoothing.setFixedWidth(140)
+        self.smoothing.setToolTip("EMA weight; the raw curve stays faint behind the smoothed one")
+        self.smoothing_label = QLabel()
+        self.smoothing_label.setMinimumWidth(32)
+        self.log_x = QCheckBox("log x")
+        self.log_y = QCheckBox("log y")
+        self.x_axis = QComboBox()
+        self.x_axis.addItem("step", "step")
+        self.x_axis.addItem("wall time", "time")
+        self.pin = QToolButton(text="Pin run", checkable=True)
+        self.pin.setToolTip("Keep this run's curves on the plot (in other colours) when another run is selected")
+        self.unpin = QToolButton(text="Unpin all")
+        self.throughput = QLabel("no run")
+        self.throughput.setTextInteractionFlags(Qt.TextSelectableByMouse)
+
+        bar = QHBoxLayout()
+        bar.setContentsMargins(4, 2, 4, 2)
+        bar.addWidget(QLabel("Smoothing"))
+        bar.addWidget(self.smoothing)
+        bar.addWidget(self.smoothing_label)
+        bar.addSpacing(8)
+        bar.addWidget(self.log_x)
+        bar.addWidget(self.log_y)
+        bar.addSpacing(8)
+        bar.addWidget(QLabel("x axis"))
+        bar.addWidget(self.x_axis)
+        bar.addSpacing(8)
+        bar.addWidget(self.pin)
+        bar.addWidget(self.unpin)
+        bar.addStretch(1)
+        bar.addWidget(self.throughput)
+
+        self.metric_list = QListWidget()
+        self.metric_list.setToolTip("Metrics to plot")
+        self.metric_list.setMaximumWidth(180)
+        self.plot = pg.PlotWidget()
+        self.plot_item: pg.PlotItem = self.plot.getPlotItem()
+        self.plot_item.showGrid(x=True, y=True, alpha=0.2)
+        self.plot_item.setLabel("bottom", "step")
+        self.legend = self.plot_item.addLegend(offset=(-10, 10))
+        self.plot_item.setMenuEnabled(True)
+
+        samples = QWidget()
+        sl = QVBoxLayout(samples)
+        sl.setContentsMargins(0, 0, 0, 0)
+        self.sample_canvas = pg.GraphicsLayoutWidget()
+        self.sample_view = SampleView("Samples")
+        self.sample_canvas.addItem(self.sample_view)
+        self.sample_slider = QSlider(Qt.Horizontal)
+        self.sample_slider.setEnabled(False)
+        self.sample_label = QLabel("no samples yet")
+        row = QHBoxLayout()
+        row.addWidget(self.sample_slider, 1)
+        row.addWidget(self.sample_label)
+        sl.addWidget(self.sample_canvas, 1)
+        sl.addLayout(row)
+
+        split = QSplitter(Qt.Horizontal)
+        split.addWidget(self.metric_list)
+        split.addWidget(self.plot)
+        split.addWidget(samples)
+        split.setStretchFactor(0, 0)
+        split.setStretchFactor(1, 3)
+        split.setStretchFactor(2, 2)
+        split.setSizes([140, 560, 360])
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(bar)
+        lay.addWidget(split, 1)
+
+        self.smoothing.valueChanged.connect(self._settings_changed)
+        self.x_axis.currentIndexChanged.connect(self._settings_changed)
+        self.log_x.toggled.connect(self._log_changed)
+        self.log_y.toggled.connect(self._log_changed)
+        self.metric_list.itemChanged.connect(self._metric_toggled)
+        self.pin.toggled.connect(self._pin_toggled)
+        self.unpin.clicked.connect(self.unpin_all)
+        self.sample_slider.valueChanged.connect(self._show_sample_index)
+        self._settings_changed()
+
+    @property
+    def smoothing_weight(self) -> float:
+        return self.smoothing.value() / 1000.0
+
+    def _settings_changed(self, *_: object) -> None:
+        self.smoothing_label.setText(f"{self.smoothing_weight:.2f}")
+        self.plot_item.setLabel("bottom", "step" if self.x_axis.currentData() == "step" else "wall time (s)")
+        self._redraw()
+
+    def _log_changed(self, *_: object) -> None:
+        self.plot_item.setLogMode(x=self.log_x.isChecked(), y=self.log_y.isChecked())
+
+    def _metric_toggled(self, item: QListWidgetItem) -> None:
+        name = item.data(Qt.UserRole)
+        if item.checkState() == Qt.Checked:
+            self._checked.add(name)
+        else:
+            self._checked.discard(name)
+        self._redraw()
+
+    def _pin_toggled(self, on: bool) -> None:
+        if self._run is None:
+            return
+        if on and self._run.id not in self._pinned:
+            self._pinned.append(self._run.id)
+        elif not on and self._run.id in self._pinned:
+            self._pinned.remove(self._run.id)
+        self._redraw()
+
+    # -- public API -------------------------------------------------------------------------
+    def set_run(self, run: Run | None) -> None:
+        self._run = run
+        self._samples = {}
+        self._total_steps = None
+        self._status = ""
+        if run is not None:
+            self._load_history(run)
+            self._load_samples(run)
+        keep = set(self._pinned) | self._live | ({run.id} if run else set())
+        self._histories = {k: v for k, v in self._histories.items() if k in keep}
+        self.pin.blockSignals(True)
+        self.pin.setChecked(run is not None and run.id in self._pinned)
+        self.pin.setEnabled(run is not None)
+        self.pin.blockSignals(False)
+        self._refresh_samples(follow=True)
+        self._redraw()
+
+    def pin_run(self, run_id: str | None = None) -> None:
+        """Keep ``run_id`` (default: the current run) overlaid when the selection changes."""
+        rid = run_id or (self._run.id if self._run else None)
+        if rid and rid not in self._pinned:
+            self._pinned.append(rid)
+            if self._run and rid == self._run.id:
+                self.pin.setChecked(True)
+            self._redraw()
+
+    def unpin_all(self) -> None:
+        self._pinned.clear()
+        self.pin.blockSignals(True)
+        self.pin.setChecked(False)
+        self.pin.blockSignals(False)
+        self._redraw()
+
+    def set_metric_checked(self, name: str, on: bool = True) -> None:
+        self._sync_metric_list()
+        for i in range(self.metric_list.count()):
+            item = self.metric_list.item(i)
+            if item.data(Qt.UserRole) == name:
+                item.setCheckState(Qt.Checked if on else Qt.Unchecked)
+                return
+        raise KeyError(f"no metric {name!r}")
+
+    def metric_names(self) -> list[str]:
+        return [self.metric_list.item(i).data(Qt.UserRole) for i in range(self.metric_list.count())]
+
+    def displayed_runs(self) -> list[str]:
+        """Pinned runs first (stable colours), then the current run."""
+        out = list(self._pinned)
+        if self._run is not None and self._run.id not in out:
+            out.append(self._run.id)
+        return out
+
+    def curve_points(self, name: str, run_id: str | None = None, smoothed: bool = False
+                     ) -> tuple[np.ndarray, np.ndarray]:
+        """The (x, y) of a curve as drawn (raw or EMA), in data units (before any log mapping)."""
+        rid = run_id or (self._run.id if self._run else None)
+        entry = self._curves.get((rid, name))
+        if entry is not None:
+            item = entry[1] if smoothed else entry[0]
+            x, y = item.xData, item.yData
+            if x is None:
+                return np.empty(0), np.empty(0)
+            return np.asarray(x), np.asarray(y)
+        if rid not in self._histories:
+            raise KeyError(f"no history for run {rid!r}")
+        x, y = self._xy(self._histories[rid], name)
+        return x, (ema(y, self.smoothing_weight) if smoothed else y)
+
+    def sample_steps(self) -> list[int]:
+        return sorted(self._samples)
+
+    def show_sample_step(self, step: int) -> None:
+        self.sample_slider.setValue(self.sample_steps().index(step))
+
+    # -- events -----------------------------------------------------------------------------
+    def on_events(self, events: list[Event]) -> None:
+        changed = samples_changed = False
+        current = self._run.id if self._run else None
+        for e in events:
+            if e.kind == ev.METRICS:
+                self._histories.setdefault(e.run_id, History()).append(e.data)
+                self._live.add(e.run_id)
+                changed = True
+            elif e.run_id != current:
+                continue
+            elif e.kind == ev.SAMPLES:
+                x = e.data.get("x")
+                path = e.data.get("path")
+                if x is not None:
+                    try:
+                        self._samples[int(e.data["step"])] = samples_image(x)
+                    except ValueError:  # a shape we cannot draw; the PNG may still exist
+                        if path:
+                            self._samples[int(e.data["step"])] = Path(path)
+                elif path:
+                    self._samples[int(e.data["step"])] = Path(path)
+                samples_changed = True
+            elif e.kind == ev.STATUS:
+                self._status = str(e.data.get("status", ""))
+                changed = True
+        if samples_changed:
+            self._refresh_samples(follow=self.sample_slider.value() >= self.sample_slider.maximum())
+        if changed:
+            self._redraw()
+
+    # -- loading ----------------------------------------------------------------------------
+    def _load_history(self, run: Run) -> None:
+        """Disk rows, then any rows that only arrived as events (the trainer flushes in batches)."""
+        try:
+            rows = run.metrics()
+            info = run.info()
+            self._total_steps = int(info.get("steps", 0)) or None
+            self._status = str(info.get("status", ""))
+        except RunError:
+            rows = []
+        live = self._histories.get(run.id)
+        h = History.from_rows(rows)
+        if live is not None and live.n:
+            last = h.last("step")
+            steps = live.column("step")
+            for i in range(live.n):
+                if last is None or steps[i] > last:
+                    h.append({k: float(c[i]) for k, c in live.cols.items() if np.isfinite(c[i])})
+        self._histories[run.id] = h
+
+    def _load_samples(self, run: Run) -> None:
+        try:
+            for p in run.sample_dir().iterdir():
+                m = SAMPLE_RE.match(p.name)
+                if m:
+                    self._samples[int(m.group(1))] = p
+        except OSError:
+            pass
+
+    # -- drawing ----------------------------------------------------------------------------
+    def _xy(self, h: History, name: str) -> tuple[np.ndarray, np.ndarray]:
+        x = h.column(self.x_axis.currentData() or "step")
+        y = h.column(name)
+        ok = np.isfinite(x) & np.isfinite(y)
+        return x[ok], y[ok]
+
+    def _sync_metric_list(self) -> None:
+        names: list[str] = []
+        for rid in self.displayed_runs():
+            h = self._histories.get(rid)
+            for k in h.names() if h else ():
+                if k not in names:
+                    names.append(k)
+        names.sort(key=lambda k: (k != "loss", k == "steps_per_s"))  # loss first, throughput last
+        if names == self.metric_names():
+            return
+        self.metric_list.blockSignals(True)
+        self.metric_list.clear()
+        for k in names:
+            item = QListWidgetItem(k)
+            item.setData(Qt.UserRole, k)
+            item.setFlags(item.flags() | Qt.ItemIsUserCheckable)
+            item.setCheckState(Qt.Checked if k in self._checked else Qt.Unchecked)
+            self.metric_list.addItem(item)
+        self.metric_list.blockSignals(False)
+
+    def _redraw(self) -> None:
+        self._sync_metric_list()
+        runs = self.displayed_runs()
+        metrics = [k for k in self.metric_names() if k in self._checked]
+        want: dict[tuple[str, str], tuple] = {}
+        for rid in runs:
+            h = self._histories.get(rid)
+            for name in metrics:
+                if h is not None and name in h.cols:
+                    label = name if len(runs) == 1 else f"{name} · {short_id(rid)}"
+                    dashed = self._run is None or rid != self._run.id  # overlaid runs: dashed
+                    want[(rid, name)] = (label, len(want), dashed)
+        for key in list(self._curves):
+            if key not in want or self._curves[key][2] != want[key]:
+                raw, smooth, _ = self._curves.pop(key)
+                self.plot_item.removeItem(raw)
+                self.plot_item.removeItem(smooth)
+                self._drawn.pop(key, None)
+        w = self.smoothing_weight
+        xmode = self.x_axis.currentData()
+        for key, (label, idx, dashed) in want.items():
+            if key not in self._curves:
+                style = Qt.DashLine if dashed else Qt.SolidLine
+                raw = self._new_curve(pg.mkPen(colour(idx, 80), width=1), None)
+                smooth = self._new_curve(pg.mkPen(colour(idx), width=2, style=style), label)
+                self._curves[key] = (raw, smooth, want[key])
+            raw, smooth, _ = self._curves[key]
+            h = self._histories[key[0]]
+            stamp = (h.version, w, xmode)
+            if self._drawn.get(key) == stamp:
+                continue
+            x, y = self._xy(h, key[1])
+            raw.setData(x, y, skipFiniteCheck=True)
+            smooth.setData(x, ema(y, w), skipFiniteCheck=True)
+            raw.setVisible(w > 0)  # without smoothing the "smoothed" curve is the raw one
+            self._drawn[key] = stamp
+        self._update_throughput()
+
+    def _new_curve(self, pen: object, name: str | None) -> pg.PlotDataItem:
+        item = pg.PlotDataItem(pen=pen, name=name)
+        item.setDownsampling(auto=True, method="peak")
+        item.setClipToView(True)
+        item.setLogMode(self.log_x.isChecked(), self.log_y.isChecked())
+        self.plot_item.addItem(item)
+        return item
+
+    def _update_throughput(self) -> None:
+        h = self._histories.get(self._run.id) if self._run else None
+        if self._run is None:
+            self.throughput.setText("no run selected")
+            return
+        if h is None or not h.n:
+            self.throughput.setText(f"{self._status or 'no metrics yet'}")
+            return
+        step = h.last("step")
+        rate = h.last("steps_per_s")
+        parts = [f"step {int(step):,}" + (f" / {self._total_steps:,}" if self._total_steps else "")]
+        if rate:
+            parts.append(f"{rate:.1f} steps/s")
+            if self._total_steps and self._status == "running" and step < self._total_steps:
+                parts.append(f"ETA {_fmt_duration((self._total_steps - step) / rate)}")
+        if self._status and self._status != "running":
+            parts.append(self._status)
+        self.throughput.setText(" · ".join(parts))
+
+    # -- sample grids -------------------------------------------------------------------------
+    def _refresh_samples(self, follow: bool) -> None:
+        steps = self.sample_steps()
+        self.sample_slider.blockSignals(True)
+        self.sample_slider.setEnabled(len(steps) > 1)
+        self.sample_slider.setRange(0, max(0, len(steps) - 1))
+        if follow:
+            self.sample_slider.setValue(len(steps) - 1)
+        self.sample_slider.blockSignals(False)
+        if steps:
+            self._show_sample_index(self.sample_slider.value())
+        else:
+            self.sample_view.clear_content()
+            self.sample_label.setText("no samples yet")
+
+    def _show_sample_index(self, i: int) -> None:
+        steps = self.sample_steps()
+        if not steps:
+            return
+        step = steps[max(0, min(i, len(steps) - 1))]
+        img = self._samples[step]
+        if isinstance(img, Path):
+            try:
+                with Image.open(img) as im:
+                    img = np.asarray(im.convert("RGB"))
+            except OSError:
+                self.sample_label.setText(f"step {step:,}: unreadable image")
+                return
+            self._samples[step] = img
+        self.sample_view.show_image(img)
+        self.sample_label.setText(f"step {step:,}")

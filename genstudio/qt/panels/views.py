@@ -1,0 +1,85 @@
+"""pyqtgraph pieces shared by the panels: a plot that shows either an image grid or a 2-D point
+cloud with particle trails, and the helpers that feed it."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+
+PALETTE = [
+    (77, 166, 255), (255, 140, 66), (102, 204, 102), (240, 84, 84), (186, 134, 255),
+    (255, 214, 10), (64, 224, 208), (255, 128, 200), (170, 170, 170), (160, 110, 60),
+]
+
+
+def colour(i: int, alpha: int = 255) -> tuple[int, int, int, int]:
+    """The i-th colour of the shared palette (curves of different runs/metrics stay apart)."""
+    r, g, b = PALETTE[i % len(PALETTE)]
+    return r, g, b, alpha
+
+
+def trail_arrays(history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(L, N, 2) positions over L steps -> x, y and a ``connect`` array for one PlotCurveItem that
+    draws N separate polylines (no segment joins the end of one particle to the next)."""
+    steps, n, _ = history.shape
+    per = np.ascontiguousarray(history.transpose(1, 0, 2))  # (N, L, 2): one particle after another
+    connect = np.ones(n * steps, dtype=bool)
+    connect[steps - 1::steps] = False
+    return per[..., 0].ravel(), per[..., 1].ravel(), connect
+
+
+class SampleView(pg.PlotItem):
+    """A titled plot that shows an RGB uint8 image (axes hidden, y down) or points with trails."""
+
+    def __init__(self, title: str = "", point_colour: tuple[int, int, int] = PALETTE[0]) -> None:
+        super().__init__(title=title)
+        self.setMenuEnabled(False)
+        self.image = pg.ImageItem(axisOrder="row-major")
+        self.trails = pg.PlotCurveItem(pen=pg.mkPen(*point_colour, 60, width=1))
+        self.scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(*point_colour, 220))
+        for item in (self.image, self.trails, self.scatter):
+            self.addItem(item)
+        self.setAspectLocked(True)
+        self.mode: str | None = None
+        self._image_shape: tuple[int, ...] | None = None
+        self._set_mode("image")
+
+    def _set_mode(self, mode: str) -> None:
+        if mode == self.mode:
+            return
+        self.mode = mode
+        image = mode == "image"
+        self.image.setVisible(image)
+        self.trails.setVisible(not image)
+        self.scatter.setVisible(not image)
+        for axis in ("left", "bottom"):
+            self.showAxis(axis, not image)
+        self.invertY(image)
+        self.showGrid(x=not image, y=not image, alpha=0.15)
+        self._image_shape = None
+
+    def show_image(self, img: np.ndarray) -> None:
+        """Show an (H, W, 3) uint8 image at fixed levels (no per-frame autoscaling flicker)."""
+        self._set_mode("image")
+        self.image.setImage(img, autoLevels=False, levels=(0, 255))
+        if img.shape != self._image_shape:  # new geometry: fit it, otherwise keep the user's zoom
+            self._image_shape = img.shape
+            self.getViewBox().setRange(xRange=(0, img.shape[1]), yRange=(0, img.shape[0]), padding=0.02)
+
+    def show_points(self, pts: np.ndarray, history: np.ndarray | None = None, lim: float | None = None) -> None:
+        """Show (N, 2) points; ``history`` (L, N, 2) draws faint trails; ``lim`` fixes the range."""
+        self._set_mode("points")
+        self.scatter.setData(pos=np.asarray(pts, dtype=np.float64))
+        if history is not None and len(history) > 1:
+            x, y, connect = trail_arrays(history)
+            self.trails.setData(x, y, connect=connect, skipFiniteCheck=True)
+        else:
+            self.trails.setData([], [])
+        if lim is not None:
+            self.getViewBox().setRange(xRange=(-lim, lim), yRange=(-lim, lim), padding=0)
+
+    def clear_content(self) -> None:
+        self.image.clear()
+        self.scatter.setData([])
+        self.trails.setData([], [])
+        self._image_shape = None

@@ -1,0 +1,429 @@
+"""The evaluation job: sample from a run, compare with the dataset, store honest numbers.
+
+``evaluate(run, ...)`` is a generator job like ``train``/``sample`` in :mod:`genstudio.core.jobs`:
+it yields progress dicts, publishes PROGRESS and RESULT events, honours a :class:`Control`
+between batches and metrics, and returns the stored record (also written to
+``run.eval_dir()/eval_<step>_<time>.json``). Drive it with ``run_eval(...)`` to get the record.
+
+Every metric entry says what it is comparable to: ``{value, ci_low, ci_high, note, extractor}``.
+Fréchet distances on our per-dataset classifiers are called FCD, never FID (FID needs the
+Inception-v3 weights file). The reference set is ``dataset.fixed(n, seed=ref_seed)`` -- for the
+built-in image sets that is training data, so a model that memorises scores perfectly.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from scipy.stats import norm
+
+from genstudio.core import events as ev
+from genstudio.core.jobs import Control, load_model
+from genstudio.core.metrics import functional as M
+from genstudio.core.metrics.features import Extractor, InceptionExtractor, RawExtractor, classifier_for
+from genstudio.core.plugin import Capability, final_state
+from genstudio.core.registry import registry
+from genstudio.core.runs import Run, atomic_write_text
+
+SCHEMA = 1
+INCEPTION_ENV = "GENSTUDIO_INCEPTION_WEIGHTS"
+
+# name -> (label, which direction is better); the panel and the CLI use these
+METRIC_INFO: dict[str, tuple[str, str]] = {
+    "fcd": ("Fréchet classifier distance", "lower"),
+    "fid": ("Fréchet Inception distance", "lower"),
+    "kid": ("Kernel distance (unbiased MMD², cubic kernel)", "lower"),
+    "is": ("Inception-style score", "higher"),
+    "precision": ("Precision (k-NN manifold)", "higher"),
+    "recall": ("Recall (k-NN manifold)", "higher"),
+    "accuracy": ("Class accuracy of conditional samples", "higher"),
+    "energy": ("Energy distance", "lower"),
+    "mmd": ("MMD² (RBF kernels)", "lower"),
+    "w2": ("Exact W2 (optimal assignment)", "lower"),
+    "nll": ("NLL (nats per sample)", "lower"),
+    "bpd": ("Bits per dimension", "lower"),
+    "sampling_time": ("Seconds per 64 samples", "lower"),
+    "nfe": ("Network evaluations per sample", "lower"),
+}
+IMAGE_METRICS = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll")
+POINT_METRICS = ("energy", "mmd", "w2", "pr", "nll")
+ALIASES = {"pr": ("precision", "recall"), "precision": ("precision", "recall"), "recall": ("precision", "recall"),
+           "bpd": ("nll",), "likelihood": ("nll",)}
+
+
+def available_metrics(kind: str) -> tuple[str, ...]:
+    """Metric names ``evaluate`` accepts for a data kind ("image" or "points2d")."""
+    return IMAGE_METRICS if kind == "image" else POINT_METRICS
+
+
+def default_metrics(kind: str, capabilities: Capability = Capability.NONE) -> list[str]:
+    out = ["fcd", "kid", "is", "pr"] if kind == "image" else ["energy", "mmd", "w2", "pr"]
+    if kind == "image" and Capability.CONDITIONAL in capabilities:
+        out.append("accuracy")
+    if Capability.LIKELIHOOD in capabilities:
+        out.append("nll")
+    return out
+
+
+def _resolve(metrics: Sequence[str] | str | None, kind: str, caps: Capability) -> list[str]:
+    if metrics is None or metrics == "" or metrics == "default":
+        metrics = default_metrics(kind, caps)
+    if isinstance(metrics, str):
+        metrics = [m.strip() for m in metrics.split(",") if m.strip()]
+    if kind not in ("image", "points2d"):
+        raise ValueError(f"no sample-quality metrics for {kind} data yet")
+    allowed = available_metrics(kind)
+    out: list[str] = []
+    for m in (m.lower() for m in metrics):
+        m = {"inception_score": "is", "energy_distance": "energy"}.get(m, m)
+        if m not in allowed and m not in ALIASES:
+            hint = " (FID needs image data; 2-D runs use energy, mmd, w2)" if m in ("fid", "fcd", "kid", "is") else ""
+            raise ValueError(f"unknown metric {m!r} for {kind} data{hint}; choose from {', '.join(allowed)}")
+        for x in ALIASES.get(m, (m,)):
+            if x not in out:
+                out.append(x)
+    return out
+
+
+def _entry(value: float | None, lo: float | None = None, hi: float | None = None, note: str = "",
+           extractor: str = "", **extra: Any) -> dict[str, Any]:
+    def clean(v: Any) -> Any:
+        return None if v is None or (isinstance(v, float) and not math.isfinite(v)) else float(v)
+
+    return {"value": clean(value), "ci_low": clean(lo), "ci_high": clean(hi), "note": note,
+            "extractor": extractor, **extra}
+
+
+def _checkpoint(run: Run, checkpoint: int | str | Path) -> Path:
+    if isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
+        for s, p in run.checkpoints():
+            if s == int(checkpoint):
+                return p
+        raise ValueError(f"run {run.id} has no checkpoint at step {checkpoint} "
+                         f"(has {', '.join(str(s) for s, _ in run.checkpoints()) or 'none'})")
+    p = Path(checkpoint)
+    return p if p.is_absolute() or p.exists() else run.path / "checkpoints" / p
+
+
+class _Skip(Exception):
+    """A requested metric that does not apply to this run (recorded under "skipped")."""
+
+
+@dataclass
+class _Ctx:
+    """What the per-metric functions read: features (real, real probs, fake, fake probs) per extractor."""
+
+    n: int
+    kind: str
+    feats: dict[str, tuple[np.ndarray, Any, np.ndarray, Any]]
+    extractors: dict[str, Extractor]
+    pkey: str
+    alpha: float
+    boot: dict[str, Any]
+    model: Any
+    caps: Capability
+    x_ref: torch.Tensor
+    y_ref: torch.Tensor | None
+    conditional: bool
+    dim: int
+    dev: Any
+    batch_size: int
+
+    @property
+    def primary(self) -> tuple[np.ndarray, Any, np.ndarray, Any, Extractor]:
+        return (*self.feats[self.pkey], self.extractors[self.pkey])
+
+
+def _fd(ctx: _Ctx, name: str) -> dict[str, Any]:
+    key = "cnn" if name == "fcd" else "inception"
+    fr, _, ff, _ = ctx.feats[key]
+    ex = ctx.extractors[key]
+    nb = ctx.boot["n_boot"] if ex.dim <= 512 else min(ctx.boot["n_boot"], 20)  # 2048-d replicates cost seconds
+    ci = M.bootstrap_ci(M.fid_from_features, fr, ff, **{**ctx.boot, "n_boot": nb})
+    note = f"{ex.name} features ({ex.dim}-d), n={ctx.n}: biased in n, compare only at equal n and same extractor"
+    warn = M.fid_reliability(ctx.n, ex.dim)
+    return {name: _entry(ci.value, ci.low, ci.high, note + (f". WARNING: {warn}" if warn else ""), ex.name,
+                         bootstrap_bias=None if ci.n_boot == 0 else ci.bias, warning=warn)}
+
+
+def _kid_full(a: np.ndarray, b: np.ndarray) -> float:
+    return M.kid(a, b, subsets=1, subset_size=len(a))[0]
+
+
+def _kid(ctx: _Ctx, name: str) -> dict[str, Any]:
+    fr, _, ff, _, ex = ctx.primary
+    ci = M.bootstrap_ci(_kid_full, fr, ff, **ctx.boot)
+    return {"kid": _entry(ci.value, ci.low, ci.high, f"{ex.name} features; unbiased MMD² on all {ctx.n}x{ctx.n} "
+                          "pairs (KID with one subset of size n); ~0 means indistinguishable", ex.name)}
+
+
+def _is10(p: np.ndarray) -> float:
+    return M.inception_score(p, 10)[0]
+
+
+def _is(ctx: _Ctx, name: str) -> dict[str, Any]:
+    _, pr, _, pf, ex = ctx.primary
+    if pf is None:
+        raise _Skip(f"{ex.name} has no class probabilities (unlabelled dataset)")
+    ci = M.bootstrap_ci(_is10, pf, **ctx.boot)
+    ref = _is10(pr)
+    what = "Inception-v3 softmax" if ex.name == "inception-v3" else \
+        f"{ex.name} softmax (max {ex.num_classes}; not comparable with Inception IS)"
+    return {"is": _entry(ci.value, ci.low, ci.high, f"{what}, 10 splits; real data scores {ref:.3g}", ex.name, ref=ref)}
+
+
+def _pr(ctx: _Ctx, name: str) -> dict[str, Any]:
+    fr, _, ff, _, ex = ctx.primary
+    p, r = M.precision_recall(fr, ff, k=3)
+    out = {}
+    for nm, v, what in (("precision", p, "fake in real manifold"), ("recall", r, "real in fake manifold")):
+        lo, hi = M.wilson_interval(v * ctx.n, ctx.n, ctx.alpha)
+        out[nm] = _entry(v, lo, hi, f"{ex.name} features, k=3 ({what}); Wilson interval over points, manifold "
+                         "held fixed", ex.name)
+    return out
+
+
+def _accuracy(ctx: _Ctx, name: str) -> dict[str, Any]:
+    cnn = ctx.extractors.get("cnn")
+    if not ctx.conditional or cnn is None or not cnn.num_classes:
+        raise _Skip("needs a conditional plugin on a labelled dataset")
+    hits = float((ctx.feats["cnn"][3].argmax(1) == ctx.y_ref.numpy()).sum())
+    lo, hi = M.wilson_interval(hits, ctx.n, ctx.alpha)
+    va = cnn.meta.get("val_acc")
+    return {"accuracy": _entry(hits / ctx.n, lo, hi, f"{cnn.name} predicts the requested class; the classifier "
+                               f"itself scores {va:.1%} on held-out real data", cnn.name, ref=va)}
+
+
+def _energy(ctx: _Ctx, name: str) -> dict[str, Any]:
+    fr, _, ff, _, ex = ctx.primary
+    ci = M.bootstrap_ci(M.energy_distance, fr, ff, **ctx.boot)
+    return {"energy": _entry(ci.value, ci.low, ci.high, f"2E|X-Y|-E|X-X'|-E|Y-Y'| on raw points, n={ctx.n}", ex.name)}
+
+
+def _mmd(ctx: _Ctx, name: str) -> dict[str, Any]:
+    fr, _, ff, _, ex = ctx.primary
+    med = M.median_bandwidth(fr)
+    bws = (0.5 * med, med, 2 * med)
+    ci = M.bootstrap_ci(partial(M.mmd_rbf, bandwidths=bws), fr, ff, **ctx.boot)
+    return {"mmd": _entry(ci.value, ci.low, ci.high, f"unbiased, RBF bandwidths {', '.join(f'{b:.3g}' for b in bws)}"
+                          " (0.5/1/2 x reference median distance)", ex.name, bandwidths=list(bws))}
+
+
+def _w2(ctx: _Ctx, name: str) -> dict[str, Any]:
+    fr, _, ff, _, ex = ctx.primary
+    m = min(ctx.n, 1000)
+    return {"w2": _entry(M.w2_exact(fr[:m], ff[:m]), note=f"exact optimal assignment on {m} vs {m} points; no "
+                         "interval (O(n^3))", extractor=ex.name)}
+
+
+def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
+    lp_fn = getattr(ctx.model, "log_prob", None)
+    if Capability.LIKELIHOOD not in ctx.caps or lp_fn is None:
+        raise _Skip("the plugin has no log_prob (Capability.LIKELIHOOD)")
+    bs, n = ctx.batch_size, ctx.n
+    nll = -torch.cat([lp_fn(ctx.x_ref[i:i + bs].to(ctx.dev)).detach().double().cpu()
+                      for i in range(0, n, bs)]).numpy()
+    mean, se = float(nll.mean()), float(nll.std(ddof=1) / math.sqrt(n))
+    z = float(norm.ppf(1 - ctx.alpha / 2))
+    out = {"nll": _entry(mean, mean - z * se, mean + z * se, f"nats per sample on {n} reference points (mean +- z*se);"
+                         " a bound if the plugin's log_prob is one", "model")}
+    levels = M.infer_levels(ctx.x_ref) if ctx.kind == "image" else None
+    if levels:
+        conv = partial(M.discrete_bits_per_dim, dim=ctx.dim, levels=levels)
+        note = f"discrete data with {levels} levels: (NLL + D log((levels-1)/2)) / (D ln 2)"
+    else:
+        conv = partial(M.bits_per_dim, dim=ctx.dim)
+        note = "continuous density (no quantisation offset): not comparable with 8-bit bits/dim"
+    out["bpd"] = _entry(conv(mean), conv(mean - z * se), conv(mean + z * se), note, "model")
+    return out
+
+
+_METRIC_FNS = {"fcd": _fd, "fid": _fd, "kid": _kid, "is": _is, "precision": _pr, "recall": _pr,
+               "accuracy": _accuracy, "energy": _energy, "mmd": _mmd, "w2": _w2, "nll": _nll}
+
+
+def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | None = None, seed: int = 0,
+             checkpoint: int | str | Path | None = None, control: Control | None = None,
+             bus: ev.EventBus | None = None, device: str | None = None, steps: int | None = None,
+             sampler: str | None = None, n_boot: int = 100, alpha: float = 0.05,
+             inception: str | Path | None = None, batch_size: int = 250, ref_seed: int = 0,
+             extractor_root: str | Path | None = None) -> Iterator[dict[str, Any]]:
+    """Evaluate ``run`` (newest checkpoint, or ``checkpoint`` = step or path) on ``metrics``.
+
+    ``metrics``: list or comma string of names from :func:`available_metrics` ("pr" = precision +
+    recall, "nll" adds bits/dim for images); None = :func:`default_metrics`. ``n`` samples are
+    compared with ``n`` reference points (default 1000 images / 2000 points; capped by the dataset
+    size so both sets have equal n). ``inception`` (or $GENSTUDIO_INCEPTION_WEIGHTS) is a
+    pt_inception-2015-12-05 weights file: it enables "fid" and is then used for kid/is/pr too.
+    Yields ``{"stage", "done", "total"}``; returns the record that is written to the run folder.
+    """
+    control = control or Control()
+    bus = bus or ev.EventBus()
+    rid = run.id
+    t_start = time.time()
+    info = run.info()
+    caps = registry().get(info["plugin"]).info.capabilities
+    model, ds, step = load_model(run, device)
+    ck_name = run.checkpoints()[-1][1].name if run.checkpoints() else None
+    if checkpoint is not None:
+        path = _checkpoint(run, checkpoint)
+        step, state = run.load_checkpoint(path)
+        model.load_state_dict(state)
+        ck_name = path.name
+    kind = ds.spec.kind
+    names = _resolve(metrics, kind, caps)
+    inception = inception or os.environ.get(INCEPTION_ENV) or None
+    if "fid" in names and not inception:
+        raise ValueError("fid needs the Inception-v3 weights file (pt_inception-2015-12-05-6726825d.pth): pass "
+                         f"inception=PATH or set ${INCEPTION_ENV}; without it use fcd (Fréchet classifier distance)")
+    dev = getattr(model, "device", None) or torch.device("cpu")
+
+    n = int(n or (1000 if kind == "image" else 2000))
+    x_ref, y_ref = ds.fixed(n, seed=ref_seed)
+    n = len(x_ref)
+    conditional = Capability.CONDITIONAL in caps and y_ref is not None
+    n_batches = math.ceil(n / batch_size)
+    total = n_batches + 1 + len(names)
+    done = 0
+
+    def progress(stage: str) -> dict[str, Any]:
+        nonlocal done
+        done += 1
+        bus.emit(ev.PROGRESS, rid, done=done, total=total, rate=0.0, stage=stage, job="eval")
+        return {"stage": stage, "done": done, "total": total}
+
+    # 1. samples ------------------------------------------------------------------------------
+    fakes, nfe, t_sample, last_total = [], None, 0.0, None
+    for i in range(n_batches):
+        control.check()
+        lo, hi = i * batch_size, min(n, (i + 1) * batch_size)
+        cond = y_ref[lo:hi].to(dev) if conditional else None
+        t0 = time.perf_counter()
+        with torch.no_grad():
+            st = final_state(model.sample(hi - lo, seed=seed * 100_003 + i, steps=steps, sampler=sampler, cond=cond))
+        t_sample += time.perf_counter() - t0
+        fakes.append(st.x.detach().cpu().float())
+        nfe = st.extras.get("nfe", nfe)
+        last_total = st.total
+        yield progress(f"sampling {hi}/{n}")
+    x_fake = torch.cat(fakes)
+    bad = int((~torch.isfinite(x_fake)).reshape(len(x_fake), -1).any(1).sum())
+    if bad:
+        raise ValueError(f"the model produced {bad} non-finite samples out of {n}; metrics would be meaningless")
+    if kind == "image":
+        x_fake = x_fake.clamp(-1, 1)  # as if saved to 8-bit images, the way published numbers are made
+
+    # 2. features -----------------------------------------------------------------------------
+    control.check()
+    extractors: dict[str, Extractor] = {}
+    if kind == "image":
+        needs_cnn = {"fcd", "accuracy"} & set(names) or (not inception and {"kid", "is", "precision"} & set(names))
+        if needs_cnn:
+            extractors["cnn"] = classifier_for(ds, root=extractor_root, device=dev)
+        if inception:
+            extractors["inception"] = InceptionExtractor(inception, device=dev)
+    else:
+        extractors["raw"] = RawExtractor(ds.spec.dim)
+    primary = extractors.get("inception") or extractors.get("cnn") or extractors.get("raw")
+    feats: dict[str, tuple[np.ndarray, Any, np.ndarray, Any]] = {}
+    for key, ex in extractors.items():
+        fr, pr_ = ex.features_and_probs(x_ref)
+        ff, pf = ex.features_and_probs(x_fake)
+        feats[key] = (fr, pr_, ff, pf)
+    yield progress("features")
+
+    # 3. metrics ------------------------------------------------------------------------------
+    pkey = "inception" if "inception" in extractors else ("cnn" if "cnn" in extractors else "raw")
+    ctx = _Ctx(n=n, kind=kind, feats=feats, extractors=extractors, pkey=pkey, alpha=alpha,
+               boot=dict(n_boot=n_boot, alpha=alpha, seed=seed), model=model, caps=caps, x_ref=x_ref,
+               y_ref=y_ref, conditional=conditional, dim=ds.spec.dim, dev=dev, batch_size=batch_size)
+    out: dict[str, dict[str, Any]] = {}
+    skipped: dict[str, str] = {}
+    for name in names:
+        control.check()
+        try:
+            if name not in out:  # precision and recall come together
+                out.update(_METRIC_FNS[name](ctx, name))
+        except _Skip as s:
+            skipped[name] = str(s)
+        yield progress(name)
+
+    per64 = t_sample / n * 64
+    out["sampling_time"] = _entry(per64, note=f"seconds per 64 samples on {dev} (batches of {batch_size}"
+                                  + (f", {steps} steps" if steps else "") + ")", extractor="timer")
+    if nfe is not None:
+        out["nfe"] = _entry(float(nfe), note="network evaluations per sample, as the plugin reports", extractor="plugin")
+
+    record = {
+        "schema": SCHEMA, "job": "eval", "run": rid, "plugin": info.get("plugin"), "dataset": info.get("dataset"),
+        "step": int(step), "checkpoint": ck_name, "n": n, "seed": seed, "ref_seed": ref_seed,
+        "sampler": sampler, "steps": steps, "sample_steps": last_total, "conditional": conditional,
+        "extractor": primary.describe() if primary else None,
+        "extractors": {ex.name: ex.describe() for ex in extractors.values()},
+        "metrics": out, "skipped": skipped, "sampling_time": per64, "nfe": nfe, "device": str(dev),
+        "time": time.time(), "duration": round(time.time() - t_start, 2),
+    }
+    stamp = time.strftime("%Y%m%d-%H%M%S") + f"{int((time.time() % 1) * 1000):03d}"
+    path = run.eval_dir() / f"eval_{int(step):08d}_{stamp}.json"
+    atomic_write_text(path, json.dumps(record, indent=2))
+    record["path"] = str(path)
+    run.log(f"evaluated step {step}: " + ", ".join(f"{k}={v['value']:.4g}" for k, v in out.items()
+                                                      if v["value"] is not None))
+    bus.emit(ev.RESULT, rid, job="eval", path=str(path), record=record)
+    return record
+
+
+def evaluate_checkpoints(run: Run, metrics: Sequence[str] | str | None = None, **kw: Any) -> Iterator[dict[str, Any]]:
+    """Evaluate every stored checkpoint of ``run`` in step order (the chart over training)."""
+    records = []
+    for step, _ in run.checkpoints():
+        records.append((yield from evaluate(run, metrics, checkpoint=step, **kw)))
+    return records
+
+
+def run_eval(run: Run, metrics: Sequence[str] | str | None = None, **kw: Any) -> dict[str, Any]:
+    """Drive :func:`evaluate` to the end and return its record (CLI, scripts, tests)."""
+    gen = evaluate(run, metrics, **kw)
+    while True:
+        try:
+            next(gen)
+        except StopIteration as stop:
+            return stop.value
+
+
+def load_evals(run: Run) -> list[dict[str, Any]]:
+    """All stored eval records of a run, by (step, time); unreadable files are skipped."""
+    d = run.path / "evals"
+    out = []
+    if d.is_dir():
+        for p in d.glob("eval_*.json"):
+            try:
+                rec = json.loads(p.read_text("utf-8"))
+            except (OSError, json.JSONDecodeError):
+                continue
+            if isinstance(rec, dict) and isinstance(rec.get("metrics"), dict):
+                rec["path"] = str(p)
+                out.append(rec)
+    return sorted(out, key=lambda r: (r.get("step", 0), r.get("time", 0)))
+
+
+def format_value(entry: dict[str, Any], digits: int = 4) -> str:
+    """``12.3 [11.9, 12.8]`` -- the text the table and the CLI print."""
+    v = entry.get("value")
+    if v is None:
+        return "—"
+    s = f"{v:.{digits}g}"
+    lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    if lo is not None and hi is not None:
+        s += f" [{lo:.{digits - 1}g}, {hi:.{digits - 1}g}]"
+    return s

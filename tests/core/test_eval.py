@@ -1,0 +1,179 @@
+"""The eval job end to end on fake plugins whose sample quality we control exactly."""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import torch
+
+from genstudio.core import events as ev
+from genstudio.core.config import ModelConfig, param
+from genstudio.core.data import get_dataset
+from genstudio.core.eval import available_metrics, default_metrics, evaluate, load_evals, run_eval
+from genstudio.core.jobs import Cancelled, Control, TrainSpec, create_run, train
+from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.registry import registry
+from genstudio.core.runs import RunStore
+
+
+@dataclass
+class ShiftConfig(ModelConfig):
+    shift: float = param(0.0, "offset added to true data samples")
+    noise: float = param(0.0, "Gaussian noise added to true data samples")
+
+
+class _Exact(BasePlugin):
+    """'Samples' are fresh draws from the dataset itself plus a controlled error."""
+
+    def setup(self, data):
+        self.data = data
+        self.ds = get_dataset(data.name)
+        self.net = torch.nn.Linear(1, 1)  # something for the checkpoint
+
+    def train_step(self, batch, labels, step):
+        return {"loss": 0.0}
+
+    def sample(self, n, *, seed, steps=None, sampler=None, cond=None, every=1):
+        g = self.generator(seed)
+        if cond is not None:  # images of the requested classes
+            pool_x, pool_y = self.ds.x, self.ds.y
+            idx = torch.stack([torch.nonzero(pool_y == c)[torch.randint(0, int((pool_y == c).sum()), (1,), generator=g)]
+                               for c in cond.tolist()]).ravel()
+            x = pool_x[idx]
+        else:
+            x, _ = self.ds.batch(n, g)
+        x = x + self.config.shift + self.config.noise * torch.randn(x.shape, generator=g)
+        k = steps or 4
+        for i in range(k):
+            yield SampleState(i + 1, k, 1 - (i + 1) / k, x, x, {"nfe": 2 * k})
+
+
+class Fake2D(_Exact):
+    info = PluginInfo("fake2d_eval", "Fake 2-D", "test", Capability.TRAIN | Capability.SAMPLE | Capability.LIKELIHOOD,
+                      ShiftConfig, data_kinds=("points2d",))
+
+    def log_prob(self, x):
+        return self.ds.log_prob(x - self.config.shift)
+
+
+class FakeImg(_Exact):
+    info = PluginInfo("fakeimg_eval", "Fake images", "test",
+                      Capability.TRAIN | Capability.SAMPLE | Capability.CONDITIONAL, ShiftConfig, data_kinds=("image",))
+
+
+for _cls in (Fake2D, FakeImg):
+    if _cls.info.id not in registry().entries:
+        registry().add_class(_cls, "tests/core/test_eval.py", _cls.info.id)
+
+
+def make_run(tmp_path, plugin, dataset, steps=4, **cfg):
+    store = RunStore(tmp_path)
+    run = create_run(store, TrainSpec(plugin=plugin, dataset=dataset, steps=steps, config=cfg or None,
+                                      checkpoint_every=2, sample_every=0, log_every=1, n_preview=8))
+    for _ in train(run):
+        pass
+    return run
+
+
+@pytest.fixture(scope="module")
+def extractor_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("data")
+
+
+def test_metric_lists():
+    assert "fcd" in available_metrics("image") and "w2" in available_metrics("points2d")
+    assert default_metrics("points2d", Capability.LIKELIHOOD)[-1] == "nll"
+    assert "accuracy" in default_metrics("image", Capability.CONDITIONAL)
+
+
+def test_eval_2d_exact_model_against_truth(tmp_path):
+    good = make_run(tmp_path, "fake2d_eval", "8gaussians")
+    bad = make_run(tmp_path, "fake2d_eval", "8gaussians", shift=0.5)
+    bus = ev.EventBus()
+    seen = []
+    bus.subscribe(seen.append)
+    steps = [p["stage"] for p in evaluate(good, "energy,mmd,w2,pr,nll", n=400, n_boot=20, bus=bus)]
+    assert steps[0].startswith("sampling") and steps[-1] == "nll"
+    kinds = {e.kind for e in seen}
+    assert {ev.PROGRESS, ev.RESULT} <= kinds
+    rec_good = [e for e in seen if e.kind == ev.RESULT][0].data["record"]
+    rec_bad = run_eval(bad, ["energy", "mmd", "w2"], n=400, n_boot=20)
+    g, b = rec_good["metrics"], rec_bad["metrics"]
+    # exact sampler: distances are at noise level and the intervals cover 0; a 0.5 shift is far
+    assert g["energy"]["ci_low"] <= 0.01 and b["energy"]["value"] > 20 * max(g["energy"]["value"], 1e-3)
+    assert g["mmd"]["ci_low"] < 0 < g["mmd"]["ci_high"] and b["mmd"]["ci_low"] > 0
+    # shift (0.5, 0.5): W2 = |shift| = 0.707 between the distributions; finite-n noise adds in quadrature
+    assert g["w2"]["value"] < 0.3
+    assert b["w2"]["value"] ** 2 - g["w2"]["value"] ** 2 == pytest.approx(0.5, abs=0.06)
+    assert g["precision"]["value"] > 0.9 and g["recall"]["value"] > 0.9
+    # NLL of the exact density = -mean log p over the reference points
+    ds = get_dataset("8gaussians")
+    x_ref, _ = ds.fixed(400, seed=0)
+    assert g["nll"]["value"] == pytest.approx(float(-ds.log_prob(x_ref).double().mean()), rel=1e-5)
+    assert g["bpd"]["value"] == pytest.approx(g["nll"]["value"] / (2 * math.log(2)))
+    assert g["nfe"]["value"] == 8 and g["sampling_time"]["value"] > 0
+    assert rec_good["step"] == 4 and rec_good["checkpoint"] == "step_00000004.pt" and rec_good["n"] == 400
+    assert rec_good["extractor"]["name"] == "raw-points"
+    # stored on disk and read back
+    on_disk = json.loads(open(rec_good["path"]).read())
+    assert on_disk["metrics"]["energy"] == g["energy"]
+    assert [r["run"] for r in load_evals(good)] == [good.id]
+
+
+def test_eval_checkpoint_choice_and_cancel(tmp_path):
+    run = make_run(tmp_path, "fake2d_eval", "gmm2d")
+    rec = run_eval(run, "energy", n=200, n_boot=5, checkpoint=2)
+    assert rec["step"] == 2 and rec["checkpoint"] == "step_00000002.pt"
+    with pytest.raises(ValueError, match="no checkpoint at step 3"):
+        run_eval(run, "energy", n=200, checkpoint=3)
+    with pytest.raises(ValueError, match="unknown metric 'fid'"):
+        run_eval(run, "fid", n=200)
+    c = Control()
+    gen = evaluate(run, "energy", n=200, control=c, batch_size=50)
+    next(gen)
+    c.cancel()
+    with pytest.raises(Cancelled):
+        list(gen)
+    assert len(load_evals(run)) == 1  # the cancelled job wrote nothing
+    assert [r["step"] for r in load_evals(run)] == [2]
+    assert "nll" in run_eval(run, "nll", n=100)["metrics"]
+    assert "mmd" not in run_eval(run, "w2", n=100)["metrics"]
+
+
+def test_eval_images_fcd_orders_quality(tmp_path, extractor_root):
+    exact = make_run(tmp_path, "fakeimg_eval", "digits", steps=2)
+    noisy = make_run(tmp_path, "fakeimg_eval", "digits", steps=2, noise=0.6)
+    kw = dict(n=300, n_boot=20, extractor_root=extractor_root)
+    r0 = run_eval(exact, "fcd,kid,is,pr,accuracy,nll", **kw)
+    r1 = run_eval(noisy, "fcd,kid,is,pr,accuracy", **kw)
+    m0, m1 = r0["metrics"], r1["metrics"]
+    assert r0["extractor"]["name"] == "cnn-digits" and r0["extractor"]["hash"] == r1["extractor"]["hash"]
+    assert m0["fcd"]["extractor"] == "cnn-digits" and "FID" not in m0["fcd"]["note"].split(":")[0]
+    assert m1["fcd"]["value"] > 5 * m0["fcd"]["value"] and m1["fcd"]["ci_low"] > m0["fcd"]["ci_high"]
+    assert m0["kid"]["ci_low"] < 3 * abs(m0["kid"]["value"]) + 1e-3 and m1["kid"]["value"] > m0["kid"]["ci_high"]
+    assert m0["accuracy"]["value"] > 0.9 and m0["accuracy"]["ci_low"] <= m0["accuracy"]["value"]
+    assert m0["is"]["value"] == pytest.approx(m0["is"]["ref"], rel=0.15)  # real images score like real data
+    assert m0["precision"]["value"] > 0.8 and m1["precision"]["value"] < m0["precision"]["value"]
+    assert r0["conditional"] is True
+    assert r0["skipped"] == {"nll": "the plugin has no log_prob (Capability.LIKELIHOOD)"}
+    with pytest.raises(ValueError, match="Inception"):
+        run_eval(exact, "fid", **kw)
+
+
+def test_eval_images_with_inception_weights(tmp_path, extractor_root):
+    from genstudio.core.metrics.inception import FIDInceptionV3
+
+    torch.manual_seed(0)
+    wpath = tmp_path / "pt_inception-random.pth"
+    torch.save(FIDInceptionV3().state_dict(), wpath)
+    run = make_run(tmp_path, "fakeimg_eval", "digits", steps=2)
+    rec = run_eval(run, "fid,fcd", n=6, n_boot=3, inception=wpath, extractor_root=extractor_root, batch_size=3)
+    m = rec["metrics"]
+    assert m["fid"]["extractor"] == "inception-v3" and m["fcd"]["extractor"] == "cnn-digits"
+    assert "WARNING" in m["fid"]["note"] and "KID" in m["fid"]["warning"]  # n=6 << 2048
+    assert set(rec["extractors"]) == {"inception-v3", "cnn-digits"}
+    assert np.isfinite(m["fid"]["value"])

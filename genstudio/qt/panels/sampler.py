@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -78,41 +79,43 @@ class SamplerPanel(Panel):
     # -- UI ---------------------------------------------------------------------------------
     def _build(self) -> None:
         self.checkpoint = QComboBox()
-        self.checkpoint.setMinimumWidth(150)
+        self.checkpoint.setMinimumWidth(110)
         self.checkpoint.setToolTip("Checkpoint to sample from (newest first)")
-        self.n = QSpinBox(minimum=1, maximum=100_000, value=64)
+        self.n = QSpinBox(minimum=1, maximum=100_000, value=64, prefix="n ")
         self.n.setToolTip("Number of samples")
-        self.seed = QSpinBox(minimum=0, maximum=2**31 - 1, value=0)
-        self.steps = QSpinBox(minimum=0, maximum=100_000, value=0)
-        self.steps.setSpecialValueText("default")
+        self.seed = QSpinBox(minimum=0, maximum=999_999, value=0, prefix="seed ")
+        self.seed.setToolTip("Random seed (the same seed and settings give the same samples)")
+        self.steps = QSpinBox(minimum=0, maximum=100_000, value=0, prefix="steps ")
+        self.steps.setSpecialValueText("steps: default")
         self.steps.setToolTip("Sampling steps (default: the plugin's)")
         self.sampler = QComboBox()
+        self.sampler.setToolTip("Sampler")
         self.sample_button = QPushButton("Sample")
         self.sample_button.setDefault(True)
         self.status = QLabel()
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long messages clip, never widen
 
         top = QHBoxLayout()
         top.setContentsMargins(4, 2, 4, 2)
-        for label, w in (("Checkpoint", self.checkpoint), ("n", self.n), ("seed", self.seed),
-                         ("steps", self.steps), ("sampler", self.sampler)):
-            top.addWidget(QLabel(label))
+        for w in (self.checkpoint, self.sampler, self.steps, self.n, self.seed, self.sample_button):
             top.addWidget(w)
-            top.addSpacing(6)
-        top.addWidget(self.sample_button)
         top.addWidget(self.status, 1)
 
-        self.canvas = pg.GraphicsLayoutWidget()
-        self.view_x = SampleView("x<sub>t</sub> (current state)", PALETTE[0])
-        self.view_x0 = SampleView("x&#770;<sub>0</sub> (predicted clean sample)", PALETTE[1])
-        self.canvas.addItem(self.view_x, row=0, col=0)
-        self.canvas.addItem(self.view_x0, row=0, col=1)
+        self.view_x = SampleView("<i>x</i><sub>t</sub> (current state)", PALETTE[0])
+        self.view_x0 = SampleView("<i>x&#770;</i><sub>0</sub> (predicted clean sample)", PALETTE[1])
+        views = QHBoxLayout()  # two canvases, so the halves stay equal whatever their titles measure
+        views.setSpacing(2)
+        for view in (self.view_x, self.view_x0):
+            canvas = pg.GraphicsLayoutWidget()
+            canvas.addItem(view)
+            views.addWidget(canvas, 1)
 
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
         self.slider = QSlider(Qt.Horizontal)
         self.slider.setRange(0, 0)
         self.step_label = QLabel()
-        self.step_label.setMinimumWidth(190)
+        self.step_label.setMinimumWidth(150)
         self.png_button = QPushButton("Export PNG…")
         self.gif_button = QPushButton("Export GIF…")
         bottom = QHBoxLayout()
@@ -126,7 +129,7 @@ class SamplerPanel(Panel):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
-        lay.addWidget(self.canvas, 1)
+        lay.addLayout(views, 1)
         lay.addLayout(bottom)
 
         self.sample_button.clicked.connect(self._sample_clicked)
@@ -286,19 +289,18 @@ class SamplerPanel(Panel):
             self.slider.blockSignals(False)
         st = self._states[i]
         if _is_points(st.x):
-            if self._lim is None:  # fix the range once per trajectory so the cloud visibly contracts
+            fit = None
+            if self._lim is None:  # fit once per trajectory (then the cloud visibly contracts; zoom stays)
                 first = self._states[0].x.numpy()
                 q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
-                self._lim = max(2.5, 1.1 * q)
-                self.view_x0.setXLink(self.view_x)
-                self.view_x0.setYLink(self.view_x)
+                self._lim = fit = max(2.5, 1.1 * q)
             lo = max(0, i - TRAIL + 1)
             hist = np.stack([s.x[:MAX_TRAILS].numpy() for s in self._states[lo:i + 1]])
-            self.view_x.show_points(st.x.numpy(), hist, self._lim)
+            self.view_x.show_points(st.x.numpy(), hist, fit)
             if st.x0 is not None:
                 hist0 = np.stack([s.x0[:MAX_TRAILS].numpy() for s in self._states[lo:i + 1]
                                   if s.x0 is not None])
-                self.view_x0.show_points(st.x0.numpy(), hist0)
+                self.view_x0.show_points(st.x0.numpy(), hist0, fit)
             else:
                 self.view_x0.clear_content()
         elif st.x.dim() == 4:
@@ -309,7 +311,8 @@ class SamplerPanel(Panel):
                 self.view_x0.clear_content()
         else:
             self.status.setText(f"cannot draw samples of shape {tuple(st.x.shape)}")
-        self.step_label.setText(f"{i + 1}/{len(self._states)} · step {st.step}/{st.total} · t={st.t:.3f}")
+        self.step_label.setText(f"step {st.step}/{st.total} · t={st.t:.3f}")
+        self.step_label.setToolTip(f"state {i + 1} of {len(self._states)} kept")
 
     def _play_toggled(self, on: bool) -> None:
         if on:

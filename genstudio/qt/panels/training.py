@@ -24,6 +24,7 @@ from PySide6.QtWidgets import (
     QLabel,
     QListWidget,
     QListWidgetItem,
+    QSizePolicy,
     QSlider,
     QSplitter,
     QToolButton,
@@ -141,7 +142,7 @@ class TrainingPanel(Panel):
         self.smoothing.setRange(0, 999)
         self.smoothing.setValue(600)
         self.smoothing.setPageStep(50)
-        self.smoothing.setFixedWidth(140)
+        self.smoothing.setFixedWidth(110)
         self.smoothing.setToolTip("EMA weight; the raw curve stays faint behind the smoothed one")
         self.smoothing_label = QLabel()
         self.smoothing_label.setMinimumWidth(32)
@@ -155,6 +156,8 @@ class TrainingPanel(Panel):
         self.unpin = QToolButton(text="Unpin all")
         self.throughput = QLabel("no run")
         self.throughput.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.throughput.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.throughput.setAlignment(Qt.AlignRight | Qt.AlignVCenter)
 
         bar = QHBoxLayout()
         bar.setContentsMargins(4, 2, 4, 2)
@@ -170,8 +173,7 @@ class TrainingPanel(Panel):
         bar.addSpacing(8)
         bar.addWidget(self.pin)
         bar.addWidget(self.unpin)
-        bar.addStretch(1)
-        bar.addWidget(self.throughput)
+        bar.addWidget(self.throughput, 1)
 
         self.metric_list = QListWidget()
         self.metric_list.setToolTip("Metrics to plot")

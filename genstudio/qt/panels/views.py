@@ -67,7 +67,7 @@ class SampleView(pg.PlotItem):
             self.getViewBox().setRange(xRange=(0, img.shape[1]), yRange=(0, img.shape[0]), padding=0.02)
 
     def show_points(self, pts: np.ndarray, history: np.ndarray | None = None, lim: float | None = None) -> None:
-        """Show (N, 2) points; ``history`` (L, N, 2) draws faint trails; ``lim`` fixes the range."""
+        """Show (N, 2) points; ``history`` (L, N, 2) draws faint trails; ``lim`` sets the range to ±lim."""
         self._set_mode("points")
         self.scatter.setData(pos=np.asarray(pts, dtype=np.float64))
         if history is not None and len(history) > 1:

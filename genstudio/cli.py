@@ -6,6 +6,7 @@
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
     genstudio resume RUN [--steps N]
     genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE]
+    genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -158,6 +159,47 @@ def cmd_sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_eval(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from genstudio.core import events as ev
+    from genstudio.core.eval import evaluate, evaluate_checkpoints, format_value
+    from genstudio.core.events import EventBus
+
+    run = _store().get(args.run)
+    if not run.checkpoints():
+        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    bus = EventBus()
+    bar = tqdm(desc="eval", disable=None if sys.stderr.isatty() else False)
+
+    def on_progress(e: Any) -> None:
+        bar.total, bar.n = e.data["total"], e.data["done"]
+        bar.set_postfix_str(str(e.data.get("stage", "")), refresh=True)
+
+    bus.subscribe(on_progress, ev.PROGRESS)
+    kw = dict(n=args.n, seed=args.seed, device=args.device, steps=args.steps, sampler=args.sampler,
+              n_boot=args.boot, inception=args.inception, bus=bus)
+    if args.checkpoint == "all":
+        gen = evaluate_checkpoints(run, args.metrics, **kw)
+    else:
+        gen = evaluate(run, args.metrics, checkpoint=args.checkpoint, **kw)
+    try:
+        while True:
+            next(gen)
+    except StopIteration as stop:
+        records = stop.value if isinstance(stop.value, list) else [stop.value]
+    finally:
+        bar.close()
+    for rec in records:
+        print(f"{run.id}  step {rec['step']}  n={rec['n']}  extractor {(rec.get('extractor') or {}).get('name')}")
+        rows = [(k, format_value(e), e.get("extractor", ""), e.get("note", ""))
+                for k, e in rec["metrics"].items()]
+        rows += [(k, "skipped", "", why) for k, why in rec.get("skipped", {}).items()]
+        print(_table(rows, ("metric", "value [95% interval]", "extractor", "note")))
+        print(rec["path"])
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from genstudio.qt.app import main as gui_main
 
@@ -212,6 +254,19 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--device", default=None)
     s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
     s.set_defaults(fn=cmd_sample)
+    s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--metrics", default=None, help="comma list: fcd,fid,kid,is,pr,accuracy,nll (images) or "
+                   "energy,mmd,w2,pr,nll (2-D); default depends on the data")
+    s.add_argument("--n", type=int, default=None, help="samples and reference points (default 1000 images / 2000 2-D)")
+    s.add_argument("--checkpoint", default=None, help="step number, checkpoint file, or 'all' (default: newest)")
+    s.add_argument("--inception", default=None, help="pt_inception-2015-12-05 weights file (enables fid)")
+    s.add_argument("--boot", type=int, default=100, help="bootstrap resamples for intervals (0 = none)")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps passed to the plugin")
+    s.add_argument("--sampler", default=None)
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None)
     s.add_argument("--out", required=True)

@@ -177,3 +177,17 @@ def test_eval_images_with_inception_weights(tmp_path, extractor_root):
     assert "WARNING" in m["fid"]["note"] and "KID" in m["fid"]["warning"]  # n=6 << 2048
     assert set(rec["extractors"]) == {"inception-v3", "cnn-digits"}
     assert np.isfinite(m["fid"]["value"])
+
+
+def test_cli_eval_prints_table_and_stores_record(tmp_path, capsys):
+    from genstudio.cli import main
+
+    run = make_run(tmp_path, "fake2d_eval", "gmm2d")
+    assert main(["eval", str(run.path), "--metrics", "energy,w2,nll", "--n", "150", "--boot", "5"]) == 0
+    out = capsys.readouterr().out
+    assert "energy" in out and "raw-points" in out and "bpd" in out and out.strip().endswith(".json")
+    assert len(load_evals(run)) == 1
+    assert main(["eval", str(run.path), "--metrics", "energy", "--n", "100", "--boot", "0", "--checkpoint", "all"]) == 0
+    assert sorted(r["step"] for r in load_evals(run)) == [2, 4, 4]
+    assert main(["eval", str(run.path), "--metrics", "fid"]) == 2  # one-line error, no traceback
+    assert "unknown metric 'fid'" in capsys.readouterr().err

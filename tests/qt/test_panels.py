@@ -370,10 +370,31 @@ def test_sampler_without_checkpoint_or_plugin(qtbot, ctx):
     panel.set_run(new_run(ctx, plugin="nosuchplugin"))
     assert not panel.sample_button.isEnabled() and "nosuchplugin" in panel.status.text()
     assert panel.start_sampling() is None
-    # states from a trajectory fed straight in (another source) are shown too
-    panel._sampling_run = "r"
+    # a trajectory for the selected run that some other code started is shown too; no x̂0 here
+    rid = panel._run.id
     x = torch.zeros(4, 2)
-    panel.on_events([Event(ev.SAMPLE_STATE, "r", {"state": SampleState(i, 2, 1 - i / 2, x + i, None)})
+    panel.on_events([Event(ev.SAMPLE_STATE, rid, {"state": SampleState(i, 2, 1 - i / 2, x + i, None)})
                      for i in range(3)])
     assert panel.num_states() == 3
-    assert len(panel.view_x0.scatter.getData()[0]) == 0  # no x̂0: right view stays empty
+    np.testing.assert_array_equal(panel.view_x.scatter.getData()[0], [2, 2, 2, 2])
+    assert len(panel.view_x0.scatter.getData()[0]) == 0  # right view stays empty
+
+
+def test_sampler_follows_training_and_outside_jobs(qtbot, ctx):
+    run = jobs.create_run(ctx.store, jobs.TrainSpec("gaussfit", "moons", steps=10, sample_every=0))
+    panel = SamplerPanel(ctx)
+    qtbot.addWidget(panel)
+    panel.set_run(run)
+    assert "train first" in panel.status.text() and not panel.sample_button.isEnabled()
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    ctx.deliver(panel)  # the STATUS events make it look for checkpoints again
+    assert panel.checkpoint.count() == 1 and panel.status.text() == "" and panel.sample_button.isEnabled()
+    for _ in jobs.sample(run, n=5, steps=3, bus=ctx.bus):  # e.g. a menu action, not the panel's button
+        pass
+    ctx.deliver(panel)
+    assert panel.num_states() == 4 and panel.status.text().startswith("done")
+    for _ in jobs.sample(run, n=5, steps=5, bus=ctx.bus):  # the next trajectory replaces it
+        pass
+    ctx.deliver(panel)
+    assert panel.num_states() == 6 and [s.step for s in panel.states()] == list(range(6))

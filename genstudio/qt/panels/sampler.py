@@ -64,11 +64,14 @@ class SamplerPanel(Panel):
         super().__init__(ctx, parent)
         self._run: Run | None = None
         self._states: list[SampleState] = []
-        self._sampling_run: str | None = None  # run whose SAMPLE_STATE events we are collecting
+        self._sampling_run: str | None = None  # run of the sample job this panel started (until RESULT)
+        self._traj_run: str | None = None  # run whose trajectory is shown
+        self._done = False  # the shown trajectory is complete (its RESULT arrived)
         self._control: Control | None = None
         self._result: dict[str, Any] = {}
         self._lim: float | None = None
         self._problem = ""  # why this run cannot be sampled (broken plugin, unreadable run)
+        self._hint = ""  # the last such reason shown in the status line
         self._build()
         self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play.timeout.connect(self._play_tick)
@@ -172,7 +175,7 @@ class SamplerPanel(Panel):
         running = self.ctx.job_running("sample")
         if not running and self._poll.isActive():
             self._poll.stop()
-            if self._sampling_run is not None:  # ended without a RESULT: stopped or failed
+            if self._sampling_run is not None and not self._done:  # ended without a RESULT: stopped/failed
                 self.status.setText(f"sampling ended ({len(self._states)} states)")
         self.sample_button.setText("Stop" if running else "Sample")
         can = self._run is not None and self.checkpoint.count() > 0 and not self._problem
@@ -181,12 +184,13 @@ class SamplerPanel(Panel):
         for w in (self.slider, self.play_button, self.png_button, self.gif_button):
             w.setEnabled(has)
         if not running:
-            if self._run is None:
-                self.status.setText("select a run")
-            elif self._problem:
-                self.status.setText(self._problem)
-            elif not self.checkpoint.count():
-                self.status.setText("no checkpoint yet: train first")
+            hint = ("select a run" if self._run is None else self._problem
+                    or ("" if self.checkpoint.count() else "no checkpoint yet: train first"))
+            if hint:
+                self.status.setText(hint)
+            elif self.status.text() == self._hint:  # the reason went away (a checkpoint arrived)
+                self.status.clear()
+            self._hint = hint
 
     # -- sampling -------------------------------------------------------------------------------
     def _sample_clicked(self) -> None:
@@ -203,12 +207,7 @@ class SamplerPanel(Panel):
             return None
         kw = dict(n=self.n.value(), seed=self.seed.value(), steps=self.steps.value() or None,
                   sampler=self.sampler.currentData(), checkpoint=self.checkpoint.currentData())
-        self._play.stop()
-        self.play_button.setChecked(False)
-        self._states = []
-        self._result = {}
-        self._lim = None
-        self.slider.setRange(0, 0)  # an empty trajectory "is at its end": the view follows new states
+        self._begin_trajectory(run.id)
         self._sampling_run = run.id
         self.status.setText(f"sampling from {self.checkpoint.currentText()}…")
         bus = self.ctx.bus
@@ -218,28 +217,47 @@ class SamplerPanel(Panel):
         self._update_buttons()
         return self._control
 
+    def _begin_trajectory(self, run_id: str) -> None:
+        self._play.stop()
+        self.play_button.setChecked(False)
+        self._states = []
+        self._result = {}
+        self._lim = None
+        self._done = False
+        self._traj_run = run_id
+        self.slider.setRange(0, 0)  # an empty trajectory "is at its end": the view follows new states
+
     def on_events(self, events: list[Event]) -> None:
         new = False
+        current = self._run.id if self._run is not None else None
         for e in events:
-            if e.run_id != self._sampling_run:
-                if e.kind == ev.STATUS and self._run is not None and e.run_id == self._run.id:
+            if e.kind == ev.STATUS:
+                if e.run_id == current:
                     self._refresh_checkpoints()  # training may have written a new checkpoint
-                continue
-            if e.kind == ev.SAMPLE_STATE:
-                self._states.append(e.data["state"])
+            elif e.kind == ev.SAMPLE_STATE:
+                # our own job's states, or a sample job for the selected run started elsewhere (menu, demo)
+                if e.run_id not in (self._sampling_run, current):
+                    continue
+                st = e.data["state"]
+                if (e.run_id != self._traj_run or self._done
+                        or (self._states and st.step <= self._states[-1].step)):  # a new trajectory
+                    self._begin_trajectory(e.run_id)
+                    if e.run_id != self._sampling_run:
+                        self.status.setText("sampling…")
+                self._states.append(st)
                 new = True
-            elif e.kind == ev.RESULT:
+            elif e.kind == ev.RESULT and e.run_id == self._traj_run and not self._done:
                 self._finish(e.data)
                 new = True
-            elif e.kind == ev.STATUS and self._run is not None and e.run_id == self._run.id:
-                self._refresh_checkpoints()
         if new:
             self._show_states(follow=True)
 
     def _finish(self, result: dict[str, Any]) -> None:
         """The job is done: make sure the full trajectory is here (the NPZ has all of it)."""
         self._result = dict(result)
-        self._sampling_run = None
+        self._done = True
+        if self._sampling_run == self._traj_run:
+            self._sampling_run = None
         npz = result.get("npz")
         if npz:
             try:

@@ -1,0 +1,73 @@
+"""Pieces the 3-D plugins share: finding the posed views behind a DataSpec, turning rendered
+held-out views into SampleStates for the generic sampler / training panels, held-out PSNR, and a
+deterministic per-step view choice (so a resumed run sees the same views)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+
+import torch
+from torch import Tensor
+
+from genstudio.core.data import DataSpec, get_dataset
+from genstudio.core.plugin import SampleState
+from genstudio.core.scene.cameras import Camera
+from genstudio.core.scene.multiview import SceneData
+from genstudio.core.scene.render import psnr
+
+
+def scene_of(data: DataSpec) -> SceneData:
+    """The posed views of a ``scene`` dataset (``get_dataset(data.name).scene``)."""
+    ds = get_dataset(data.name)
+    scene = getattr(ds, "scene", None)
+    if not isinstance(scene, SceneData):
+        raise TypeError(f"dataset {data.name!r} has no posed views (kind {data.kind!r}); pick a scene dataset")
+    return scene
+
+
+def dataset_of(data: DataSpec):
+    return get_dataset(data.name)
+
+
+def view_for_step(step: int, n_views: int, seed: int = 0) -> int:
+    """A pseudo-random training view that depends only on (step, seed)."""
+    g = torch.Generator().manual_seed(int(seed) * 1_000_003 + int(step))
+    return int(torch.randint(0, n_views, (1,), generator=g))
+
+
+def to_model_images(hwc: Tensor) -> Tensor:
+    """(N, H, W, 3) in [0, 1] -> (N, 3, H, W) in [-1, 1] (the samples convention)."""
+    return (hwc.permute(0, 3, 1, 2) * 2 - 1).clamp(-1, 1)
+
+
+def render_states(render: Callable[[Camera], Tensor], cameras: Sequence[Camera], n: int,
+                  targets: Tensor | None = None) -> Iterator[SampleState]:
+    """Render ``n`` views (cycling through ``cameras``; each camera is rendered once) and yield a
+    SampleState after each, its ``x`` the (n, 3, H, W) grid so far in [-1, 1] (unrendered views are
+    black). ``render(camera)`` returns (H, W, 3) in [0, 1]. With ``targets`` (N, H, W, 3), extras
+    carry the PSNR of each view and their mean."""
+    if not cameras:
+        raise ValueError("no cameras to render")
+    n = max(1, int(n))
+    uniq = min(n, len(cameras))
+    h, w = cameras[0].height, cameras[0].width
+    x = torch.full((n, 3, h, w), -1.0)
+    scores: list[float] = []
+    for i in range(uniq):
+        img = render(cameras[i]).detach().float().cpu().clamp(0, 1)
+        x[i::uniq] = to_model_images(img[None])[0]
+        if targets is not None:
+            scores.append(psnr(img, targets[i].cpu()))
+        extras = {"view": i, "camera": cameras[i].name}
+        if scores:
+            extras.update(psnr=scores[-1], mean_psnr=sum(scores) / len(scores))
+        yield SampleState(i + 1, uniq, 1.0 - (i + 1) / uniq, x.clone(), None, extras)
+
+
+def heldout_psnr(render: Callable[[Camera], Tensor], cameras: Sequence[Camera], images: Tensor,
+                 limit: int | None = None) -> float:
+    """Mean PSNR over held-out views (the first ``limit`` of them)."""
+    k = len(cameras) if limit is None else min(limit, len(cameras))
+    if k == 0:
+        return float("nan")
+    return sum(psnr(render(cameras[i]).float().cpu(), images[i]) for i in range(k)) / k

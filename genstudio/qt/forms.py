@@ -1,0 +1,203 @@
+"""A settings form built from a config dataclass (``genstudio.core.config.fields_of``).
+
+The same field metadata drives the CLI's ``--set key=value``; here it picks the widget:
+int -> QSpinBox, float -> QDoubleSpinBox (log fields: a scientific spin box stepping 1-2-5),
+bool -> QCheckBox, choices -> QComboBox, str -> QLineEdit; optional numbers (default None) ->
+a line edit where empty means "auto". Tooltips are the help texts.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from typing import Any
+
+from PySide6.QtCore import Signal
+from PySide6.QtGui import QValidator
+from PySide6.QtWidgets import (
+    QCheckBox,
+    QComboBox,
+    QDoubleSpinBox,
+    QFormLayout,
+    QLineEdit,
+    QSpinBox,
+    QWidget,
+)
+
+from genstudio.core.config import ConfigError, FieldSpec, coerce, fields_of
+
+INT_LIMIT = 2**31 - 1
+FLOAT_LIMIT = 1e12
+
+
+class SciSpinBox(QDoubleSpinBox):
+    """A float spin box for log-scale values: shows ``1e-4``-style text, steps along 1-2-5 decades."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setDecimals(15)  # keep the value exact; the text is formatted separately
+
+    def textFromValue(self, value: float) -> str:  # noqa: N802 - Qt override
+        return f"{value:.4g}"
+
+    def valueFromText(self, text: str) -> float:  # noqa: N802
+        try:
+            return float(text.strip())
+        except ValueError:
+            return self.value()
+
+    def validate(self, text: str, pos: int) -> object:
+        t = text.strip()
+        try:
+            v = float(t)
+        except ValueError:
+            return QValidator.Intermediate, text, pos
+        ok = self.minimum() <= v <= self.maximum()
+        return (QValidator.Acceptable if ok else QValidator.Intermediate), text, pos
+
+    def stepBy(self, steps: int) -> None:  # noqa: N802
+        v = self.value()
+        for _ in range(abs(steps)):
+            v = step_125(v, up=steps > 0)
+        self.setValue(min(max(v, self.minimum()), self.maximum()))
+
+
+def step_125(v: float, up: bool) -> float:
+    """Next value on the 1-2-5 ladder (…, 1e-4, 2e-4, 5e-4, 1e-3, …) above or below ``v``."""
+    if v <= 0:
+        return 1e-6 if up else 0.0
+    e = math.floor(math.log10(v))
+    ladder = [m * 10.0**k for k in (e - 1, e, e + 1) for m in (1, 2, 5)]
+    eps = v * 1e-9
+    if up:
+        return next(x for x in ladder if x > v + eps)
+    return next(x for x in reversed(ladder) if x < v - eps)
+
+
+def _decimals_for(spec: FieldSpec) -> int:
+    """Enough decimals to show the default and the small end of the range."""
+    vals = [abs(x) for x in ([spec.default] + list(spec.range or ())) if isinstance(x, (int, float)) and x]
+    smallest = min(vals) if vals else 1.0
+    return int(min(8, max(2, 2 - math.floor(math.log10(smallest)) + 1)))
+
+
+class _Field:
+    """Widget + how to read and write it."""
+
+    def __init__(self, widget: QWidget, get: Callable[[], Any], put: Callable[[Any], None],
+                 changed: Any) -> None:
+        self.widget = widget
+        self.get = get
+        self.put = put
+        self.changed = changed
+
+
+def _make_field(spec: FieldSpec) -> _Field:
+    lo, hi = spec.range if spec.range else (None, None)
+    if spec.choices:
+        w = QComboBox()
+        for c in spec.choices:
+            w.addItem(str(c), c)
+
+        def put_choice(v: Any) -> None:
+            i = w.findData(v)
+            if i < 0:
+                i = w.findText(str(v))
+            if i >= 0:
+                w.setCurrentIndex(i)
+
+        put_choice(spec.default)
+        return _Field(w, w.currentData, put_choice, w.currentIndexChanged)
+    if spec.type is bool:
+        w = QCheckBox()
+        w.setChecked(bool(spec.default))
+        return _Field(w, w.isChecked, lambda v: w.setChecked(bool(v)), w.toggled)
+    if spec.type in (int, float) and spec.default is None:
+        w = QLineEdit()
+        w.setPlaceholderText("auto")
+
+        def get_optional() -> Any:
+            t = w.text().strip()
+            return None if not t else coerce(spec, t)
+
+        return _Field(w, get_optional, lambda v: w.setText("" if v is None else str(v)), w.textChanged)
+    if spec.type is int:
+        w = QSpinBox()
+        w.setRange(int(lo) if lo is not None else -INT_LIMIT, int(hi) if hi is not None else INT_LIMIT)
+        w.setValue(int(spec.default or 0))
+        w.setAccelerated(True)
+        return _Field(w, w.value, lambda v: w.setValue(int(v)), w.valueChanged)
+    if spec.type is float:
+        w = SciSpinBox() if spec.log else QDoubleSpinBox()
+        if not spec.log:
+            w.setDecimals(_decimals_for(spec))
+        w.setRange(float(lo) if lo is not None else -FLOAT_LIMIT, float(hi) if hi is not None else FLOAT_LIMIT)
+        if not spec.log and lo is not None and hi is not None:
+            w.setSingleStep(float(10 ** math.floor(math.log10(max(hi - lo, 1e-12)) - 1)))
+        w.setValue(float(spec.default or 0.0))
+        return _Field(w, w.value, lambda v: w.setValue(float(v)), w.valueChanged)
+    if spec.type is str:
+        w = QLineEdit(str(spec.default or ""))
+        return _Field(w, w.text, lambda v: w.setText("" if v is None else str(v)), w.textChanged)
+    # lists, tuples, dicts: edited as JSON
+    w = QLineEdit(json.dumps(spec.default))
+
+    def get_json() -> Any:
+        try:
+            return json.loads(w.text())
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{spec.name}: not valid JSON ({e.msg})") from None
+
+    return _Field(w, get_json, lambda v: w.setText(json.dumps(v)), w.textChanged)
+
+
+class ConfigForm(QWidget):
+    """A form for one config dataclass. ``values()`` -> {field: value}; ``set_values(dict)``."""
+
+    changed = Signal()
+
+    def __init__(self, config_cls: type, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.config_cls = config_cls
+        self.specs = {s.name: s for s in fields_of(config_cls)}
+        self.fields: dict[str, _Field] = {}
+        layout = QFormLayout(self)
+        layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
+        for name, spec in self.specs.items():
+            f = _make_field(spec)
+            f.widget.setObjectName(f"field_{name}")
+            tip = spec.help + (f"  [{spec.range[0]:g} … {spec.range[1]:g}]" if spec.range else "")
+            f.widget.setToolTip(tip.strip())
+            f.changed.connect(self.changed)
+            self.fields[name] = f
+            layout.addRow(spec.label, f.widget)
+            label = layout.labelForField(f.widget)
+            if label is not None:
+                label.setToolTip(tip.strip())
+
+    def values(self) -> dict[str, Any]:
+        """Current values, validated against the field specs (raises ConfigError)."""
+        out: dict[str, Any] = {}
+        for name, f in self.fields.items():
+            v = f.get()
+            out[name] = None if v is None else coerce(self.specs[name], v)
+        return out
+
+    def set_values(self, values: dict[str, Any]) -> None:
+        """Set the fields named in ``values``; unknown names and unusable values are ignored, so
+        settings saved by an older version still load."""
+        for name, v in values.items():
+            f = self.fields.get(name)
+            if f is None:
+                continue
+            try:
+                f.put(coerce(self.specs[name], v) if v is not None else None)
+            except (ConfigError, TypeError, ValueError):
+                continue
+
+    def reset(self) -> None:
+        self.set_values({n: s.default for n, s in self.specs.items()})
+
+    def widget(self, name: str) -> QWidget:
+        return self.fields[name].widget

@@ -1,0 +1,843 @@
+"""The main window: toolbar (plugin, dataset, steps, seed, device, start/pause/resume/stop), dockable
+panels, a status bar with device and throughput, and the AppContext the panels talk to.
+
+Jobs run in :class:`~genstudio.qt.worker.JobThread`; their events come back through the
+:class:`~genstudio.qt.bridge.EventBridge` once per screen tick and are handed to every panel.
+Layout and last choices persist in QSettings (``GENSTUDIO_SETTINGS`` or ``settings_path`` points
+it at an ini file, which tests use).
+"""
+
+from __future__ import annotations
+
+import importlib
+import json
+import logging
+import os
+import sys
+import time
+import traceback
+from collections.abc import Callable, Iterator, Sequence
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDockWidget,
+    QFileDialog,
+    QLabel,
+    QMainWindow,
+    QMessageBox,
+    QPlainTextEdit,
+    QProgressBar,
+    QPushButton,
+    QSpinBox,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
+
+from genstudio.core import events as ev
+from genstudio.core.data import dataset_table, get_dataset
+from genstudio.core.device import describe, pick_device, worker_threads
+from genstudio.core.events import Event, EventBus
+from genstudio.core.jobs import Control, TrainSpec, create_run, train
+from genstudio.core.registry import Registry
+from genstudio.core.registry import registry as core_registry
+from genstudio.core.runs import Run, RunError, RunStore
+from genstudio.qt.bridge import EventBridge
+from genstudio.qt.panels.base import Panel
+from genstudio.qt.worker import FAILED, GuiGarbageCollector, JobThread
+
+log = logging.getLogger(__name__)
+
+# Every dockable panel: (module, class, dock area). Later panels add one line here; a module that
+# fails to import (or a panel that fails to build) is logged and skipped, never fatal.
+PANELS: list[tuple[str, str, str]] = [
+    ("genstudio.qt.panels.training", "TrainingPanel", "top"),
+    ("genstudio.qt.panels.sampler", "SamplerPanel", "top"),
+    ("genstudio.qt.panels.runs", "RunsPanel", "left"),
+    ("genstudio.qt.panels.settings", "SettingsPanel", "left"),
+]
+
+SETTINGS_ENV = "GENSTUDIO_SETTINGS"
+STATE_VERSION = 1
+OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
+DEFAULT_PLUGINS = ("ddpm",)  # first choice on a fresh install: the reference slice
+DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
+AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
+         "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}
+
+_dataset_kinds: dict[str, str | None] = {}
+_orphans: list[JobThread] = []  # threads that did not stop when the window closed (kept alive to exit)
+
+
+def dataset_kind(name: str) -> str | None:
+    """``DataSpec.kind`` of a built-in dataset (cached; None if it cannot be built)."""
+    if name not in _dataset_kinds:
+        try:
+            _dataset_kinds[name] = get_dataset(name).spec.kind
+        except Exception:  # noqa: BLE001 - a broken dataset is left out of the picker
+            log.exception("dataset %s cannot be built", name)
+            _dataset_kinds[name] = None
+    return _dataset_kinds[name]
+
+
+def load_panel_classes(specs: Sequence[tuple[str, str, str]] = PANELS) -> tuple[list[tuple[type, str]], dict[str, str]]:
+    """Import the panel classes; returns ([(cls, area)], {module: error}) without raising."""
+    ok, errors = [], {}
+    for module, name, area in specs:
+        try:
+            ok.append((getattr(importlib.import_module(module), name), area))
+        except Exception as exc:  # noqa: BLE001
+            log.warning("panel %s.%s unavailable: %s", module, name, exc)
+            errors[f"{module}.{name}"] = f"{exc.__class__.__name__}: {exc}"
+    return ok, errors
+
+
+def make_settings(path: str | os.PathLike | None = None) -> QSettings:
+    """QSettings at ``path`` / $GENSTUDIO_SETTINGS (ini file), else the platform's default place."""
+    path = path or os.environ.get(SETTINGS_ENV)
+    if path:
+        return QSettings(str(path), QSettings.IniFormat)
+    return QSettings()
+
+
+class MainWindow(QMainWindow):
+    """The application window; implements :class:`~genstudio.qt.panels.base.AppContext`."""
+
+    job_finished = Signal(str, str)  # job name, outcome ("finished" | "cancelled" | "failed")
+    run_changed = Signal(object)  # Run | None
+
+    def __init__(self, store: RunStore | None = None, *, registry: Registry | None = None,
+                 settings: QSettings | None = None, settings_path: str | os.PathLike | None = None,
+                 panels: Sequence[tuple[str, str, str]] = PANELS, restore: bool = True,
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setObjectName("main_window")
+        self.setWindowTitle("GenStudio")
+        self.store = store or RunStore()
+        self.registry = registry or core_registry()
+        self.bus = EventBus()
+        self.settings = settings or make_settings(settings_path)
+        self.errors: list[tuple[str, str]] = []  # every error shown (tests read it)
+        self.panels: dict[str, Panel] = {}
+        self.docks: dict[str, QDockWidget] = {}
+        self._run: Run | None = None
+        self._jobs: dict[str, JobThread] = {}
+        self._banner_run: str | None = None
+        self._last_dataset_index = 0
+
+        self._build_toolbar()
+        self._build_central()
+        self._build_statusbar()
+        self._panel_classes, self.panel_errors = load_panel_classes(panels)
+        self._build_panels()
+        self._build_menus()
+        self.populate_plugins()
+
+        self.gc = GuiGarbageCollector(self)  # Python's GC only in this thread, never in a worker
+        self.bridge = EventBridge(self.bus, self)
+        self.bridge.events.connect(self._on_events)
+        self.resize(1400, 880)
+        self._default_state = self.saveState(STATE_VERSION)
+        if restore:
+            self.restore_settings()
+        self._update_controls()
+
+    # == construction ==========================================================================
+    def _build_toolbar(self) -> None:
+        tb = QToolBar("Run controls")
+        tb.setObjectName("run_toolbar")
+        tb.setMovable(False)
+        self.addToolBar(Qt.TopToolBarArea, tb)
+        self.toolbar = tb
+
+        self.plugin_combo = QComboBox()
+        self.plugin_combo.setObjectName("plugin_combo")
+        self.plugin_combo.setMinimumContentsLength(14)
+        self.plugin_combo.setToolTip("Model plugin (broken plugins are listed greyed out with their error)")
+        self.plugin_combo.currentIndexChanged.connect(self._plugin_changed)
+        self.dataset_combo = QComboBox()
+        self.dataset_combo.setObjectName("dataset_combo")
+        self.dataset_combo.setMinimumContentsLength(14)
+        self.dataset_combo.setToolTip("Training data (only kinds the plugin accepts)")
+        self.dataset_combo.activated.connect(self._dataset_activated)
+        self.dataset_combo.currentIndexChanged.connect(self._dataset_changed)
+        self.steps_spin = QSpinBox()
+        self.steps_spin.setObjectName("steps_spin")
+        self.steps_spin.setRange(1, 10_000_000)
+        self.steps_spin.setValue(2000)
+        self.steps_spin.setSingleStep(100)
+        self.steps_spin.setAccelerated(True)
+        self.steps_spin.setToolTip("Training steps for a new run (or extra steps when resuming a completed run)")
+        self.seed_spin = QSpinBox()
+        self.seed_spin.setObjectName("seed_spin")
+        self.seed_spin.setRange(0, 2**31 - 1)
+        self.seed_spin.setToolTip("Random seed (data order and initialisation)")
+        self.device_combo = QComboBox()
+        self.device_combo.setObjectName("device_combo")
+        self.device_combo.addItem("auto", None)
+        for name in available_devices():
+            self.device_combo.addItem(name, name)
+        self.device_combo.setToolTip("Where the model trains: auto = cuda > mps > cpu")
+        self.device_combo.currentIndexChanged.connect(self._update_device_label)
+
+        self.start_button = self._button("Start", "start_button", "Create a run with these settings and train it",
+                                         self.start_training)
+        self.pause_button = self._button("Pause", "pause_button", "Pause after the current step (writes a "
+                                         "checkpoint)", self.pause_training)
+        self.resume_button = self._button("Resume", "resume_button", "Resume the paused run, or continue the "
+                                          "selected run from its last checkpoint", self.resume_training)
+        self.stop_button = self._button("Stop", "stop_button", "Stop after the current step (writes a "
+                                        "checkpoint; Resume continues later)", self.stop_training)
+
+        for label, w in (("Plugin", self.plugin_combo), ("Data", self.dataset_combo), ("Steps", self.steps_spin),
+                         ("Seed", self.seed_spin), ("Device", self.device_combo)):
+            tb.addWidget(QLabel(label))
+            tb.addWidget(w)
+        tb.addSeparator()
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+            tb.addWidget(b)
+
+    def _button(self, text: str, name: str, tip: str, slot: Callable[[], Any]) -> QPushButton:
+        b = QPushButton(text)
+        b.setObjectName(name)
+        b.setToolTip(tip)
+        b.clicked.connect(lambda: slot())
+        return b
+
+    def _build_central(self) -> None:
+        central = QWidget()
+        central.setObjectName("central")
+        lay = QVBoxLayout(central)
+        lay.setContentsMargins(6, 4, 6, 4)
+        self.banner = QLabel()
+        self.banner.setObjectName("banner")
+        self.banner.setWordWrap(True)
+        self.banner.setVisible(False)
+        self.run_header = QLabel("No run selected. Pick a plugin and data, then press Start.")
+        self.run_header.setObjectName("run_header")
+        self.run_header.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.activity = QPlainTextEdit()
+        self.activity.setObjectName("activity_log")
+        self.activity.setReadOnly(True)
+        self.activity.setMaximumBlockCount(2000)
+        self.activity.setPlaceholderText("Run activity appears here.")
+        lay.addWidget(self.banner)
+        lay.addWidget(self.run_header)
+        lay.addWidget(self.activity, 1)
+        self.setCentralWidget(central)
+
+    def _build_statusbar(self) -> None:
+        sb = self.statusBar()
+        self.progress = QProgressBar()
+        self.progress.setObjectName("progress")
+        self.progress.setFixedWidth(180)
+        self.progress.setVisible(False)
+        self.throughput_label = QLabel("–")
+        self.throughput_label.setObjectName("throughput_label")
+        self.throughput_label.setToolTip("Training throughput (from the run's logged metrics)")
+        self.device_label = QLabel()
+        self.device_label.setObjectName("device_label")
+        for w in (self.progress, self.throughput_label, self.device_label):
+            sb.addPermanentWidget(w)
+        self._update_device_label()
+
+    def _build_panels(self) -> None:
+        self.setDockNestingEnabled(True)
+        self.setCorner(Qt.TopLeftCorner, Qt.LeftDockWidgetArea)
+        self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
+        placed: dict[str, list[QDockWidget]] = {}
+        for cls, area in self._panel_classes:
+            try:
+                panel = cls(self)
+            except Exception as exc:  # noqa: BLE001 - a broken panel must not take the window down
+                log.exception("panel %s failed to build", cls.__name__)
+                self.panel_errors[cls.__name__] = f"{exc.__class__.__name__}: {exc}"
+                continue
+            dock = QDockWidget(panel.title, self)
+            dock.setObjectName(f"dock_{panel.panel_id}")
+            dock.setWidget(panel)
+            dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
+                             | QDockWidget.DockWidgetClosable)
+            qt_area = AREAS.get(area, Qt.RightDockWidgetArea)
+            siblings = placed.setdefault(area, [])
+            if siblings:  # later panels of an area stack below the first (the big panels are wide)
+                self.splitDockWidget(siblings[-1], dock, Qt.Vertical)
+            else:
+                self.addDockWidget(qt_area, dock)
+            siblings.append(dock)
+            self.panels[panel.panel_id] = panel
+            self.docks[panel.panel_id] = dock
+        runs = self.panels.get("runs")
+        if runs is not None and hasattr(runs, "open_requested"):
+            runs.open_requested.connect(self.select_run)
+            runs.resume_requested.connect(self.resume_run)
+            runs.delete_requested.connect(self.delete_run)
+        left = [d for k, d in self.docks.items() if k in ("runs", "settings")]
+        if left:
+            self.resizeDocks(left, [320] * len(left), Qt.Horizontal)
+        for names, heights in ((("runs", "settings"), (280, 520)), (("training", "sampler"), (400, 340))):
+            docks = [self.docks[n] for n in names if n in self.docks]
+            if docks:
+                self.resizeDocks(docks, list(heights[:len(docks)]), Qt.Vertical)
+
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file_menu = mb.addMenu("&File")
+        act = QAction("Open image folder…", self)
+        act.triggered.connect(self.open_image_folder)
+        file_menu.addAction(act)
+        file_menu.addSeparator()
+        quit_act = QAction("Quit", self)
+        quit_act.setShortcut(QKeySequence.Quit)
+        quit_act.triggered.connect(self.close)
+        file_menu.addAction(quit_act)
+        run_menu = mb.addMenu("&Run")
+        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+            a = QAction(b.text(), self)
+            a.triggered.connect(b.click)
+            run_menu.addAction(a)
+        view = mb.addMenu("&View")
+        for dock in self.docks.values():
+            view.addAction(dock.toggleViewAction())
+        view.addSeparator()
+        reset = QAction("Reset layout", self)
+        reset.triggered.connect(lambda: self.restoreState(self._default_state, STATE_VERSION))
+        view.addAction(reset)
+        help_menu = mb.addMenu("&Help")
+        about = QAction("Plugins…", self)
+        about.triggered.connect(self._show_plugins)
+        help_menu.addAction(about)
+
+    # == pickers ===============================================================================
+    def populate_plugins(self) -> None:
+        """(Re)fill the plugin picker from the registry; broken plugins are disabled, error as tooltip."""
+        keep = self.plugin_combo.currentData()
+        combo = self.plugin_combo
+        combo.blockSignals(True)
+        combo.clear()
+        entries = sorted(self.registry.entries.values(), key=lambda e: (not e.ok, e.id))
+        for e in entries:
+            if e.ok:
+                combo.addItem(f"{e.info.name}", e.id)
+                tip = f"{e.id} ({e.info.family}): {e.info.description or ''}".strip()
+            else:
+                combo.addItem(f"{e.id} (broken)", e.id)
+                tip = f"{e.id} failed to load from {e.source}:\n{e.error}"
+                if e.details:
+                    tip += "\n\n" + e.details[-1500:]
+            i = combo.count() - 1
+            combo.setItemData(i, tip, Qt.ToolTipRole)
+            if not e.ok:
+                combo.model().item(i).setEnabled(False)
+        combo.blockSignals(False)
+        ok = [e.id for e in entries if e.ok]
+        if not any(self.select_plugin(p) for p in (keep, *DEFAULT_PLUGINS, *ok[:1])):
+            self._plugin_changed()
+
+    def select_plugin(self, pid: str | None) -> bool:
+        """Pick plugin ``pid`` if it is present and working."""
+        if pid is None:
+            return False
+        i = self.plugin_combo.findData(pid)
+        e = self.registry.entries.get(pid)
+        if i < 0 or e is None or not e.ok:
+            return False
+        if self.plugin_combo.currentIndex() == i:
+            self._plugin_changed()
+        else:
+            self.plugin_combo.setCurrentIndex(i)
+        return True
+
+    def current_plugin(self) -> str | None:
+        pid = self.plugin_combo.currentData()
+        e = self.registry.entries.get(pid) if pid else None
+        return pid if e is not None and e.ok else None
+
+    def _plugin_changed(self, *_: Any) -> None:
+        pid = self.current_plugin()
+        cls = self.registry.entries[pid].cls if pid else None
+        self.populate_datasets()
+        settings = self.panels.get("settings")
+        if settings is not None and hasattr(settings, "set_plugin"):
+            settings.set_plugin(pid, cls.info.config_cls if cls else None)
+        self._update_controls()
+
+    def populate_datasets(self) -> None:
+        """Datasets the current plugin accepts, recent image folders, and "Open image folder…"."""
+        pid = self.current_plugin()
+        kinds = self.registry.entries[pid].info.data_kinds if pid else ()
+        keep = self.dataset_combo.currentData()
+        combo = self.dataset_combo
+        combo.blockSignals(True)
+        combo.clear()
+        for name, desc in dataset_table():
+            if name.startswith("folder:") or dataset_kind(name) not in kinds:
+                continue
+            combo.addItem(name, name)
+            combo.setItemData(combo.count() - 1, desc, Qt.ToolTipRole)
+        if "image" in kinds:
+            for folder in self._recent_folders():
+                self._add_folder_item(folder)
+            combo.addItem("Open image folder…", OPEN_FOLDER)
+            combo.setItemData(combo.count() - 1, "Train on your own images (png/jpg), resized", Qt.ToolTipRole)
+        combo.blockSignals(False)
+        if not self.select_dataset(keep) and not any(self.select_dataset(d) for d in DEFAULT_DATASETS):
+            combo.setCurrentIndex(0 if combo.count() and combo.itemData(0) != OPEN_FOLDER else -1)
+        self._last_dataset_index = combo.currentIndex()
+
+    def _add_folder_item(self, spec: str) -> int:
+        combo = self.dataset_combo
+        i = combo.findData(spec)
+        if i >= 0:
+            return i
+        at = combo.findData(OPEN_FOLDER)
+        at = combo.count() if at < 0 else at
+        combo.insertItem(at, f"folder: {Path(spec[len('folder:'):]).name}", spec)
+        combo.setItemData(at, spec, Qt.ToolTipRole)
+        return at
+
+    def select_dataset(self, name: str | None) -> bool:
+        if not name:
+            return False
+        i = self.dataset_combo.findData(name)
+        if i < 0:
+            return False
+        self.dataset_combo.setCurrentIndex(i)
+        return True
+
+    def current_dataset(self) -> str | None:
+        d = self.dataset_combo.currentData()
+        return None if d in (None, OPEN_FOLDER) else d
+
+    def _dataset_changed(self, index: int) -> None:
+        if self.dataset_combo.itemData(index) != OPEN_FOLDER:
+            self._last_dataset_index = index
+        self._update_controls()
+
+    def _dataset_activated(self, index: int) -> None:
+        if self.dataset_combo.itemData(index) == OPEN_FOLDER:
+            if not self.open_image_folder():
+                self.dataset_combo.setCurrentIndex(self._last_dataset_index)
+
+    def choose_folder(self) -> str | None:
+        """Ask for an image folder (tests monkeypatch this: a modal dialog would block them)."""
+        path = QFileDialog.getExistingDirectory(self, "Image folder to train on")
+        return path or None
+
+    def open_image_folder(self, path: str | None = None) -> bool:
+        """Add ``folder:PATH`` to the dataset picker (asks when ``path`` is None) and select it."""
+        path = path or self.choose_folder()
+        if not path:
+            return False
+        spec = f"folder:{path}"
+        try:
+            get_dataset(spec)
+        except Exception as exc:  # noqa: BLE001
+            self.show_error(f"Cannot use {path}: {exc}", traceback.format_exc())
+            return False
+        pid = self.current_plugin()
+        if pid and "image" not in self.registry.entries[pid].info.data_kinds:
+            self.show_error(f"{pid} does not train on images; pick an image plugin first")
+            return False
+        folders = [spec] + [f for f in self._recent_folders() if f != spec]
+        self.settings.setValue("choices/folders", json.dumps(folders[:8]))
+        self.dataset_combo.setCurrentIndex(self._add_folder_item(spec))
+        return True
+
+    def _recent_folders(self) -> list[str]:
+        try:
+            v = json.loads(self.settings.value("choices/folders", "[]") or "[]")
+            return [f for f in v if isinstance(f, str) and f.startswith("folder:")]
+        except (TypeError, json.JSONDecodeError):
+            return []
+
+    # == AppContext ============================================================================
+    def current_run(self) -> Run | None:
+        return self._run
+
+    def start_job(self, name: str, run: Run | None, job: Callable[[Control], Iterator[Any]]) -> Control:
+        if self.job_running(name):
+            raise RuntimeError(f"a {name} job is already running")
+        t = JobThread(name, run, job, parent=self)
+        t.failed.connect(partial(self._job_failed, t), Qt.QueuedConnection)
+        t.finished.connect(partial(self._job_done, t), Qt.QueuedConnection)
+        self._jobs[name] = t
+        t.start()
+        self._update_controls()
+        return t.control
+
+    def job_running(self, name: str) -> bool:
+        return name in self._jobs
+
+    def job(self, name: str) -> JobThread | None:
+        return self._jobs.get(name)
+
+    def show_error(self, message: str, details: str = "") -> None:
+        """A readable, non-modal error (traceback under "Show Details…"); never blocks."""
+        self.errors.append((message, details))
+        log.error("%s\n%s", message, details)
+        self.statusBar().showMessage(message, 10_000)
+        self._activity(f"error: {message}")
+        box = QMessageBox(QMessageBox.Critical, "GenStudio", message, QMessageBox.Ok, self)
+        if details:
+            box.setDetailedText(details)
+        box.setWindowModality(Qt.NonModal)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.show()
+
+    def status_message(self, text: str, ms: int = 4000) -> None:
+        self.statusBar().showMessage(text, ms)
+
+    def ask(self, question: str) -> bool:
+        """Yes/no confirmation (tests monkeypatch this)."""
+        return QMessageBox.question(self, "GenStudio", question) == QMessageBox.Yes
+
+    # == runs ==================================================================================
+    def select_run(self, run: Run | None) -> None:
+        """Make ``run`` current: every panel's ``set_run`` is called."""
+        self._run = run
+        for p in self.panels.values():
+            self._safely(p.set_run, run)
+        self.setWindowTitle(f"GenStudio – {run.id}" if run else "GenStudio")
+        if run is None or run.id != self._banner_run:
+            self._hide_banner()
+        self._update_header()
+        self._update_controls()
+        self.run_changed.emit(run)
+
+    def start_training(self) -> Run | None:
+        """Start: create a run from the pickers and the settings form, then train it in the worker."""
+        if self.job_running("train"):
+            self.status_message("A run is already training; stop it first")
+            return None
+        pid, ds = self.current_plugin(), self.current_dataset()
+        if not pid or not ds:
+            self.show_error("Pick a working plugin and a dataset first")
+            return None
+        settings = self.panels.get("settings")
+        try:
+            config = settings.config_values() if settings is not None else None
+            opts = settings.run_values() if settings is not None else {}
+            spec = TrainSpec(plugin=pid, dataset=ds, steps=self.steps_spin.value(), seed=self.seed_spin.value(),
+                             device=self.device_combo.currentData(), config=config, **opts)
+            run = create_run(self.store, spec)
+        except Exception as exc:  # noqa: BLE001 - bad settings are the user's to fix, not a crash
+            self.show_error(f"Cannot start: {exc}", traceback.format_exc())
+            return None
+        self.save_settings()
+        self.select_run(run)
+        self._activity(f"created {run.id}")
+        self._train(run)
+        return run
+
+    def _train(self, run: Run, extra_steps: int | None = None) -> None:
+        self.progress.setVisible(True)
+        self.throughput_label.setText("–")
+        self.start_job("train", run, lambda c: train(run, control=c, bus=self.bus, extra_steps=extra_steps))
+
+    def _training_run_id(self) -> str | None:
+        t = self._jobs.get("train")
+        return t.run_ref.id if t is not None and t.run_ref is not None else None
+
+    def pause_training(self) -> None:
+        t = self._jobs.get("train")
+        if t is not None:
+            t.control.pause()
+            self.status_message("Pausing after the current step…")
+        self._update_controls()
+
+    def resume_training(self) -> None:
+        """Resume the paused job, or continue the selected run when nothing trains."""
+        t = self._jobs.get("train")
+        if t is not None:
+            t.control.resume()
+            self._hide_banner()
+            self._update_controls()
+        elif self._run is not None:
+            self.resume_run(self._run)
+
+    def stop_training(self) -> None:
+        t = self._jobs.get("train")
+        if t is not None:
+            t.control.cancel()
+            self.status_message("Stopping after the current step…")
+        self._update_controls()
+
+    def resume_run(self, run: Run) -> None:
+        """Continue ``run`` from its last checkpoint (a completed run trains ``steps`` more)."""
+        t = self._jobs.get("train")
+        if t is not None:
+            if t.run_ref is not None and t.run_ref.id == run.id:
+                t.control.resume()
+                self._update_controls()
+            else:
+                self.show_error("Another run is training; stop it before resuming this one")
+            return
+        try:
+            info = run.info()
+        except RunError as exc:
+            self.show_error(str(exc))
+            return
+        extra = self.steps_spin.value() if info.get("step", 0) >= info.get("steps", 0) else None
+        if self._run is None or self._run.id != run.id:
+            self.select_run(run)
+        self._activity(f"resuming {run.id}" + (f" for {extra} more steps" if extra else ""))
+        self._train(run, extra_steps=extra)
+
+    def delete_run(self, run: Run) -> bool:
+        """Delete a run folder after confirmation; refused while a job uses it."""
+        if any(t.run_ref is not None and t.run_ref.id == run.id for t in self._jobs.values()):
+            self.show_error("This run has a job in progress; stop it before deleting the run")
+            return False
+        if not self.ask(f"Delete run {run.id} and all its files?"):
+            return False
+        try:
+            self.store.delete(run)
+        except (RunError, OSError) as exc:
+            self.show_error(f"Cannot delete {run.id}: {exc}", traceback.format_exc())
+            return False
+        self._activity(f"deleted {run.id}")
+        if self._run is not None and self._run.id == run.id:
+            self.select_run(None)
+        runs = self.panels.get("runs")
+        if runs is not None and hasattr(runs, "refresh"):
+            runs.refresh()
+        return True
+
+    # == job ends ==============================================================================
+    def _job_failed(self, t: JobThread, message: str, details: str) -> None:
+        self.bridge.flush()  # the job's events come first (else a late "running" would hide the banner)
+        run = t.run_ref
+        if t.name == "train" and run is not None:
+            try:  # the train job marks itself failed; cover failures before it got that far
+                if run.info().get("status") in ("created", "running", "paused"):
+                    run.update(status="failed", message=message)
+            except RunError:
+                pass
+            if self._run is not None and self._run.id == run.id:
+                self._show_banner(f"Training failed: {message} (details in the error dialog and the run's log)",
+                                  run.id, level="error")
+        self.show_error(f"The {t.name} job failed: {message}", details)
+
+    def _job_done(self, t: JobThread) -> None:
+        t.wait()
+        self.bridge.flush()  # deliver the job's last events first: "job ended" implies "panels saw it all"
+        if self._jobs.get(t.name) is t:
+            del self._jobs[t.name]
+        outcome = t.outcome or FAILED
+        self._activity(f"{t.name} job {outcome}")
+        if t.name == "train":
+            self.progress.setVisible(False)
+        self._update_header()
+        self._update_controls()
+        runs = self.panels.get("runs")
+        if runs is not None and hasattr(runs, "refresh"):
+            self._safely(runs.refresh)
+        self.job_finished.emit(t.name, outcome)
+        t.deleteLater()
+
+    # == events ================================================================================
+    def _on_events(self, events: list[Event]) -> None:
+        train_id = self._training_run_id()
+        cur = self._run.id if self._run is not None else None
+        for e in events:
+            if e.kind == ev.STATUS:
+                self._on_status(e)
+            elif e.kind == ev.METRICS and e.run_id == train_id:
+                rate = e.data.get("steps_per_s")
+                if isinstance(rate, (int, float)):
+                    self.throughput_label.setText(f"{rate:,.1f} steps/s")
+            elif e.kind == ev.PROGRESS and e.run_id == train_id:
+                total = int(e.data.get("total") or 0)
+                self.progress.setRange(0, max(total, 1))
+                self.progress.setValue(int(e.data.get("done", 0)))
+                self.progress.setFormat(f"%v / {total}")
+                if e.run_id == cur:
+                    self._update_header(step=int(e.data.get("done", 0)))
+            elif e.kind == ev.LOG:
+                self._activity(f"{e.run_id}: {e.data.get('message', '')}")
+        for p in self.panels.values():
+            self._safely(p.on_events, events)
+
+    def _on_status(self, e: Event) -> None:
+        s = e.data.get("status", "")
+        msg = e.data.get("message", "")
+        self._activity(f"{e.run_id}: {s}" + (f" – {msg}" if msg else ""))
+        relevant = e.run_id in (self._training_run_id(), self._run.id if self._run else None)
+        if s == "diverged" and relevant:
+            text = ("Training paused: the loss became NaN/inf (non-finite). "
+                    + (msg or "") + "  Resume rolls back to the last checkpoint; Stop ends the run.")
+            self._show_banner(text, e.run_id, level="warning")
+            self.statusBar().showMessage("Training paused: non-finite loss (NaN/inf)", 15_000)
+        elif s == "running" and self._banner_run == e.run_id:
+            self._hide_banner()
+        elif s in ("running", "paused", "completed", "stopped") and relevant:
+            self.status_message(msg or s, 6000)
+        if s == "running" and e.run_id == self._training_run_id():
+            self._update_device_label()
+        if self._run is not None and e.run_id == self._run.id:
+            self._update_header()
+        self._update_controls()
+
+    def _safely(self, fn: Callable[..., Any], *args: Any) -> None:
+        """Call a panel; an exception is reported (sys.excepthook) without stopping the others."""
+        try:
+            fn(*args)
+        except Exception:  # noqa: BLE001
+            log.exception("panel call %s failed", getattr(fn, "__qualname__", fn))
+            sys.excepthook(*sys.exc_info())
+
+    # == small views ===========================================================================
+    def _activity(self, text: str) -> None:
+        self.activity.appendPlainText(time.strftime("%H:%M:%S  ") + text)
+
+    def _show_banner(self, text: str, run_id: str | None, level: str = "warning") -> None:
+        self._banner_run = run_id
+        self.banner.setProperty("level", level)
+        self.banner.style().unpolish(self.banner)
+        self.banner.style().polish(self.banner)
+        self.banner.setText(text)
+        self.banner.setVisible(True)
+
+    def _hide_banner(self) -> None:
+        self._banner_run = None
+        self.banner.setVisible(False)
+
+    def banner_text(self) -> str:
+        """The banner's message, '' when hidden."""
+        return self.banner.text() if self.banner.isVisibleTo(self) else ""
+
+    def _update_header(self, step: int | None = None) -> None:
+        run = self._run
+        if run is None:
+            self.run_header.setText("No run selected. Pick a plugin and data, then press Start.")
+            return
+        try:
+            info = run.info()
+        except RunError as exc:
+            self.run_header.setText(f"{run.id}: {exc}")
+            return
+        step = info.get("step", 0) if step is None else step
+        self.run_header.setText(f"<b>{run.id}</b> &nbsp;·&nbsp; {info.get('plugin')} on {info.get('dataset')}"
+                                f" &nbsp;·&nbsp; {info.get('status')} &nbsp;·&nbsp; step {step} / {info.get('steps')}"
+                                f" &nbsp;·&nbsp; {info.get('device', '')}")
+
+    def _update_device_label(self, *_: Any) -> None:
+        rid = self._training_run_id()
+        name = None
+        if rid is not None:
+            try:
+                name = self.store.get(rid).info().get("device")
+            except RunError:
+                pass
+        if name is None:
+            try:
+                name = describe(pick_device(self.device_combo.currentData()))
+            except (ValueError, RuntimeError) as exc:
+                name = f"unavailable ({exc})"
+        self.device_label.setText(f"Device: {name} · {worker_threads(gui_running=True)} torch thread(s)")
+
+    def _update_controls(self) -> None:
+        t = self._jobs.get("train")
+        running = t is not None
+        paused = running and t.control.paused and not t.control.cancelled
+        self.start_button.setEnabled(not running and bool(self.current_plugin()) and bool(self.current_dataset()))
+        self.pause_button.setEnabled(running and not paused and not t.control.cancelled)
+        self.resume_button.setEnabled(paused or (not running and self._run is not None))
+        self.stop_button.setEnabled(running and not t.control.cancelled)
+
+    def _show_plugins(self) -> None:
+        lines = []
+        for e in self.registry.entries.values():
+            lines.append(f"{e.id}: ok ({e.info.family})" if e.ok else f"{e.id}: BROKEN – {e.error}")
+        extra = [f"{k}: {v}" for k, v in self.panel_errors.items()]
+        box = QMessageBox(QMessageBox.Information, "Plugins", "\n".join(lines) or "no plugins found",
+                          QMessageBox.Ok, self)
+        if extra:
+            box.setDetailedText("Panels that failed to load:\n" + "\n".join(extra))
+        box.setWindowModality(Qt.NonModal)
+        box.setAttribute(Qt.WA_DeleteOnClose)
+        box.show()
+
+    # == persistence ===========================================================================
+    def save_settings(self) -> None:
+        s = self.settings
+        s.setValue("window/geometry", self.saveGeometry())
+        s.setValue("window/state", self.saveState(STATE_VERSION))
+        s.setValue("choices/plugin", self.current_plugin() or "")
+        s.setValue("choices/dataset", self.current_dataset() or "")
+        s.setValue("choices/steps", self.steps_spin.value())
+        s.setValue("choices/seed", self.seed_spin.value())
+        s.setValue("choices/device", self.device_combo.currentData() or "auto")
+        s.setValue("choices/run", self._run.id if self._run else "")
+        settings = self.panels.get("settings")
+        if settings is not None and hasattr(settings, "all_values"):
+            s.setValue("choices/settings", json.dumps(settings.all_values()))
+        s.sync()
+
+    def restore_settings(self) -> None:
+        s = self.settings
+        settings = self.panels.get("settings")
+        if settings is not None and hasattr(settings, "load_all"):
+            try:
+                settings.load_all(json.loads(s.value("choices/settings", "{}") or "{}"))
+            except (TypeError, ValueError):
+                log.warning("ignoring unreadable saved settings")
+        self.select_plugin(s.value("choices/plugin", "") or None)
+        self.select_dataset(s.value("choices/dataset", "") or None)
+        self.steps_spin.setValue(_int(s.value("choices/steps"), self.steps_spin.value()))
+        self.seed_spin.setValue(_int(s.value("choices/seed"), 0))
+        i = self.device_combo.findText(str(s.value("choices/device", "auto")))
+        if i >= 0:
+            self.device_combo.setCurrentIndex(i)
+        geom, state = s.value("window/geometry"), s.value("window/state")
+        if geom is not None:
+            self.restoreGeometry(geom)
+        if state is not None:
+            self.restoreState(state, STATE_VERSION)
+        rid = s.value("choices/run", "")
+        if rid:
+            try:
+                self.select_run(self.store.get(rid))
+            except RunError:
+                pass
+
+    def closeEvent(self, event: QCloseEvent) -> None:  # noqa: N802 - Qt override
+        self.save_settings()
+        self.shutdown()
+        super().closeEvent(event)
+
+    def shutdown(self, wait_ms: int = 30_000) -> None:
+        """Cancel every job and wait for its thread (jobs checkpoint on cancel)."""
+        for t in list(self._jobs.values()):
+            if not t.stop(wait_ms):
+                log.warning("job %s did not stop within %d ms; leaving it to process exit", t.name, wait_ms)
+                t.setParent(None)
+                _orphans.append(t)
+        self._jobs.clear()
+        self.bridge.close()
+        self.gc.close()
+
+
+def available_devices() -> list[str]:
+    """Device names worth offering besides "auto"."""
+    import torch
+
+    out = ["cpu"]
+    if torch.cuda.is_available():
+        out += ["cuda"] + [f"cuda:{i}" for i in range(torch.cuda.device_count())] * (torch.cuda.device_count() > 1)
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        out.append("mps")
+    return out
+
+
+def _int(value: Any, default: int) -> int:
+    try:
+        return int(value)
+    except (TypeError, ValueError):
+        return default

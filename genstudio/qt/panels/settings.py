@@ -1,0 +1,121 @@
+"""Settings for the next run: the plugin's config form and the run options (logging cadence).
+
+Forms are built from dataclass field metadata (``genstudio.qt.forms``), so a new plugin gets its
+settings UI by declaring its config. Edits are remembered per plugin while the app runs; the main
+window persists them between launches via :meth:`all_values` / :meth:`load_all`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
+
+from genstudio.core.config import ConfigError, param
+from genstudio.core.jobs import TrainSpec
+from genstudio.qt.forms import ConfigForm
+from genstudio.qt.panels.base import AppContext, Panel
+
+_SPEC_DEFAULTS = TrainSpec("", "")
+
+
+@dataclass
+class RunOptions:
+    """How often a run logs, previews and checkpoints (TrainSpec fields that are not model config)."""
+
+    log_every: int = param(_SPEC_DEFAULTS.log_every, "Log metrics every N steps", range=(1, 100_000))
+    sample_every: int = param(_SPEC_DEFAULTS.sample_every, "Log a sample grid every N steps (0 = only at the end)",
+                              range=(0, 1_000_000))
+    checkpoint_every: int = param(_SPEC_DEFAULTS.checkpoint_every, "Write a checkpoint every N steps "
+                                  "(pause and stop also write one)", range=(0, 1_000_000))
+    n_preview: int = param(_SPEC_DEFAULTS.n_preview, "Samples in each logged grid", range=(1, 4096))
+
+
+class SettingsPanel(Panel):
+    panel_id = "settings"
+    title = "Settings"
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self.plugin_id: str | None = None
+        self.form: ConfigForm | None = None
+        self._remembered: dict[str, dict[str, Any]] = {}
+
+        self.model_box = QGroupBox("Model")
+        self.model_layout = QVBoxLayout(self.model_box)
+        self.placeholder = QLabel("Pick a plugin to see its settings.")
+        self.placeholder.setWordWrap(True)
+        self.model_layout.addWidget(self.placeholder)
+        reset = QPushButton("Defaults")
+        reset.setToolTip("Reset the model settings to the plugin's defaults")
+        reset.clicked.connect(lambda: self.form and self.form.reset())
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addWidget(reset)
+        self.model_layout.addLayout(row)
+
+        run_box = QGroupBox("Run")
+        self.run_form = ConfigForm(RunOptions)
+        QVBoxLayout(run_box).addWidget(self.run_form)
+
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+        lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.model_box)
+        lay.addWidget(run_box)
+        lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setWidget(inner)
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(scroll)
+
+    def set_plugin(self, plugin_id: str | None, config_cls: type | None) -> None:
+        """Show the form of ``config_cls``; the previous plugin's edits are remembered."""
+        if self.form is not None and self.plugin_id is not None:
+            try:
+                self._remembered[self.plugin_id] = self.form.values()
+            except ConfigError:
+                pass
+            self.model_layout.removeWidget(self.form)
+            self.form.deleteLater()
+            self.form = None
+        self.plugin_id = plugin_id
+        self.placeholder.setVisible(config_cls is None)
+        if config_cls is None:
+            self.model_box.setTitle("Model")
+            return
+        self.model_box.setTitle(f"Model: {plugin_id}")
+        self.form = ConfigForm(config_cls)
+        self.form.setObjectName("model_form")
+        self.model_layout.insertWidget(1, self.form)
+        if plugin_id in self._remembered:
+            self.form.set_values(self._remembered[plugin_id])
+
+    def config_values(self) -> dict[str, Any] | None:
+        """The model config as a dict (None without a plugin); raises ConfigError on a bad field."""
+        return self.form.values() if self.form is not None else None
+
+    def run_values(self) -> dict[str, Any]:
+        return self.run_form.values()
+
+    def all_values(self) -> dict[str, Any]:
+        """Everything worth persisting: per-plugin configs and the run options."""
+        configs = dict(self._remembered)
+        if self.form is not None and self.plugin_id is not None:
+            try:
+                configs[self.plugin_id] = self.form.values()
+            except ConfigError:
+                pass
+        return {"configs": configs, "run": self.run_values()}
+
+    def load_all(self, data: dict[str, Any]) -> None:
+        configs = data.get("configs") or {}
+        if isinstance(configs, dict):
+            self._remembered.update({k: v for k, v in configs.items() if isinstance(v, dict)})
+        if self.form is not None and self.plugin_id in self._remembered:
+            self.form.set_values(self._remembered[self.plugin_id])
+        if isinstance(data.get("run"), dict):
+            self.run_form.set_values(data["run"])

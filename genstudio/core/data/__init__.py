@@ -103,5 +103,5 @@ def get_dataset(name: str) -> Dataset:
 
 
 def _load_builtin() -> None:
-    from genstudio.core.data import digits, toys  # noqa: F401  (registers on import)
+    from genstudio.core.data import digits, sprites, toys  # noqa: F401  (registers on import)
     from genstudio.core.data import scenes  # noqa: F401  (3-D scenes and neural-field targets)

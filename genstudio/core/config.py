@@ -37,10 +37,20 @@ def param(
 
 @dataclass
 class ModelConfig:
-    """Fields every trainable plugin shares; plugins subclass and add their own."""
+    """Fields every trainable plugin shares; plugins subclass and add their own.
+
+    Convention: a subclass may override :meth:`tiny` to return a test-sized config (small nets, few
+    timesteps); the shared plugin contract test (tests/plugins/test_contract.py) runs every plugin
+    with ``config_cls.tiny()`` so big defaults never slow the suite.
+    """
 
     batch_size: int = param(256, "Samples per training step", range=(1, 4096))
     lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
+
+    @classmethod
+    def tiny(cls: type[C]) -> C:
+        """A config small enough for a test to train and sample in well under a second."""
+        return cls()
 
 
 @dataclass

@@ -59,13 +59,18 @@ def vp_eps_from_data_score(data_score: Callable[[Tensor, float], Tensor], sched:
     ``sched`` must be the training schedule (timesteps index it directly).
     """
 
+    def one(x: Tensor, tv: int) -> Tensor:
+        abar = float(sched.alphas_cumprod[tv])
+        sigma = ((1.0 - abar) / abar) ** 0.5
+        return -sigma * data_score(x / abar**0.5, sigma)
+
     def eps_fn(x: Tensor, t: Tensor) -> Tensor:
+        if bool((t == t[0]).all()):  # samplers step the whole batch together
+            return one(x, int(t[0]))
         out = torch.empty_like(x)
         for tv in torch.unique(t):
             m = t == tv
-            abar = float(sched.alphas_cumprod[int(tv)])
-            sigma = ((1.0 - abar) / abar) ** 0.5
-            out[m] = -sigma * data_score(x[m] / abar**0.5, sigma)
+            out[m] = one(x[m], int(tv))
         return out
 
     return eps_fn
@@ -111,12 +116,10 @@ def ddim_step(eps: Tensor, t: int | Tensor, t_prev: int | Tensor, x_t: Tensor, s
     if clip is not None:
         x0 = _clip(x0, clip)
         eps = predict_eps(x0, t, x_t, sched)  # keep x0 and eps consistent after clipping
-    out = a_p.sqrt() * x0
-    if eta > 0 and noise is not None:
-        var = eta**2 * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p)
-        out = out + (1 - a_p - var).clamp(min=0).sqrt() * eps + var.sqrt() * noise
-    else:
-        out = out + (1 - a_p).sqrt() * eps
+    var = eta**2 * (1 - a_p) / (1 - a_t) * (1 - a_t / a_p) if eta > 0 else torch.zeros_like(a_p)
+    out = a_p.sqrt() * x0 + (1 - a_p - var).clamp(min=0).sqrt() * eps
+    if noise is not None and eta > 0:
+        out = out + var.sqrt() * noise
     return out, x0
 
 
@@ -172,11 +175,11 @@ def ddim_invert_steps(eps_fn: EpsFn, x0: Tensor, sched: NoiseSchedule, steps: in
     The first step evaluates eps at the clean point with the smallest visited timestep (the usual
     approximation); the rest mirror :func:`ddim_steps` with eta = 0."""
     ks = ddim_timesteps(sched, steps, spacing).flip(0).tolist()  # ascending
+    ext = _abar_ext(sched)
     x = x0
     for i, k in enumerate(ks):
         k_from = ks[i - 1] if i > 0 else -1
         eps = eps_fn(x, _tvec(sched, ks[max(i - 1, 0)], x))
-        ext = _abar_ext(sched)
         a_f, a_k = gather(ext, k_from + 1, x), gather(ext, k + 1, x)
         x0_hat = (x - (1 - a_f).sqrt() * eps) / a_f.sqrt()
         x = a_k.sqrt() * x0_hat + (1 - a_k).sqrt() * eps

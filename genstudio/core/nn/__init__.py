@@ -1,0 +1,12 @@
+"""Shared network blocks. Every network here is ``net(x, t, y=None)`` with t (B,) in [0, 1] and
+optional labels (a null class for classifier-free guidance), so diffusion, score, flow-matching
+and consistency plugins reuse the same bodies."""
+
+from genstudio.core.nn.ema import ema_copy, ema_decay_at, ema_update
+from genstudio.core.nn.embed import ClassEmbedding, TimeEmbedding, sinusoidal_embedding
+from genstudio.core.nn.factory import net_for
+from genstudio.core.nn.mlp import ResidualMLP
+from genstudio.core.nn.unet import UNet, default_mults
+
+__all__ = ["ClassEmbedding", "ResidualMLP", "TimeEmbedding", "UNet", "default_mults", "ema_copy", "ema_decay_at",
+           "ema_update", "net_for", "sinusoidal_embedding"]

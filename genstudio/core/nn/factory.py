@@ -1,0 +1,26 @@
+"""Pick a network body for a dataset shape: ResidualMLP for vectors, UNet for images."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from genstudio.core.data import DataSpec
+from genstudio.core.nn.mlp import ResidualMLP
+from genstudio.core.nn.unet import UNet, default_mults
+
+
+def net_for(spec: DataSpec, *, hidden: int = 128, depth: int = 3, channels: int = 32, num_res: int = 1,
+            num_classes: int = 0, out_mult: int = 1, dropout: float = 0.0, fourier: int = 0) -> nn.Module:
+    """``net(x, t, y=None)`` with output shaped like x (times ``out_mult`` channels/features, e.g.
+    2 for models that also predict a variance). MLP settings apply to vectors, U-Net ones to images."""
+    if spec.kind == "image":
+        c, h, w = spec.shape
+        mults = default_mults(min(h, w))
+        while h % 2 ** (len(mults) - 1) or w % 2 ** (len(mults) - 1):  # odd sizes: fewer levels
+            mults = mults[:-1]
+        return UNet(c, channels, mults, num_res=num_res, num_classes=num_classes, out_ch=c * out_mult,
+                    dropout=dropout)
+    if len(spec.shape) != 1:
+        raise ValueError(f"no network for data of shape {spec.shape} (kind {spec.kind!r})")
+    return ResidualMLP(spec.shape[0], hidden, depth, num_classes=num_classes, out_dim=spec.shape[0] * out_mult,
+                       fourier=fourier)

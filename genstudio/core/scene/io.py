@@ -56,7 +56,7 @@ def save_ply(path: str | os.PathLike, g: Gaussians) -> Path:
     rest = g.sh_rest.transpose(1, 2).reshape(g.num, -1)  # (N, 3, K-1) flattened: channel-major
     cols[tuple(f"f_rest_{i}" for i in range(rest.shape[1]))] = rest
     for keys, t in cols.items():
-        a = t.numpy()
+        a = t.reshape(g.num, -1).numpy()
         for i, k in enumerate(keys):
             rec[k] = a[:, i]
     header = ["ply", "format binary_little_endian 1.0", f"element vertex {g.num}"]
@@ -141,6 +141,8 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
         missing = [k for k in keys if k not in names]
         if missing:
             raise SceneFileError(f"{p.name}: missing vertex properties {', '.join(missing)}")
+        if not keys:
+            return torch.zeros(count, 0)
         return torch.from_numpy(np.stack([rec[k].astype(np.float32) for k in keys], 1))
 
     means = cols(["x", "y", "z"])

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
-from genstudio.core.scene.cameras import Camera, orbit_cameras
+from genstudio.core.scene.cameras import Camera, sphere_cameras_at
 from genstudio.core.scene.exports import ImageScene, MeshScene
 from genstudio.core.scene.fields import FourierMLP, Siren, make_mlp, marching_cubes, shade_sdf
 from genstudio.core.scene.render import psnr
@@ -103,12 +103,15 @@ class FieldsPlugin(BasePlugin):
         return {"surface_err": float(self.field(surf.to(self.device)).abs().mean())}
 
     @torch.no_grad()
-    def reconstruction(self, width: int | None = None, height: int | None = None) -> Tensor:
-        """The fitted picture (H, W, C) in [0, 1] on the CPU, at any resolution (it is a function)."""
+    def reconstruction(self, width: int | None = None, height: int | None = None,
+                       window: tuple[float, float, float, float] = (-1.0, -1.0, 1.0, 1.0)) -> Tensor:
+        """The fitted picture (H, W, C) in [0, 1] on the CPU, at any resolution (it is a function),
+        over ``window`` = (x0, y0, x1, y1) in the [-1, 1] image coordinates (y down)."""
         h0, w0, _ = self.target.image.shape
         h, w = height or h0, width or w0
-        ys = (torch.arange(h, device=self.device) + 0.5) / h * 2 - 1
-        xs = (torch.arange(w, device=self.device) + 0.5) / w * 2 - 1
+        x0, y0, x1, y1 = window
+        ys = y0 + (torch.arange(h, device=self.device) + 0.5) / h * (y1 - y0)
+        xs = x0 + (torch.arange(w, device=self.device) + 0.5) / w * (x1 - x0)
         gy, gx = torch.meshgrid(ys, xs, indexing="ij")
         xy = torch.stack([gx, gy], -1).reshape(-1, 2)
         out = torch.cat([self.net(xy[i:i + 65536]) for i in range(0, len(xy), 65536)])
@@ -119,8 +122,7 @@ class FieldsPlugin(BasePlugin):
         """(H, W, 3) in [0, 1]: the fitted picture (the camera is ignored), or the SDF's zero level
         set sphere-traced and shaded from ``camera``."""
         if not self.is_sdf:
-            img = self.reconstruction(width, height)
-            return img.expand(-1, -1, 3) if img.shape[-1] == 1 else img
+            return self._rgb(self.reconstruction(width, height))
         if camera is None:
             camera = self.preview_cameras(1)[0]
         cam = camera.resized(width or camera.width, height or camera.height)
@@ -128,20 +130,32 @@ class FieldsPlugin(BasePlugin):
         img = shade_sdf(self.field, o.reshape(-1, 3), d.reshape(-1, 3), near=1.0, far=5.0)
         return img.reshape(cam.height, cam.width, 3).cpu()
 
-    def preview_cameras(self, n: int) -> list[Camera]:
-        return orbit_cameras(max(1, n), radius=3.0, elev_deg=30.0, width=self.config.preview_size, fov_deg=40.0)
+    def preview_cameras(self, n: int, azimuth: float = 0.0) -> list[Camera]:
+        """A turntable around the SDF's box (``azimuth`` in degrees turns it)."""
+        n = max(1, n)
+        return sphere_cameras_at([(azimuth + 360.0 * k / n, 30.0) for k in range(n)], 3.0,
+                                 width=self.config.preview_size, fov_deg=40.0, prefix="turntable")
+
+    def _rgb(self, img: Tensor) -> Tensor:
+        return img.expand(*img.shape[:-1], 3) if img.shape[-1] == 1 else img
 
     def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
                cond: Tensor | None = None, every: int = 1) -> Iterator[SampleState]:
-        """Images: the reconstruction (repeated ``n`` times). SDFs: ``n`` turntable views (at most 8
-        distinct) of the shaded surface."""
-        if not self.is_sdf:
-            h, w, _ = self.target.image.shape
-            cam = Camera(torch.eye(4), 1.0, 1.0, w / 2, h / 2, w, h, "image")
-            yield from render_states(lambda _c: self.render(), [cam], n, self.target.image[None].expand(-1, -1, -1, 3)
-                                     if self.out_dim == 1 else self.target.image[None])
-        else:
-            yield from render_states(self.render, self.preview_cameras(min(max(1, n), 8)), n)
+        """Images: the whole reconstruction, then ``n - 1`` windows zoomed 2-4x (placed by ``seed``)
+        showing that the fit is a continuous function. SDFs: ``n`` turntable views (at most 8
+        distinct; ``seed`` turns the table) of the sphere-traced surface."""
+        if self.is_sdf:
+            cams = self.preview_cameras(min(max(1, n), 8), azimuth=(37.0 * seed) % 360.0)
+            yield from render_states(self.render, cams, n, size=(cams[0].height, cams[0].width))
+            return
+        h, w, _ = self.target.image.shape
+        g = torch.Generator().manual_seed(int(seed))
+        windows = [(-1.0, -1.0, 1.0, 1.0)]
+        for _ in range(max(0, n - 1)):
+            half = float(1.0 / (2 + 2 * torch.rand(1, generator=g)))
+            cx, cy = (torch.rand(2, generator=g) * 2 - 1) * (1 - half)
+            windows.append((float(cx) - half, float(cy) - half, float(cx) + half, float(cy) + half))
+        yield from render_states(lambda win: self._rgb(self.reconstruction(w, h, win)), windows, n, size=(h, w))
 
     @torch.no_grad()
     def export_scene(self) -> MeshScene | ImageScene:

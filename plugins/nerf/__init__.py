@@ -158,10 +158,12 @@ class NerfPlugin(BasePlugin):
 
     def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
                cond: Tensor | None = None, every: int = 1) -> Iterator[SampleState]:
-        """Held-out views as images (cycled to make ``n``); one state per rendered view."""
+        """Held-out views as images (cycled to make ``n``; ``seed`` picks where in the list to
+        start); one state per rendered view, with its PSNR in ``extras``."""
         cams = self.scene.test_cameras or self.scene.cameras
         targets = self.scene.test_images if self.scene.test_cameras else self.scene.images
-        yield from render_states(self.render, cams, n, targets)
+        yield from render_states(self.render, cams, n, size=(cams[0].height, cams[0].width), targets=targets,
+                                 seed=seed)
 
     @torch.no_grad()
     def export_scene(self, resolution: int = 48) -> VolumeScene:

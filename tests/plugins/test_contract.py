@@ -21,7 +21,9 @@ from genstudio.core.registry import registry
 from genstudio.core.runs import atomic_torch_save
 
 # one small dataset per data kind the contract knows how to feed
-DATASETS = {"points2d": "8gaussians", "image": "digits"}
+DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere"}
+# kinds whose samples are rendered pictures (N, 3, H, W) rather than rows shaped like the data
+RENDERED_KINDS = {"scene", "field"}
 N = 4
 
 
@@ -78,6 +80,9 @@ def test_plugin_contract(pid, dataset, tmp_path):
     if Capability.SAMPLE not in info.capabilities:
         return
     shape = (N, *ds.spec.shape)
+    if ds.spec.kind in RENDERED_KINDS:
+        shape = tuple(final_state(model.sample(N, seed=7)).x.shape)
+        assert len(shape) == 4 and shape[:2] == (N, 3), shape
     states = list(model.sample(N, seed=7))
     _check_states(states, shape)
     sparse = list(model.sample(N, seed=7, every=1000))

@@ -5,6 +5,7 @@ deterministic per-step view choice (so a resumed run sees the same views)."""
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -40,26 +41,32 @@ def to_model_images(hwc: Tensor) -> Tensor:
     return (hwc.permute(0, 3, 1, 2) * 2 - 1).clamp(-1, 1)
 
 
-def render_states(render: Callable[[Camera], Tensor], cameras: Sequence[Camera], n: int,
-                  targets: Tensor | None = None) -> Iterator[SampleState]:
-    """Render ``n`` views (cycling through ``cameras``; each camera is rendered once) and yield a
-    SampleState after each, its ``x`` the (n, 3, H, W) grid so far in [-1, 1] (unrendered views are
-    black). ``render(camera)`` returns (H, W, 3) in [0, 1]. With ``targets`` (N, H, W, 3), extras
-    carry the PSNR of each view and their mean."""
-    if not cameras:
-        raise ValueError("no cameras to render")
+def render_states(render: Callable[[Any], Tensor], views: Sequence[Any], n: int, *, size: tuple[int, int],
+                  targets: Tensor | None = None, seed: int | None = None) -> Iterator[SampleState]:
+    """Render ``n`` images of ``views`` (cameras, or anything ``render`` takes) and yield a
+    SampleState after each, its ``x`` the (n, 3, H, W) grid so far in [-1, 1] (unrendered ones are
+    black). ``render(view)`` returns (H, W, 3) in [0, 1] with (H, W) = ``size``. Views are cycled
+    when ``n`` exceeds them and each is rendered once; ``seed`` rotates the list, so different
+    seeds show different views and equal seeds the same. With ``targets`` (one (H, W, 3) per view)
+    extras carry the PSNR of each view and their mean."""
+    if not views:
+        raise ValueError("no views to render")
+    order = list(range(len(views)))
+    if seed is not None:
+        k = int(seed) % len(views)
+        order = order[k:] + order[:k]
     n = max(1, int(n))
-    uniq = min(n, len(cameras))
-    h, w = cameras[0].height, cameras[0].width
+    uniq = min(n, len(views))
+    h, w = size
     x = torch.full((n, 3, h, w), -1.0)
     scores: list[float] = []
     for i in range(uniq):
-        img = render(cameras[i]).detach().float().cpu().clamp(0, 1)
+        j = order[i]
+        img = render(views[j]).detach().float().cpu().clamp(0, 1)
         x[i::uniq] = to_model_images(img[None])[0]
+        extras: dict[str, Any] = {"view": j, "name": getattr(views[j], "name", str(j))}
         if targets is not None:
-            scores.append(psnr(img, targets[i].cpu()))
-        extras = {"view": i, "camera": cameras[i].name}
-        if scores:
+            scores.append(psnr(img, targets[j].cpu()))
             extras.update(psnr=scores[-1], mean_psnr=sum(scores) / len(scores))
         yield SampleState(i + 1, uniq, 1.0 - (i + 1) / uniq, x.clone(), None, extras)
 

@@ -40,7 +40,7 @@ def discretized_logistic_logp(params: Tensor, k: Tensor, quant: Quantization) ->
     """
     logit_pi, mu, log_s = params.chunk(3, dim=-1)
     log_s = log_s.clamp(min=-7.0)
-    v = quant.value(k)[..., None]
+    v = quant.value(k).to(params.dtype)[..., None]
     inv_s = torch.exp(-log_s)
     hw = quant.half_width
     a = inv_s * (v - mu + hw)  # upper edge
@@ -118,7 +118,7 @@ class PixelCNNPlugin(BasePlugin):
         """Exact log P(x) in nats per image (x is snapped to the K levels first)."""
         x = x.to(self.device)
         k = self.quant.index(x)
-        out = self.net(self.quant.value(k), self._labels(labels, x.shape[0]))
+        out = self.net(self.quant.value(k).to(x.dtype), self._labels(labels, x.shape[0]))
         return self._pixel_logp(out, k).flatten(1).sum(1)
 
     def train_step(self, batch: Tensor, labels: Tensor | None, step: int) -> dict[str, float]:

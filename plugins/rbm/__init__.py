@@ -56,24 +56,26 @@ class RBM(nn.Module):
         if min(n_v, n_h) > 22:
             raise ValueError(f"exact log Z needs a layer of <= 22 units; this RBM is {n_v}x{n_h}")
         if n_h <= n_v:
-            hs = _all_binary(n_h, self.W.device)
+            hs = _all_binary(n_h, self.W)
             return torch.logsumexp(hs @ self.c + F.softplus(hs @ self.W.T + self.b).sum(1), 0)
-        return torch.logsumexp(-self.free_energy(_all_binary(n_v, self.W.device)), 0)
+        return torch.logsumexp(-self.free_energy(_all_binary(n_v, self.W)), 0)
 
 
-def _all_binary(n: int, device: torch.device) -> Tensor:
-    return torch.tensor(list(itertools.product((0.0, 1.0), repeat=n)), device=device).reshape(-1, n)
+def _all_binary(n: int, like: Tensor) -> Tensor:
+    """All 2^n binary vectors, with ``like``'s dtype and device."""
+    return torch.tensor(list(itertools.product((0.0, 1.0), repeat=n)), dtype=like.dtype,
+                        device=like.device).reshape(-1, n)
 
 
 @dataclass
 class RBMConfig(ModelConfig):
     batch_size: int = param(64, "Samples per training step", range=(1, 4096))
-    lr: float = param(0.01, "SGD learning rate", range=(1e-6, 10.0), log=True)
+    lr: float = param(0.05, "SGD learning rate", range=(1e-6, 10.0), log=True)
     momentum: float = param(0.5, "SGD momentum", range=(0.0, 0.999))
     weight_decay: float = param(1e-4, "L2 penalty on the weights", range=(0.0, 1.0), log=False)
     n_hidden: int = param(64, "Hidden units", range=(1, 4096))
     k: int = param(1, "Gibbs sweeps per update (CD-k)", range=(1, 1000))
-    method: str = param("pcd", "cd: chains restart at the data; pcd: persistent chains", choices=("cd", "pcd"))
+    method: str = param("cd", "cd: chains restart at the data; pcd: persistent chains", choices=("cd", "pcd"))
     threshold: float = param(0.0, "Binarisation threshold on [-1, 1] pixels", range=(-1.0, 1.0))
     sample_steps: int = param(500, "Gibbs sweeps when sampling", range=(1, 100000))
 

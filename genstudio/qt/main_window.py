@@ -53,13 +53,16 @@ from genstudio.qt.worker import FAILED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
 
-# Every dockable panel: (module, class, dock area). Later panels add one line here; a module that
-# fails to import (or a panel that fails to build) is logged and skipped, never fatal.
+# Every dockable panel: (module, class, placement). Placement is a dock area ("top", "left",
+# "right", "bottom"; later panels of an area stack below the first) or "tab:<panel_id>" (a tab
+# behind that panel). Later panels add one line here; a module that fails to import (or a panel
+# that fails to build) is logged and skipped, never fatal.
 PANELS: list[tuple[str, str, str]] = [
     ("genstudio.qt.panels.training", "TrainingPanel", "top"),
     ("genstudio.qt.panels.sampler", "SamplerPanel", "top"),
     ("genstudio.qt.panels.runs", "RunsPanel", "left"),
     ("genstudio.qt.panels.settings", "SettingsPanel", "left"),
+    ("genstudio.qt.panels.metrics", "MetricsPanel", "tab:sampler"),
 ]
 
 SETTINGS_ENV = "GENSTUDIO_SETTINGS"
@@ -251,6 +254,7 @@ class MainWindow(QMainWindow):
         self.setCorner(Qt.TopLeftCorner, Qt.LeftDockWidgetArea)
         self.setCorner(Qt.BottomLeftCorner, Qt.LeftDockWidgetArea)
         placed: dict[str, list[QDockWidget]] = {}
+        tabs_front: list[QDockWidget] = []
         for cls, area in self._panel_classes:
             try:
                 panel = cls(self)
@@ -263,15 +267,20 @@ class MainWindow(QMainWindow):
             dock.setWidget(panel)
             dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                              | QDockWidget.DockWidgetClosable)
-            qt_area = AREAS.get(area, Qt.RightDockWidgetArea)
+            behind = self.docks.get(area[4:]) if area.startswith("tab:") else None
             siblings = placed.setdefault(area, [])
-            if siblings:  # later panels of an area stack below the first (the big panels are wide)
+            if behind is not None:
+                self.tabifyDockWidget(behind, dock)
+                tabs_front.append(behind)
+            elif siblings:  # later panels of an area stack below the first (the big panels are wide)
                 self.splitDockWidget(siblings[-1], dock, Qt.Vertical)
             else:
-                self.addDockWidget(qt_area, dock)
+                self.addDockWidget(AREAS.get(area, Qt.RightDockWidgetArea), dock)
             siblings.append(dock)
             self.panels[panel.panel_id] = panel
             self.docks[panel.panel_id] = dock
+        for dock in tabs_front:  # the panel a tab was added behind stays in front
+            dock.raise_()
         runs = self.panels.get("runs")
         if runs is not None and hasattr(runs, "open_requested"):
             runs.open_requested.connect(self.select_run)

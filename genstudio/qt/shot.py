@@ -95,6 +95,9 @@ def shot(panel: str | None, out: Path | str, *, setup: Callable[[MainWindow], An
                 run_demo(window)
             if setup is not None:
                 setup(window)
+            if panel is not None:
+                window.docks[panel].show()
+                window.docks[panel].raise_()  # a tabbed panel comes to the front, at its real size
             settle(300)
             target = window if panel is None else window.docks[panel]
             out.parent.mkdir(parents=True, exist_ok=True)

@@ -57,8 +57,10 @@ def test_window_opens_with_docks(main_window):
     w = main_window
     assert not w.panel_errors
     assert {"training", "sampler", "runs", "settings"} <= set(w.docks)
-    for dock in w.docks.values():
-        assert dock.isVisible() and dock.objectName().startswith("dock_")
+    for pid, dock in w.docks.items():
+        assert dock.isVisible() and dock.objectName() == f"dock_{pid}" and w.panels[pid].panel_id == pid
+    if "metrics" in w.docks:  # placed as a tab behind the sampler
+        assert w.docks["metrics"] in w.tabifiedDockWidgets(w.docks["sampler"])
     assert w.plugin_combo.findData("ddpm") >= 0
     assert w.dataset_combo.findData("8gaussians") >= 0
     assert w.start_button.isEnabled()

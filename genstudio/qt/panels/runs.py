@@ -40,6 +40,14 @@ def short_name(run_id: str) -> str:
     return m.group(1) if m else run_id
 
 
+def _created(run: Run) -> tuple[float, str]:
+    """Sort key: creation time (ids made in the same second differ only by a random suffix)."""
+    try:
+        return float(run.info().get("created", 0.0)), run.id
+    except (RunError, TypeError, ValueError):
+        return 0.0, run.id
+
+
 class RunsPanel(Panel):
     panel_id = "runs"
     title = "Runs"
@@ -96,7 +104,7 @@ class RunsPanel(Panel):
         try:
             self.tree.clear()
             self._items.clear()
-            for run in reversed(self.ctx.store.list()):
+            for run in sorted(self.ctx.store.list(), key=_created, reverse=True):
                 item = QTreeWidgetItem()
                 item.setData(0, Qt.UserRole, run.id)
                 self._fill(item, run)

@@ -132,6 +132,7 @@ class MainWindow(QMainWindow):
         self._jobs: dict[str, JobThread] = {}
         self._banner_run: str | None = None
         self._last_dataset_index = 0
+        self._live_step: dict[str, int] = {}  # run id -> last step seen in PROGRESS while it trains
 
         self._build_toolbar()
         self._build_central()
@@ -642,6 +643,8 @@ class MainWindow(QMainWindow):
         self._activity(f"{t.name} job {outcome}")
         if t.name == "train":
             self.progress.setVisible(False)
+            if t.run_ref is not None:
+                self._live_step.pop(t.run_ref.id, None)
         self._update_header()
         self._update_controls()
         runs = self.panels.get("runs")
@@ -666,8 +669,9 @@ class MainWindow(QMainWindow):
                 self.progress.setRange(0, max(total, 1))
                 self.progress.setValue(int(e.data.get("done", 0)))
                 self.progress.setFormat(f"%v / {total}")
+                self._live_step[e.run_id] = int(e.data.get("done", 0))
                 if e.run_id == cur:
-                    self._update_header(step=int(e.data.get("done", 0)))
+                    self._update_header()
             elif e.kind == ev.LOG:
                 self._activity(f"{e.run_id}: {e.data.get('message', '')}")
         for p in self.panels.values():
@@ -679,8 +683,8 @@ class MainWindow(QMainWindow):
         self._activity(f"{e.run_id}: {s}" + (f" – {msg}" if msg else ""))
         relevant = e.run_id in (self._training_run_id(), self._run.id if self._run else None)
         if s == "diverged" and relevant:
-            text = ("Training paused: the loss became NaN/inf (non-finite). "
-                    + (msg or "") + "  Resume rolls back to the last checkpoint; Stop ends the run.")
+            text = "Training paused: non-finite loss (NaN/inf). " + (
+                msg[:1].upper() + msg[1:] if msg else "Resume rolls back to the last checkpoint; Stop ends the run.")
             self._show_banner(text, e.run_id, level="warning")
             self.statusBar().showMessage("Training paused: non-finite loss (NaN/inf)", 15_000)
         elif s == "running" and self._banner_run == e.run_id:
@@ -721,7 +725,7 @@ class MainWindow(QMainWindow):
         """The banner's message, '' when hidden."""
         return self.banner.text() if self.banner.isVisibleTo(self) else ""
 
-    def _update_header(self, step: int | None = None) -> None:
+    def _update_header(self) -> None:
         run = self._run
         if run is None:
             self.run_header.setText("No run selected. Pick a plugin and data, then press Start.")
@@ -731,7 +735,7 @@ class MainWindow(QMainWindow):
         except RunError as exc:
             self.run_header.setText(f"{run.id}: {exc}")
             return
-        step = info.get("step", 0) if step is None else step
+        step = self._live_step.get(run.id, info.get("step", 0))  # run.json only has the last checkpoint
         self.run_header.setText(f"<b>{run.id}</b> &nbsp;·&nbsp; {info.get('plugin')} on {info.get('dataset')}"
                                 f" &nbsp;·&nbsp; {info.get('status')} &nbsp;·&nbsp; step {step} / {info.get('steps')}"
                                 f" &nbsp;·&nbsp; {info.get('device', '')}")

@@ -76,11 +76,13 @@ def test_one_gaussian_renders_the_analytic_2d_gaussian():
     d = torch.stack([xs - mu[0], ys - mu[1]], -1)
     q = torch.einsum("hwi,ij,hwj->hw", d, torch.linalg.inv(cov2), d)
     alpha = 0.8 * torch.exp(-0.5 * q)
-    # the rasteriser only evaluates within 3 sigma (of the major axis), as the reference does
-    inside = (d.norm(dim=-1) < 3 * torch.linalg.eigvalsh(cov2).max().sqrt() - 1.0)
+    # the rasteriser evaluates a Gaussian within 3 sigma (Mahalanobis), as the reference does
+    inside = q <= 9.0
+    outside_box = ((d[..., 0].abs() > 3 * cov2[0, 0].sqrt() + 1) | (d[..., 1].abs() > 3 * cov2[1, 1].sqrt() + 1))
     color = eval_sh(0, g.sh[:1], torch.zeros(1, 3, dtype=torch.float64))[0]
     expect = bg + alpha[..., None] * (color - bg)
-    assert inside.sum() > 50
+    assert inside.sum() > 50 and outside_box.sum() > 50
+    torch.testing.assert_close(out["rgb"][outside_box], bg.expand(int(outside_box.sum()), 3))
     torch.testing.assert_close(out["rgb"][inside], expect[inside], rtol=1e-9, atol=1e-9)
     torch.testing.assert_close(out["alpha"][inside], alpha[inside], rtol=1e-9, atol=1e-9)
     assert out["rgb"].shape == (30, 40, 3)
@@ -172,3 +174,11 @@ def test_rasteriser_runs_on_the_tensors_device(device):
     g = _gauss(20, seed=5, dtype=torch.float32).to(device)
     out = rasterize(g, _cam(16, 16), background=1.0)
     assert out["rgb"].device.type == device and torch.isfinite(out["rgb"]).all()
+
+
+def test_image_does_not_depend_on_the_tiling():
+    g = _gauss(40, seed=6)
+    cam = _cam(40, 30)
+    outs = [rasterize(g, cam, background=0.5, tile=t)["rgb"] for t in (5, 16, 64)]
+    torch.testing.assert_close(outs[0], outs[1])
+    torch.testing.assert_close(outs[0], outs[2])

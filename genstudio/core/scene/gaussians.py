@@ -307,10 +307,18 @@ def rasterize(g: Gaussians, cam: Camera, *, background: Tensor | float | tuple =
     feats = torch.cat([eval_sh(deg, sh, dirs), proj.depth[idx, None], torch.ones_like(proj.depth[idx, None])], 1)
     uv, conic = means2d[idx], proj.conic[idx]
     log_opac = F.logsigmoid(g.opacity_logits[idx])
-    rad = proj.radius.detach()[idx]
+    # each Gaussian's footprint: where alpha >= alpha_min, i.e. d^T C^-1 d <= 2 log(o / alpha_min), capped
+    # at 3 sigma as in the reference; its bounding box has half-sizes sqrt(q cov_xx), sqrt(q cov_yy)
+    q_max = (2 * (log_opac.detach() - math.log(max(alpha_min, 1e-300)))).clamp(max=9.0)
+    cov_d = torch.diagonal(proj.cov2d.detach()[idx], dim1=-2, dim2=-1)
+    ext = torch.sqrt(q_max.clamp_min(0)[:, None] * cov_d)
     uvd = uv.detach()
-    lo, hi = uvd - rad[:, None], uvd + rad[:, None]
-    log_amin, log_amax = math.log(max(alpha_min, 1e-300)), math.log(alpha_max)
+    lo, hi = uvd - ext, uvd + ext
+    lo = torch.where((q_max > 0)[:, None], lo, torch.full_like(lo, float("inf")))  # never reaches alpha_min
+    log_amax = math.log(alpha_max)
+    # a pixel gets a Gaussian when alpha >= alpha_min and it lies within 3 sigma (q <= 9), so the
+    # image does not depend on the tiling
+    log_thr = torch.maximum(torch.full_like(log_opac, math.log(max(alpha_min, 1e-300))), log_opac.detach() - 4.5)
     for y0 in range(0, H, tile):
         y1 = min(H, y0 + tile)
         in_rows = (lo[:, 1] < y1) & (hi[:, 1] > y0)
@@ -333,7 +341,7 @@ def rasterize(g: Gaussians, cam: Camera, *, background: Tensor | float | tuple =
             coef = torch.stack([-0.5 * a, -b, -0.5 * c, a * u + b * v, b * u + c * v,
                                 -0.5 * (a * u * u + 2 * b * u * v + c * v * v) + log_opac[sel]], 0)
             log_alpha = (mono @ coef).clamp(max=log_amax)  # (P, M)
-            alpha = torch.exp(log_alpha) * (log_alpha >= log_amin)
+            alpha = torch.exp(log_alpha) * (log_alpha >= log_thr[sel])  # alpha_min / 3-sigma cut, per pixel
             log_t = torch.log1p(-alpha)
             w = alpha * torch.exp(torch.cumsum(log_t, 1) - log_t)  # alpha_i prod_{j<i} (1 - alpha_j)
             acc_f = w @ feats[sel]  # (P, 5): rgb, depth sum, opacity

@@ -140,7 +140,8 @@ def make_scene(n_train: int = 48, n_test: int = 8, size: int = 64, *, radius: fl
     test = sphere_cameras(n_test, radius, offset=0.5, prefix="test", **kw)
     bg = torch.tensor(BACKGROUND)
     with torch.no_grad(), _one_thread():
-        imgs = torch.stack([render_view(c, supersample, bg) for c in train])
-        timgs = torch.stack([render_view(c, supersample, bg) for c in test])
+        imgs, timgs = ([render_view(c, supersample, bg) for c in cams] for cams in (train, test))
+        empty = torch.zeros(0, size, size, 3)
+        imgs, timgs = (torch.stack(x) if x else empty for x in (imgs, timgs))
     return SceneData("primitives", imgs, train, timgs, test, (BBOX[0].clone(), BBOX[1].clone()), bg,
                      description=f"procedural spheres/boxes/checker floor, {n_train}+{n_test} views at {size}px")

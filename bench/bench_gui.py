@@ -1,0 +1,106 @@
+"""GUI responsiveness and training throughput inside the running app.
+
+Measures, in one process:
+1. a 10 ms QTimer's real intervals with the window idle (baseline) and while a run trains in the
+   worker thread (median, p99, max);
+2. training steps/s of that run (from its metrics) vs a bare loop calling ``plugin.train_step``
+   with no GUI, run in the same process afterwards.
+
+    QT_QPA_PLATFORM=offscreen python bench/bench_gui.py [--plugin ddpm] [--data 8gaussians] [--seconds 10]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
+
+from genstudio.core.runs import RunStore  # noqa: E402
+from genstudio.qt.app import create_app  # noqa: E402
+from genstudio.qt.main_window import MainWindow  # noqa: E402
+from genstudio.qt.shot import wait_until  # noqa: E402
+
+
+def timer_intervals(seconds: float) -> np.ndarray:
+    """Intervals (ms) between ticks of a 10 ms timer while the event loop runs for ``seconds``."""
+    clock = QElapsedTimer()
+    clock.start()
+    stamps: list[float] = []
+    t = QTimer()
+    t.setInterval(10)
+    t.timeout.connect(lambda: stamps.append(clock.nsecsElapsed() / 1e6))
+    t.start()
+    end = time.monotonic() + seconds
+    wait_until(lambda: time.monotonic() > end, timeout=seconds + 5, poll_ms=200)
+    t.stop()
+    return np.diff(np.array(stamps))
+
+
+def stats(x: np.ndarray) -> str:
+    return f"median {np.median(x):6.1f} ms  p99 {np.percentile(x, 99):6.1f} ms  max {x.max():7.1f} ms  (n={len(x)})"
+
+
+def bare_steps_per_s(window: MainWindow, plugin: str, data: str, seconds: float) -> float:
+    from genstudio.core.data import get_dataset
+
+    cls = window.registry.get(plugin)
+    ds = get_dataset(data)
+    model = cls(cls.info.config_cls(), torch.device("cpu"))
+    model.setup(ds.spec)
+    g = torch.Generator().manual_seed(0)
+    n, t0 = 0, None
+    while True:
+        x, y = ds.batch(model.config.batch_size, g)
+        model.train_step(x, y, n + 1)
+        n += 1
+        if n == 20:
+            t0 = time.perf_counter()
+        if t0 and time.perf_counter() - t0 > seconds:
+            return (n - 20) / (time.perf_counter() - t0)
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--plugin", default="ddpm")
+    p.add_argument("--data", default="8gaussians")
+    p.add_argument("--seconds", type=float, default=10.0)
+    a = p.parse_args()
+    create_app()
+    with tempfile.TemporaryDirectory() as tmp:
+        w = MainWindow(store=RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "s.ini", restore=False)
+        w.resize(1400, 880)
+        w.show()
+        timer_intervals(1.0)  # warm up the event loop and pyqtgraph
+        idle = timer_intervals(a.seconds)
+        w.select_plugin(a.plugin)
+        w.select_dataset(a.data)
+        w.steps_spin.setValue(10**6)
+        run = w.start_training()
+        wait_until(lambda: len(run.metrics()) > 0 or w.panels["training"].curve_points("loss")[0].size > 5, 60)
+        busy = timer_intervals(a.seconds)
+        rates = w.panels["training"].curve_points("steps_per_s")[1]
+        w.stop_training()
+        wait_until(lambda: not w.job_running("train"), 60)
+        gui_rate = statistics.median(rates[len(rates) // 4:]) if len(rates) > 4 else float("nan")
+        torch.set_num_threads(1)
+        bare = bare_steps_per_s(w, a.plugin, a.data, a.seconds / 2)
+        w.close()
+    print(f"plugin={a.plugin} data={a.data} cores={os.cpu_count()} QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']}")
+    print(f"10 ms timer, idle window    : {stats(idle)}")
+    print(f"10 ms timer, while training : {stats(busy)}")
+    print(f"training in the GUI worker  : {gui_rate:8.1f} steps/s (median of logged rates)")
+    print(f"bare loop, no GUI, 1 thread : {bare:8.1f} steps/s")
+    print(f"ratio GUI/bare              : {gui_rate / bare:8.3f}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,62 @@
+"""The command line: tables, one-line errors, and a train -> sample round trip."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from genstudio.cli import main
+
+
+def test_plugins_and_datasets_tables(capsys):
+    assert main(["plugins"]) == 0
+    out = capsys.readouterr().out
+    assert out.splitlines()[0].split() == ["id", "family", "capabilities", "status"]
+    assert any(line.startswith("ddpm") and line.rstrip().endswith("ok") for line in out.splitlines())
+    assert main(["datasets"]) == 0
+    out = capsys.readouterr().out
+    for name in ("moons", "8gaussians", "digits", "folder:PATH"):
+        assert name in out
+
+
+@pytest.mark.parametrize("argv, msg", [
+    (["train", "nope", "--data", "moons", "--steps", "1"], "unknown plugin 'nope'"),
+    (["train", "ddpm", "--data", "nope", "--steps", "1"], "unknown dataset 'nope'"),
+    (["train", "ddpm", "--data", "moons", "--steps", "1", "--set", "bogus=1"], "unknown setting 'bogus'"),
+    (["train", "ddpm", "--data", "moons", "--steps", "1", "--set", "lr"], "expected key=value"),
+    (["sample", "no-such-run"], "no run 'no-such-run'"),
+    (["train", "ddpm", "--data", "moons", "--steps", "1", "--device", "cuda:7"], "device"),
+])
+def test_errors_are_one_line(argv, msg, capsys):
+    if "cuda:7" in argv:
+        import torch
+
+        if torch.cuda.device_count() > 7:
+            pytest.skip("machine has 8 GPUs")
+    assert main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genstudio: error:") and msg in err and "\n" not in err
+
+
+def test_train_then_sample_cli(capsys, tmp_path):
+    assert main(["train", "ddpm", "--data", "8gaussians", "--steps", "30", "--set", "timesteps=50",
+                 "--sample-every", "0", "--checkpoint-every", "10", "--seed", "1"]) == 0
+    run_dir = Path(capsys.readouterr().out.strip().splitlines()[-1])
+    assert (run_dir / "run.json").exists() and (run_dir / "checkpoints").is_dir()
+    out_png = tmp_path / "s.png"
+    assert main(["sample", run_dir.name, "--n", "16", "--steps", "10", "--sampler", "ddim",
+                 "--out", str(out_png)]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert Path(lines[0]) == out_png and Image.open(out_png).size[0] > 0
+    z = np.load(lines[1])
+    assert z["x"].shape == (16, 2) and z["traj_x"].shape[1:] == (16, 2)
+
+
+def test_module_entry_point_runs():
+    r = subprocess.run([sys.executable, "-m", "genstudio", "datasets"], capture_output=True, text=True)
+    assert r.returncode == 0 and "digits" in r.stdout

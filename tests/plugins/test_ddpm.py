@@ -49,7 +49,7 @@ def test_class_conditioning_steers_samples():
         comp = torch.cdist(x.double(), ds.means).argmin(1)
         assert (comp == k).float().mean() > 0.7, k
     with pytest.raises(RuntimeError):
-        final_state(DDPMPlugin(DDPMConfig.tiny()).sample(2, seed=0))  # before setup
+        DDPMPlugin(DDPMConfig.tiny()).sample(2, seed=0)  # before setup: fails at the call
 
 
 def test_sample_states_respacing_and_every():
@@ -62,9 +62,11 @@ def test_sample_states_respacing_and_every():
     ddim = list(m.sample(3, seed=0, sampler="ddim", every=2))
     assert [s.step for s in ddim] == [2, 4, 5]  # every 2nd, plus the final one
     with pytest.raises(ValueError):
-        final_state(m.sample(3, seed=0, sampler="euler"))
+        m.sample(3, seed=0, sampler="euler")
     with pytest.raises(ValueError):
-        final_state(m.sample(3, seed=0, cond=1))  # trained without class_cond
+        m.sample(3, seed=0, cond=1)  # trained without class_cond
+    eta1 = final_state(m.sample(3, seed=0, sampler="ddim", eta=1.0)).x
+    assert not torch.equal(eta1, ddim[-1].x)
 
 
 def test_runs_through_jobs_and_run_store(tmp_path):

@@ -91,7 +91,7 @@ def gather(a: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
     v = a[t]
     if v.dim() == 1:
         v = v.reshape(-1, *([1] * (like.dim() - 1)))
-    return v.to(device=like.device, dtype=like.dtype)
+    return v.to(like.dtype).to(like.device)  # cast on the CPU first: MPS has no float64
 
 
 def linear_schedule(T: int, beta_start: float | None = None, beta_end: float | None = None) -> NoiseSchedule:  # noqa: N803

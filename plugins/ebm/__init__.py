@@ -47,14 +47,14 @@ class EBMConfig(ModelConfig):
     lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
     hidden: int = param(128, "Energy MLP width", range=(4, 2048))
     depth: int = param(3, "Residual blocks in the energy MLP", range=(1, 16))
-    langevin_steps: int = param(30, "Langevin steps per training step (short run)", range=(1, 10000))
+    langevin_steps: int = param(20, "Langevin steps per training step (short run)", range=(1, 10000))
     step_size: float = param(0.005, "Langevin step size eps", range=(1e-6, 1.0), log=True)
     noise_scale: float = param(1.0, "Langevin noise multiplier (1 = exact Langevin)", range=(0.0, 10.0))
     buffer_size: int = param(10000, "Replay buffer of past chain states", range=(1, 10**7))
     reinit_prob: float = param(0.05, "Chance a chain restarts from uniform noise", range=(0.0, 1.0))
     init_range: float = param(3.0, "Uniform noise box [-r, r] for fresh chains", range=(0.1, 100.0))
     energy_reg: float = param(0.1, "Penalty on squared energies (keeps them bounded)", range=(0.0, 100.0))
-    sample_steps: int = param(200, "Langevin steps when sampling", range=(1, 100000))
+    sample_steps: int = param(400, "Langevin steps when sampling", range=(1, 100000))
 
     @classmethod
     def tiny(cls) -> EBMConfig:

@@ -1,0 +1,131 @@
+"""Latent explorer maths: slerp/lerp against closed forms, PCA round trips, traversal layout,
+factor assignment on a synthetic perfect code, and explore() end to end on a small VAE."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from genstudio.core import latent as L
+from genstudio.core.data import get_dataset
+
+
+def test_slerp_endpoints_norms_and_angles():
+    g = torch.Generator().manual_seed(0)
+    a, b = torch.randn(16, generator=g) * 2, torch.randn(16, generator=g)
+    path = L.slerp(a, b, 7)
+    assert path.shape == (7, 16)
+    torch.testing.assert_close(path[0], a, atol=1e-5, rtol=0)
+    torch.testing.assert_close(path[-1], b, atol=1e-5, rtol=0)
+    # norms interpolate linearly; directions move at constant angular speed on the great circle
+    t = torch.linspace(0, 1, 7)
+    torch.testing.assert_close(path.norm(dim=1), (1 - t) * a.norm() + t * b.norm(), atol=1e-4, rtol=0)
+    u = path / path.norm(dim=1, keepdim=True)
+    steps = torch.arccos((u[1:] * u[:-1]).sum(1).clamp(-1, 1))
+    omega = torch.arccos((a / a.norm()) @ (b / b.norm()))
+    torch.testing.assert_close(steps, torch.full((6,), float(omega) / 6), atol=1e-4, rtol=0)
+    # and all directions stay in the plane of a and b
+    basis, _ = torch.linalg.qr(torch.stack([a, b], 1))
+    torch.testing.assert_close(path - path @ basis @ basis.T, torch.zeros_like(path), atol=1e-4, rtol=0)
+
+
+def test_slerp_parallel_and_lerp_shapes():
+    a = torch.tensor([1.0, 0.0, 0.0])
+    path = L.slerp(a, 3 * a, 5)
+    torch.testing.assert_close(path, L.lerp(a, 3 * a, 5))
+    img = torch.randn(1, 4, 4)
+    assert L.lerp(img, -img, 3).shape == (3, 1, 4, 4)
+    torch.testing.assert_close(L.lerp(img, -img, 3)[1], torch.zeros_like(img))
+    assert L.slerp(img, torch.randn(1, 4, 4), 4).shape == (4, 1, 4, 4)
+
+
+def test_pca_reconstructs_a_rank2_code_exactly():
+    rng = np.random.default_rng(0)
+    basis = rng.normal(size=(2, 10))
+    codes = rng.normal(size=(200, 2)) @ basis + rng.normal(size=10)
+    pca = L.fit_pca(codes, 2)
+    np.testing.assert_allclose(pca.inverse_transform(pca.transform(codes)), codes, atol=1e-9)
+    np.testing.assert_allclose(pca.components @ pca.components.T, np.eye(2), atol=1e-12)
+    np.testing.assert_allclose(pca.explained.sum(), 1.0, atol=1e-9)
+    # the std along each component is the std of the projected codes
+    np.testing.assert_allclose(pca.std, pca.transform(codes).std(0, ddof=1), rtol=1e-9)
+    # a PCA-direction code one std along component 0 is the mean plus that vector
+    np.testing.assert_allclose(L.pca_direction_code(pca, [1.0]), pca.mean + pca.std[0] * pca.components[0])
+
+
+def test_traversal_grid_layout():
+    z = torch.arange(5, dtype=torch.float64)
+    vals = np.array([-1.0, 0.0, 1.0])
+    scale = np.array([1.0, 2.0, 3.0, 4.0, 5.0])
+    grid = L.traversal_grid(z, [1, 3], vals, scale)
+    assert grid.shape == (6, 5)
+    rows = grid.reshape(2, 3, 5)
+    torch.testing.assert_close(rows[0, :, 1], torch.tensor([-2.0, 0.0, 2.0], dtype=torch.float64))
+    torch.testing.assert_close(rows[1, :, 3], torch.tensor([-4.0, 0.0, 4.0], dtype=torch.float64))
+    keep = [0, 2, 4]
+    assert (rows[:, :, keep] == z[keep]).all()  # other dimensions untouched
+
+
+def test_factor_assignment_recovers_a_permuted_perfect_code():
+    rng = np.random.default_rng(0)
+    n = 3000
+    factors = np.stack([rng.integers(0, k, n) for k in (3, 6, 10, 8)], 1)
+    perm = [2, 0, 3, 1]  # code dim i = factor perm[i]
+    codes = factors[:, perm] + 0.01 * rng.normal(size=(n, 4))
+    codes = np.concatenate([codes, 1e-4 * rng.normal(size=(n, 1))], 1)  # one collapsed dimension
+    a = L.assign_factors(codes, factors, ("a", "b", "c", "d"))
+    assert a.factor.tolist() == [*perm, -1]
+    assert (a.score[:4] > 0.95).all()
+    assert a.label(0).startswith("c (")
+    assert a.label(4) == "inactive"
+    # a random code tracks nothing much
+    r = L.assign_factors(rng.normal(size=(n, 4)), factors)
+    assert r.score.max() < 0.1
+
+
+def test_embed_and_kmeans_and_point_to_code():
+    rng = np.random.default_rng(1)
+    centres = np.array([[5.0, 0, 0], [-5.0, 0, 0], [0, 5.0, 0]])
+    codes = np.concatenate([c + 0.3 * rng.normal(size=(50, 3)) for c in centres])
+    labels, found = L.kmeans(codes, 3)
+    truth = np.repeat(np.arange(3), 50)
+    # each true blob maps to one cluster
+    assert all(len(set(labels[truth == i])) == 1 for i in range(3))
+    ex = L.cluster_exemplars(codes, labels, found, per=5)
+    assert [len(e) for e in ex] == [5, 5, 5]
+    emb = L.embed_2d(codes, "pca")
+    assert emb.shape == (150, 2)
+    assert "pca" in L.available_methods()
+    with pytest.raises(ValueError):
+        L.embed_2d(codes, "nope")
+
+
+def test_explore_on_a_tiny_vae_end_to_end():
+    from genstudio_plugins.vae import VAEConfig, VAEPlugin
+
+    torch.manual_seed(0)
+    ds = get_dataset("digits")
+    model = VAEPlugin(VAEConfig(batch_size=32, latent_dim=3, hidden=32, depth=1), "cpu")
+    model.setup(ds.spec)
+    g = torch.Generator().manual_seed(0)
+    for step in range(1, 31):  # untrained, the zero-initialised head maps everything to one code
+        model.train_step(ds.batch(32, g)[0], None, step)
+    gen = L.explore(model, ds, n=120, method="pca", clusters=4)
+    stages = []
+    try:
+        while True:
+            stages.append(next(gen))
+    except StopIteration as stop:
+        ex = stop.value
+    assert stages == ["encoding", "mapping", "clustering"]
+    assert ex.codes.shape == (120, 3) and ex.embedding.shape == (120, 2)
+    assert ex.colour_keys() == ["label", "cluster"]
+    # PCA map coordinates of a 3-D code -> the code's projection onto the top-2 plane
+    z = ex.point_to_code(ex.embedding[0])
+    np.testing.assert_allclose(ex.pca.transform(z)[:2], ex.embedding[0], atol=1e-8)
+    out = ex.decode(ex.codes[:4])
+    assert out.shape == (4, 1, 8, 8)
+    torch.testing.assert_close(out, model.decode(torch.as_tensor(ex.codes[:4], dtype=torch.float32)))
+    dims, values, grid = ex.traversal(n=5)
+    assert len(dims) == 3 and grid.shape == (15, 1, 8, 8)

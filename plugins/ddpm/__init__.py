@@ -1,4 +1,6 @@
-"""DDPM (Ho et al. 2020): epsilon-prediction diffusion with ancestral (DDPM) and DDIM sampling.
+"""DDPM (Ho et al. 2020): epsilon-prediction diffusion with ancestral (DDPM), DDIM and k-diffusion
+samplers (Euler, Euler-ancestral, Heun, DPM-Solver++(2M) on a chosen sigma schedule), and
+classifier-free guidance for class-conditional models.
 
 The plugin only owns the network, its EMA copy and the optimiser; the maths lives in
 ``genstudio.core.diffusion`` and the network bodies in ``genstudio.core.nn``. The network is
@@ -26,6 +28,13 @@ from genstudio.core.diffusion import (
     q_sample,
     respace,
     spaced_timesteps,
+)
+from genstudio.core.diffusion.ksamplers import (
+    KSAMPLERS,
+    SIGMA_SCHEDULES,
+    make_sigmas,
+    sigma_to_t,
+    vp_denoiser,
 )
 from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
@@ -58,6 +67,10 @@ class DDPMConfig(ModelConfig):
     cond_drop: float = param(0.1, "With class_cond: probability a label is dropped (trains the null class)",
                              range=(0.0, 1.0))
     grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
+    sigma_schedule: str = param("karras", "Noise levels visited by the Euler/Heun/DPM-Solver++ samplers: the "
+                                "model's own timesteps, Karras rho=7, or exponential", choices=SIGMA_SCHEDULES)
+    guidance: float = param(1.0, "Classifier-free guidance scale with cond= labels: 0 = unconditional, "
+                            "1 = conditional, >1 = stronger class fidelity", range=(0.0, 20.0))
 
     @classmethod
     def tiny(cls) -> DDPMConfig:
@@ -70,7 +83,7 @@ class DDPMPlugin(BasePlugin):
     info = PluginInfo(
         id="ddpm", name="DDPM", family="diffusion",
         capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
-        config_cls=DDPMConfig, data_kinds=("points2d", "image"), samplers=("ddpm", "ddim"),
+        config_cls=DDPMConfig, data_kinds=("points2d", "image"), samplers=("ddpm", "ddim", *KSAMPLERS),
         description="Denoising diffusion (Ho et al. 2020), epsilon loss; DDPM ancestral or DDIM sampling, "
                     "EMA weights.",
     )
@@ -131,10 +144,26 @@ class DDPMPlugin(BasePlugin):
         y = torch.as_tensor(cond, dtype=torch.long, device=self.device).reshape(-1)
         return y.expand(n) if y.numel() == 1 else y
 
+    def guided_eps(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None,
+                   guidance: float = 1.0) -> torch.Tensor:
+        """Classifier-free guidance (Ho & Salimans 2022): eps_u + w (eps_c - eps_u) with the EMA
+        net. w = 1 (or no labels) is one conditional call, w = 0 one unconditional call; otherwise
+        both halves go through the net as one batch."""
+        if y is None or guidance == 1.0:
+            return self.ema(x, time, y)
+        if guidance == 0.0:
+            return self.ema(x, time, None)
+        null = torch.full_like(y, self.ema.cls.null)
+        both = self.ema(torch.cat([x, x]), torch.cat([time, time]), torch.cat([y, null]))
+        eps_c, eps_u = both.chunk(2)
+        return eps_u + guidance * (eps_c - eps_u)
+
     def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
-               cond: torch.Tensor | None = None, every: int = 1, eta: float | None = None) -> Iterator[SampleState]:
-        """DDPM ancestral ("ddpm"; ``steps`` < T respaces) or DDIM ("ddim"; ``steps`` defaults to
-        ``sample_steps``, ``eta`` to the config's). ``cond``: class label(s) with class_cond.
+               cond: torch.Tensor | None = None, every: int = 1, eta: float | None = None,
+               guidance: float | None = None, sigma_schedule: str | None = None) -> Iterator[SampleState]:
+        """DDPM ancestral ("ddpm"; ``steps`` < T respaces), DDIM ("ddim"; ``steps`` defaults to
+        ``sample_steps``, ``eta`` to the config's) or a k-sampler (euler, euler_a, heun, dpmpp_2m) on
+        ``sigma_schedule``. ``cond``: class label(s) with class_cond, ``guidance`` their CFG scale.
         Not a generator itself, so bad arguments fail at the call, not at the first step."""
         if self.data is None:
             raise RuntimeError("call setup() before sample()")
@@ -145,12 +174,18 @@ class DDPMPlugin(BasePlugin):
         g = self.generator(seed)
         x = torch.randn((n, *self.data.shape), generator=g, device=self.device)
         y = self._labels(cond, n)
+        w = cfg.guidance if guidance is None else float(guidance)
         clip = self._clip_range() if cfg.clip_x0 else None
 
         def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
             with torch.no_grad():
-                return self.ema(x, self._time(t), y)
+                return self.guided_eps(x, self._time(t), y, w)
 
+        if sampler in KSAMPLERS:
+            sigmas = make_sigmas(sigma_schedule or cfg.sigma_schedule, steps or cfg.sample_steps, self.sched)
+            den = vp_denoiser(eps_fn, self.sched, clip=clip)
+            it = KSAMPLERS[sampler](den, x * (1 + float(sigmas[0]) ** 2) ** 0.5, sigmas, g)
+            return _kstates(it, len(sigmas) - 1, self.sched, max(1, int(every)))
         if sampler == "ddpm":
             sched = self.sched if steps is None or steps >= T else respace(self.sched, spaced_timesteps(T, steps))
             total, it = sched.T, ddpm_steps(eps_fn, x, sched, g, clip)
@@ -159,6 +194,16 @@ class DDPMPlugin(BasePlugin):
             eta = cfg.eta if eta is None else float(eta)
             total, it = len(ks), ddim_steps(eps_fn, x, self.sched, ks, eta, g, clip)
         return _states(it, total, T, max(1, int(every)))
+
+
+def _kstates(it: Iterator[tuple[int, float, torch.Tensor, torch.Tensor]], total: int, sched, every: int,
+             ) -> Iterator[SampleState]:
+    """k-sampler steps -> SampleStates in the VP scale x / sqrt(1 + sigma^2) the other samplers show;
+    t = (fractional timestep + 1) / T, 0 once clean."""
+    for i, sn, x, den in it:
+        if (i + 1) % every == 0 or i + 1 == total:
+            t = float((sigma_to_t(torch.tensor([sn]), sched)[0] + 1) / sched.T) if sn > 0 else 0.0
+            yield SampleState(i + 1, total, min(t, 1.0), x / (1 + sn**2) ** 0.5, den, {"sigma": sn})
 
 
 def _states(it: Iterator[tuple[int, int, torch.Tensor, torch.Tensor]], total: int, T: int,  # noqa: N803

@@ -62,7 +62,7 @@ def test_sample_states_respacing_and_every():
     ddim = list(m.sample(3, seed=0, sampler="ddim", every=2))
     assert [s.step for s in ddim] == [2, 4, 5]  # every 2nd, plus the final one
     with pytest.raises(ValueError):
-        m.sample(3, seed=0, sampler="euler")
+        m.sample(3, seed=0, sampler="no_such_sampler")
     with pytest.raises(ValueError):
         m.sample(3, seed=0, cond=1)  # trained without class_cond
     eta1 = final_state(m.sample(3, seed=0, sampler="ddim", eta=1.0)).x

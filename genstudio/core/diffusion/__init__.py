@@ -1,5 +1,6 @@
 """Diffusion maths as plain functions: noise schedules and epsilon samplers (DDPM, DDIM).
 
+k-diffusion samplers on a denoiser D(x, sigma) live in :mod:`genstudio.core.diffusion.ksamplers`.
 Models hold no sampling logic; any eps-prediction network, or an exact score through
 :func:`eps_from_score` / :func:`vp_eps_from_data_score`, drives any sampler here.
 """

@@ -60,3 +60,23 @@ def test_image_folder(tmp_path):
     assert "1 unreadable skipped" in ds.spec.description
     with pytest.raises(FolderError, match="not found"):
         get_dataset(f"folder:{tmp_path}/missing")
+
+
+def test_transforms_scene_reopens_by_name(tmp_path):
+    """A run trained on a user's transforms.json folder must reopen after a restart (by name)."""
+    from genstudio.core.data import _FACTORIES
+    from genstudio.core.scene.cameras import save_transforms, sphere_cameras
+
+    cams = sphere_cameras(4, 3.0, width=16, height=16)
+    imgs = []
+    for i, c in enumerate(cams):
+        p = tmp_path / "imgs" / f"{c.name}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(p)
+        imgs.append(p)
+    path = save_transforms(tmp_path / "scene", cams, imgs)
+    name = f"transforms:{path.parent.resolve()}"
+    _FACTORIES.pop(name, None)  # as in a fresh process
+    ds = get_dataset(name)
+    rays, labels = ds.batch(32, torch.Generator().manual_seed(0))
+    assert rays.shape == (32, 9) and labels is None

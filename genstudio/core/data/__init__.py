@@ -91,17 +91,26 @@ def dataset_table() -> list[tuple[str, str]]:
 
 
 def get_dataset(name: str) -> Dataset:
-    """Build a dataset by name; ``folder:/path[:size]`` loads the user's images."""
+    """Build a dataset by name; ``folder:/path[:size]`` loads the user's images and
+    ``transforms:/path`` a nerfstudio/instant-ngp scene folder."""
     _load_builtin()
     if name.startswith("folder:"):
         from genstudio.core.data.folder import load_folder
 
         return load_folder(name[len("folder:"):])
+    if name.startswith("transforms:") and name not in _FACTORIES:  # a user's scene, after a restart
+        from genstudio.core.data.scenes import load_transforms_dataset
+
+        return load_transforms_dataset(name[len("transforms:"):])
     if name not in _FACTORIES:
         raise UnknownDataset(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}, folder:PATH")
     return _FACTORIES[name][0]()
 
 
 def _load_builtin() -> None:
-    from genstudio.core.data import digits, sprites, toys  # noqa: F401  (registers on import)
-    from genstudio.core.data import scenes  # noqa: F401  (3-D scenes and neural-field targets)
+    from genstudio.core.data import (  # noqa: F401  (registers on import)
+        digits,
+        scenes,  # noqa: F401  (3-D scenes and neural-field targets)
+        sprites,
+        toys,
+    )

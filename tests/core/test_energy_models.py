@@ -15,14 +15,6 @@ from genstudio_plugins.rbm import RBM, RBMConfig, RBMPlugin
 from genstudio.core.data import get_dataset
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _tiny_rbm(nv: int = 6, nh: int = 4) -> RBM:
     torch.manual_seed(0)
     rbm = RBM(nv, nh).double()

@@ -35,14 +35,6 @@ BUILDERS = {
 }
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _random_flow(name: str, shape, quant=None, seed: int = 0, scale: float = 0.15):
     """A flow with every parameter perturbed (a freshly built flow is the identity by design)."""
     torch.manual_seed(seed)

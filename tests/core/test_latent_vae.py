@@ -24,15 +24,6 @@ from genstudio.core.data import get_dataset
 from genstudio.core.plugin import LatentModel, LikelihoodModel, final_state
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Two intra-op threads on a loaded 2-core machine made these small nets 40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_reparameterisation_gradient_matches_analytic_on_linear_decoder():
     torch.manual_seed(0)
     d, D = 3, 5

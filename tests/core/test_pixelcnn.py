@@ -16,14 +16,6 @@ from genstudio.core.nn.masked_conv import GatedPixelCNN, MaskedConv2d
 from genstudio.core.plugin import final_state
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _randomise(net: torch.nn.Module, seed: int = 0) -> None:
     torch.manual_seed(seed)
     with torch.no_grad():

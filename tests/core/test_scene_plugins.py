@@ -22,15 +22,6 @@ from genstudio.core.scene.gaussians import Gaussians
 from genstudio.core.scene.training import heldout_psnr
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """These are many small ops: on a busy 2-core machine two OpenMP threads ran them 5-40x slower."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _train(model, ds, steps, batch, seed=0):
     g = torch.Generator().manual_seed(seed)
     losses = []

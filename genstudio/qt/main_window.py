@@ -63,6 +63,7 @@ PANELS: list[tuple[str, str, str]] = [
     ("genstudio.qt.panels.runs", "RunsPanel", "left"),
     ("genstudio.qt.panels.settings", "SettingsPanel", "left"),
     ("genstudio.qt.panels.metrics", "MetricsPanel", "tab:sampler"),
+    ("genstudio.qt.panels.latent", "LatentPanel", "tab:sampler"),
 ]
 
 SETTINGS_ENV = "GENSTUDIO_SETTINGS"

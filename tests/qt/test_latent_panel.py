@@ -1,0 +1,155 @@
+"""The latent explorer panel on a tiny VAE trained in the test: the map has one point per encoded
+example, clicking decodes exactly that code, two clicks give lerp/slerp strips of the chosen
+length, dragging decodes live (coalesced), and the panel is registered in the main window."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from genstudio.core import jobs  # noqa: E402
+from genstudio.core import latent as L  # noqa: E402
+from genstudio.core.events import Event, EventBus  # noqa: E402
+from genstudio.core.registry import registry  # noqa: E402
+from genstudio.core.runs import RunStore  # noqa: E402
+
+N = 150
+
+
+class Ctx:
+    """The slice of the main window a panel uses; jobs run inline and events are handed over by hand."""
+
+    def __init__(self, store: RunStore) -> None:
+        self.store = store
+        self.registry = registry()
+        self.bus = EventBus()
+        self.events: list[Event] = []
+        self.bus.subscribe(self.events.append)
+
+    def current_run(self):
+        return None
+
+    def start_job(self, name, run, job):
+        control = jobs.Control()
+        for _ in job(control):
+            pass
+        return control
+
+    def job_running(self, name):
+        return False
+
+    def show_error(self, message, details=""):
+        raise AssertionError(message)
+
+    def status_message(self, text, ms=4000):
+        pass
+
+    def deliver(self, panel):
+        batch, self.events[:] = list(self.events), []
+        panel.on_events(batch)
+
+
+@pytest.fixture(scope="module")
+def vae_run(tmp_path_factory):
+    torch.set_num_threads(1)
+    store = RunStore(tmp_path_factory.mktemp("latent") / "data")
+    spec = jobs.TrainSpec("vae", "digits", steps=60, overrides=["latent_dim=3", "hidden=32", "batch_size=64"],
+                          log_every=20, sample_every=0, checkpoint_every=60)
+    run = jobs.create_run(store, spec)
+    for _ in jobs.train(run):
+        pass
+    return store, run
+
+
+@pytest.fixture
+def panel(qtbot, vae_run):
+    from genstudio.qt.panels.latent import LatentPanel
+
+    store, run = vae_run
+    ctx = Ctx(store)
+    p = LatentPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1200, 700)
+    p.show()
+    p.set_run(run)
+    p.n.setValue(N)
+    p.k.setValue(4)
+    assert p.encode_button.isEnabled()
+    p.encode()
+    ctx.deliver(p)
+    assert p.explorer is not None
+    return p
+
+
+def test_map_has_one_point_per_code_and_clicking_decodes(panel):
+    ex = panel.explorer
+    assert len(panel.scatter.data) == N
+    np.testing.assert_allclose(np.c_[panel.scatter.data["x"], panel.scatter.data["y"]], ex.embedding)
+    assert panel.colour_by.count() == 2  # label, cluster
+    out = panel.select_point(7)
+    assert out.shape == (1, 1, 8, 8)
+    torch.testing.assert_close(out, ex.model.decode(torch.as_tensor(ex.codes[7:8], dtype=torch.float32)))
+    # the PC sliders moved to the point's PCA coordinates
+    coords = ex.pca.transform(ex.codes[7]) / ex.pca.std
+    assert panel.sliders[0].value() == pytest.approx(np.clip(coords[0] / 3, -1, 1) * 100, abs=1)
+
+
+def test_two_clicks_give_interpolation_strips(panel):
+    panel.frames.setValue(6)
+    panel.select_point(3)
+    assert panel.lerp_frames is None or len(panel.lerp_frames) != 6
+    panel.select_point(11)
+    ex = panel.explorer
+    assert panel.lerp_frames.shape == (6, 1, 8, 8) and panel.slerp_frames.shape == (6, 1, 8, 8)
+    ends = ex.decode(ex.codes[[3, 11]])
+    torch.testing.assert_close(panel.lerp_frames[[0, -1]], ends)
+    torch.testing.assert_close(panel.slerp_frames[[0, -1]], ends, atol=1e-5, rtol=0)
+    panel.frames.setValue(9)  # changing the length redraws
+    assert len(panel.slerp_frames) == 9
+    img = panel.lerp_view.image.image
+    assert img.shape[1] == 9 * 9 + 1  # nine 8-px frames with 1-px gaps in one row
+
+
+def test_dragging_decodes_live_once_per_frame(panel, qtbot):
+    ex = panel.explorer
+    calls = []
+    real = ex.decode
+    ex.decode = lambda z: calls.append(np.asarray(z)) or real(z)
+    try:
+        for t in np.linspace(0, 1, 20):  # 20 moves inside one frame -> one decode of the last position
+            p = (1 - t) * ex.embedding[0] + t * ex.embedding[1]
+            panel.cursor.setPos(float(p[0]), float(p[1]))
+        qtbot.waitUntil(lambda: len(calls) >= 1, timeout=2000)
+        qtbot.wait(50)
+    finally:
+        ex.decode = real
+    assert len(calls) == 1
+    np.testing.assert_allclose(calls[0][0], ex.point_to_code(ex.embedding[1]), atol=1e-9)
+
+
+def test_traversal_and_clusters_are_drawn(panel):
+    ex = panel.explorer
+    assert len(panel.traversal_dims) == 3
+    assert panel.traversal_view.image.image.shape[:2] == (3 * 9 + 1, 9 * 9 + 1)
+    assert "z<sub>" in panel.traversal_legend.text()
+    assert panel.cluster_view.image.image.shape[0] == 4 * 9 + 1  # 4 clusters, one row each
+    panel.sliders[0].setValue(100)  # +3 std along PC1
+    panel._decode_pending()
+    want = ex.decode(L.pca_direction_code(ex.pca, [3.0, 0, 0, 0])[None])
+    torch.testing.assert_close(panel.last_decoded, want)
+
+
+def test_panel_is_registered_and_refuses_models_without_latents(main_window, test_plugins):
+    from genstudio.qt.panels.latent import LatentPanel
+
+    panel = main_window.panels.get("latent")
+    assert isinstance(panel, LatentPanel)
+    run = jobs.create_run(main_window.store, jobs.TrainSpec("gaussfit", "moons", steps=2))
+    panel.set_run(run)
+    assert not panel.encode_button.isEnabled()
+    assert "latent" in panel.status.text()

@@ -6,6 +6,11 @@ between batches and metrics, and returns the stored record (also written to
 ``run.eval_dir()/eval_<step>_<time>.json``). Drive it with ``run_eval(...)`` to get the record.
 
 Every metric entry says what it is comparable to: ``{value, ci_low, ci_high, note, extractor}``.
+
+Likelihoods: image plugins report ``log_prob`` as log P(discrete x) in nats (PixelCNN exactly, flows
+as a dequantised bound, VAEs as an ELBO), so bits/dim is NLL / (D ln 2). A plugin whose image
+``log_prob`` is a continuous density on [-1, 1] sets ``log_prob_continuous = True`` and gets the
+dequantisation offset of :func:`genstudio.core.metrics.functional.discrete_bits_per_dim`.
 Fréchet distances on our per-dataset classifiers are called FCD, never FID (FID needs the
 Inception-v3 weights file). The reference set is ``dataset.fixed(n, seed=ref_seed)`` -- for the
 built-in image sets that is training data, so a model that memorises scores perfectly.
@@ -54,6 +59,7 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "bpd": ("Bits per dimension", "lower"),
     "sampling_time": ("Seconds per 64 samples", "lower"),
     "nfe": ("Network evaluations per sample", "lower"),
+    "sample_steps": ("Sampler steps", "lower"),
 }
 IMAGE_METRICS = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll")
 POINT_METRICS = ("energy", "mmd", "w2", "pr", "nll")
@@ -150,10 +156,14 @@ def _fd(ctx: _Ctx, name: str) -> dict[str, Any]:
     ex = ctx.extractors[key]
     nb = ctx.boot["n_boot"] if ex.dim <= 512 else min(ctx.boot["n_boot"], 20)  # 2048-d replicates cost seconds
     ci = M.bootstrap_ci(M.fid_from_features, fr, ff, **{**ctx.boot, "n_boot": nb})
-    note = f"{ex.name} features ({ex.dim}-d), n={ctx.n}: biased in n, compare only at equal n and same extractor"
+    note = f"{ex.name} features ({ex.dim}-d), n={ctx.n}: biased upwards in n, compare only at equal n and same extractor"
+    debiased = None
+    if ci.n_boot:  # the bootstrap bias estimate tracks the finite-n bias well (bench/bench_bootstrap.py)
+        debiased = ci.value - ci.bias
+        note += f"; bootstrap-debiased estimate {debiased:.4g} (closer to the n->inf value, not what papers report)"
     warn = M.fid_reliability(ctx.n, ex.dim)
     return {name: _entry(ci.value, ci.low, ci.high, note + (f". WARNING: {warn}" if warn else ""), ex.name,
-                         bootstrap_bias=None if ci.n_boot == 0 else ci.bias, warning=warn)}
+                         bootstrap_bias=None if ci.n_boot == 0 else ci.bias, debiased=debiased, warning=warn)}
 
 
 def _kid_full(a: np.ndarray, b: np.ndarray) -> float:
@@ -238,12 +248,18 @@ def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
     out = {"nll": _entry(mean, mean - z * se, mean + z * se, f"nats per sample on {n} reference points (mean +- z*se);"
                          " a bound if the plugin's log_prob is one", "model")}
     levels = M.infer_levels(ctx.x_ref) if ctx.kind == "image" else None
-    if levels:
+    continuous = ctx.kind != "image" or bool(getattr(ctx.model, "log_prob_continuous", False))
+    if ctx.kind == "image" and continuous and levels:
         conv = partial(M.discrete_bits_per_dim, dim=ctx.dim, levels=levels)
-        note = f"discrete data with {levels} levels: (NLL + D log((levels-1)/2)) / (D ln 2)"
+        note = (f"continuous density on [-1, 1] turned into discrete bits/dim for {levels} levels: "
+                "(NLL + D log((levels-1)/2)) / (D ln 2)")
+    elif ctx.kind == "image" and not continuous:
+        conv = partial(M.bits_per_dim, dim=ctx.dim)
+        note = ("log P(discrete x) as image plugins report it (exact, dequantised bound or ELBO): NLL / (D ln 2)"
+                + (f"; data has {levels} levels" if levels else ""))
     else:
         conv = partial(M.bits_per_dim, dim=ctx.dim)
-        note = "continuous density (no quantisation offset): not comparable with 8-bit bits/dim"
+        note = "continuous density (no quantisation offset): not comparable with discrete bits/dim"
     out["bpd"] = _entry(conv(mean), conv(mean - z * se), conv(mean + z * se), note, "model")
     return out
 
@@ -363,6 +379,9 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
                                   + (f", {steps} steps" if steps else "") + ")", extractor="timer")
     if nfe is not None:
         out["nfe"] = _entry(float(nfe), note="network evaluations per sample, as the plugin reports", extractor="plugin")
+    if last_total is not None:
+        out["sample_steps"] = _entry(float(last_total), note="sampler steps of the final state (NFE may differ, e.g. "
+                                     "2 per step for Heun)", extractor="plugin")
 
     record = {
         "schema": SCHEMA, "job": "eval", "run": rid, "plugin": info.get("plugin"), "dataset": info.get("dataset"),

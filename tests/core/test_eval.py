@@ -65,7 +65,29 @@ class FakeImg(_Exact):
                       Capability.TRAIN | Capability.SAMPLE | Capability.CONDITIONAL, ShiftConfig, data_kinds=("image",))
 
 
-for _cls in (Fake2D, FakeImg):
+class UniformImg(_Exact):
+    """Uniform model over sklearn digits' 17 levels: log P(discrete x) = -D log 17."""
+
+    info = PluginInfo("uniformimg_eval", "Uniform images", "test",
+                      Capability.TRAIN | Capability.SAMPLE | Capability.LIKELIHOOD, ShiftConfig, data_kinds=("image",))
+
+    def log_prob(self, x):
+        return torch.full((len(x),), -x[0].numel() * math.log(17.0))
+
+
+class UniformDensityImg(UniformImg):
+    """The same model written as a continuous density on [-1, 1]: uniform over the 17 dequantisation
+    bins of width 2/16, i.e. over [-1 - 1/16, 1 + 1/16]^D."""
+
+    info = PluginInfo("uniformdens_eval", "Uniform density", "test",
+                      Capability.TRAIN | Capability.SAMPLE | Capability.LIKELIHOOD, ShiftConfig, data_kinds=("image",))
+    log_prob_continuous = True
+
+    def log_prob(self, x):
+        return torch.full((len(x),), -x[0].numel() * math.log(2 + 2 / 16))
+
+
+for _cls in (Fake2D, FakeImg, UniformImg, UniformDensityImg):
     if _cls.info.id not in registry().entries:
         registry().add_class(_cls, "tests/core/test_eval.py", _cls.info.id)
 
@@ -115,7 +137,7 @@ def test_eval_2d_exact_model_against_truth(tmp_path):
     x_ref, _ = ds.fixed(400, seed=0)
     assert g["nll"]["value"] == pytest.approx(float(-ds.log_prob(x_ref).double().mean()), rel=1e-5)
     assert g["bpd"]["value"] == pytest.approx(g["nll"]["value"] / (2 * math.log(2)))
-    assert g["nfe"]["value"] == 8 and g["sampling_time"]["value"] > 0
+    assert g["nfe"]["value"] == 8 and g["sample_steps"]["value"] == 4 and g["sampling_time"]["value"] > 0
     assert rec_good["step"] == 4 and rec_good["checkpoint"] == "step_00000004.pt" and rec_good["n"] == 400
     assert rec_good["extractor"]["name"] == "raw-points"
     # stored on disk and read back
@@ -154,6 +176,7 @@ def test_eval_images_fcd_orders_quality(tmp_path, extractor_root):
     assert r0["extractor"]["name"] == "cnn-digits" and r0["extractor"]["hash"] == r1["extractor"]["hash"]
     assert m0["fcd"]["extractor"] == "cnn-digits" and "FID" not in m0["fcd"]["note"].split(":")[0]
     assert m1["fcd"]["value"] > 5 * m0["fcd"]["value"] and m1["fcd"]["ci_low"] > m0["fcd"]["ci_high"]
+    assert m1["fcd"]["bootstrap_bias"] > 0 and m1["fcd"]["debiased"] < m1["fcd"]["value"]
     assert m0["kid"]["ci_low"] < 3 * abs(m0["kid"]["value"]) + 1e-3 and m1["kid"]["value"] > m0["kid"]["ci_high"]
     assert m0["accuracy"]["value"] > 0.9 and m0["accuracy"]["ci_low"] <= m0["accuracy"]["value"]
     assert m0["is"]["value"] == pytest.approx(m0["is"]["ref"], rel=0.15)  # real images score like real data
@@ -162,6 +185,16 @@ def test_eval_images_fcd_orders_quality(tmp_path, extractor_root):
     assert r0["skipped"] == {"nll": "the plugin has no log_prob (Capability.LIKELIHOOD)"}
     with pytest.raises(ValueError, match="Inception"):
         run_eval(exact, "fid", **kw)
+
+
+@pytest.mark.parametrize("plugin", ["uniformimg_eval", "uniformdens_eval"])
+def test_eval_bits_per_dim_of_a_uniform_image_model(tmp_path, plugin):
+    run = make_run(tmp_path, plugin, "digits", steps=2)
+    rec = run_eval(run, "nll", n=50)
+    per_dim = math.log(17) if plugin == "uniformimg_eval" else math.log(2 + 2 / 16)
+    assert rec["metrics"]["nll"]["value"] == pytest.approx(64 * per_dim)
+    assert rec["metrics"]["bpd"]["value"] == pytest.approx(math.log2(17))  # with or without the log-det offset
+    assert ("continuous density" in rec["metrics"]["bpd"]["note"]) == (plugin == "uniformdens_eval")
 
 
 def test_eval_images_with_inception_weights(tmp_path, extractor_root):

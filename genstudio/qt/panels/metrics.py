@@ -373,7 +373,7 @@ class MetricsPanel(Panel):
         elif isinstance(prefer, str) and prefer in self._metrics:
             combo.setCurrentText(prefer)
         elif self._metrics:
-            quality = [m for m in self._metrics if m not in ("sampling_time", "nfe")]
+            quality = [m for m in self._metrics if m not in ("sampling_time", "nfe", "sample_steps")]
             combo.setCurrentText(quality[0] if quality else self._metrics[0])
         combo.blockSignals(False)
 

@@ -135,23 +135,21 @@ class MetricsPanel(Panel):
         self.curve_combo.setToolTip("Metric to follow over training checkpoints")
         self.curve_combo.currentIndexChanged.connect(self._draw_curve)
         self.curve_plot = pg.PlotWidget()
-        self.curve_plot.setBackground("w")
         self.curve_plot.showGrid(x=True, y=True, alpha=0.2)
         self.curve_plot.setLabel("bottom", "training step")
-        self.curve_legend = self.curve_plot.addLegend(offset=(-10, 10), labelTextColor=(40, 40, 40))
+        self.curve_legend = self.curve_plot.addLegend(offset=(-10, 10), labelTextColor=(200, 200, 200))
         self.x_combo, self.y_combo = QComboBox(), QComboBox()
         self.x_combo.setToolTip("x axis: metric across runs (latest eval of each)")
         self.y_combo.setToolTip("y axis: metric across runs (latest eval of each)")
         self.x_combo.currentIndexChanged.connect(self._draw_scatter)
         self.y_combo.currentIndexChanged.connect(self._draw_scatter)
         self.scatter_plot = pg.PlotWidget()
-        self.scatter_plot.setBackground("w")
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
         self.scatter_plot.getPlotItem().getViewBox().setDefaultPadding(0.08)
-        self.scatter_legend = self.scatter_plot.addLegend(offset=(-10, 10), labelTextColor=(40, 40, 40))
+        self.scatter_legend = self.scatter_plot.addLegend(offset=(-10, 10), labelTextColor=(200, 200, 200))
         self.scatter_note = QLabel()
         self.scatter_note.setWordWrap(True)
-        self.scatter_note.setStyleSheet("color: #b06000")
+        self.scatter_note.setStyleSheet("color: #e0a040")
 
         left = QVBoxLayout()
         row = QHBoxLayout()
@@ -429,11 +427,11 @@ class MetricsPanel(Panel):
             y = np.array([q[3]["value"] for q in sub], float)
             col = colour(fi)
             p.plot(x, y, pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush(*col[:3]),
-                   symbolPen=pg.mkPen(40, 40, 40), name=fam)
+                   symbolPen=pg.mkPen(20, 20, 20), name=fam)
             _error_bars(p, x, y, [q[3] for q in sub], [q[2] for q in sub], col)
             for (rid, rec, _, _), xi, yi in zip(sub, x, y):
                 right_half = xi > mid  # labels point inwards so none runs off the plot
-                txt = pg.TextItem(f"{short_id(rid)}@{rec.get('step')}", color=(60, 60, 60),
+                txt = pg.TextItem(f"{short_id(rid)}@{rec.get('step')}", color=(200, 200, 200),
                                   anchor=(1.05, 1) if right_half else (-0.05, 1))
                 txt.setPos(float(xi), float(yi))
                 p.addItem(txt)

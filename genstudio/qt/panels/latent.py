@@ -50,18 +50,26 @@ FRAME_MS = 16  # live decodes at most this often (screen rate)
 METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
 
 
-def point_colours(values: np.ndarray | None, n: int) -> list[Any]:
-    """Brushes for the map: the shared palette for <= 10 categories, viridis otherwise."""
+def point_colours(values: np.ndarray | None, n: int) -> tuple[list[Any], str]:
+    """Brushes for the map (the shared palette for <= 10 categories, viridis otherwise) and a
+    rich-text legend for them."""
     if values is None:
-        return [pg.mkBrush(*PALETTE[0], 170)] * n
+        return [pg.mkBrush(*PALETTE[0], 170)] * n, ""
     uniq, inv = np.unique(values, return_inverse=True)
     if len(uniq) <= len(PALETTE):
-        table = [pg.mkBrush(*PALETTE[i], 190) for i in range(len(uniq))]
+        rgb = [PALETTE[i] for i in range(len(uniq))]
     else:
-        cmap = pg.colormap.get("viridis")
-        cols = cmap.map(np.linspace(0, 1, len(uniq)), mode="byte")
-        table = [pg.mkBrush(int(c[0]), int(c[1]), int(c[2]), 190) for c in cols]
-    return [table[i] for i in inv]
+        cols = pg.colormap.get("viridis").map(np.linspace(0, 1, len(uniq)), mode="byte")
+        rgb = [(int(c[0]), int(c[1]), int(c[2])) for c in cols]
+    table = [pg.mkBrush(*c, 190) for c in rgb]
+    def swatch(i: int) -> str:
+        return f"<span style='color:rgb{rgb[i]}'>&#9679;</span>&nbsp;{uniq[i]}"
+
+    if len(uniq) <= len(PALETTE):
+        legend = " ".join(swatch(i) for i in range(len(uniq)))
+    else:  # a continuous-looking factor: show the two ends of the scale
+        legend = f"{swatch(0)} … {swatch(len(uniq) - 1)}"
+    return [table[i] for i in inv], legend
 
 
 class LatentPanel(Panel):
@@ -103,11 +111,15 @@ class LatentPanel(Panel):
         self.encode_button.setToolTip("Load the newest checkpoint into a separate model and encode")
         self.colour_by = QComboBox()
         self.colour_by.setToolTip("Colour the points by")
+        self.legend = QLabel()
+        self.legend.setTextFormat(Qt.RichText)
+        self.legend.setToolTip("Colours of the map's points")
         self.status = QLabel()
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         top = QHBoxLayout()
         top.setContentsMargins(4, 2, 4, 2)
-        for w in (self.method, self.n, self.k, self.encode_button, QLabel("colour"), self.colour_by):
+        for w in (self.method, self.n, self.k, self.encode_button, QLabel("colour"), self.colour_by,
+                  self.legend):
             top.addWidget(w)
         top.addWidget(self.status, 1)
 
@@ -169,13 +181,13 @@ class LatentPanel(Panel):
         self.tabs.addTab(interp, "Interpolate")
 
         trav = QWidget()
-        lay = QHBoxLayout(trav)
+        lay = QVBoxLayout(trav)
         lay.setContentsMargins(2, 2, 2, 2)
-        self.traversal_view, w = self._view("traversal: one dimension per row, -2.5 to +2.5 std")
+        self.traversal_view, w = self._view("traversal (rows: dimensions, ±2.5 std)")
         lay.addWidget(w, 1)
         self.traversal_legend = QLabel()
-        self.traversal_legend.setAlignment(Qt.AlignTop | Qt.AlignLeft)
         self.traversal_legend.setTextFormat(Qt.RichText)
+        self.traversal_legend.setWordWrap(True)
         lay.addWidget(self.traversal_legend)
         self.tabs.addTab(trav, "Traversal")
 
@@ -232,6 +244,7 @@ class LatentPanel(Panel):
         for v in (self.decoded_view, self.lerp_view, self.slerp_view, self.traversal_view, self.cluster_view):
             v.clear_content()
         self.traversal_legend.clear()
+        self.legend.clear()
         self.colour_by.blockSignals(True)
         self.colour_by.clear()
         self.colour_by.blockSignals(False)
@@ -332,8 +345,9 @@ class LatentPanel(Panel):
         ex = self.explorer
         if ex is None:
             return
-        values = ex.colour_values(self.colour_by.currentText())
-        self.scatter.setBrush(point_colours(values, len(ex.codes)))
+        brushes, legend = point_colours(ex.colour_values(self.colour_by.currentText()), len(ex.codes))
+        self.scatter.setBrush(brushes)
+        self.legend.setText(legend)
 
     # -- decoding -----------------------------------------------------------------------------------
     def decode_code(self, z: np.ndarray) -> torch.Tensor | None:
@@ -439,13 +453,13 @@ class LatentPanel(Panel):
         self.traversal_dims = dims
         self._show(self.traversal_view, grid, ncol=n)
         rows = []
-        for d in dims:
+        for r, d in enumerate(dims):
             tracks = f" → {ex.assignment.label(d)}" if ex.assignment is not None else ""
-            rows.append(f"z<sub>{d}</sub> (std {ex.codes[:, d].std():.2f}){tracks}")
-        head = "<b>rows</b> (widest spread first)"
+            rows.append(f"{r + 1}: z<sub>{d}</sub> (std {ex.codes[:, d].std():.2f}){tracks}")
+        head = "Rows, widest spread first"
         if ex.assignment is not None:
-            head += "<br>factor = largest MI / H(factor)"
-        self.traversal_legend.setText(head + "<br>" + "<br>".join(rows))
+            head += " (→ the factor with the largest MI / H(factor))"
+        self.traversal_legend.setText(f"<b>{head}</b><br>" + " &nbsp;·&nbsp; ".join(rows))
 
     def _update_clusters(self) -> None:
         ex = self.explorer

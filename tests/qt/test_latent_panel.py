@@ -144,6 +144,32 @@ def test_traversal_and_clusters_are_drawn(panel):
     torch.testing.assert_close(panel.last_decoded, want)
 
 
+def test_points_runs_draw_decodes_over_the_data(qtbot, tmp_path):
+    """A 2-D model (the CNF: its base-space code): decodes are points, strips are paths."""
+    from genstudio.qt.panels.latent import LatentPanel
+
+    store = RunStore(tmp_path / "data")
+    run = jobs.create_run(store, jobs.TrainSpec("cnf", "8gaussians", steps=5, overrides=["hidden=8", "ode_steps=2"],
+                                                sample_every=0, checkpoint_every=5))
+    for _ in jobs.train(run):
+        pass
+    ctx = Ctx(store)
+    p = LatentPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(run)
+    p.n.setValue(100)
+    p.k.setValue(3)
+    p.encode()
+    ctx.deliver(p)
+    assert len(p.scatter.data) == 100
+    p.select_point(0)
+    p.select_point(1)
+    assert p.lerp_frames.shape == (8, 2)
+    assert len(p.lerp_view.scatter.data) == 8 and len(p.lerp_view.trails.xData) == 8  # one path
+    assert len(p.cluster_view.scatter.data) == 3  # decoded centres
+    assert len(p._refs[id(p.lerp_view)].data) == 100  # the data set behind them
+
+
 def test_panel_is_registered_and_refuses_models_without_latents(main_window, test_plugins):
     from genstudio.qt.panels.latent import LatentPanel
 

@@ -87,6 +87,7 @@ class LatentPanel(Panel):
         self.lerp_frames: torch.Tensor | None = None
         self.slerp_frames: torch.Tensor | None = None
         self.traversal_dims: list[int] = []
+        self._refs: dict[int, pg.ScatterPlotItem] = {}  # view -> faint data behind 2-D decodes
         self._problem = ""
         self._control: Any = None
         self._build()
@@ -245,6 +246,9 @@ class LatentPanel(Panel):
             v.clear_content()
         self.traversal_legend.clear()
         self.legend.clear()
+        for ref in self._refs.values():
+            ref.setData([])
+            ref.explorer_id = None
         self.colour_by.blockSignals(True)
         self.colour_by.clear()
         self.colour_by.blockSignals(False)
@@ -360,14 +364,33 @@ class LatentPanel(Panel):
         return out
 
     def _show(self, view: SampleView, x: torch.Tensor, ncol: int | None = None) -> None:
+        """Images as a grid with ``ncol`` columns; 2-D points over the data set (faint), each row
+        of ``ncol`` joined as a path (interpolations and traversals read as curves)."""
         if x.dim() == 4:
             view.show_image(image_grid(x, ncol=ncol, pad=1))
         elif x.dim() == 2 and x.shape[1] == 2 and self.explorer is not None:
-            ref = self.explorer.x
-            lim = float(np.nanpercentile(np.abs(ref.numpy()), 99.5)) * 1.1 if len(ref) else 3.0
-            view.show_points(x.numpy(), ref.numpy()[None], lim)  # the data set faint, decodes bright
+            self._show_reference(view)
+            pts = x.numpy()
+            ncol = ncol or len(pts)
+            hist = pts.reshape(-1, ncol, 2).transpose(1, 0, 2) if len(pts) % ncol == 0 else None
+            view.show_points(pts, hist, None)
+            view.scatter.setSize(8)
         else:
             self.status.setText(f"cannot draw decodes of shape {tuple(x.shape)}")
+
+    def _show_reference(self, view: SampleView) -> None:
+        """The encoded 2-D data behind a view's decodes (set once per explorer)."""
+        ex = self.explorer
+        ref = self._refs.get(id(view))
+        if ref is None:
+            ref = self._refs[id(view)] = pg.ScatterPlotItem(size=3, pen=None, brush=pg.mkBrush(170, 170, 170, 60))
+            ref.setZValue(-1)
+            view.addItem(ref)
+        if getattr(ref, "explorer_id", None) != id(ex):
+            ref.setData(pos=ex.x.numpy().astype(np.float64))
+            ref.explorer_id = id(ex)
+            lim = float(np.nanpercentile(np.abs(ex.x.numpy()), 99.5)) * 1.1 if len(ex.x) else 3.0
+            view.getViewBox().setRange(xRange=(-lim, lim), yRange=(-lim, lim), padding=0)
 
     def request_decode(self, z: np.ndarray) -> None:
         """Queue a live decode; several requests within one frame decode only the newest."""
@@ -463,8 +486,11 @@ class LatentPanel(Panel):
 
     def _update_clusters(self) -> None:
         ex = self.explorer
-        if ex is None or ex.clusters is None or ex.x.dim() != 4:
+        if ex is None or ex.clusters is None:
             self.cluster_view.clear_content()
+            return
+        if ex.x.dim() != 4:  # 2-D points: the decoded cluster centres over the data
+            self._show(self.cluster_view, ex.decode(ex.centres), ncol=1)
             return
         per = 8
         groups = latent.cluster_exemplars(ex.codes, ex.clusters, ex.centres, per=per)

@@ -275,6 +275,50 @@ class LatentExplorer:
         return dims, values, self.decode(grid)
 
 
+class DDIMInversion:
+    """The encode/decode face of a diffusion model that has none: encode = deterministic DDIM
+    inversion (data -> noise), decode = DDIM sampling with eta = 0 over the same timesteps, so the
+    explorer maps inverted noises. Needs the DDPM plugin's ``sched``, ``guided_eps`` and ``_time``."""
+
+    def __init__(self, model: Any, steps: int = 20) -> None:
+        from genstudio.core.diffusion import spaced_timesteps
+
+        self.model = model
+        self.ks = spaced_timesteps(model.sched.T, steps)
+        cfg = model.config
+        self.clip = model._clip_range() if getattr(cfg, "clip_x0", False) else None
+
+    @staticmethod
+    def supports(model: Any) -> bool:
+        return all(hasattr(model, a) for a in ("sched", "guided_eps", "_time"))
+
+    def _eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.model.guided_eps(x, self.model._time(t), None, 1.0)
+
+    @torch.no_grad()
+    def encode(self, x: torch.Tensor) -> torch.Tensor:
+        from genstudio.core.diffusion.samplers import invert_ddim
+
+        return invert_ddim(self._eps, x.to(self.model.device), self.model.sched, self.ks)
+
+    @torch.no_grad()
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        from genstudio.core.diffusion.samplers import sample_ddim
+
+        return sample_ddim(self._eps, z.to(self.model.device), self.model.sched, self.ks, clip=self.clip)
+
+
+def latent_face(model: Any) -> Any:
+    """What the explorer encodes/decodes with: the model itself (VAEs, flows: base-space codes),
+    DDIM inversion for the diffusion family, else None."""
+    if callable(getattr(model, "encode", None)) and callable(getattr(model, "decode", None)):
+        return model
+    if DDIMInversion.supports(model):
+        return DDIMInversion(model)
+    return None
+
+
 def _encode_all(model: Any, x: torch.Tensor, batch: int = 256) -> torch.Tensor:
     with torch.no_grad():
         return torch.cat([model.encode(x[i:i + batch]).detach().float().cpu() for i in range(0, len(x), batch)])
@@ -284,8 +328,10 @@ def explore(model: Any, dataset: Any, n: int = 1000, method: str = "pca", cluste
             step: int = 0) -> Iterator[str]:
     """Build a :class:`LatentExplorer` stage by stage; yields a stage name between the slow parts
     (so a job can be cancelled) and returns the explorer."""
-    if not callable(getattr(model, "encode", None)) or not callable(getattr(model, "decode", None)):
+    face = latent_face(model)
+    if face is None:
         raise TypeError(f"{type(model).__name__} has no encode/decode (not a latent model)")
+    model = face
     factors = names = None
     if hasattr(dataset, "fixed_with_factors"):
         from genstudio.core.data.sprites import FACTOR_NAMES

@@ -129,3 +129,25 @@ def test_explore_on_a_tiny_vae_end_to_end():
     torch.testing.assert_close(out, model.decode(torch.as_tensor(ex.codes[:4], dtype=torch.float32)))
     dims, values, grid = ex.traversal(n=5)
     assert len(dims) == 3 and grid.shape == (15, 1, 8, 8)
+
+
+def test_ddim_inversion_face_for_diffusion_models():
+    """A DDPM has no encode/decode: the explorer inverts DDIM. decode(z) is exactly the plugin's own
+    DDIM sampler (eta = 0, same timesteps) from noise z, and decode(encode(x)) comes back near x."""
+    from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
+
+    from genstudio.core.plugin import final_state
+
+    torch.manual_seed(0)
+    ds = get_dataset("8gaussians")
+    model = DDPMPlugin(DDPMConfig.tiny(), "cpu")
+    model.setup(ds.spec)
+    face = L.latent_face(model)
+    assert isinstance(face, L.DDIMInversion)
+    z = torch.randn((16, 2), generator=model.generator(3))
+    want = final_state(model.sample(16, seed=3, sampler="ddim", steps=20, eta=0.0)).x
+    torch.testing.assert_close(face.decode(z), want)
+    x, _ = ds.fixed(64)
+    err = (face.decode(face.encode(x)) - x).norm(dim=1)
+    assert err.median() < 0.2 * x.norm(dim=1).median()
+    assert L.latent_face(object()) is None

@@ -170,12 +170,21 @@ def test_points_runs_draw_decodes_over_the_data(qtbot, tmp_path):
     assert len(p._refs[id(p.lerp_view)].data) == 100  # the data set behind them
 
 
-def test_panel_is_registered_and_refuses_models_without_latents(main_window, test_plugins):
+def test_panel_is_registered_encodes_in_the_worker_and_refuses_models_without_latents(
+        main_window, qtbot, vae_run, test_plugins):
     from genstudio.qt.panels.latent import LatentPanel
 
     panel = main_window.panels.get("latent")
     assert isinstance(panel, LatentPanel)
-    run = jobs.create_run(main_window.store, jobs.TrainSpec("gaussfit", "moons", steps=2))
-    panel.set_run(run)
-    assert not panel.encode_button.isEnabled()
+    _, trained = vae_run
+    main_window.select_run(trained)  # a run from another store: the panel reads only the Run
+    panel.n.setValue(50)
+    with qtbot.waitSignal(main_window.job_finished, timeout=20000) as sig:
+        panel.encode()
+    assert sig.args == ["latent", "finished"]
+    qtbot.waitUntil(lambda: panel.explorer is not None and panel.encode_button.text() == "Encode", timeout=5000)
+    assert len(panel.scatter.data) == 50
+    other = jobs.create_run(main_window.store, jobs.TrainSpec("gaussfit", "moons", steps=2))
+    main_window.select_run(other)
+    assert panel.explorer is None and not panel.encode_button.isEnabled()
     assert "latent" in panel.status.text()

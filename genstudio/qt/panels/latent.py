@@ -6,7 +6,7 @@ their most central members.
 
 Encoding runs as a worker job (``ctx.start_job``) on a *separate* model instance loaded from the
 newest checkpoint, never the one training. The finished :class:`~genstudio.core.latent.LatentExplorer`
-comes back as a ``LATENT_READY`` event; after that, decoding one code is cheap and happens in the
+comes back as a ``LATENT_READY`` event (diffusion models: codes are DDIM-inverted noises); after that, decoding one code is cheap and happens in the
 GUI thread, coalesced to the screen rate.
 """
 
@@ -226,7 +226,8 @@ class LatentPanel(Panel):
         if run is not None:
             try:
                 cls = self.ctx.registry.get(run.info()["plugin"])
-                if Capability.LATENT not in cls.info.capabilities:
+                ddim = cls.info.family == "diffusion" and "ddim" in cls.info.samplers  # inverted noises
+                if Capability.LATENT not in cls.info.capabilities and not ddim:
                     self._problem = f"{cls.info.name} has no latent space (no encode/decode)"
             except (KeyError, RunError) as e:
                 self._problem = str(e).strip("'\"")

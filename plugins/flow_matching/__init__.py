@@ -45,7 +45,7 @@ def ode_steps(v: VelocityFn, x: torch.Tensor, steps: int, method: str = "euler"
               ) -> Iterator[tuple[int, float, torch.Tensor, torch.Tensor]]:
     """Integrate dx/dt = v(x, t) from t = 0 to 1 with Euler (1 NFE/step) or Heun (2 NFE/step).
     Yields (i, t_next, x, x1_hat) with x1_hat = x_t + (1 - t) v, the endpoint if the path were straight."""
-    ts = torch.linspace(0, 1, steps + 1).tolist()
+    ts = torch.linspace(0, 1, steps + 1, dtype=torch.float64).tolist()
     for i in range(steps):
         t, tn = ts[i], ts[i + 1]
         tv = torch.full((x.shape[0],), t, device=x.device, dtype=x.dtype)
@@ -65,7 +65,7 @@ def straightness(v: VelocityFn, x0: torch.Tensor, steps: int = 20) -> float:
     """Liu et al.'s S(Z) = E int_0^1 ||(Z_1 - Z_0) - v(Z_t, t)||^2 dt along Euler paths of v from
     x0, averaged per dimension (0: straight paths)."""
     vs, xs = [], x0
-    ts = torch.linspace(0, 1, steps + 1).tolist()
+    ts = torch.linspace(0, 1, steps + 1, dtype=torch.float64).tolist()
     for i in range(steps):
         tv = torch.full((x0.shape[0],), ts[i], device=x0.device, dtype=x0.dtype)
         d = v(xs, tv)

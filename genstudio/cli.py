@@ -7,6 +7,7 @@
     genstudio resume RUN [--steps N]
     genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
+    genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -200,6 +201,30 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_nfe(args: argparse.Namespace) -> int:
+    from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
+    from genstudio.core.jobs import load_model
+
+    run = _store().get(args.run)
+    if not run.checkpoints():
+        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    model, ds, step = load_model(run, args.device)
+    metric, quality = quality_fn(ds, args.n, device=getattr(model, "device", "cpu"))
+    samplers = args.samplers.split(",") if args.samplers else None
+    rows = nfe_curve(model, ds, samplers, max_nfe=args.max_nfe, n=args.n, seed=args.seed, quality=quality,
+                     callback=lambda r: print(f"  {r['sampler']:<10} nfe {r['nfe']:>5}  {metric} {r['quality']:.5g}",
+                                              file=sys.stderr))
+    print(f"{run.id}  step {step}  n={args.n}  quality: {metric} (lower is better)")
+    print(_table([(r["sampler"], r["steps"], r["nfe"], f"{r['quality']:.5g}", f"{r['seconds']:.2f}") for r in rows],
+                 ("sampler", "steps", "nfe", metric, "seconds")))
+    if args.csv:
+        with open(args.csv, "w", encoding="utf-8") as f:
+            f.write(f"sampler,steps,nfe,{metric},seconds\n")
+            f.writelines(f"{r['sampler']},{r['steps']},{r['nfe']},{r['quality']},{r['seconds']}\n" for r in rows)
+        print(args.csv)
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from genstudio.qt.app import main as gui_main
 
@@ -267,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_eval)
+    s = sub.add_parser("nfe", help="sample quality against network evaluations for each sampler of a run")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--samplers", default=None, help="comma list (default: all the plugin offers)")
+    s.add_argument("--max-nfe", type=int, default=1000, help="largest budget; runs 1, 2, 4, ... up to it")
+    s.add_argument("--n", type=int, default=1000, help="samples and reference points per measurement")
+    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_nfe)
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None)
     s.add_argument("--out", required=True)

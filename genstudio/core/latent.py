@@ -213,6 +213,7 @@ class LatentExplorer:
     clusters: np.ndarray | None = None
     centres: np.ndarray | None = None
     assignment: FactorAssignment | None = None
+    density: DensityGrid | None = None  # 2-D models with log_prob: the learned density
     data_kind: str = "image"
     step: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
@@ -273,6 +274,30 @@ class LatentExplorer:
         for r, d in enumerate(dims):  # centre each row on the dimension's mean, not on zero
             grid[r * n:(r + 1) * n, d] += mean[d]
         return dims, values, self.decode(grid)
+
+
+@dataclass
+class DensityGrid:
+    """exp(log p) of a 2-D model on a regular grid: ``p[i, j]`` at (xs[j], ys[i])."""
+
+    xs: np.ndarray
+    ys: np.ndarray
+    p: np.ndarray
+
+    @property
+    def mass(self) -> float:
+        """Riemann sum of the density over the grid (about 1 when the grid covers the mass)."""
+        return float(self.p.sum() * (self.xs[1] - self.xs[0]) * (self.ys[1] - self.ys[0]))
+
+
+@torch.no_grad()
+def density_grid(log_prob: Any, lim: float, n: int = 160, batch: int = 8192) -> DensityGrid:
+    """Evaluate a 2-D model's ``log_prob`` on an n x n grid over [-lim, lim]^2."""
+    xs = np.linspace(-lim, lim, n)
+    xx, yy = np.meshgrid(xs, xs)
+    pts = torch.as_tensor(np.stack([xx.ravel(), yy.ravel()], 1), dtype=torch.float32)
+    lp = torch.cat([log_prob(c).detach().float().cpu() for c in pts.split(batch)])
+    return DensityGrid(xs, xs.copy(), lp.exp().reshape(n, n).numpy().astype(np.float64))
 
 
 class DDIMInversion:
@@ -355,9 +380,14 @@ def explore(model: Any, dataset: Any, n: int = 1000, method: str = "pca", cluste
     if factors is not None:
         yield "factors"
         assignment = assign_factors(codes, factors, names)
+    density = None
+    if dataset.spec.kind == "points2d" and callable(getattr(model, "log_prob", None)):
+        yield "density"
+        lim = float(np.nanpercentile(np.abs(x.numpy()), 99.5)) * 1.3 if len(x) else 3.0
+        density = density_grid(model.log_prob, lim)
     return LatentExplorer(model, x, codes, code_shape, emb, method, pca,
                           labels=y.numpy() if y is not None else None, factors=factors,
-                          factor_names=names or (), clusters=labels_c, centres=centres, assignment=assignment,
+                          factor_names=names or (), clusters=labels_c, centres=centres, assignment=assignment, density=density,
                           data_kind=dataset.spec.kind, step=step)
 
 

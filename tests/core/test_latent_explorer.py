@@ -151,3 +151,19 @@ def test_ddim_inversion_face_for_diffusion_models():
     err = (face.decode(face.encode(x)) - x).norm(dim=1)
     assert err.median() < 0.2 * x.norm(dim=1).median()
     assert L.latent_face(object()) is None
+
+
+def test_density_grid_of_a_known_gaussian():
+    """A standard 2-D Gaussian's log-density on [-6, 6]^2: the grid holds mass 1 and the peak."""
+
+    def log_prob(x):
+        return -0.5 * (x**2).sum(1) - np.log(2 * np.pi)
+
+    d = L.density_grid(log_prob, lim=6.0, n=121)
+    assert d.p.shape == (121, 121)
+    assert abs(d.mass - 1) < 1e-3
+    assert abs(d.p.max() - 1 / (2 * np.pi)) < 1e-6
+    # rows are y, columns x: an x-shifted density peaks in a column, not a row
+    shifted = L.density_grid(lambda x: log_prob(x - torch.tensor([2.0, 0.0])), lim=6.0, n=121)
+    i, j = np.unravel_index(shifted.p.argmax(), shifted.p.shape)
+    assert (shifted.ys[i], shifted.xs[j]) == (0.0, 2.0)

@@ -138,6 +138,7 @@ def test_traversal_and_clusters_are_drawn(panel):
     assert panel.traversal_view.image.image.shape[:2] == (3 * 9 + 1, 9 * 9 + 1)
     assert "z<sub>" in panel.traversal_legend.text()
     assert panel.cluster_view.image.image.shape[0] == 4 * 9 + 1  # 4 clusters, one row each
+    assert not panel.tabs.isTabEnabled(panel.density_tab)  # images: no density grid
     panel.sliders[0].setValue(100)  # +3 std along PC1
     panel._decode_pending()
     want = ex.decode(L.pca_direction_code(ex.pca, [3.0, 0, 0, 0])[None])
@@ -168,6 +169,10 @@ def test_points_runs_draw_decodes_over_the_data(qtbot, tmp_path):
     assert len(p.lerp_view.scatter.data) == 8 and len(p.lerp_view.trails.xData) == 8  # one path
     assert len(p.cluster_view.scatter.data) == 3  # decoded centres
     assert len(p._refs[id(p.lerp_view)].data) == 100  # the data set behind them
+    # a likelihood model on 2-D data also gets its density on a grid (a flow: mass ~ 1)
+    assert p.tabs.isTabEnabled(p.density_tab)
+    assert abs(p.explorer.density.mass - 1) < 0.05
+    assert p.density_image.image.shape == p.explorer.density.p.shape
 
 
 def test_panel_is_registered_encodes_in_the_worker_and_refuses_models_without_latents(

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import Qt, QTimer
+from PySide6.QtCore import QRectF, Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
     QGridLayout,
@@ -195,6 +195,18 @@ class LatentPanel(Panel):
         self.cluster_view, w = self._view("k-means: one cluster per row, most central members first")
         self.tabs.addTab(w, "Clusters")
 
+        self.density_plot = pg.PlotWidget()
+        self.density_plot.setMenuEnabled(False)
+        self.density_plot.setAspectLocked(True)
+        self.density_image = pg.ImageItem(axisOrder="row-major")
+        self.density_image.setColorMap(pg.colormap.get("inferno"))
+        self.density_plot.addItem(self.density_image)
+        self.density_points = pg.ScatterPlotItem(size=2, pen=None, brush=pg.mkBrush(120, 200, 255, 90))
+        self.density_plot.addItem(self.density_points)
+        self.density_tab = self.tabs.addTab(self.density_plot, "Density")
+        self.tabs.setTabEnabled(self.density_tab, False)
+        self.tabs.setTabToolTip(self.density_tab, "2-D models with a likelihood: exp(log p) on a grid, with the data")
+
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.map)
         split.addWidget(self.tabs)
@@ -247,6 +259,9 @@ class LatentPanel(Panel):
             v.clear_content()
         self.traversal_legend.clear()
         self.legend.clear()
+        self.density_image.clear()
+        self.density_points.setData([])
+        self.tabs.setTabEnabled(self.density_tab, False)
         for ref in self._refs.values():
             ref.setData([])
             ref.explorer_id = None
@@ -342,6 +357,7 @@ class LatentPanel(Panel):
             lab.setText(f"PC{i + 1} ({100 * ex.pca.explained[i]:.0f}% var)" if ok else f"PC{i + 1}")
         self._update_traversal()
         self._update_clusters()
+        self._update_density()
         self.status.setText(f"encoded {len(ex.codes)} examples; click a point to decode it, two for "
                             "interpolation; drag the crosshair")
         self.decode_code(ex.pca.mean)
@@ -498,3 +514,16 @@ class LatentPanel(Panel):
         blank = torch.full_like(ex.x[:1], -1.0)
         tiles = [torch.cat([ex.x[g], blank.repeat(per - len(g), 1, 1, 1)]) for g in groups]
         self._show(self.cluster_view, torch.cat(tiles), ncol=per)
+
+    def _update_density(self) -> None:
+        ex = self.explorer
+        d = ex.density if ex is not None else None
+        self.tabs.setTabEnabled(self.density_tab, d is not None)
+        if d is None:
+            return
+        self.density_image.setImage(d.p, autoLevels=False, levels=(0.0, float(d.p.max()) or 1.0))
+        dx, dy = d.xs[1] - d.xs[0], d.ys[1] - d.ys[0]
+        self.density_image.setRect(QRectF(d.xs[0] - dx / 2, d.ys[0] - dy / 2, dx * len(d.xs), dy * len(d.ys)))
+        self.density_points.setData(pos=ex.x.numpy().astype(np.float64))
+        self.density_plot.setTitle(f"learned density (mass on the grid {d.mass:.3f})")
+        self.density_plot.getPlotItem().getViewBox().autoRange(padding=0.02)

@@ -288,7 +288,7 @@ def test_click_on_a_frustum_jumps_to_that_view(splat_panel):
     c2w, _, fy = geo.camera_from_clip(*(lambda c, s: (c, *s))(*p.clip()))
     np.testing.assert_allclose(c2w[:3, 3], cams[i].position.numpy(), atol=1e-3)  # now looking from it
     np.testing.assert_allclose(c2w[:3, 2], cams[i].c2w[:3, 2].numpy(), atol=1e-3)
-    assert "training view 4" in p.side_caption.text() and not p.side_image.pixmap().isNull()
+    assert "training view 4" in p.gt_caption.text() and not p.gt_image.pixmap().isNull()
 
 
 class _FakeNerf:

@@ -132,12 +132,14 @@ class SceneViewerPanel(Panel):
         self._build_canvas()
         side = QWidget()
         sl = QVBoxLayout(side)
-        self.side_caption = QLabel("")
-        self.side_image = QLabel()
-        self.side_image.setMinimumSize(128, 128)
-        self.side_image.setAlignment(Qt.AlignCenter)
-        sl.addWidget(self.side_caption)
-        sl.addWidget(self.side_image, 1)
+        # the model's render (NeRF) above the ground truth of the training view jumped to
+        self.side_caption, self.side_image = QLabel(""), QLabel()
+        self.gt_caption, self.gt_image = QLabel(""), QLabel()
+        for cap, img in ((self.side_caption, self.side_image), (self.gt_caption, self.gt_image)):
+            img.setMinimumSize(128, 128)
+            img.setAlignment(Qt.AlignCenter)
+            sl.addWidget(cap)
+            sl.addWidget(img, 1)
         self.splitter.addWidget(side)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
@@ -246,8 +248,8 @@ class SceneViewerPanel(Panel):
             tt.fov = math.degrees(cam.fov_y)
             tt.center = tuple(target)
             tt.azimuth, tt.elevation, tt.distance = az, el, dist
-        self.side_caption.setText(f"ground truth: training view {i}")
-        self.side_image.setPixmap(to_pixmap(img.numpy()))
+        self.gt_caption.setText(f"ground truth: training view {i}")
+        self.gt_image.setPixmap(to_pixmap(img.numpy()))
         self.status.setText(f"view {i}: compare the render with its ground truth")
 
     def _frustum_scale(self) -> float:
@@ -341,6 +343,14 @@ class SceneViewerPanel(Panel):
     def describe(self) -> str:
         return type(self.scene_item).__name__
 
+    def frame(self, lo: np.ndarray, hi: np.ndarray) -> None:
+        """Point the turntable at the box [lo, hi] from a distance that shows all of it."""
+        if self.view is None:
+            return
+        tt = self.cameras["turntable"]
+        tt.center = tuple(float(v) for v in (np.asarray(lo) + np.asarray(hi)) / 2)
+        tt.distance = 1.3 * max(float(np.linalg.norm(np.asarray(hi) - np.asarray(lo))), 1e-3)
+
     def show_render(self, image: np.ndarray, caption: str = "") -> None:
         self.side_caption.setText(caption)
         self.side_image.setPixmap(to_pixmap(image))
@@ -377,18 +387,10 @@ class SplatViewerPanel(SceneViewerPanel):
         if self.splats() is not None:
             self.splats().mode = self.mode_box.currentText()
             self._budget_changed()
-            self._frame(item)
-
-    def _frame(self, g: Any) -> None:
-        """Turntable around the splats' centre at a distance that shows them all."""
-        if self.view is None or not len(g):
-            return
-        m = g.means.detach().cpu().numpy()
-        lo, hi = np.percentile(m, 2, 0), np.percentile(m, 98, 0)
-        size = max(float(np.linalg.norm(hi - lo)), 6 * float(g.scales.detach().max()), 1e-3)
-        tt = self.cameras["turntable"]
-        tt.center = tuple((lo + hi) / 2)
-        tt.distance = 1.3 * size
+            if len(item):  # the bulk of the splats (2-98 %), padded by the largest 3-sigma extent
+                m = item.means.detach().cpu().numpy()
+                pad = 3 * float(item.scales.detach().max())
+                self.frame(np.percentile(m, 2, 0) - pad, np.percentile(m, 98, 0) + pad)
 
     def describe(self) -> str:
         n = len(self.scene_item) if self.scene_item is not None else 0
@@ -507,7 +509,10 @@ class NerfViewerPanel(SceneViewerPanel):
             self._still.start()
 
     def set_scene(self, item: Any, **kw: Any) -> None:
+        first = self.scene_item is None
         super().set_scene(item, **kw)
+        if first and getattr(item, "lo", None) is not None:
+            self.frame(item.lo, item.hi)
         self.request_render(self.still_size)
 
     def describe(self) -> str:

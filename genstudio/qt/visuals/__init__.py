@@ -46,11 +46,13 @@ def _frustums(item: Frustums, parent: Any) -> Any:
 
 def _mesh(item: Any, parent: Any) -> Any:
     from vispy.scene.visuals import Mesh
+    if not len(item.faces):
+        return Mesh(parent=parent)  # nothing to draw (vispy cannot bound an empty vertex array)
     colors = None
     if item.colors is not None:
         colors = np.c_[np.asarray(item.colors, np.float32), np.ones(len(item.colors), np.float32)]
     m = Mesh(np.asarray(item.vertices, np.float32), np.asarray(item.faces, np.uint32), vertex_colors=colors,
-             color=(0.75, 0.75, 0.8, 1.0), shading="smooth" if len(item.faces) else None, parent=parent)
+             color=(0.75, 0.75, 0.8, 1.0), shading="smooth", parent=parent)
     return m
 
 
@@ -63,6 +65,8 @@ def volume_mesh(item: Any) -> Any:
     dens = np.asarray(item.density, np.float32)
     lo, hi = np.asarray(item.lo, np.float64), np.asarray(item.hi, np.float64)
     level = float(item.suggested_level)
+    if not dens.min() < level < dens.max():  # an early model: outline its densest 3 % instead
+        level = float(np.percentile(dens, 97))
     if not dens.min() < level < dens.max():
         return MeshScene(np.zeros((0, 3), np.float32), np.zeros((0, 3), np.int32))
     verts, faces, normals, _ = marching_cubes(dens, level)

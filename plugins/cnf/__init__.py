@@ -7,6 +7,11 @@ vector-Jacobian product instead of D), integrated with fixed-step RK4 alongside 
 through the solver, or with ``adjoint`` through the adjoint ODE solved backwards (memory
 independent of the number of steps). Likelihoods for evaluation use the exact trace (D = 2).
 
+A fixed-step solver can be exploited: trained on the NLL alone, the field grows stiff until RK4's
+error inflates the likelihood (measured: density mass 2.5 on a grid after 1500 steps with 8 RK4
+steps). RNODE's kinetic-energy and Jacobian-norm penalties (``reg``) keep paths straight and smooth
+so the integrated log-density stays a density.
+
 ``sample`` integrates noise backwards from t = 1 to 0 and yields every RK4 step, so the sampler
 panel shows the points' trajectories through the flow.
 """
@@ -40,6 +45,9 @@ class CNFConfig(ModelConfig):
                        "(one probe) or exact (D vector-Jacobian products)", choices=("hutchinson", "exact"))
     adjoint: bool = param(False, "Gradients by the adjoint method (solve an augmented ODE backwards; "
                           "memory does not grow with ode_steps)")
+    reg: float = param(0.01, "Weight of the kinetic-energy and Jacobian-norm regularisers (RNODE, Finlay "
+                       "et al. 2020): straight, smooth paths keep a fixed-step solver accurate, so the "
+                       "likelihood cannot exploit its error", range=(0.0, 100.0))
     grad_clip: float = param(10.0, "Clip the gradient norm at this value (0 = off)", range=(0.0, 1e6))
 
     @classmethod
@@ -68,14 +76,22 @@ class VectorField(nn.Module):
 
 def divergence(f: Tensor, z: Tensor, eps: Tensor | None, create_graph: bool) -> Tensor:
     """tr(∂f/∂z) per sample: exact (``eps`` None) or Hutchinson's εᵀ(∂f/∂z)ε."""
+    return _divergence(f, z, eps, create_graph)[0]
+
+
+def _divergence(f: Tensor, z: Tensor, eps: Tensor | None, create_graph: bool) -> tuple[Tensor, Tensor]:
+    """(trace, squared Frobenius norm of ∂f/∂z): exact from D vector-Jacobian products, or the
+    Hutchinson estimates εᵀJε and ||εᵀJ||² from one (the regulariser comes for free)."""
     if eps is not None:
         (g,) = torch.autograd.grad(f, z, eps, create_graph=create_graph)
-        return (g * eps).sum(1)
+        return (g * eps).sum(1), (g**2).sum(1)
     tr = torch.zeros(len(z), dtype=z.dtype, device=z.device)
+    frob = torch.zeros_like(tr)
     for i in range(z.shape[1]):
         (g,) = torch.autograd.grad(f[:, i].sum(), z, create_graph=create_graph, retain_graph=True)
         tr = tr + g[:, i]
-    return tr
+        frob = frob + (g**2).sum(1)
+    return tr, frob
 
 
 def rk4_steps(fn: Callable[[float, Tensor], Tensor], y: Tensor, t0: float, t1: float,
@@ -113,7 +129,8 @@ class CNF(nn.Module):
         self.field = VectorField(dim, hidden, depth)
 
     def augmented(self, eps: Tensor | None, create_graph: bool) -> Callable[[float, Tensor], Tensor]:
-        """d/dt [z, L] = [f, tr ∂f/∂z] on the packed state (N, D + 1)."""
+        """d/dt [z, L, K, J] = [f, tr ∂f/∂z, ||f||², ||∂f/∂z||_F²] on the packed state (N, D + 3):
+        the log-density change plus the kinetic-energy and Jacobian regularisers of RNODE."""
         d = self.dim
 
         def fn(t: float, s: Tensor) -> Tensor:
@@ -122,18 +139,24 @@ class CNF(nn.Module):
                 if not z.requires_grad:
                     z = z.detach().requires_grad_(True)
                 f = self.field(z, t)
-                tr = divergence(f, z, eps, create_graph)
-            if not create_graph:
-                f, tr = f.detach(), tr.detach()
-            return torch.cat([f, tr[:, None]], 1)
+                tr, frob = _divergence(f, z, eps, create_graph)
+            out = torch.cat([f, tr[:, None], (f**2).sum(1, keepdim=True), frob[:, None]], 1)
+            return out if create_graph else out.detach()
 
         return fn
 
+    def integrate(self, x: Tensor, steps: int, eps: Tensor | None = None, create_graph: bool = False) -> Tensor:
+        """The augmented state at t = 1 from [x, 0, 0, 0] at t = 0."""
+        s = torch.cat([x, x.new_zeros(len(x), 3)], 1)
+        return rk4(self.augmented(eps, create_graph), s, 0.0, 1.0, steps)
+
+    def log_prob_from(self, s1: Tensor) -> Tensor:
+        """log p(x) = log N(z(1)) + ∫ tr from an integrated augmented state."""
+        return _gauss_logp(s1[:, :self.dim]) + s1[:, self.dim]
+
     def log_prob(self, x: Tensor, steps: int, eps: Tensor | None = None, create_graph: bool = False) -> Tensor:
-        """log p(x) in nats: integrate [z, ∫ tr] from t = 0 to 1."""
-        s = torch.cat([x, x.new_zeros(len(x), 1)], 1)
-        s = rk4(self.augmented(eps, create_graph), s, 0.0, 1.0, steps)
-        return _gauss_logp(s[:, :self.dim]) + s[:, self.dim]
+        """log p(x) in nats."""
+        return self.log_prob_from(self.integrate(x, steps, eps, create_graph))
 
     def transport(self, y: Tensor, t0: float, t1: float, steps: int) -> Tensor:
         """Carry points along the field (no likelihood): t0 = 0 -> 1 encodes, 1 -> 0 decodes."""
@@ -144,20 +167,18 @@ class CNF(nn.Module):
         return self.field(z, t)
 
 
-class _AdjointLogProb(torch.autograd.Function):
-    """log p(x) whose backward pass solves the adjoint ODE from t = 1 back to 0 (Chen et al. 2018):
-    d a/dt = -aᵀ ∂g/∂s, d a_θ/dt = -aᵀ ∂g/∂θ for the augmented dynamics g, with the state itself
-    re-integrated backwards alongside. No graph is kept between the forward steps."""
+class _AdjointIntegrate(torch.autograd.Function):
+    """:meth:`CNF.integrate` whose backward pass solves the adjoint ODE from t = 1 back to 0
+    (Chen et al. 2018): d a/dt = -aᵀ ∂g/∂s, d a_θ/dt = -aᵀ ∂g/∂θ for the augmented dynamics g,
+    with the state itself re-integrated backwards alongside. No graph is kept between steps."""
 
     @staticmethod
     def forward(ctx, x: Tensor, eps: Tensor | None, model: CNF, steps: int, *params: Tensor) -> Tensor:
         with torch.no_grad():
-            s0 = torch.cat([x, x.new_zeros(len(x), 1)], 1)
-            s1 = rk4(model.augmented(eps, create_graph=False), s0, 0.0, 1.0, steps)
+            s1 = model.integrate(x, steps, eps, create_graph=False)
         ctx.model, ctx.steps, ctx.eps = model, steps, eps
         ctx.save_for_backward(s1, *params)
-        d = model.dim
-        return _gauss_logp(s1[:, :d]) + s1[:, d]
+        return s1
 
     @staticmethod
     def backward(ctx, grad: Tensor):  # type: ignore[override]
@@ -176,10 +197,9 @@ class _AdjointLogProb(torch.autograd.Function):
                               for q, p in zip(gp, params)])
             return out.detach(), -gs, -flat
 
-        # adjoint at t = 1: dL/ds(1) = grad * [-z(1), 1]; then RK4 backwards (the parameter
-        # adjoint does not feed back, so its stages are just accumulated)
-        s = s1
-        a = torch.cat([-s1[:, :d], torch.ones_like(s1[:, d:])], 1) * grad[:, None]
+        # adjoint at t = 1 is the incoming gradient; then RK4 backwards (the parameter adjoint
+        # does not feed back, so its stages are just accumulated)
+        s, a = s1, grad
         a_p = torch.zeros(sum(p.numel() for p in params), dtype=s1.dtype, device=s1.device)
         h = -1.0 / steps
         for i in range(steps):
@@ -216,16 +236,18 @@ class CNFPlugin(BasePlugin):
         if c.trace == "hutchinson":
             eps = torch.randint(0, 2, x.shape, device=self.device).to(x.dtype) * 2 - 1
         if c.adjoint:
-            params = tuple(self.model.parameters())
-            lp = _AdjointLogProb.apply(x, eps, self.model, c.ode_steps, *params)
+            s1 = _AdjointIntegrate.apply(x, eps, self.model, c.ode_steps, *tuple(self.model.parameters()))
         else:
-            lp = self.model.log_prob(x, c.ode_steps, eps, create_graph=True)
-        loss = -lp.mean()
+            s1 = self.model.integrate(x, c.ode_steps, eps, create_graph=True)
+        nll = -self.model.log_prob_from(s1).mean()
+        kinetic, jac = s1[:, -2].mean(), s1[:, -1].mean()
+        loss = nll + c.reg * (kinetic + jac)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.model.parameters(), c.grad_clip or float("inf"))
         self.opt.step()
-        return {"loss": loss.item(), "nll": loss.item(), "grad_norm": float(gn)}
+        return {"loss": loss.item(), "nll": nll.item(), "kinetic": kinetic.item(), "jacobian": jac.item(),
+                "grad_norm": float(gn)}
 
     def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
                cond: Tensor | None = None, every: int = 1) -> Iterator[SampleState]:

@@ -9,7 +9,7 @@ from dataclasses import replace
 
 import pytest
 import torch
-from genstudio_plugins.cnf import CNF, CNFConfig, CNFPlugin, _AdjointLogProb, divergence, rk4
+from genstudio_plugins.cnf import CNF, CNFConfig, CNFPlugin, _AdjointIntegrate, _divergence, divergence, rk4
 
 from genstudio.core.data import get_dataset
 from genstudio.core.plugin import final_state
@@ -67,6 +67,8 @@ def test_exact_divergence_and_unbiased_hutchinson():
     for i in range(3):
         jac = torch.autograd.functional.jacobian(lambda v: m.field(v[None], 0.3)[0], z[i].detach())
         assert abs(float(exact[i] - jac.trace())) < 1e-10
+        frob = _divergence(m.field(z, 0.3), z, None, create_graph=False)[1][i]
+        assert abs(float(frob - (jac**2).sum())) < 1e-10  # the Jacobian regulariser, exactly
     g = torch.Generator().manual_seed(0)
     k = 4000
     eps = torch.randint(0, 2, (k, *z.shape), generator=g).double() * 2 - 1
@@ -84,11 +86,16 @@ def test_adjoint_gradients_match_backprop_through_the_solver():
     x = torch.randn(5, 2, dtype=torch.float64, requires_grad=True)
     eps = torch.randint(0, 2, x.shape, generator=torch.Generator().manual_seed(1)).double() * 2 - 1
     params = tuple(m.parameters())
+    w = torch.tensor([0.0, 0.0, 1.0, 0.3, 0.2], dtype=torch.float64)  # a loss on every state column
+
+    def loss(s1):
+        return (m.log_prob_from(s1) + (s1 * w).sum(1)).sum()
+
     errs = []
     for steps in (16, 32):
-        direct = m.log_prob(x, steps, eps, create_graph=True).sum()
+        direct = loss(m.integrate(x, steps, eps, create_graph=True))
         gd = torch.autograd.grad(direct, [x, *params])
-        adj = _AdjointLogProb.apply(x, eps, m, steps, *params).sum()
+        adj = loss(_AdjointIntegrate.apply(x, eps, m, steps, *params))
         assert abs(float(adj.detach() - direct.detach())) < 1e-10
         ga = torch.autograd.grad(adj, [x, *params])
         errs.append(max(float((a - b).abs().max() / b.abs().max()) for a, b in zip(ga, gd)))
@@ -108,6 +115,7 @@ def test_plugin_trains_samples_with_trajectories_and_inverts():
             m = p.train_step(ds.batch(128, g)[0], None, step)
         after = -p.log_prob(x_ref).mean().item()
         assert math.isfinite(m["loss"]) and after < before - 0.2, (adjoint, before, after)
+        assert m["kinetic"] > 0 and m["jacobian"] > 0 and m["loss"] > m["nll"]
     states = list(p.sample(64, seed=0, steps=6, every=2))
     assert [s.step for s in states] == [0, 2, 4, 6] and states[0].t == 1.0 and states[-1].t == 0.0
     assert final_state(p.sample(64, seed=0, steps=6)).x.shape == (64, 2)

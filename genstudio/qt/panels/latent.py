@@ -525,5 +525,7 @@ class LatentPanel(Panel):
         dx, dy = d.xs[1] - d.xs[0], d.ys[1] - d.ys[0]
         self.density_image.setRect(QRectF(d.xs[0] - dx / 2, d.ys[0] - dy / 2, dx * len(d.xs), dy * len(d.ys)))
         self.density_points.setData(pos=ex.x.numpy().astype(np.float64))
-        self.density_plot.setTitle(f"learned density (mass on the grid {d.mass:.3f})")
+        warn = " – over 1: not a density (solver error exploited?)" if d.mass > 1.05 else ""
+        self.density_plot.setTitle(f"learned density (mass on the grid {d.mass:.3f}{warn})",
+                                   color="#ff8c42" if warn else None)
         self.density_plot.getPlotItem().getViewBox().autoRange(padding=0.02)

@@ -210,7 +210,7 @@ class SplatVisual(Visual):
     def _sort(self, clip: np.ndarray) -> None:
         order = geo.back_to_front(clip, self._means)
         self._index.set_data((order[:, None].astype(np.uint32) * 4 + QUAD).ravel())
-        w = np.c_[self._means, np.ones(len(self._means))] @ clip[3]
+        w = self._means @ clip[3, :3] + clip[3, 3]
         w = w[w > 0]
         lo, hi = np.percentile(w, [2, 98]) if len(w) else (0.0, 1.0)  # robust to stray far splats
         self.shared_program["u_depth"] = (float(lo), float(hi))

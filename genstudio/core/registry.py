@@ -52,6 +52,8 @@ class Registry:
         pid = getattr(getattr(cls, "info", None), "id", None) or fallback_id
         if errs:
             self._record(PluginEntry(pid, source, error="contract: " + "; ".join(errs)))
+        elif pid in self.entries and self.entries[pid].cls is cls:
+            return  # the same class registered again (tests, reloads): nothing to do
         elif pid in self.entries and self.entries[pid].ok:
             self._record(PluginEntry(pid + "?dup", source, error=f"duplicate plugin id {pid!r} (first from "
                                      f"{self.entries[pid].source})"))

@@ -8,12 +8,12 @@ import textwrap
 import pytest
 
 from genstudio.core import config as C
-from genstudio.core.registry import discover, plugin_table, registry
+from genstudio.core.registry import discover, plugin_table
 from tests.fakeplugins import FakeConfig, GaussFit
 
 
 def test_builtin_ddpm_comes_through_entry_points():
-    reg = registry(refresh=True)
+    reg = discover()  # a fresh registry: the global one may hold fakes other tests registered
     e = reg.entries["ddpm"]
     assert e.source.startswith("entry point"), e.source
     assert e.ok, e.error
@@ -82,3 +82,10 @@ def test_field_specs_drive_forms():
     assert specs["batch_size"].range == (1, 4096) and specs["batch_size"].type is int
     assert [f.name for f in dataclasses.fields(FakeConfig)] == list(specs)
     assert GaussFit.info.config_cls is FakeConfig
+
+
+def test_registering_the_same_class_twice_is_harmless():
+    reg = discover(entry_points_too=False)
+    reg.add_class(GaussFit, "tests", "gaussfit")
+    reg.add_class(GaussFit, "tests", "gaussfit")
+    assert [e.id for e in reg.entries.values()] == ["gaussfit"] and reg.entries["gaussfit"].ok

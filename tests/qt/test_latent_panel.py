@@ -56,7 +56,6 @@ class Ctx:
 
 @pytest.fixture(scope="module")
 def vae_run(tmp_path_factory):
-    torch.set_num_threads(1)
     store = RunStore(tmp_path_factory.mktemp("latent") / "data")
     spec = jobs.TrainSpec("vae", "digits", steps=60, overrides=["latent_dim=3", "hidden=32", "batch_size=64"],
                           log_every=20, sample_every=0, checkpoint_every=60)

@@ -69,12 +69,12 @@ def lod_indices(n: int, budget: int, seed: int = 0) -> np.ndarray:
 
 
 def back_to_front(clip: np.ndarray, means: np.ndarray) -> np.ndarray:
-    """Order drawing far-to-near (the "over" operator needs it): sort by NDC depth, descending."""
-    m = np.asarray(means, np.float32)
-    z = m @ clip[2, :3].astype(np.float32) + np.float32(clip[2, 3])
-    w = m @ clip[3, :3].astype(np.float32) + np.float32(clip[3, 3])
-    w = np.where(np.abs(w) > 1e-12, w, np.float32(1e-12))
-    return np.argsort(-(z / w))  # introsort on float32: ~10x faster than a stable float64 sort at 100k
+    """Order drawing far-to-near (the "over" operator needs it): by clip w (the view depth) for a
+    perspective view, by clip z for an orthographic one (constant w); both are linear, so float32
+    keys stay exact enough, and introsort on them is ~10x faster than a stable float64 sort."""
+    row = 3 if np.abs(clip[3, :3]).max() > 1e-12 else 2
+    key = np.asarray(means, np.float32) @ clip[row, :3].astype(np.float32) + np.float32(clip[row, 3])
+    return np.argsort(-key)
 
 
 # -- cameras ------------------------------------------------------------------------------------

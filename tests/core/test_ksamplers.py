@@ -161,3 +161,15 @@ def test_vp_denoiser_matches_tweedie():
     x = torch.randn(5, 2, dtype=D64) * 3
     s = sched.sigmas[120]
     assert torch.allclose(den(x, s), x + s**2 * ds.score(x, float(s)), atol=1e-9)
+
+
+def test_slerp():
+    from genstudio.core.diffusion.ksamplers import slerp
+
+    e0, e1 = torch.tensor([[1.0, 0.0]], dtype=D64), torch.tensor([[0.0, 1.0]], dtype=D64)
+    assert torch.allclose(slerp(e0, e1, 0.5), torch.tensor([[0.5**0.5, 0.5**0.5]], dtype=D64))
+    assert torch.allclose(slerp(e0, e1, 1 / 3), torch.tensor([[math.cos(math.pi / 6), 0.5]], dtype=D64))
+    z0, z1 = torch.randn(4, 3, 5, dtype=D64), torch.randn(4, 3, 5, dtype=D64)
+    assert torch.allclose(slerp(z0, z1, 0.0), z0) and torch.allclose(slerp(z0, z1, 1.0), z1)
+    z1 = z0 * 2  # parallel: straight line
+    assert torch.allclose(slerp(z0, z1, 0.5), 1.5 * z0)

@@ -265,6 +265,8 @@ def test_modes_and_point_budget(splat_panel):
         p.mode_box.setCurrentText(m)
         images[m] = p.render_image()[..., :3].astype(int)
         assert images[m].std() > 5, m
+    p.camera_box.setCurrentText("fly")
+    assert p.view.camera is p.cameras["fly"] and p.render_image()[..., :3].std() > 0
     op = images["opacity"]
     assert np.all(op[..., 0] == op[..., 1])  # opacity is grey
     assert (images["centres"].sum(-1) > 0).mean() < (images["rgb"].sum(-1) > 0).mean()  # dots cover less

@@ -143,6 +143,9 @@ class SceneViewerPanel(Panel):
         self.splitter.addWidget(side)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 1)
+        self._stale = False  # training moved on while a scene job was running: refresh after it
+        self._retry = QTimer(self, singleShot=True, interval=500)
+        self._retry.timeout.connect(self._refresh_if_stale)
         self.status = QLabel(self.hint)
         self.status.setWordWrap(True)
         lay = QVBoxLayout(self)
@@ -284,8 +287,13 @@ class SceneViewerPanel(Panel):
     def refresh(self) -> bool:
         """Load the selected run's newest checkpoint in a worker and export its scene."""
         run = self._run
-        if run is None or self.ctx.job_running(self.job_name):
+        if run is None:
             return False
+        if self.ctx.job_running(self.job_name):
+            self._stale = True
+            self._retry.start()
+            return False
+        self._stale = False
         self._token += 1
         token, bus = self._token, self.ctx.bus
 
@@ -306,6 +314,10 @@ class SceneViewerPanel(Panel):
         self.status.setText(f"loading the scene of {run.id}…")
         self.ctx.start_job(self.job_name, run, job)
         return True
+
+    def _refresh_if_stale(self) -> None:
+        if self._stale:
+            self.refresh()
 
     def on_events(self, events: list[Event]) -> None:
         current = self._run.id if self._run is not None else ""  # "": a file or scene shown without a run
@@ -387,9 +399,9 @@ class SplatViewerPanel(SceneViewerPanel):
         if self.splats() is not None:
             self.splats().mode = self.mode_box.currentText()
             self._budget_changed()
-            if len(item):  # the bulk of the splats (2-98 %), padded by the largest 3-sigma extent
+            if len(item):  # the bulk of the splats (2-98 %), padded by a 3-sigma extent
                 m = item.means.detach().cpu().numpy()
-                pad = 3 * float(item.scales.detach().max())
+                pad = 3 * float(np.percentile(item.scales.detach().cpu().numpy().max(1), 98))
                 self.frame(np.percentile(m, 2, 0) - pad, np.percentile(m, 98, 0) + pad)
 
     def describe(self) -> str:

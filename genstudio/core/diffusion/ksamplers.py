@@ -110,15 +110,23 @@ def sigmas_exponential(steps: int, sigma_min: float, sigma_max: float) -> Tensor
 SIGMA_SCHEDULES = ("model", "karras", "exponential")
 
 
-def make_sigmas(kind: str, steps: int, sched: NoiseSchedule) -> Tensor:
-    """A sigma schedule by name over ``sched``'s sigma range."""
+def make_sigmas(kind: str, steps: int, sched: NoiseSchedule, sigma_max: float | None = 80.0) -> Tensor:
+    """A sigma schedule by name over ``sched``'s sigma range, the top capped at ``sigma_max`` (EDM's
+    80; None = no cap). A cosine schedule ends at sigma ~ 2e4: a geometric share of a few steps up
+    there is wasted (8-NFE DPM-Solver++ on 8 Gaussians: energy distance 0.09 uncapped), and Heun's
+    trapezoid across a 2e4 -> 5 jump multiplies the corrector's error by 1e4 (samples explode).
+    Starting at 80 from N(0, 1 + 80^2) costs nothing for unit-scale data. "model" keeps its own
+    timesteps and only lowers the first sigma to the cap."""
     s = sched.sigmas
+    top = float(s[-1]) if sigma_max is None else min(float(s[-1]), sigma_max)
     if kind == "model":
-        return sigmas_model(sched, steps)
+        out = sigmas_model(sched, steps)
+        out[0] = min(float(out[0]), top)
+        return out if len(out) < 3 or out[0] > out[1] else torch.cat([out[:1], out[2:]])
     if kind == "karras":
-        return sigmas_karras(steps, float(s[0]), float(s[-1]))
+        return sigmas_karras(steps, float(s[0]), top)
     if kind == "exponential":
-        return sigmas_exponential(steps, float(s[0]), float(s[-1]))
+        return sigmas_exponential(steps, float(s[0]), top)
     raise ValueError(f"unknown sigma schedule {kind!r}; known: {', '.join(SIGMA_SCHEDULES)}")
 
 

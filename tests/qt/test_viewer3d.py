@@ -147,7 +147,6 @@ def test_panels_without_gl_show_placeholder_and_open_files(qtbot, ctx, tmp_path)
     assert n.canvas is None
 
 
-@pytest.mark.slow
 def test_splat_viewer_follows_training_through_worker_jobs(qtbot, ctx):
     """SAMPLES events of the selected run start a scene job (a fresh model from the newest
     checkpoint, never the training one) whose export reaches the panel as an event."""

@@ -80,6 +80,8 @@ class SettingsPanel(Panel):
             except ConfigError:
                 pass
             self.model_layout.removeWidget(self.form)
+            self.form.hide()  # deleteLater waits for the event loop; a stale form must not paint meanwhile
+            self.form.setParent(None)
             self.form.deleteLater()
             self.form = None
         self.plugin_id = plugin_id

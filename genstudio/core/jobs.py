@@ -192,7 +192,22 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                     pass
             x = last.x.detach().cpu()
             path = save_png(samples_image(x), run.sample_dir() / f"step_{step:08d}.png")
-            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path))
+            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
+
+        def model_views(step: int) -> dict[str, np.ndarray]:
+            """The plugin's optional ViewsModel pictures, saved next to the samples; a broken
+            views() only costs a log line, never the run."""
+            if not callable(getattr(model, "views", None)):
+                return {}
+            try:
+                with torch.no_grad():
+                    views = {str(k): np.ascontiguousarray(v, dtype=np.uint8) for k, v in model.views().items()}
+                for name, img in views.items():
+                    save_png(img, run.sample_dir() / f"view_{name}_{step:08d}.png")
+                return views
+            except Exception:
+                run.log(f"views() failed at step {step}; skipped:\n{traceback.format_exc()}")
+                return {}
 
         def on_pause() -> None:
             save(done)

@@ -152,6 +152,16 @@ class SceneModel(Protocol):
     def export_scene(self) -> Any: ...
 
 
+@runtime_checkable
+class ViewsModel(Protocol):
+    """Optional face: pictures of the model itself (not its samples) that the training monitor
+    shows next to the sample grid, e.g. a 2-D density heat map, an energy landscape, weight filters,
+    reconstructions. ``views()`` maps a short name to an (H, W, 3) uint8 image; the training job
+    calls it under ``torch.no_grad()`` at every preview and saves ``view_<name>_<step>.png``."""
+
+    def views(self) -> dict[str, Any]: ...
+
+
 class BasePlugin:
     """Convenience base: keeps ``config`` and ``device`` and saves/loads every ``nn.Module`` and
     ``torch.optim.Optimizer`` attribute automatically, so a family only writes its maths.

@@ -21,13 +21,14 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 from torch import Tensor, nn
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
+from genstudio.core.imaging import density_image
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 CAPS = Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY | Capability.LATENT | Capability.LIKELIHOOD
@@ -271,6 +272,12 @@ class CNFPlugin(BasePlugin):
     def decode(self, z: Tensor) -> Tensor:
         self.model.eval()
         return self.model.transport(z.to(self.device), 1.0, 0.0, self.config.ode_steps)
+
+    def views(self) -> dict[str, Any]:
+        """ViewsModel: the learned density on a grid (the trace needs autograd, so grad is
+        re-enabled inside the job's no_grad)."""
+        with torch.enable_grad():
+            return {"density": density_image(self.log_prob, size=96, device=self.device)}
 
     def log_prob(self, x: Tensor) -> Tensor:
         """Exact-trace log-density in nats (up to the RK4 discretisation)."""

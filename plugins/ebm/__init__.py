@@ -18,6 +18,7 @@ from torch import Tensor
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
+from genstudio.core.imaging import density_image
 from genstudio.core.nn.flows import StaticMLP
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
@@ -83,6 +84,11 @@ class EBMPlugin(BasePlugin):
     def energy(self, x: Tensor) -> Tensor:
         """E(x) per point (B,); exp(-E) is the unnormalised density (the GUI's heat map)."""
         return self.net(x.to(self.device)).squeeze(1)
+
+    def views(self) -> dict[str, Any]:
+        """ViewsModel: the energy landscape as the unnormalised density exp(-E) (bright = low energy)."""
+        self.net.eval()
+        return {"energy": density_image(lambda x: -self.energy(x), device=self.device)}
 
     def train_step(self, batch: Tensor, labels: Tensor | None, step: int) -> dict[str, float]:
         c = self.config

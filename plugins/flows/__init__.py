@@ -18,6 +18,7 @@ import torch
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
+from genstudio.core.imaging import density_image
 from genstudio.core.nn.flows import (
     FlowModel,
     Quantization,
@@ -113,6 +114,13 @@ class _FlowPlugin(BasePlugin):
         self.model.eval()
         return self.model.decode(z.to(self.device)).reshape(z.shape[0], *self.data.shape)
 
+    def views(self) -> dict[str, Any]:
+        """ViewsModel: the learned density exp(log p) on a grid over the data (2-D only)."""
+        if self.data.kind != "points2d":
+            return {}
+        self.model.eval()
+        return {"density": density_image(self.model.log_prob, device=self.device)}
+
     def log_prob(self, x: torch.Tensor) -> torch.Tensor:
         """Images: dequantised bound on log P(discrete x) (fixed noise seed, so repeatable);
         2-D points: exact log-density. Nats per sample."""
@@ -144,10 +152,20 @@ class MAFPlugin(_FlowPlugin):
                       "Masked autoregressive flow: density in one pass, sampling one dimension at a time "
                       "(Papamakarios et al. 2017)")
     iaf = False
+    timing_every = 200  # steps between density / sampling timings logged as metrics
 
     def build(self, shape, quant):
         c = self.config
         return autoregressive(shape, 2 * c.hidden, c.steps, iaf=self.iaf, quant=quant)
+
+    def train_step(self, batch: torch.Tensor, labels: torch.Tensor | None, step: int) -> dict[str, float]:
+        """As every flow, plus the measured one-pass vs D-pass cost every ``timing_every`` steps
+        (``density_ms``, ``sample_ms``), so the training monitor plots the asymmetry."""
+        out = super().train_step(batch, labels, step)
+        if step % self.timing_every == 0:
+            t = self.timings(repeats=2)
+            out.update(density_ms=1e3 * t["density_s"], sample_ms=1e3 * t["sample_s"])
+        return out
 
     def timings(self, n: int = 64, repeats: int = 3) -> dict[str, float]:
         """Measured seconds for density evaluation and sampling of ``n`` points with this model."""

@@ -18,6 +18,7 @@ from torch import Tensor, nn
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
+from genstudio.core.imaging import tile_filters
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
@@ -156,6 +157,10 @@ class RBMPlugin(BasePlugin):
         w = self.rbm.W.detach().T
         w = w / w.abs().amax(1, keepdim=True).clamp(min=1e-8)
         return w.reshape(-1, *self.data.shape)
+
+    def views(self) -> dict[str, Any]:
+        """ViewsModel: the hidden units' weight filters (grey = 0, light = positive)."""
+        return {"filters": tile_filters(self.filters())}
 
     def extra_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"initialized": self.initialized}

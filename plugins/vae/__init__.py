@@ -13,14 +13,15 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
 from genstudio.core.config import ModelConfig, param
-from genstudio.core.data import DataSpec
+from genstudio.core.data import DataSpec, UnknownDataset, get_dataset
+from genstudio.core.imaging import image_grid
 from genstudio.core.nn.flows import LOG_2PI, Quantization, StaticMLP, bits_per_dim, default_levels
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
@@ -230,6 +231,8 @@ class VAEPlugin(BasePlugin):
     def train_step(self, batch: Tensor, labels: Tensor | None, step: int) -> dict[str, float]:
         c = self.config
         self.step = step
+        if getattr(self, "_view_batch", None) is None:
+            self._view_batch = batch[:8].detach().cpu().clone()
         self.enc.train()
         self.dec.train()
         target = self._target(batch, train=True)
@@ -296,6 +299,19 @@ class VAEPlugin(BasePlugin):
         g = torch.Generator(device=self.device).manual_seed(0)
         eps = torch.randn((self.config.iw_samples, *mu.shape), generator=g, device=self.device)
         return self._to_bound(iwae_bound(mu, logvar, self._log_lik(self._target(x, train=False)), eps))
+
+    def views(self) -> dict[str, Any]:
+        """ViewsModel (images): 8 fixed inputs (top row) over their reconstructions (bottom row):
+        the dataset's reference set, or the first training batch where the dataset has no name."""
+        if self.data.kind != "image":
+            return {}
+        x = getattr(self, "_view_batch", None)
+        try:
+            x = get_dataset(self.data.name).fixed(8)[0]
+        except UnknownDataset:
+            if x is None:
+                return {}
+        return {"reconstructions": image_grid(torch.cat([x, self.reconstruct(x).cpu()]), ncol=len(x), scale=3)}
 
     def extra_state(self) -> dict:
         return {"step": self.step}

@@ -4,7 +4,7 @@
                                    [--families ddpm,score_sde,ot_cfm,rectified] [--threads 1] [--device cpu]
 
 Trains each family for the same number of steps on a 2-D set (rectified flow: half the steps on
-data, half on one reflow round), then runs every sampler at 1, 2, 4, ... NFE (counted network calls)
+data, half on one reflow round; consistency training's level curriculum spans all of them), then runs every sampler at 1, 2, 4, ... NFE (counted network calls)
 and reports the energy distance to fresh data. The summary gives, per sampler, the fewest NFE that
 reach the quality of 1000-step DDPM ancestral sampling plus the real-vs-real floor (the sampling noise
 of the metric at this n), i.e. "as good as the slow sampler, within what the metric can resolve".
@@ -20,8 +20,10 @@ import time
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
+from genstudio_plugins.consistency import ConsistencyConfig, ConsistencyPlugin  # noqa: E402
 from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin  # noqa: E402
 from genstudio_plugins.flow_matching import FlowMatchingConfig, FlowMatchingPlugin  # noqa: E402
+from genstudio_plugins.ncsn import NCSNConfig, NCSNPlugin  # noqa: E402
 from genstudio_plugins.score_sde import ScoreSDEConfig, ScoreSDEPlugin  # noqa: E402
 
 from genstudio.core.data import get_dataset  # noqa: E402
@@ -36,6 +38,8 @@ def families(steps: int) -> dict[str, tuple[type, object]]:
         "ot_cfm": (FlowMatchingPlugin, FlowMatchingConfig(method="ot_cfm", straightness_every=0)),
         "rectified": (FlowMatchingPlugin, FlowMatchingConfig(method="rectified", reflow_rounds=1,
                                                              stage_steps=max(1, steps // 2), straightness_every=0)),
+        "ncsn": (NCSNPlugin, NCSNConfig()),
+        "consistency": (ConsistencyPlugin, ConsistencyConfig(sigma_data=1.4, total_steps=steps)),
     }
 
 
@@ -57,7 +61,7 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=3000)
     ap.add_argument("--max-nfe", type=int, default=1000)
     ap.add_argument("--n", type=int, default=2000)
-    ap.add_argument("--families", default="ddpm,score_sde,ot_cfm,rectified")
+    ap.add_argument("--families", default="ddpm,score_sde,ncsn,ot_cfm,rectified,consistency")
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--device", default="cpu")
     args = ap.parse_args()

@@ -1,6 +1,7 @@
 """Training monitor: live metric curves (EMA-smoothed over the faint raw curve, log axes, step or
 wall-time x axis, several runs overlaid), throughput, and the sample grids logged during training
-with a step slider.
+with a step slider; a combo switches the slider to a model view (a plugin's ``views()``: density
+heat map, energy landscape, filters, reconstructions) logged at the same steps.
 
 Rows are kept in preallocated numpy columns that double when full, so a tick only appends and
 hands views to ``setData`` (the pyqtgraph scrolling-plot pattern); long curves are peak-downsampled
@@ -41,6 +42,7 @@ from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import SampleView, colour
 
 SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
+VIEW_RE = re.compile(r"^view_(.+)_(\d+)\.png$")  # written by jobs.train for ViewsModel plugins
 AXIS_COLUMNS = ("step", "time")  # x-axis choices; never offered as curves
 
 
@@ -132,6 +134,7 @@ class TrainingPanel(Panel):
         self._curves: dict[tuple[str, str], tuple[pg.PlotDataItem, pg.PlotDataItem, tuple]] = {}
         self._drawn: dict[tuple[str, str], tuple] = {}
         self._samples: dict[int, np.ndarray | Path] = {}
+        self._views: dict[str, dict[int, np.ndarray | Path]] = {}  # view name -> step -> image
         self._total_steps: int | None = None
         self._status = ""
         self._build()
@@ -194,7 +197,12 @@ class TrainingPanel(Panel):
         self.sample_slider = QSlider(Qt.Horizontal)
         self.sample_slider.setEnabled(False)
         self.sample_label = QLabel("no samples yet")
+        self.view_combo = QComboBox()
+        self.view_combo.setToolTip("Show the logged samples or one of the model's own views")
+        self.view_combo.addItem("Samples", None)
+        self.view_combo.setEnabled(False)
         row = QHBoxLayout()
+        row.addWidget(self.view_combo)
         row.addWidget(self.sample_slider, 1)
         row.addWidget(self.sample_label)
         sl.addWidget(self.sample_canvas, 1)
@@ -222,6 +230,7 @@ class TrainingPanel(Panel):
         self.pin.toggled.connect(self._pin_toggled)
         self.unpin.clicked.connect(self.unpin_all)
         self.sample_slider.valueChanged.connect(self._show_sample_index)
+        self.view_combo.currentIndexChanged.connect(self._view_changed)
         self._settings_changed()
 
     @property
@@ -257,6 +266,7 @@ class TrainingPanel(Panel):
     def set_run(self, run: Run | None) -> None:
         self._run = run
         self._samples = {}
+        self._views = {}
         self._total_steps = None
         self._status = ""
         if run is not None:
@@ -326,7 +336,19 @@ class TrainingPanel(Panel):
         return sorted(self._samples)
 
     def show_sample_step(self, step: int) -> None:
-        self.sample_slider.setValue(self.sample_steps().index(step))
+        """Move the slider to ``step`` of what is shown (samples or the current view)."""
+        self.sample_slider.setValue(sorted(self._frames()).index(step))
+
+    def view_names(self) -> list[str]:
+        """Model views logged for the current run (the combo's entries after "Samples")."""
+        return sorted(self._views)
+
+    def show_view(self, name: str | None) -> None:
+        """Show view ``name`` under the step slider; None shows the samples."""
+        i = self.view_combo.findData(name)
+        if i < 0:
+            raise KeyError(f"no view {name!r}")
+        self.view_combo.setCurrentIndex(i)
 
     # -- events -----------------------------------------------------------------------------
     def on_events(self, events: list[Event]) -> None:
@@ -350,6 +372,8 @@ class TrainingPanel(Panel):
                             self._samples[int(e.data["step"])] = Path(path)
                 elif path:
                     self._samples[int(e.data["step"])] = Path(path)
+                for name, img in (e.data.get("views") or {}).items():
+                    self._views.setdefault(str(name), {})[int(e.data["step"])] = np.asarray(img)
                 samples_changed = True
             elif e.kind == ev.STATUS:
                 self._status = str(e.data.get("status", ""))
@@ -385,6 +409,8 @@ class TrainingPanel(Panel):
                 m = SAMPLE_RE.match(p.name)
                 if m:
                     self._samples[int(m.group(1))] = p
+                elif m := VIEW_RE.match(p.name):
+                    self._views.setdefault(m.group(1), {})[int(m.group(2))] = p
         except OSError:
             pass
 
@@ -481,8 +507,33 @@ class TrainingPanel(Panel):
         self.throughput.setText(" · ".join(parts))
 
     # -- sample grids -------------------------------------------------------------------------
+    def _frames(self) -> dict[int, np.ndarray | Path]:
+        """step -> image of what the combo selects (the samples, or one model view)."""
+        name = self.view_combo.currentData()
+        return self._samples if name is None else self._views.get(name, {})
+
+    def _sync_view_combo(self) -> None:
+        names = self.view_names()
+        have = [self.view_combo.itemData(i) for i in range(1, self.view_combo.count())]
+        if names != have:
+            current = self.view_combo.currentData()
+            self.view_combo.blockSignals(True)
+            while self.view_combo.count() > 1:
+                self.view_combo.removeItem(1)
+            for n in names:
+                self.view_combo.addItem(n.replace("_", " ").capitalize(), n)
+            self.view_combo.setCurrentIndex(max(0, self.view_combo.findData(current)))
+            self.view_combo.blockSignals(False)
+        self.view_combo.setEnabled(bool(names))
+
+    def _view_changed(self, *_: object) -> None:
+        name = self.view_combo.currentData()
+        self.sample_view.setTitle("Samples" if name is None else str(self.view_combo.currentText()))
+        self._refresh_samples(follow=True)
+
     def _refresh_samples(self, follow: bool) -> None:
-        steps = self.sample_steps()
+        self._sync_view_combo()
+        steps = sorted(self._frames())
         self.sample_slider.blockSignals(True)
         self.sample_slider.setEnabled(len(steps) > 1)
         self.sample_slider.setRange(0, max(0, len(steps) - 1))
@@ -496,11 +547,12 @@ class TrainingPanel(Panel):
             self.sample_label.setText("no samples yet")
 
     def _show_sample_index(self, i: int) -> None:
-        steps = self.sample_steps()
+        frames = self._frames()
+        steps = sorted(frames)
         if not steps:
             return
         step = steps[max(0, min(i, len(steps) - 1))]
-        img = self._samples[step]
+        img = frames[step]
         if isinstance(img, Path):
             try:
                 with Image.open(img) as im:
@@ -508,6 +560,6 @@ class TrainingPanel(Panel):
             except OSError:
                 self.sample_label.setText(f"step {step:,}: unreadable image")
                 return
-            self._samples[step] = img
+            frames[step] = img
         self.sample_view.show_image(img)
         self.sample_label.setText(f"step {step:,}")

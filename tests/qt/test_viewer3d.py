@@ -337,3 +337,29 @@ def test_nerf_viewer_shows_density_and_render(qtbot, ctx):
     p.render_image()
     qtbot.waitUntil(lambda: (ctx.deliver(p), p.renders >= n + 2)[1], timeout=5000)
     assert math.isclose(max(model.cameras[-1].width, model.cameras[-1].height), p.still_size)
+
+
+@pytest.mark.gl
+def test_fields_sdf_run_shows_its_mesh_and_render(qtbot, ctx):
+    """A neural-field SDF run: the marching-cubes mesh in 3D and the sphere-traced render beside it."""
+    from genstudio.core import jobs
+    from genstudio.core.config import to_dict
+    from genstudio.core.scene.exports import MeshScene
+    from genstudio.qt.panels.viewer3d import NerfViewerPanel
+
+    cfg = registry().get("fields").info.config_cls.tiny()
+    run = jobs.create_run(ctx.store, jobs.TrainSpec("fields", "field:sdf-sphere", steps=30, sample_every=0,
+                                                    checkpoint_every=30, config=to_dict(cfg)))
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    p = NerfViewerPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(640, 420)
+    p.show()
+    qtbot.waitExposed(p)
+    p.set_run(run)
+    # the step-0 scene may come first (an untrained SDF has no surface); wait for the checkpoint's mesh
+    qtbot.waitUntil(lambda: (ctx.deliver(p), isinstance(p.scene_item, MeshScene) and len(p.scene_item.faces) > 0)[1],
+                    timeout=20000)
+    qtbot.waitUntil(lambda: (p.render_image(), ctx.deliver(p), "field rgb" in p.side_caption.text())[1],
+                    timeout=20000)

@@ -445,12 +445,14 @@ class SplatViewerPanel(SceneViewerPanel):
 
 class NerfViewerPanel(SceneViewerPanel):
     """The NeRF model rendered from the viewer camera (worker job; coarse while moving, refined when
-    still) beside its density field drawn as an iso-surface."""
+    still) beside its density field drawn as an iso-surface. Neural-field SDF runs show their
+    marching-cubes mesh the same way, with the sphere-traced render beside it."""
 
     panel_id = "nerf"
-    title = "NeRF"
-    plugins = ("nerf",)
-    hint = "Select a NeRF run: the density iso-surface is drawn here, the model's render from this view on the right."
+    title = "NeRF / fields"
+    plugins = ("nerf", "fields")
+    hint = ("Select a NeRF or neural-field (SDF) run: the density iso-surface or SDF mesh is drawn here, "
+            "the model's render from this view on the right.")
     moving_size: ClassVar[int] = 32
     still_size: ClassVar[int] = 96
     still_ms: ClassVar[int] = 400
@@ -500,13 +502,16 @@ class NerfViewerPanel(SceneViewerPanel):
 
         def job(control: Any) -> Any:
             t = time.perf_counter()
-            out = model.render_all(cam)
+            if hasattr(model, "render_all"):
+                out = model.render_all(cam)
+            else:  # plugins with only the SceneModel face (neural fields)
+                out = {"rgb": model.render(cam, width=cam.width, height=cam.height)}
             img = out.get(mode, out["rgb"]) if mode != "centres" else out["rgb"]
             img = img.numpy()
             if img.ndim == 2:
                 img = np.repeat((img / max(float(img.max()), 1e-6))[..., None], 3, -1)
             bus.emit(VIEW_READY, run_id, image=img,
-                     caption=f"NeRF {mode} {cam.width}x{cam.height} ({time.perf_counter() - t:.2f} s)")
+                     caption=f"{'NeRF' if hasattr(model, 'render_all') else 'field'} {mode} {cam.width}x{cam.height} ({time.perf_counter() - t:.2f} s)")
             yield
         self.renders += 1
         self.ctx.start_job(name, self._run, job)
@@ -525,6 +530,8 @@ class NerfViewerPanel(SceneViewerPanel):
         super().set_scene(item, **kw)
         if first and getattr(item, "lo", None) is not None:
             self.frame(item.lo, item.hi)
+        elif first and len(getattr(item, "vertices", ())):
+            self.frame(item.vertices.min(0), item.vertices.max(0))
         self.request_render(self.still_size)
 
     def describe(self) -> str:

@@ -71,6 +71,7 @@ PANELS: list[tuple[str, str, str]] = [
 SETTINGS_ENV = "GENSTUDIO_SETTINGS"
 STATE_VERSION = 1
 OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
+OPEN_SCENE = "__open_scene__"  # dataset picker entry that asks for a transforms.json scene folder
 DEFAULT_PLUGINS = ("ddpm",)  # first choice on a fresh install: the reference slice
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
@@ -398,19 +399,26 @@ class MainWindow(QMainWindow):
                 self._add_folder_item(folder)
             combo.addItem("Open image folder…", OPEN_FOLDER)
             combo.setItemData(combo.count() - 1, "Train on your own images (png/jpg), resized", Qt.ToolTipRole)
+        if "scene" in kinds:
+            for scene in self._recent_folders("scenes"):
+                self._add_folder_item(scene, OPEN_SCENE)
+            combo.addItem("Open scene folder (transforms.json)…", OPEN_SCENE)
+            combo.setItemData(combo.count() - 1, "A nerfstudio / instant-ngp folder with transforms.json and its "
+                              "images", Qt.ToolTipRole)
         combo.blockSignals(False)
         if not self.select_dataset(keep) and not any(self.select_dataset(d) for d in DEFAULT_DATASETS):
-            combo.setCurrentIndex(0 if combo.count() and combo.itemData(0) != OPEN_FOLDER else -1)
+            combo.setCurrentIndex(0 if combo.count() and combo.itemData(0) not in (OPEN_FOLDER, OPEN_SCENE) else -1)
         self._last_dataset_index = combo.currentIndex()
 
-    def _add_folder_item(self, spec: str) -> int:
+    def _add_folder_item(self, spec: str, before: str = OPEN_FOLDER) -> int:
         combo = self.dataset_combo
         i = combo.findData(spec)
         if i >= 0:
             return i
-        at = combo.findData(OPEN_FOLDER)
+        at = combo.findData(before)
         at = combo.count() if at < 0 else at
-        combo.insertItem(at, f"folder: {Path(spec[len('folder:'):]).name}", spec)
+        prefix, _, path = spec.partition(":")
+        combo.insertItem(at, f"{prefix}: {Path(path).name}", spec)
         combo.setItemData(at, spec, Qt.ToolTipRole)
         return at
 
@@ -425,17 +433,18 @@ class MainWindow(QMainWindow):
 
     def current_dataset(self) -> str | None:
         d = self.dataset_combo.currentData()
-        return None if d in (None, OPEN_FOLDER) else d
+        return None if d in (None, OPEN_FOLDER, OPEN_SCENE) else d
 
     def _dataset_changed(self, index: int) -> None:
-        if self.dataset_combo.itemData(index) != OPEN_FOLDER:
+        if self.dataset_combo.itemData(index) not in (OPEN_FOLDER, OPEN_SCENE):
             self._last_dataset_index = index
         self._update_controls()
 
     def _dataset_activated(self, index: int) -> None:
-        if self.dataset_combo.itemData(index) == OPEN_FOLDER:
-            if not self.open_image_folder():
-                self.dataset_combo.setCurrentIndex(self._last_dataset_index)
+        action = {OPEN_FOLDER: self.open_image_folder, OPEN_SCENE: self.open_scene_folder}.get(
+            self.dataset_combo.itemData(index))
+        if action is not None and not action():
+            self.dataset_combo.setCurrentIndex(self._last_dataset_index)
 
     def choose_folder(self) -> str | None:
         """Ask for an image folder (tests monkeypatch this: a modal dialog would block them)."""
@@ -462,10 +471,28 @@ class MainWindow(QMainWindow):
         self.dataset_combo.setCurrentIndex(self._add_folder_item(spec))
         return True
 
-    def _recent_folders(self) -> list[str]:
+    def open_scene_folder(self, path: str | None = None) -> bool:
+        """Load a nerfstudio / instant-ngp ``transforms.json`` folder as the dataset ``transforms:PATH``."""
+        path = path or self.choose_folder()
+        if not path:
+            return False
         try:
-            v = json.loads(self.settings.value("choices/folders", "[]") or "[]")
-            return [f for f in v if isinstance(f, str) and f.startswith("folder:")]
+            from genstudio.core.data.scenes import load_transforms_dataset
+
+            spec = load_transforms_dataset(path).spec.name
+        except Exception as exc:  # noqa: BLE001 - a bad scene folder is the user's to fix
+            self.show_error(f"Cannot use {path} as a scene: {exc}", traceback.format_exc())
+            return False
+        scenes = [spec] + [f for f in self._recent_folders("scenes") if f != spec]
+        self.settings.setValue("choices/scenes", json.dumps(scenes[:8]))
+        self.dataset_combo.setCurrentIndex(self._add_folder_item(spec, OPEN_SCENE))
+        return True
+
+    def _recent_folders(self, key: str = "folders") -> list[str]:
+        prefix = "folder:" if key == "folders" else "transforms:"
+        try:
+            v = json.loads(self.settings.value(f"choices/{key}", "[]") or "[]")
+            return [f for f in v if isinstance(f, str) and f.startswith(prefix)]
         except (TypeError, json.JSONDecodeError):
             return []
 

@@ -99,6 +99,32 @@ def test_dataset_picker_follows_plugin_kinds_and_adds_folders(main_window, tmp_p
     assert w.current_dataset() == f"folder:{folder}"
 
 
+def test_scene_plugins_open_a_transforms_folder(main_window, tmp_path, monkeypatch):
+    from PIL import Image
+
+    from genstudio.core.scene.cameras import save_transforms, sphere_cameras
+
+    w = main_window
+    assert w.select_plugin("nerf")
+    names = [w.dataset_combo.itemData(i) for i in range(w.dataset_combo.count())]
+    assert "scene:primitives" in names and "digits" not in names and "__open_scene__" in names
+    cams = sphere_cameras(3, 3.0, width=16, height=16)
+    imgs = []
+    for c in cams:
+        p = tmp_path / "imgs" / f"{c.name}.png"
+        p.parent.mkdir(exist_ok=True)
+        Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(p)
+        imgs.append(p)
+    path = save_transforms(tmp_path / "scene", cams, imgs)
+    monkeypatch.setattr(w, "choose_folder", lambda: str(path.parent))
+    w.dataset_combo.activated.emit(w.dataset_combo.findData("__open_scene__"))
+    assert w.current_dataset() == f"transforms:{path.parent.resolve()}" and not w.errors
+    monkeypatch.setattr(w, "choose_folder", lambda: str(tmp_path / "imgs"))  # no transforms.json there
+    w.dataset_combo.activated.emit(w.dataset_combo.findData("__open_scene__"))
+    assert w.errors and "Cannot use" in w.errors[-1][0]
+    assert w.current_dataset() == f"transforms:{path.parent.resolve()}"  # the previous choice stays
+
+
 # -- training from the GUI ---------------------------------------------------------------------------
 def test_ddpm_training_from_start_button_updates_curve_and_samples(main_window, qtbot):
     w = main_window

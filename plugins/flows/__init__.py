@@ -163,7 +163,7 @@ class MAFPlugin(_FlowPlugin):
         (``density_ms``, ``sample_ms``), so the training monitor plots the asymmetry."""
         out = super().train_step(batch, labels, step)
         if step % self.timing_every == 0:
-            t = self.timings(repeats=2)
+            t = self.timings()
             out.update(density_ms=1e3 * t["density_s"], sample_ms=1e3 * t["sample_s"])
         return out
 

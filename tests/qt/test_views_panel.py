@@ -56,8 +56,12 @@ def test_views_from_events_switch_with_the_combo(qtbot, ctx):
     panel.show_sample_step(100)
     np.testing.assert_array_equal(displayed(panel), solid((100, 0, 0)))
 
+    assert panel.sample_view.titleLabel.text == "Density"
     panel.show_view(None)  # back to the samples
     assert displayed(panel).shape == samples_img.shape
+    panel.show_view("density")
+    panel.set_run(new_run(ctx))  # a run without views: back to "Samples", title included
+    assert panel.view_combo.currentData() is None and panel.sample_view.titleLabel.text == "Samples"
 
 
 def test_views_loaded_from_run_folder(qtbot, ctx):

@@ -527,12 +527,11 @@ class TrainingPanel(Panel):
         self.view_combo.setEnabled(bool(names))
 
     def _view_changed(self, *_: object) -> None:
-        name = self.view_combo.currentData()
-        self.sample_view.setTitle("Samples" if name is None else str(self.view_combo.currentText()))
         self._refresh_samples(follow=True)
 
     def _refresh_samples(self, follow: bool) -> None:
         self._sync_view_combo()
+        self.sample_view.setTitle(self.view_combo.currentText())
         steps = sorted(self._frames())
         self.sample_slider.blockSignals(True)
         self.sample_slider.setEnabled(len(steps) > 1)
@@ -544,7 +543,7 @@ class TrainingPanel(Panel):
             self._show_sample_index(self.sample_slider.value())
         else:
             self.sample_view.clear_content()
-            self.sample_label.setText("no samples yet")
+            self.sample_label.setText("no samples yet" if self.view_combo.currentData() is None else "no views yet")
 
     def _show_sample_index(self, i: int) -> None:
         frames = self._frames()

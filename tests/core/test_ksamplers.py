@@ -97,6 +97,8 @@ def test_sigma_schedules_closed_forms():
     for kind in ("model", "karras", "exponential"):
         s = make_sigmas(kind, 7, sched)
         assert len(s) == 8 and bool((s[:-1] > s[1:]).all())
+        s = make_sigmas(kind, 256, sched)  # many steps: several model levels lie above the cap of 80
+        assert float(s[0]) == pytest.approx(80.0) and bool((s[:-1] > s[1:]).all()) and s[-1] == 0
     # sigma_to_t inverts the schedule's own sigmas and interpolates between them
     t = sigma_to_t(sched.sigmas[[3, 50]], sched)
     assert torch.allclose(t, torch.tensor([3.0, 50.0], dtype=D64))

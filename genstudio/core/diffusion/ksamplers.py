@@ -121,8 +121,8 @@ def make_sigmas(kind: str, steps: int, sched: NoiseSchedule, sigma_max: float | 
     top = float(s[-1]) if sigma_max is None else min(float(s[-1]), sigma_max)
     if kind == "model":
         out = sigmas_model(sched, steps)
-        out[0] = min(float(out[0]), top)
-        return out if len(out) < 3 or out[0] > out[1] else torch.cat([out[:1], out[2:]])
+        rest = out[1:]
+        return torch.cat([out[:1].clamp(max=top), rest[rest < top]])  # drop levels at or above the cap
     if kind == "karras":
         return sigmas_karras(steps, float(s[0]), top)
     if kind == "exponential":

@@ -58,6 +58,8 @@ class DDPMConfig(ModelConfig):
     channels: int = param(16, "U-Net base channels (images): 16 draws recognisable digits after ~2000 steps "
                           "on a CPU; 32-64 for larger images on a GPU", range=(4, 512))
     num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
+    backbone: str = param("unet", "Image network: U-Net or DiT (patch transformer, adaLN-Zero; width 4 x channels, "
+                          "4 blocks)", choices=("unet", "dit"))
     ema_decay: float = param(0.999, "EMA decay of the sampling weights (warmed up from 0.1)", range=(0.0, 0.99999))
     sample_steps: int = param(50, "DDIM steps when a sample asks for none", range=(1, 4000))
     eta: float = param(0.0, "DDIM noise: 0 = deterministic, 1 = as stochastic as DDPM", range=(0.0, 1.0))
@@ -98,7 +100,7 @@ class DDPMPlugin(BasePlugin):
         self.sched = make_schedule(cfg.schedule, cfg.timesteps)
         self.num_classes = data.num_classes if cfg.class_cond else 0
         self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           num_classes=self.num_classes, fourier=cfg.fourier).to(self.device)
+                           num_classes=self.num_classes, fourier=cfg.fourier, backbone=cfg.backbone).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.x_absmax = 0.0  # largest |x| seen in training: the clip range for x0_hat

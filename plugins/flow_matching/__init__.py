@@ -96,6 +96,8 @@ class FlowMatchingConfig(ModelConfig):
     fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off)", range=(0, 12))
     channels: int = param(16, "U-Net base channels (images)", range=(4, 512))
     num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
+    backbone: str = param("unet", "Image network: U-Net or DiT (patch transformer, adaLN-Zero; width 4 x channels, "
+                          "4 blocks)", choices=("unet", "dit"))
     ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999))
     grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sample_steps: int = param(20, "ODE steps when a sample asks for none", range=(1, 4000))
@@ -124,7 +126,7 @@ class FlowMatchingPlugin(BasePlugin):
         cfg = self.config
         self.data = data
         self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           fourier=cfg.fourier).to(self.device)
+                           fourier=cfg.fourier, backbone=cfg.backbone).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.stage = 0

@@ -1,20 +1,28 @@
-"""Pick a network body for a dataset shape: ResidualMLP for vectors, UNet for images."""
+"""Pick a network body for a dataset shape: ResidualMLP for vectors, UNet or DiT for images."""
 
 from __future__ import annotations
 
 from torch import nn
 
 from genstudio.core.data import DataSpec
+from genstudio.core.nn.dit import DiT, default_patch
 from genstudio.core.nn.mlp import ResidualMLP
 from genstudio.core.nn.unet import UNet, default_mults
 
 
 def net_for(spec: DataSpec, *, hidden: int = 128, depth: int = 3, channels: int = 32, num_res: int = 1,
-            num_classes: int = 0, out_mult: int = 1, dropout: float = 0.0, fourier: int = 0) -> nn.Module:
+            num_classes: int = 0, out_mult: int = 1, dropout: float = 0.0, fourier: int = 0,
+            backbone: str = "unet", dit_depth: int = 4) -> nn.Module:
     """``net(x, t, y=None)`` with output shaped like x (times ``out_mult`` channels/features, e.g.
-    2 for models that also predict a variance). MLP settings apply to vectors, U-Net ones to images."""
+    2 for models that also predict a variance). MLP settings apply to vectors, U-Net ones to images.
+    ``backbone="dit"`` gives images a DiT of width 4 * ``channels`` and ``dit_depth`` blocks instead."""
+    if backbone not in ("unet", "dit"):
+        raise ValueError(f"unknown backbone {backbone!r} (unet or dit)")
     if spec.kind == "image":
         c, h, w = spec.shape
+        if backbone == "dit":
+            return DiT(c, (h, w), default_patch(h, w), dim=4 * channels, depth=dit_depth, num_classes=num_classes,
+                       out_ch=c * out_mult)
         mults = default_mults(min(h, w))
         while h % 2 ** (len(mults) - 1) or w % 2 ** (len(mults) - 1):  # odd sizes: fewer levels
             mults = mults[:-1]

@@ -1,4 +1,5 @@
-"""Consistency training from scratch (Song et al. 2023; improved recipe of Song & Dhariwal 2023):
+"""Consistency training from scratch (Song et al. 2023; improved recipe of Song & Dhariwal 2023)
+and consistency distillation from a trained DDPM run:
 a network f(x, sigma) that maps any point of a PF-ODE trajectory straight to its clean end, so one
 evaluation (or a few, re-noising in between) draws a sample.
 
@@ -7,6 +8,13 @@ f(x, sigma_min) = x exactly (the boundary condition). Training (iCT): the noise 
 rho=7 with N(k) levels doubling from ``levels_start`` to ``levels_end`` over training; a level i is
 drawn with lognormal weights, and the loss is the pseudo-Huber distance between f(x + sigma_{i+1} z)
 and the stop-gradient f(x + sigma_i z) (same z; no EMA teacher), weighted 1 / (sigma_{i+1} - sigma_i).
+
+Distillation (CD, Song et al. 2023 alg. 2): on a fixed Karras ladder of ``levels_start`` levels, the
+target point is no longer x + sigma_i z but one Euler or Heun step of the *teacher's* PF-ODE from
+x_{i+1} = x + sigma_{i+1} z down to sigma_i, so the student learns the teacher's own trajectories
+(levels drawn uniformly; same stop-gradient target and loss as above). The teacher is a DDPM run
+(``teacher_run``), read as a VE denoiser through ``vp_denoiser``; it is loaded at the first training
+step, so a distilled checkpoint samples without it.
 """
 
 from __future__ import annotations
@@ -14,12 +22,13 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.diffusion.ksamplers import sigmas_karras
+from genstudio.core.diffusion.ksamplers import Denoiser, sigmas_karras, vp_denoiser
 from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
@@ -48,6 +57,12 @@ class ConsistencyConfig(ModelConfig):
                              range=(0.0, 0.99999))
     grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sample_steps: int = param(1, "Network evaluations per sample (1 = one-step generation)", range=(1, 100))
+    mode: str = param("training", "training: consistency training from scratch; distillation: distil the "
+                      "PF-ODE of a trained DDPM run (teacher_run) on a fixed ladder of levels_start levels",
+                      choices=("training", "distillation"))
+    teacher_run: str = param("", "Distillation: the DDPM teacher's run id (or unique prefix, or run folder)")
+    teacher_solver: str = param("heun", "Distillation: the teacher's ODE step between adjacent levels",
+                                choices=("euler", "heun"))
 
     @classmethod
     def tiny(cls) -> ConsistencyConfig:
@@ -61,7 +76,8 @@ class ConsistencyPlugin(BasePlugin):
         id="consistency", name="Consistency model", family="diffusion",
         capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=ConsistencyConfig, data_kinds=("points2d", "image"), samplers=("multistep", "onestep"),
-        description="Consistency training from scratch (improved recipe): one-step or few-step generation.",
+        description="Consistency training from scratch (improved recipe) or distillation of a trained DDPM: "
+                    "one-step or few-step generation.",
     )
     config: ConsistencyConfig
 
@@ -72,6 +88,45 @@ class ConsistencyPlugin(BasePlugin):
                            fourier=cfg.fourier).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.teacher: Denoiser | None = None  # distillation: loaded lazily (sampling never needs it)
+
+    def set_teacher(self, model: Any) -> None:
+        """Use a set-up DDPM plugin (its EMA eps-net, unconditional) as the teacher denoiser."""
+        if self.data is not None and tuple(model.data.shape) != tuple(self.data.shape):
+            raise ValueError(f"teacher data shape {tuple(model.data.shape)} != {tuple(self.data.shape)}")
+        if not hasattr(model, "sched") or not hasattr(model, "ema"):
+            raise ValueError(f"teacher {type(model).__name__} is not an epsilon-prediction diffusion model")
+        model.ema.eval()
+
+        def eps_fn(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            return model.ema(x, (t.to(x) + 1.0) / model.sched.T)
+
+        self.teacher = vp_denoiser(eps_fn, model.sched)
+
+    def _load_teacher(self) -> Denoiser:
+        if self.teacher is None:
+            if not self.config.teacher_run:
+                raise ValueError("consistency distillation needs a teacher_run (a trained DDPM run)")
+            from genstudio.core.jobs import load_model
+            from genstudio.core.runs import RunStore
+
+            model, _, _ = load_model(RunStore().get(self.config.teacher_run), self.device)
+            self.set_teacher(model)
+        assert self.teacher is not None
+        return self.teacher
+
+    def teacher_step(self, x: torch.Tensor, s_from: torch.Tensor, s_to: torch.Tensor) -> torch.Tensor:
+        """One Euler or Heun step of the teacher's PF-ODE dx/dsigma = (x - D(x, sigma)) / sigma,
+        per sample from ``s_from`` down to ``s_to`` (both (B,), > 0)."""
+        den = self._load_teacher()
+        b = lambda s: s.to(x).reshape(-1, *([1] * (x.dim() - 1)))  # noqa: E731
+        with torch.no_grad():
+            d = (x - den(x, s_from)) / b(s_from)
+            x_next = x + b(s_to - s_from) * d
+            if self.config.teacher_solver == "heun":
+                d2 = (x_next - den(x_next, s_to)) / b(s_to)
+                x_next = x + b(s_to - s_from) * (d + d2) / 2
+        return x_next
 
     def levels(self, step: int) -> int:
         """iCT's N(k): start * 2^floor(k / K'), K' = K / (log2(end / start) + 1), capped at end."""
@@ -93,18 +148,23 @@ class ConsistencyPlugin(BasePlugin):
     def train_step(self, batch: torch.Tensor, labels: torch.Tensor | None, step: int) -> dict[str, float]:
         cfg = self.config
         x = batch.to(self.device)
-        n_lv = self.levels(step)
+        distil = cfg.mode == "distillation"
+        n_lv = cfg.levels_start + 1 if distil else self.levels(step)
         sig = sigmas_karras(n_lv, cfg.sigma_min, cfg.sigma_max)[:-1].flip(0).to(x)  # ascending
-        # lognormal level weights (P_mean -1.1, P_std 2.0) via erf on the interval midpoints
-        lo, hi = sig[:-1].log(), sig[1:].log()
-        w = torch.erf((hi + 1.1) / (2.0 * math.sqrt(2))) - torch.erf((lo + 1.1) / (2.0 * math.sqrt(2)))
+        if distil:  # CD: levels uniform
+            w = torch.ones(len(sig) - 1, device=x.device)
+        else:  # lognormal level weights (P_mean -1.1, P_std 2.0) via erf on the interval midpoints
+            lo, hi = sig[:-1].log(), sig[1:].log()
+            w = torch.erf((hi + 1.1) / (2.0 * math.sqrt(2))) - torch.erf((lo + 1.1) / (2.0 * math.sqrt(2)))
         i = torch.multinomial(w.clamp(min=1e-12), x.shape[0], replacement=True)
         s0, s1 = sig[i], sig[i + 1]
         z = torch.randn_like(x)
         b = lambda s: s.reshape(-1, *([1] * (x.dim() - 1)))  # noqa: E731
+        x1 = x + b(s1) * z
+        x0 = self.teacher_step(x1, s1, s0) if distil else x + b(s0) * z
         with torch.no_grad():
-            target = self.f(self.net, x + b(s0) * z, s0)
-        pred = self.f(self.net, x + b(s1) * z, s1)
+            target = self.f(self.net, x0, s0)
+        pred = self.f(self.net, x1, s1)
         c = 0.00054 * math.sqrt(x[0].numel())
         huber = ((pred - target).flatten(1).pow(2).sum(1) + c**2).sqrt() - c
         loss = (huber / (s1 - s0)).mean()

@@ -64,6 +64,7 @@ PANELS: list[tuple[str, str, str]] = [
     ("genstudio.qt.panels.settings", "SettingsPanel", "left"),
     ("genstudio.qt.panels.metrics", "MetricsPanel", "tab:sampler"),
     ("genstudio.qt.panels.latent", "LatentPanel", "tab:sampler"),
+    ("genstudio.qt.panels.trajectory", "TrajectoryPanel", "tab:sampler"),
     ("genstudio.qt.panels.viewer3d", "SplatViewerPanel", "tab:sampler"),
     ("genstudio.qt.panels.viewer3d", "NerfViewerPanel", "tab:sampler"),
 ]

@@ -1,0 +1,467 @@
+"""Compare & NFE: two samplers (or two settings) side by side from the SAME starting noise, scrubbed
+with one slider on normalised time, and the quality-vs-NFE chart of every sampler of a run.
+
+Both jobs run through ``ctx.start_job``; results come back as this panel's own event kinds on the
+bus (so the sampler panel, which listens to SAMPLE_STATE/RESULT, is not disturbed).
+"""
+
+from __future__ import annotations
+
+import csv
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyqtgraph as pg
+import torch
+from PySide6.QtCore import Qt, QTimer
+from PySide6.QtWidgets import (
+    QComboBox,
+    QDoubleSpinBox,
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QSlider,
+    QSpinBox,
+    QTabWidget,
+    QVBoxLayout,
+    QWidget,
+)
+
+from genstudio.core import jobs
+from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
+from genstudio.core.events import Event
+from genstudio.core.imaging import image_grid
+from genstudio.core.jobs import Control
+from genstudio.core.plugin import SampleState
+from genstudio.core.runs import Run, RunError
+from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.sampler import TRAIL, _is_points
+from genstudio.qt.panels.views import PALETTE, SampleView, colour
+
+AB_RESULT = "trajectory_ab"  # data: {"a": [SampleState], "b": [SampleState], "labels": (str, str)}
+NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, seconds}}
+NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
+SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
+
+
+def initial_state(model: Any, n: int, seed: int, total: int) -> SampleState | None:
+    """x_T as the plugins draw it (the first ``randn`` of ``generator(seed)``), so a trajectory can
+    show where it started; None when the model does not expose its data shape."""
+    shape = getattr(getattr(model, "data", None), "shape", None)
+    if shape is None or not hasattr(model, "generator"):
+        return None
+    x = torch.randn((n, *shape), generator=model.generator(seed), device=model.device)
+    return SampleState(0, total, 1.0, x.cpu(), None)
+
+
+def run_trajectory(model: Any, n: int, seed: int, control: Control, **kw: Any) -> list[SampleState]:
+    """All states of one sampling run, x_T first (when the model's data shape is known)."""
+    states: list[SampleState] = []
+    with torch.no_grad():
+        for st in model.sample(n, seed=seed, every=1, **kw):
+            control.check()
+            states.append(SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
+                                      st.x0.detach().cpu() if st.x0 is not None else None, st.extras))
+    if states:
+        first = initial_state(model, n, seed, states[0].total)
+        if first is not None and first.x.shape == states[0].x.shape:
+            states.insert(0, first)
+    return states
+
+
+def index_at(states: list[SampleState], frac: float) -> int:
+    """The state whose progress step/total is nearest ``frac`` (0 = x_T, 1 = final sample)."""
+    if not states:
+        return 0
+    prog = np.array([s.step / max(1, s.total) for s in states])
+    return int(np.abs(prog - frac).argmin())
+
+
+class _Side:
+    """One half of the A/B view: sampler, seed and a SampleView."""
+
+    def __init__(self, name: str, col: tuple[int, int, int]) -> None:
+        self.name = name
+        self.sampler = QComboBox()
+        self.sampler.setToolTip(f"Sampler of side {name}")
+        self.sampler.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.sampler.setMinimumContentsLength(6)
+        self.steps = QSpinBox(minimum=0, maximum=100_000, value=0, prefix="steps ")
+        self.steps.setSpecialValueText("steps: default")
+        self.seed = QSpinBox(minimum=0, maximum=999_999, value=0, prefix="seed ")
+        self.seed.setToolTip("Seed: the same seed on both sides starts both from the same noise x_T")
+        self.view = SampleView(name, col)
+        self.canvas = pg.GraphicsLayoutWidget()
+        self.canvas.addItem(self.view)
+        self.states: list[SampleState] = []
+        self.label = name
+
+
+class TrajectoryPanel(Panel):
+    panel_id = "trajectory"
+    title = "Compare & NFE"
+
+    def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
+        super().__init__(ctx, parent)
+        self._run: Run | None = None
+        self._problem = ""
+        self._lim: float | None = None
+        self._rows: list[dict[str, Any]] = []
+        self._metric = "quality"
+        self._nfe_run: str | None = None
+        self._ab_run: str | None = None
+        self._curves: dict[str, pg.PlotDataItem] = {}
+        self._build()
+        self._poll = QTimer(self, interval=250)  # re-enables the buttons once a job has ended
+        self._poll.timeout.connect(self._update_buttons)
+        self.set_run(None)
+
+    # -- UI ---------------------------------------------------------------------------------
+    def _build(self) -> None:
+        self.a = _Side("A", PALETTE[0])
+        self.b = _Side("B", PALETTE[1])
+        self.n = QSpinBox(minimum=1, maximum=100_000, value=256, prefix="n ")
+        self.cls = QComboBox()
+        self.cls.setToolTip("Class label for both sides (class-conditional runs)")
+        self.cls.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.cls.currentIndexChanged.connect(
+            lambda _: self.guidance.setEnabled(self.cls.currentData() is not None))  # w needs a label
+        self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=1.0, singleStep=0.5, prefix="w ")
+        self.guidance.setToolTip("Classifier-free guidance scale (0 = unconditional, 1 = conditional)")
+        self.compare_button = QPushButton("Compare")
+        self.compare_button.setDefault(True)
+        self.status = QLabel()
+        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        top = QHBoxLayout()  # side A's settings | side B's settings (two rows keep the panel narrow)
+        top.setContentsMargins(4, 2, 4, 0)
+        for side in (self.a, self.b):
+            top.addWidget(QLabel(f"<b>{side.name}</b>"))
+            for w in (side.sampler, side.steps, side.seed):
+                top.addWidget(w, 1 if w is side.sampler else 0)
+        shared = QHBoxLayout()
+        shared.setContentsMargins(4, 0, 4, 2)
+        for w in (self.n, self.cls, self.guidance, self.compare_button):
+            shared.addWidget(w)
+        shared.addStretch(1)
+        views = QHBoxLayout()
+        views.setSpacing(2)
+        views.addWidget(self.a.canvas, 1)
+        views.addWidget(self.b.canvas, 1)
+        self.slider = QSlider(Qt.Horizontal)
+        self.slider.setRange(0, SLIDER_MAX)
+        self.slider.setValue(SLIDER_MAX)
+        self.slider.setToolTip("Progress from noise (left) to sample (right), shared by both sides")
+        self.step_label = QLabel()
+        self.step_label.setMinimumWidth(150)
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 2, 4, 2)
+        bottom.addWidget(self.slider, 1)
+        bottom.addWidget(self.step_label)
+        ab = QWidget()
+        lay = QVBoxLayout(ab)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(top)
+        lay.addLayout(shared)
+        lay.addLayout(views, 1)
+        lay.addLayout(bottom)
+
+        self.max_nfe = QSpinBox(minimum=1, maximum=4000, value=64, prefix="max NFE ")
+        self.nfe_n = QSpinBox(minimum=16, maximum=100_000, value=500, prefix="n ")
+        self.nfe_n.setToolTip("Samples per point (quality is measured on this many)")
+        self.nfe_button = QPushButton("Run NFE sweep")
+        self.png_button = QPushButton("Export PNG…")
+        self.csv_button = QPushButton("Export CSV…")
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 2, 4, 2)
+        for w in (self.max_nfe, self.nfe_n, self.nfe_button, self.png_button, self.csv_button):
+            row.addWidget(w)
+        row.addStretch(1)
+        self.chart = pg.PlotWidget()
+        self.chart.setLogMode(x=True, y=True)
+        self.chart.showGrid(x=True, y=True, alpha=0.2)
+        for axis in ("left", "bottom"):
+            self.chart.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" on a log axis only confuses
+        self.chart.setLabel("bottom", "network evaluations (NFE)")
+        self.chart.setLabel("left", "quality (lower is better)")
+        self.legend = self.chart.addLegend(offset=(-10, 10))
+        nfe = QWidget()
+        lay2 = QVBoxLayout(nfe)
+        lay2.setContentsMargins(0, 0, 0, 0)
+        lay2.addLayout(row)
+        lay2.addWidget(self.chart, 1)
+
+        self.tabs = QTabWidget()
+        self.tabs.addTab(ab, "A/B")
+        self.tabs.addTab(nfe, "Quality vs NFE")
+        outer = QVBoxLayout(self)
+        outer.setContentsMargins(0, 0, 0, 0)
+        outer.addWidget(self.tabs, 1)
+        outer.addWidget(self.status)
+
+        self.compare_button.clicked.connect(self._compare_clicked)
+        self.slider.valueChanged.connect(self.show_progress)
+        self.nfe_button.clicked.connect(self._nfe_clicked)
+        self.png_button.clicked.connect(self._png_dialog)
+        self.csv_button.clicked.connect(self._csv_dialog)
+
+    # -- run selection ------------------------------------------------------------------------
+    def set_run(self, run: Run | None) -> None:
+        self._run = run
+        samplers: tuple[str, ...] = ()
+        self._problem = ""
+        classes = 0
+        if run is not None:
+            try:
+                info = run.info()
+                samplers = tuple(self.ctx.registry.get(info["plugin"]).info.samplers)
+                if info.get("config", {}).get("class_cond"):
+                    from genstudio.core.data import get_dataset
+
+                    classes = int(getattr(get_dataset(info["dataset"]).spec, "num_classes", 0) or 0)
+            except (KeyError, RunError, ValueError) as e:
+                self._problem = str(e).strip("'\"")
+        for i, side in enumerate((self.a, self.b)):
+            side.sampler.clear()
+            for s in samplers:
+                side.sampler.addItem(s, s)
+            if not samplers:
+                side.sampler.addItem("default", None)
+            side.sampler.setCurrentIndex(min(i, side.sampler.count() - 1))  # A and B differ by default
+        self.cls.clear()
+        self.cls.addItem("unconditional", None)
+        for c in range(classes):
+            self.cls.addItem(f"class {c}", c)
+        self.cls.setVisible(classes > 0)
+        self.guidance.setVisible(classes > 0)
+        self._update_buttons()
+
+    def _can_sample(self) -> str:
+        """Why the selected run cannot be sampled ('' = it can)."""
+        if self._run is None:
+            return "select a run"
+        if self._problem:
+            return self._problem
+        return "" if self._run.checkpoints() else "no checkpoint yet: train first"
+
+    def _update_buttons(self) -> None:
+        why = self._can_sample()
+        ab_busy, nfe_busy = self.ctx.job_running("compare"), self.ctx.job_running("nfe")
+        self.compare_button.setEnabled(not why and not ab_busy)
+        self.nfe_button.setEnabled(not why and not nfe_busy)
+        has = bool(self._rows)
+        self.png_button.setEnabled(has)
+        self.csv_button.setEnabled(has)
+        if why:
+            self.status.setText(why)
+        if not ab_busy and not nfe_busy and self._poll.isActive():
+            self._poll.stop()
+
+    # -- A/B ------------------------------------------------------------------------------------
+    def _sample_kwargs(self, side: _Side) -> dict[str, Any]:
+        kw: dict[str, Any] = {"sampler": side.sampler.currentData(), "steps": side.steps.value() or None}
+        if self.cls.isVisibleTo(self) and self.cls.currentData() is not None:
+            kw.update(cond=int(self.cls.currentData()), guidance=float(self.guidance.value()))
+        return kw
+
+    def _compare_clicked(self) -> None:
+        self.start_compare()
+
+    def start_compare(self) -> Control | None:
+        """Sample both sides from the newest checkpoint in one job (one model load, same x_T for
+        the same seed) and post the two trajectories back as an AB_RESULT event."""
+        run = self._run
+        if run is None or self._can_sample():
+            return None
+        n = self.n.value()
+        sides = [(s.seed.value(), self._sample_kwargs(s), self._side_label(s)) for s in (self.a, self.b)]
+        bus = self.ctx.bus
+
+        def job(control: Control):
+            model, _, step = jobs.load_model(run)
+            out = []
+            for seed, kw, _ in sides:
+                out.append(run_trajectory(model, n, seed, control, **kw))
+                yield len(out)
+            bus.emit(AB_RESULT, run.id, a=out[0], b=out[1], labels=(sides[0][2], sides[1][2]), step=step)
+
+        self._ab_run = run.id
+        self.status.setText("sampling A and B…")
+        control = self.ctx.start_job("compare", run, job)
+        self._poll.start()
+        self._update_buttons()
+        return control
+
+    @staticmethod
+    def _side_label(side: _Side) -> str:
+        steps = side.steps.value()
+        return (f"{side.name}: {side.sampler.currentText()}"
+                + (f", {steps} steps" if steps else "") + f", seed {side.seed.value()}")
+
+    def set_trajectories(self, a: list[SampleState], b: list[SampleState],
+                         labels: tuple[str, str] = ("A", "B")) -> None:
+        """Show two trajectories; the slider keeps its (normalised) position."""
+        self.a.states, self.b.states = list(a), list(b)
+        self.a.label, self.b.label = labels
+        self._lim = None
+        if a and _is_points(a[0].x):
+            first = np.concatenate([a[0].x.numpy(), b[0].x.numpy()]) if b else a[0].x.numpy()
+            q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
+            self._lim = max(2.5, 1.1 * q)  # one range for both sides, so they compare by eye
+        self.show_progress(self.slider.value())
+
+    def trajectories(self) -> tuple[list[SampleState], list[SampleState]]:
+        return list(self.a.states), list(self.b.states)
+
+    def shown_indices(self) -> tuple[int, int]:
+        """Indices of the states each side shows at the slider's position."""
+        frac = self.slider.value() / SLIDER_MAX
+        return index_at(self.a.states, frac), index_at(self.b.states, frac)
+
+    def show_progress(self, value: int) -> None:
+        """Draw, on each side, the state nearest the slider's normalised progress."""
+        frac = int(value) / SLIDER_MAX
+        texts = []
+        for side in (self.a, self.b):
+            if not side.states:
+                side.view.clear_content()
+                continue
+            i = index_at(side.states, frac)
+            st = side.states[i]
+            if _is_points(st.x):
+                lo = max(0, i - TRAIL + 1)
+                hist = np.stack([s.x.numpy() for s in side.states[lo:i + 1]])
+                side.view.show_points(st.x.numpy(), hist, self._lim)
+            elif st.x.dim() == 4:
+                side.view.show_image(image_grid(st.x))
+            side.view.setTitle(f"{side.label} · step {st.step}/{st.total}")
+            texts.append(f"{side.name} {st.step}/{st.total}")
+        self.step_label.setText(f"progress {frac:.0%} · " + " · ".join(texts) if texts else "")
+
+    # -- NFE ------------------------------------------------------------------------------------
+    def _nfe_clicked(self) -> None:
+        self.start_nfe()
+
+    def start_nfe(self, samplers: list[str] | None = None) -> Control | None:
+        """Sweep every sampler of the run over NFE budgets 1, 2, 4, ... in a worker job; rows
+        stream back as NFE_ROW events (the chart grows while it runs)."""
+        run = self._run
+        if run is None or self._can_sample():
+            return None
+        max_nfe, n, bus = self.max_nfe.value(), self.nfe_n.value(), self.ctx.bus
+
+        def job(control: Control):
+            model, ds, _ = jobs.load_model(run)
+            metric, q = quality_fn(ds, n, device=getattr(model, "device", "cpu"))
+
+            def row_cb(row: dict[str, Any]) -> None:
+                control.check()
+                bus.emit(NFE_ROW, run.id, row=row)
+
+            rows = nfe_curve(model, ds, samplers, max_nfe=max_nfe, n=n, quality=q, callback=row_cb)
+            bus.emit(NFE_RESULT, run.id, rows=rows, metric=metric)
+            yield len(rows)
+
+        self._nfe_run = run.id
+        self._rows = []
+        self._metric = "quality"
+        self._redraw_chart()
+        self.status.setText("NFE sweep running…")
+        control = self.ctx.start_job("nfe", run, job)
+        self._poll.start()
+        self._update_buttons()
+        return control
+
+    def set_rows(self, rows: list[dict[str, Any]], metric: str | None = None) -> None:
+        self._rows = list(rows)
+        if metric:
+            self._metric = metric
+        self._redraw_chart()
+        self._update_buttons()
+
+    def rows(self) -> list[dict[str, Any]]:
+        return list(self._rows)
+
+    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+        """sampler -> (nfe, quality) as plotted."""
+        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
+        for s in dict.fromkeys(r["sampler"] for r in self._rows):
+            rs = [r for r in self._rows if r["sampler"] == s]
+            out[s] = (np.array([r["nfe"] for r in rs], float), np.array([r["quality"] for r in rs], float))
+        return out
+
+    def _redraw_chart(self) -> None:
+        self.chart.clear()
+        self.legend.clear()
+        self._curves = {}
+        for i, (s, (x, y)) in enumerate(self.curves().items()):
+            y = np.maximum(y, 1e-6)  # log-y: energy distance can touch 0 by noise
+            item = self.chart.plot(x, y, pen=pg.mkPen(colour(i), width=2), symbol="o", symbolSize=6,
+                                   symbolBrush=colour(i), name=s)
+            self._curves[s] = item
+        self.chart.setLabel("left", {"energy": "energy distance", "fcd": "FCD"}.get(self._metric, self._metric)
+                            + " (lower is better)")
+
+    def export_csv(self, path: str | Path) -> Path:
+        if not self._rows:
+            raise RuntimeError("no NFE sweep yet")
+        path = Path(path)
+        with path.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=["sampler", "steps", "nfe", "quality", "seconds"],
+                               extrasaction="ignore")
+            w.writeheader()
+            w.writerows(self._rows)
+        return path
+
+    def export_chart_png(self, path: str | Path) -> Path:
+        if not self._rows:
+            raise RuntimeError("no NFE sweep yet")
+        path = Path(path)
+        if not self.chart.grab().save(str(path)):
+            raise OSError(f"could not write {path}")
+        return path
+
+    def _default_path(self, suffix: str) -> str:
+        folder = self._run.sample_dir() if self._run is not None else Path.home()
+        return str(folder / f"nfe{suffix}")
+
+    def _png_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export chart", self._default_path(".png"), "PNG (*.png)")
+        if path:
+            self._export(self.export_chart_png, path)
+
+    def _csv_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export rows", self._default_path(".csv"), "CSV (*.csv)")
+        if path:
+            self._export(self.export_csv, path)
+
+    def _export(self, fn: Any, path: str) -> None:
+        try:
+            out = fn(path)
+        except (OSError, RuntimeError) as e:
+            self.ctx.show_error(f"Export failed: {e}")
+            return
+        self.ctx.status_message(f"wrote {out}")
+
+    # -- events -----------------------------------------------------------------------------------
+    def on_events(self, events: list[Event]) -> None:
+        redraw = False
+        for e in events:
+            if e.kind == AB_RESULT and e.run_id == self._ab_run:
+                self.set_trajectories(e.data["a"], e.data["b"], tuple(e.data["labels"]))
+                self.status.setText(f"A/B from step {e.data.get('step', 0):,}: same seed → same x_T")
+            elif e.kind == NFE_ROW and e.run_id == self._nfe_run:
+                self._rows.append(e.data["row"])
+                redraw = True
+            elif e.kind == NFE_RESULT and e.run_id == self._nfe_run:
+                self._rows = list(e.data["rows"])
+                self._metric = e.data.get("metric", self._metric)
+                self.status.setText(f"NFE sweep done: {len(self._rows)} points")
+                redraw = True
+            elif e.kind == "status" and self._run is not None and e.run_id == self._run.id:
+                self._update_buttons()
+        if redraw:
+            self._redraw_chart()
+            self._update_buttons()

@@ -1,0 +1,158 @@
+"""Compare & NFE panel on a tiny DDPM trained in the test: A/B from the same x_T with one shared
+slider, and the quality-vs-NFE chart."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+from genstudio.core import jobs  # noqa: E402
+from genstudio.core.plugin import SampleState  # noqa: E402
+from genstudio.core.registry import registry  # noqa: E402
+from genstudio.qt.panels.trajectory import SLIDER_MAX, TrajectoryPanel, index_at  # noqa: E402
+from tests.qt.test_panels import FakeCtx  # noqa: E402
+
+TINY = ["batch_size=32", "timesteps=50", "hidden=32", "depth=1", "channels=8", "sample_steps=5"]
+
+
+def trained(ctx, dataset: str, steps: int = 20, extra: list[str] | None = None):
+    run = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="ddpm", dataset=dataset, steps=steps, device="cpu",
+                                                    overrides=TINY + (extra or []), checkpoint_every=steps))
+    for _ in jobs.train(run, device="cpu"):
+        pass
+    assert run.checkpoints()
+    return run
+
+
+@pytest.fixture(scope="module")
+def store_root(tmp_path_factory):
+    return tmp_path_factory.mktemp("traj")
+
+
+@pytest.fixture
+def ctx(store_root):
+    return FakeCtx(store_root, registry())
+
+
+@pytest.fixture(scope="module")
+def gauss_run(store_root):
+    return trained(FakeCtx(store_root, registry()), "8gaussians")
+
+
+def test_index_at_aligns_different_step_counts():
+    mk = lambda k: [SampleState(i, k, 1 - i / k, torch.zeros(1, 2)) for i in range(k + 1)]  # noqa: E731
+    a, b = mk(4), mk(10)
+    assert [index_at(a, f) for f in (0, 0.5, 1)] == [0, 2, 4]
+    assert [index_at(b, f) for f in (0, 0.5, 1)] == [0, 5, 10]
+
+
+def test_ab_same_noise_and_shared_slider(qtbot, ctx, gauss_run, tmp_path):
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1100, 500)
+    p.set_run(gauss_run)
+    p.a.sampler.setCurrentIndex(p.a.sampler.findData("ddpm"))
+    p.b.sampler.setCurrentIndex(p.b.sampler.findData("ddim"))
+    p.n.setValue(200)
+    assert p.compare_button.isEnabled()
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    assert torch.equal(a[0].x, b[0].x)  # identical x_T
+    assert a[0].step == 0 and b[0].step == 0
+    assert a[-1].total == 50 and b[-1].total == 5  # full ancestral chain vs 5 DDIM steps
+    assert len(a) == 51 and len(b) == 6
+    assert not torch.equal(a[-1].x, b[-1].x)
+    # x_T really is the sampler's starting noise: one DDIM step from it matches the sampler's state 1
+    model, _, _ = jobs.load_model(gauss_run)
+    first = next(iter(model.sample(200, seed=0, sampler="ddim", every=1)))
+    assert torch.allclose(first.x, b[1].x)
+    # one slider moves both sides to the same normalised progress
+    p.slider.setValue(SLIDER_MAX // 2)
+    ia, ib = p.shown_indices()
+    assert a[ia].step / 50 == pytest.approx(0.5, abs=0.02) and b[ib].step / 5 == pytest.approx(0.5, abs=0.11)
+    assert np.allclose(p.a.view.scatter.getData()[0], a[ia].x[:, 0].numpy())
+    assert np.allclose(p.b.view.scatter.getData()[0], b[ib].x[:, 0].numpy())
+    p.slider.setValue(0)
+    assert p.shown_indices() == (0, 0)
+    p.slider.setValue(SLIDER_MAX)
+    assert p.shown_indices() == (50, 5)
+    p.grab().save(str(tmp_path / "ab_8gaussians.png"))
+    if os.environ.get("GENSTUDIO_SHOTS"):
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_ab_8gaussians.png"))
+
+
+def test_ab_same_sampler_two_seeds(qtbot, ctx, gauss_run):
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(gauss_run)
+    for side in (p.a, p.b):
+        side.sampler.setCurrentIndex(side.sampler.findData("ddim"))
+    p.n.setValue(50)
+    p.b.seed.setValue(1)
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    assert not torch.equal(a[0].x, b[0].x) and len(a) == len(b)
+    p.b.seed.setValue(0)
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    assert all(torch.equal(s.x, t.x) for s, t in zip(a, b, strict=True))  # same settings, same path
+
+
+def test_nfe_chart_one_curve_per_sampler(qtbot, ctx, gauss_run, tmp_path):
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(900, 500)
+    p.set_run(gauss_run)
+    p.max_nfe.setValue(8)
+    p.nfe_n.setValue(100)
+    p.start_nfe(["ddim", "euler", "heun"])
+    ctx.deliver(p)
+    curves = p.curves()
+    assert list(curves) == ["ddim", "euler", "heun"]
+    for nfe, q in curves.values():
+        assert len(nfe) >= 2 and np.all(np.diff(nfe) > 0) and np.all(np.isfinite(q)) and nfe.max() <= 8
+    assert list(curves["ddim"][0]) == [1, 2, 4, 8]
+    assert set(curves["heun"][0]) <= {1, 2, 3, 4, 5, 6, 7, 8}
+    assert set(p._curves) == {"ddim", "euler", "heun"}
+    assert p.chart.getPlotItem().ctrl.logXCheck.isChecked() and p.chart.getPlotItem().ctrl.logYCheck.isChecked()
+    out = p.export_csv(tmp_path / "nfe.csv")
+    with out.open() as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == sum(len(v[0]) for v in curves.values())
+    assert p.export_chart_png(tmp_path / "nfe.png").stat().st_size > 1000
+    if os.environ.get("GENSTUDIO_SHOTS"):
+        p.tabs.setCurrentIndex(1)
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_nfe_8gaussians.png"))
+
+
+def test_ab_images_digits_class_conditional(qtbot, ctx, tmp_path):
+    run = trained(ctx, "digits", steps=4, extra=["class_cond=true"])
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1100, 500)
+    p.set_run(run)
+    assert not p.cls.isHidden() and p.cls.count() == 11  # unconditional + 10 digits
+    p.cls.setCurrentIndex(p.cls.findData(3))
+    p.guidance.setValue(2.0)
+    p.n.setValue(16)
+    p.a.sampler.setCurrentIndex(p.a.sampler.findData("ddim"))
+    p.b.sampler.setCurrentIndex(p.b.sampler.findData("euler"))
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    assert torch.equal(a[0].x, b[0].x) and a[0].x.dim() == 4 and len(a[0].x) == 16
+    assert p._sample_kwargs(p.a) == {"sampler": "ddim", "steps": None, "cond": 3, "guidance": 2.0}
+    p.cls.setCurrentIndex(0)
+    assert "cond" not in p._sample_kwargs(p.a)
+    assert p.a.view.mode == "image" and p.b.view.mode == "image"
+    if os.environ.get("GENSTUDIO_SHOTS"):
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_ab_digits.png"))

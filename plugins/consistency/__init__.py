@@ -14,7 +14,9 @@ target point is no longer x + sigma_i z but one Euler or Heun step of the *teach
 x_{i+1} = x + sigma_{i+1} z down to sigma_i, so the student learns the teacher's own trajectories
 (levels drawn uniformly; same stop-gradient target and loss as above). The teacher is a DDPM run
 (``teacher_run``), read as a VE denoiser through ``vp_denoiser``; it is loaded at the first training
-step, so a distilled checkpoint samples without it.
+step, so a distilled checkpoint samples without it. On 8 Gaussians (energy distance, 2000 samples;
+2000 steps each, one CPU thread): the DDPM teacher scores 0.0036 with 50 DDIM steps but 0.97 with 1;
+distilled from it (Heun, 18 levels): 0.0041 in 1 step, 0.0017 in 2; consistency training: 0.092 / 0.0057.
 """
 
 from __future__ import annotations
@@ -42,7 +44,8 @@ class ConsistencyConfig(ModelConfig):
     sigma_max: float = param(80.0, "Largest noise level (the 1-step sampler starts here)", range=(1.0, 1000.0),
                              log=True)
     sigma_data: float = param(0.5, "Data scale in the EDM preconditioning", range=(0.01, 10.0))
-    levels_start: int = param(10, "iCT: discretisation levels at the start of training", range=(2, 10000))
+    levels_start: int = param(10, "iCT: discretisation levels at the start of training; distillation: "
+                              "the fixed number of levels (18 in Song et al.)", range=(2, 10000))
     levels_end: int = param(1280, "iCT: levels at the end of the curriculum", range=(2, 100000))
     total_steps: int = param(5000, "iCT: steps over which the levels double from start to end",
                              range=(1, 10_000_000))

@@ -102,7 +102,11 @@ def test_ab_same_sampler_two_seeds(qtbot, ctx, gauss_run):
     assert not torch.equal(a[0].x, b[0].x) and len(a) == len(b)
     p.b.seed.setValue(0)
     p.start_compare()
+    for _ in range(3):  # the job is over (inline) but its result has not been delivered
+        p._update_buttons()
+    assert "without a result" in p.status.text() and p.compare_button.isEnabled()
     ctx.deliver(p)
+    assert "same x_T" in p.status.text()
     a, b = p.trajectories()
     assert all(torch.equal(s.x, t.x) for s, t in zip(a, b, strict=True))  # same settings, same path
 

@@ -38,7 +38,7 @@ from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
-from genstudio.qt.panels.sampler import TRAIL, _is_points
+from genstudio.qt.panels.sampler import MAX_TRAILS, TRAIL, _is_points
 from genstudio.qt.panels.views import PALETTE, SampleView, colour
 
 AB_RESULT = "trajectory_ab"  # data: {"a": [SampleState], "b": [SampleState], "labels": (str, str)}
@@ -53,7 +53,13 @@ def initial_state(model: Any, n: int, seed: int, total: int) -> SampleState | No
     shape = getattr(getattr(model, "data", None), "shape", None)
     if shape is None or not hasattr(model, "generator"):
         return None
-    x = torch.randn((n, *shape), generator=model.generator(seed), device=model.device)
+    g, size = model.generator(seed), (n, *shape)
+    sde = getattr(model, "sde", None)
+    if sde is not None and hasattr(sde, "prior_sample"):  # score SDE: VP or VE prior
+        x = sde.prior_sample(size, g, device=model.device)
+    else:  # DDPM / flow: unit noise; NCSN / consistency: noise at sigma_max
+        x = torch.randn(size, generator=g, device=model.device)
+        x = x * float(getattr(getattr(model, "config", None), "sigma_max", 1.0))
     return SampleState(0, total, 1.0, x.cpu(), None)
 
 
@@ -114,6 +120,7 @@ class TrajectoryPanel(Panel):
         self._nfe_run: str | None = None
         self._ab_run: str | None = None
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._awaiting: dict[str, int] = {}  # job name -> polls since it ended without its result
         self._build()
         self._poll = QTimer(self, interval=250)  # re-enables the buttons once a job has ended
         self._poll.timeout.connect(self._update_buttons)
@@ -256,7 +263,13 @@ class TrajectoryPanel(Panel):
         self.csv_button.setEnabled(has)
         if why:
             self.status.setText(why)
-        if not ab_busy and not nfe_busy and self._poll.isActive():
+        for name, busy in (("compare", ab_busy), ("nfe", nfe_busy)):
+            if name in self._awaiting and not busy:  # a result event may still be a tick behind
+                self._awaiting[name] += 1
+                if self._awaiting[name] >= 3:  # ~0.5 s after the job ended and still no result
+                    del self._awaiting[name]
+                    self.status.setText(f"{name} job ended without a result (stopped or failed)")
+        if not self._awaiting and self._poll.isActive():
             self._poll.stop()
 
     # -- A/B ------------------------------------------------------------------------------------
@@ -290,6 +303,7 @@ class TrajectoryPanel(Panel):
         self._ab_run = run.id
         self.status.setText("sampling A and B…")
         control = self.ctx.start_job("compare", run, job)
+        self._awaiting["compare"] = 0
         self._poll.start()
         self._update_buttons()
         return control
@@ -332,7 +346,7 @@ class TrajectoryPanel(Panel):
             st = side.states[i]
             if _is_points(st.x):
                 lo = max(0, i - TRAIL + 1)
-                hist = np.stack([s.x.numpy() for s in side.states[lo:i + 1]])
+                hist = np.stack([s.x[:MAX_TRAILS].numpy() for s in side.states[lo:i + 1]])
                 side.view.show_points(st.x.numpy(), hist, self._lim)
             elif st.x.dim() == 4:
                 side.view.show_image(image_grid(st.x))
@@ -370,6 +384,7 @@ class TrajectoryPanel(Panel):
         self._redraw_chart()
         self.status.setText("NFE sweep running…")
         control = self.ctx.start_job("nfe", run, job)
+        self._awaiting["nfe"] = 0
         self._poll.start()
         self._update_buttons()
         return control
@@ -450,12 +465,14 @@ class TrajectoryPanel(Panel):
         redraw = False
         for e in events:
             if e.kind == AB_RESULT and e.run_id == self._ab_run:
+                self._awaiting.pop("compare", None)
                 self.set_trajectories(e.data["a"], e.data["b"], tuple(e.data["labels"]))
                 self.status.setText(f"A/B from step {e.data.get('step', 0):,}: same seed → same x_T")
             elif e.kind == NFE_ROW and e.run_id == self._nfe_run:
                 self._rows.append(e.data["row"])
                 redraw = True
             elif e.kind == NFE_RESULT and e.run_id == self._nfe_run:
+                self._awaiting.pop("nfe", None)
                 self._rows = list(e.data["rows"])
                 self._metric = e.data.get("metric", self._metric)
                 self.status.setText(f"NFE sweep done: {len(self._rows)} points")

@@ -106,7 +106,7 @@ def test_ab_same_sampler_two_seeds(qtbot, ctx, gauss_run):
         p._update_buttons()
     assert "without a result" in p.status.text() and p.compare_button.isEnabled()
     ctx.deliver(p)
-    assert "same x_T" in p.status.text()
+    assert "same x_T" in p.status.text()  # seeds equal again
     a, b = p.trajectories()
     assert all(torch.equal(s.x, t.x) for s, t in zip(a, b, strict=True))  # same settings, same path
 
@@ -160,3 +160,22 @@ def test_ab_images_digits_class_conditional(qtbot, ctx, tmp_path):
     assert p.a.view.mode == "image" and p.b.view.mode == "image"
     if os.environ.get("GENSTUDIO_SHOTS"):
         p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_ab_digits.png"))
+
+
+def test_nfe_sweep_stops(qtbot, store_root, gauss_run):
+    ctx = FakeCtx(store_root, registry(), threaded=True)
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(gauss_run)
+    p.max_nfe.setValue(4000)
+    p.nfe_n.setValue(50)
+    p.start_nfe(["euler"])
+    qtbot.waitUntil(lambda: any(e.kind == "trajectory_nfe_row" for e in list(ctx.pending)), timeout=20000)
+    assert p.nfe_button.text() == "Stop sweep" and p.nfe_button.isEnabled()
+    p.nfe_button.click()
+    ctx.threads["nfe"].join(20)
+    assert not ctx.job_running("nfe")
+    ctx.deliver(p)
+    assert 1 <= len(p.rows()) < 13  # budgets 1, 2, 4, ... 2048, 4000 would be 13 rows
+    qtbot.waitUntil(lambda: "without a result" in p.status.text(), timeout=3000)
+    assert p.nfe_button.text() == "Run NFE sweep"

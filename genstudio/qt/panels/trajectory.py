@@ -47,11 +47,16 @@ NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
 
 
+# Plugins whose sampler starts from data-shaped noise drawn first from generator(seed) (checked
+# against each one's sample()); others (latent diffusion, VAEs, autoregressive...) get no x_T state.
+NOISE_START = ("ddpm", "score_sde", "ncsn", "flow_matching", "consistency")
+
+
 def initial_state(model: Any, n: int, seed: int, total: int) -> SampleState | None:
-    """x_T as the plugins draw it (the first ``randn`` of ``generator(seed)``), so a trajectory can
-    show where it started; None when the model does not expose its data shape."""
+    """x_T as the plugins of NOISE_START draw it (the first ``randn`` of ``generator(seed)``, scaled
+    to their prior), so a trajectory can show where it started; None for other plugins."""
     shape = getattr(getattr(model, "data", None), "shape", None)
-    if shape is None or not hasattr(model, "generator"):
+    if shape is None or getattr(getattr(model, "info", None), "id", None) not in NOISE_START:
         return None
     g, size = model.generator(seed), (n, *shape)
     sde = getattr(model, "sde", None)
@@ -120,6 +125,7 @@ class TrajectoryPanel(Panel):
         self._nfe_run: str | None = None
         self._ab_run: str | None = None
         self._curves: dict[str, pg.PlotDataItem] = {}
+        self._controls: dict[str, Control] = {}
         self._awaiting: dict[str, int] = {}  # job name -> polls since it ended without its result
         self._build()
         self._poll = QTimer(self, interval=250)  # re-enables the buttons once a job has ended
@@ -256,8 +262,10 @@ class TrajectoryPanel(Panel):
     def _update_buttons(self) -> None:
         why = self._can_sample()
         ab_busy, nfe_busy = self.ctx.job_running("compare"), self.ctx.job_running("nfe")
-        self.compare_button.setEnabled(not why and not ab_busy)
-        self.nfe_button.setEnabled(not why and not nfe_busy)
+        self.compare_button.setEnabled(ab_busy or not why)  # while busy it is the Stop button
+        self.compare_button.setText("Stop" if ab_busy else "Compare")
+        self.nfe_button.setEnabled(nfe_busy or not why)
+        self.nfe_button.setText("Stop sweep" if nfe_busy else "Run NFE sweep")
         has = bool(self._rows)
         self.png_button.setEnabled(has)
         self.csv_button.setEnabled(has)
@@ -280,7 +288,10 @@ class TrajectoryPanel(Panel):
         return kw
 
     def _compare_clicked(self) -> None:
-        self.start_compare()
+        if self.ctx.job_running("compare"):
+            self._controls["compare"].cancel()
+        else:
+            self.start_compare()
 
     def start_compare(self) -> Control | None:
         """Sample both sides from the newest checkpoint in one job (one model load, same x_T for
@@ -304,6 +315,7 @@ class TrajectoryPanel(Panel):
         self.status.setText("sampling A and B…")
         control = self.ctx.start_job("compare", run, job)
         self._awaiting["compare"] = 0
+        self._controls["compare"] = control
         self._poll.start()
         self._update_buttons()
         return control
@@ -356,7 +368,10 @@ class TrajectoryPanel(Panel):
 
     # -- NFE ------------------------------------------------------------------------------------
     def _nfe_clicked(self) -> None:
-        self.start_nfe()
+        if self.ctx.job_running("nfe"):
+            self._controls["nfe"].cancel()
+        else:
+            self.start_nfe()
 
     def start_nfe(self, samplers: list[str] | None = None) -> Control | None:
         """Sweep every sampler of the run over NFE budgets 1, 2, 4, ... in a worker job; rows
@@ -385,6 +400,7 @@ class TrajectoryPanel(Panel):
         self.status.setText("NFE sweep running…")
         control = self.ctx.start_job("nfe", run, job)
         self._awaiting["nfe"] = 0
+        self._controls["nfe"] = control
         self._poll.start()
         self._update_buttons()
         return control
@@ -467,7 +483,10 @@ class TrajectoryPanel(Panel):
             if e.kind == AB_RESULT and e.run_id == self._ab_run:
                 self._awaiting.pop("compare", None)
                 self.set_trajectories(e.data["a"], e.data["b"], tuple(e.data["labels"]))
-                self.status.setText(f"A/B from step {e.data.get('step', 0):,}: same seed → same x_T")
+                same = self.a.states[:1] and self.b.states[:1] and self.a.states[0].step == 0 and torch.equal(
+                    self.a.states[0].x, self.b.states[0].x)
+                self.status.setText(f"A/B from step {e.data.get('step', 0):,}"
+                                    + (": both start from the same x_T" if same else ""))
             elif e.kind == NFE_ROW and e.run_id == self._nfe_run:
                 self._rows.append(e.data["row"])
                 redraw = True

@@ -1,4 +1,4 @@
-"""Compare & NFE: two samplers (or two settings) side by side from the SAME starting noise, scrubbed
+"""Compare / NFE: two samplers (or two settings) side by side from the SAME starting noise, scrubbed
 with one slider on normalised time, and the quality-vs-NFE chart of every sampler of a run.
 
 Both jobs run through ``ctx.start_job``; results come back as this panel's own event kinds on the
@@ -113,7 +113,7 @@ class _Side:
 
 class TrajectoryPanel(Panel):
     panel_id = "trajectory"
-    title = "Compare & NFE"
+    title = "Compare / NFE"  # no "&": Qt reads it as a mnemonic in tab and dock titles
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)

@@ -179,3 +179,23 @@ def test_nfe_sweep_stops(qtbot, store_root, gauss_run):
     assert 1 <= len(p.rows()) < 13  # budgets 1, 2, 4, ... 2048, 4000 would be 13 rows
     qtbot.waitUntil(lambda: "without a result" in p.status.text(), timeout=3000)
     assert p.nfe_button.text() == "Run NFE sweep"
+
+
+def test_x_t_of_flow_matching_is_its_ode_start(store_root):
+    """The prepended x_T is the noise the plugin's own ODE starts from: one Euler step from it is
+    x_T + v(x_T, 0) (independent of how the plugin draws its noise)."""
+    from dataclasses import asdict
+
+    from genstudio.core.jobs import Control
+    from genstudio.qt.panels.trajectory import run_trajectory
+
+    cfg = registry().get("flow_matching").info.config_cls.tiny()
+    run = jobs.create_run(FakeCtx(store_root, registry()).store, jobs.TrainSpec(
+        plugin="flow_matching", dataset="8gaussians", steps=3, device="cpu", config=asdict(cfg)))
+    for _ in jobs.train(run, device="cpu"):
+        pass
+    model, _, _ = jobs.load_model(run)
+    st = run_trajectory(model, 64, 5, Control(), sampler="euler", steps=1)
+    assert [s.step for s in st] == [0, 1]
+    x_t = st[0].x
+    assert torch.allclose(st[1].x, x_t + model.velocity(x_t, torch.zeros(64)), atol=1e-5)

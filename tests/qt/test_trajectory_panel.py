@@ -83,7 +83,14 @@ def test_ab_same_noise_and_shared_slider(qtbot, ctx, gauss_run, tmp_path):
     assert p.shown_indices() == (0, 0)
     p.slider.setValue(SLIDER_MAX)
     assert p.shown_indices() == (50, 5)
-    p.grab().save(str(tmp_path / "ab_8gaussians.png"))
+    assert p.export_ab_png(tmp_path / "ab.png").stat().st_size > 1000
+    p.play_button.setChecked(True)  # play from the end restarts at x_T and runs to the end
+    assert p.slider.value() == 0
+    for _ in range(SLIDER_MAX):
+        if not p.play_button.isChecked():
+            break
+        p._play_tick()
+    assert p.slider.value() == SLIDER_MAX and not p.play_button.isChecked()
     if os.environ.get("GENSTUDIO_SHOTS"):
         p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_ab_8gaussians.png"))
 

@@ -38,7 +38,7 @@ from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
-from genstudio.qt.panels.sampler import MAX_TRAILS, TRAIL, _is_points
+from genstudio.qt.panels.sampler import MAX_TRAILS, PLAY_INTERVAL_MS, PLAY_SECONDS, TRAIL, _is_points
 from genstudio.qt.panels.views import PALETTE, SampleView, colour
 
 AB_RESULT = "trajectory_ab"  # data: {"a": [SampleState], "b": [SampleState], "labels": (str, str)}
@@ -128,6 +128,8 @@ class TrajectoryPanel(Panel):
         self._controls: dict[str, Control] = {}
         self._awaiting: dict[str, int] = {}  # job name -> polls since it ended without its result
         self._build()
+        self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
+        self._play.timeout.connect(self._play_tick)
         self._poll = QTimer(self, interval=250)  # re-enables the buttons once a job has ended
         self._poll.timeout.connect(self._update_buttons)
         self.set_run(None)
@@ -159,7 +161,9 @@ class TrajectoryPanel(Panel):
         for w in (self.n, self.cls, self.guidance, self.compare_button):
             shared.addWidget(w)
         shared.addStretch(1)
-        views = QHBoxLayout()
+        self.views = QWidget()  # both canvases: what "Export PNG" saves
+        views = QHBoxLayout(self.views)
+        views.setContentsMargins(0, 0, 0, 0)
         views.setSpacing(2)
         views.addWidget(self.a.canvas, 1)
         views.addWidget(self.b.canvas, 1)
@@ -169,16 +173,22 @@ class TrajectoryPanel(Panel):
         self.slider.setToolTip("Progress from noise (left) to sample (right), shared by both sides")
         self.step_label = QLabel()
         self.step_label.setMinimumWidth(150)
+        self.play_button = QPushButton("Play")
+        self.play_button.setCheckable(True)
+        self.ab_png_button = QPushButton("Export PNG…")
+        self.ab_png_button.setToolTip("Both sides as shown, side by side")
         bottom = QHBoxLayout()
         bottom.setContentsMargins(4, 2, 4, 2)
+        bottom.addWidget(self.play_button)
         bottom.addWidget(self.slider, 1)
         bottom.addWidget(self.step_label)
+        bottom.addWidget(self.ab_png_button)
         ab = QWidget()
         lay = QVBoxLayout(ab)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
         lay.addLayout(shared)
-        lay.addLayout(views, 1)
+        lay.addWidget(self.views, 1)
         lay.addLayout(bottom)
 
         self.max_nfe = QSpinBox(minimum=1, maximum=4000, value=64, prefix="max NFE ")
@@ -215,6 +225,8 @@ class TrajectoryPanel(Panel):
         outer.addWidget(self.status)
 
         self.compare_button.clicked.connect(self._compare_clicked)
+        self.play_button.toggled.connect(self._play_toggled)
+        self.ab_png_button.clicked.connect(self._ab_png_dialog)
         self.slider.valueChanged.connect(self.show_progress)
         self.nfe_button.clicked.connect(self._nfe_clicked)
         self.png_button.clicked.connect(self._png_dialog)
@@ -266,6 +278,8 @@ class TrajectoryPanel(Panel):
         self.compare_button.setText("Stop" if ab_busy else "Compare")
         self.nfe_button.setEnabled(nfe_busy or not why)
         self.nfe_button.setText("Stop sweep" if nfe_busy else "Run NFE sweep")
+        for w in (self.play_button, self.ab_png_button):
+            w.setEnabled(bool(self.a.states or self.b.states))
         has = bool(self._rows)
         self.png_button.setEnabled(has)
         self.csv_button.setEnabled(has)
@@ -337,6 +351,7 @@ class TrajectoryPanel(Panel):
             q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
             self._lim = max(2.5, 1.1 * q)  # one range for both sides, so they compare by eye
         self.show_progress(self.slider.value())
+        self._update_buttons()
 
     def trajectories(self) -> tuple[list[SampleState], list[SampleState]]:
         return list(self.a.states), list(self.b.states)
@@ -365,6 +380,36 @@ class TrajectoryPanel(Panel):
             side.view.setTitle(f"{side.label} · step {st.step}/{st.total}")
             texts.append(f"{side.name} {st.step}/{st.total}")
         self.step_label.setText(f"progress {frac:.0%} · " + " · ".join(texts) if texts else "")
+
+    def _play_toggled(self, on: bool) -> None:
+        if on:
+            if self.slider.value() >= SLIDER_MAX:
+                self.slider.setValue(0)
+            self._play.start()
+        else:
+            self._play.stop()
+        self.play_button.setText("Pause" if on else "Play")
+
+    def _play_tick(self) -> None:
+        v = min(SLIDER_MAX, self.slider.value() + max(1, round(SLIDER_MAX * PLAY_INTERVAL_MS / 1000 / PLAY_SECONDS)))
+        self.slider.setValue(v)
+        if v >= SLIDER_MAX:
+            self.play_button.setChecked(False)
+
+    def export_ab_png(self, path: str | Path) -> Path:
+        """Both sides at the slider's position, as on screen."""
+        if not (self.a.states or self.b.states):
+            raise RuntimeError("nothing compared yet")
+        path = Path(path)
+        if not self.views.grab().save(str(path)):
+            raise OSError(f"could not write {path}")
+        return path
+
+    def _ab_png_dialog(self) -> None:
+        folder = self._run.sample_dir() if self._run is not None else Path.home()
+        path, _ = QFileDialog.getSaveFileName(self, "Export A/B", str(folder / "compare.png"), "PNG (*.png)")
+        if path:
+            self._export(self.export_ab_png, path)
 
     # -- NFE ------------------------------------------------------------------------------------
     def _nfe_clicked(self) -> None:

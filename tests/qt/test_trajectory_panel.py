@@ -134,6 +134,7 @@ def test_nfe_chart_one_curve_per_sampler(qtbot, ctx, gauss_run, tmp_path):
     assert list(curves["ddim"][0]) == [1, 2, 4, 8]
     assert set(curves["heun"][0]) <= {1, 2, 3, 4, 5, 6, 7, 8}
     assert set(p._curves) == {"ddim", "euler", "heun"}
+    assert p.chart.getAxis("left").labelText.startswith("energy distance")  # 2-D data: energy distance
     assert p.chart.getPlotItem().ctrl.logXCheck.isChecked() and p.chart.getPlotItem().ctrl.logYCheck.isChecked()
     out = p.export_csv(tmp_path / "nfe.csv")
     with out.open() as f:

@@ -42,7 +42,7 @@ from genstudio.qt.panels.sampler import MAX_TRAILS, PLAY_INTERVAL_MS, PLAY_SECON
 from genstudio.qt.panels.views import PALETTE, SampleView, colour
 
 AB_RESULT = "trajectory_ab"  # data: {"a": [SampleState], "b": [SampleState], "labels": (str, str)}
-NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, seconds}}
+NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, seconds}, "metric"}
 NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
 
@@ -432,7 +432,7 @@ class TrajectoryPanel(Panel):
 
             def row_cb(row: dict[str, Any]) -> None:
                 control.check()
-                bus.emit(NFE_ROW, run.id, row=row)
+                bus.emit(NFE_ROW, run.id, row=row, metric=metric)
 
             rows = nfe_curve(model, ds, samplers, max_nfe=max_nfe, n=n, quality=q, callback=row_cb)
             bus.emit(NFE_RESULT, run.id, rows=rows, metric=metric)
@@ -534,6 +534,7 @@ class TrajectoryPanel(Panel):
                                     + (": both start from the same x_T" if same else ""))
             elif e.kind == NFE_ROW and e.run_id == self._nfe_run:
                 self._rows.append(e.data["row"])
+                self._metric = e.data.get("metric", self._metric)
                 redraw = True
             elif e.kind == NFE_RESULT and e.run_id == self._nfe_run:
                 self._awaiting.pop("nfe", None)

@@ -207,3 +207,17 @@ def test_x_t_of_flow_matching_is_its_ode_start(store_root):
     assert [s.step for s in st] == [0, 1]
     x_t = st[0].x
     assert torch.allclose(st[1].x, x_t + model.velocity(x_t, torch.zeros(64)), atol=1e-5)
+
+
+def test_nfe_chart_labels_a_narrow_log_range(qtbot, ctx):
+    """Values within one decade get explicit y ticks (pyqtgraph's log axis would show none)."""
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    row = lambda s, n, q: {"sampler": s, "steps": n, "nfe": n, "quality": q, "seconds": 0.0}  # noqa: E731
+    p.set_rows([row("ddim", 1, 300.0), row("ddim", 2, 298.0), row("euler", 1, 299.0)], metric="fcd")
+    (level,) = p.chart.getAxis("left")._tickLevels
+    vals = [10 ** v for v, _ in level]
+    assert min(vals) == pytest.approx(298.0) and max(vals) == pytest.approx(300.0)
+    assert p.chart.getAxis("left").labelText.startswith("FCD")
+    p.set_rows([row("ddim", 1, 1.0), row("ddim", 4, 0.01)], metric="energy")
+    assert p.chart.getAxis("left")._tickLevels is None

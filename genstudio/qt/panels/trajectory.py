@@ -477,6 +477,12 @@ class TrajectoryPanel(Panel):
             item = self.chart.plot(x, y, pen=pg.mkPen(colour(i), width=2), symbol="o", symbolSize=6,
                                    symbolBrush=colour(i), name=s)
             self._curves[s] = item
+        ys = np.concatenate([np.maximum(y, 1e-6) for _, y in self.curves().values()]) if self._rows else None
+        ticks = None  # pyqtgraph's own log ticks, unless the values span less than a decade (no labels then)
+        if ys is not None and ys.max() < 10 * ys.min():
+            vals = np.unique(np.geomspace(ys.min(), ys.max(), 5) if ys.max() > ys.min() else ys[:1])
+            ticks = [[(float(np.log10(v)), f"{v:.4g}") for v in vals]]
+        self.chart.getAxis("left").setTicks(ticks)
         self.chart.setLabel("left", {"energy": "energy distance", "fcd": "FCD"}.get(self._metric, self._metric)
                             + " (lower is better)")
 

@@ -114,6 +114,8 @@ def test_ab_same_sampler_two_seeds(qtbot, ctx, gauss_run):
     assert "without a result" in p.status.text() and p.compare_button.isEnabled()
     ctx.deliver(p)
     assert "same x_T" in p.status.text()  # seeds equal again
+    p.set_run(None)  # another selection drops the old comparison
+    assert p.trajectories() == ([], []) and not p.play_button.isEnabled() and not p.compare_button.isEnabled()
     a, b = p.trajectories()
     assert all(torch.equal(s.x, t.x) for s, t in zip(a, b, strict=True))  # same settings, same path
 

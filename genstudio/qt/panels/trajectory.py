@@ -234,6 +234,11 @@ class TrajectoryPanel(Panel):
 
     # -- run selection ------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
+        if (run.id if run else None) != (self._run.id if self._run else None):  # another run: drop the old views
+            self._play.stop()
+            self.play_button.setChecked(False)
+            self.set_trajectories([], [])
+            self.set_rows([])
         self._run = run
         samplers: tuple[str, ...] = ()
         self._problem = ""
@@ -346,8 +351,8 @@ class TrajectoryPanel(Panel):
         self.a.states, self.b.states = list(a), list(b)
         self.a.label, self.b.label = labels
         self._lim = None
-        if a and _is_points(a[0].x):
-            first = np.concatenate([a[0].x.numpy(), b[0].x.numpy()]) if b else a[0].x.numpy()
+        if a and b and _is_points(a[0].x):
+            first = np.concatenate([a[0].x.numpy(), b[0].x.numpy()])
             q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
             self._lim = max(2.5, 1.1 * q)  # one range for both sides, so they compare by eye
         self.show_progress(self.slider.value())
@@ -368,6 +373,7 @@ class TrajectoryPanel(Panel):
         for side in (self.a, self.b):
             if not side.states:
                 side.view.clear_content()
+                side.view.setTitle(side.name)
                 continue
             i = index_at(side.states, frac)
             st = side.states[i]

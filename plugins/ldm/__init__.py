@@ -9,6 +9,11 @@ The VAE comes from a trained run (``vae_run``). With ``vae_run`` empty (e.g. the
 a quick try), ``setup`` trains a small VAE on the fly for ``vae_steps`` steps on the same dataset
 (seeded, so it is reproducible). The VAE's encoder and decoder weights are saved in this plugin's
 checkpoints, so a trained LDM samples exactly as trained.
+
+Digits, one CPU thread, classifier-feature Frechet distance (real vs real 1.5): VAE (8 latents,
+1500 steps) reconstructions 5.1 (the LDM's ceiling), its prior samples 20.5; LDM on it after 1500
+DDPM steps (7.6 s: latents are 8 numbers) 14.7 with 50 DDIM steps; pixel DDPM U-Net 5.9 after the
+same 1500 steps (99 s).
 """
 
 from __future__ import annotations

@@ -4,6 +4,11 @@ Patchify (a strided convolution) -> fixed 2-D sin-cos position embedding -> tran
 adaLN-Zero conditioning on time (+ class, with a null class for classifier-free guidance) -> final
 adaLN layer -> unpatchify. Every modulation and the output projection start at zero, so each block
 is the identity at initialisation and the network outputs zeros: deep stacks start stable.
+
+Transformers need more steps than the U-Net on small data: DDPM on 8x8 digits, 1500 steps of batch
+128 on one CPU thread (~100 s each), classifier-feature Frechet distance with 50 DDIM steps: U-Net
+(16 channels) 5.9, DiT (width 64, 4 blocks, patch 2) 26.6 at lr 1e-3 and 86 at lr 3e-4 (real vs
+real: 1.5).
 """
 
 from __future__ import annotations

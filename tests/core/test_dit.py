@@ -103,3 +103,14 @@ def test_ddpm_plugin_with_dit_backbone() -> None:
         assert torch.isfinite(torch.tensor(plugin.train_step(torch.rand(8, 1, 8, 8) * 2 - 1, None, step)["loss"]))
     states = list(plugin.sample(2, seed=0, sampler="ddim", steps=3))
     assert states[-1].x.shape == (2, 1, 8, 8)
+
+
+def test_flow_matching_with_dit_backbone() -> None:
+    from genstudio_plugins.flow_matching import FlowMatchingConfig, FlowMatchingPlugin
+
+    plugin = FlowMatchingPlugin(FlowMatchingConfig(batch_size=8, channels=8, sample_steps=2, backbone="dit"))
+    plugin.setup(DataSpec("x", "image", (3, 16, 16)))
+    assert isinstance(plugin.net, DiT) and plugin.net.patch == 4
+    for step in range(3):
+        assert torch.isfinite(torch.tensor(plugin.train_step(torch.rand(8, 3, 16, 16) * 2 - 1, None, step)["loss"]))
+    assert list(plugin.sample(2, seed=0))[-1].x.shape == (2, 3, 16, 16)

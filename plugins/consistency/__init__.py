@@ -28,15 +28,15 @@ from typing import Any
 
 import torch
 
-from genstudio.core.config import ModelConfig, param
+from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import Denoiser, sigmas_karras, vp_denoiser
-from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
 @dataclass
-class ConsistencyConfig(ModelConfig):
+class ConsistencyConfig(NetConfig):
     """sigma_data 0.5 as in EDM/iCT (images in [-1, 1]); ~1.4 suits the 2-D toys' spread."""
 
     sigma_min: float = param(0.002, "Smallest noise level (boundary f(x, sigma_min) = x)", range=(1e-5, 1.0),
@@ -49,16 +49,6 @@ class ConsistencyConfig(ModelConfig):
     levels_end: int = param(1280, "iCT: levels at the end of the curriculum", range=(2, 100000))
     total_steps: int = param(5000, "iCT: steps over which the levels double from start to end",
                              range=(1, 10_000_000))
-    batch_size: int = param(256, "Samples per training step", range=(1, 4096))
-    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
-    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096))
-    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32))
-    fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off)", range=(0, 12))
-    channels: int = param(16, "U-Net base channels (images)", range=(4, 512))
-    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
-    ema_decay: float = param(0.999, "EMA decay of the sampling weights (not used as the training target)",
-                             range=(0.0, 0.99999))
-    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sample_steps: int = param(1, "Network evaluations per sample (1 = one-step generation)", range=(1, 100))
     mode: str = param("training", "training: consistency training from scratch; distillation: distil the "
                       "PF-ODE of a trained DDPM run (teacher_run) on a fixed ladder of levels_start levels",
@@ -87,8 +77,7 @@ class ConsistencyPlugin(BasePlugin):
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
         self.data = data
-        self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           fourier=cfg.fourier).to(self.device)
+        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.teacher: Denoiser | None = None  # distillation: loaded lazily (sampling never needs it)

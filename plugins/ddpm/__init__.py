@@ -19,7 +19,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from genstudio.core.config import ModelConfig, param
+from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion import (
     ddim_steps,
@@ -36,31 +36,19 @@ from genstudio.core.diffusion.ksamplers import (
     sigma_to_t,
     vp_denoiser,
 )
-from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
 @dataclass
-class DDPMConfig(ModelConfig):
+class DDPMConfig(NetConfig):
     """Defaults train 8 Gaussians in ~2000 steps (~10-20 s on one CPU thread) and digits in a few
     thousand; the cosine schedule beat the linear one on 2-D data at equal steps (energy distance
     0.0012 vs 0.0049 after 2000 steps)."""
 
-    batch_size: int = param(256, "Samples per training step", range=(1, 4096))
-    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
     timesteps: int = param(1000, "Diffusion steps T (training; full ancestral sampling uses all)", range=(2, 4000))
     schedule: str = param("cosine", "Noise schedule: cosine (Nichol & Dhariwal) or linear (Ho et al.)",
                           choices=("cosine", "linear"))
-    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096))
-    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32))
-    fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off): sharper modes in "
-                         "fewer steps", range=(0, 12))
-    channels: int = param(16, "U-Net base channels (images): 16 draws recognisable digits after ~2000 steps "
-                          "on a CPU; 32-64 for larger images on a GPU", range=(4, 512))
-    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
-    backbone: str = param("unet", "Image network: U-Net or DiT (patch transformer, adaLN-Zero; width 4 x channels, "
-                          "4 blocks)", choices=("unet", "dit"))
-    ema_decay: float = param(0.999, "EMA decay of the sampling weights (warmed up from 0.1)", range=(0.0, 0.99999))
     sample_steps: int = param(50, "DDIM steps when a sample asks for none", range=(1, 4000))
     eta: float = param(0.0, "DDIM noise: 0 = deterministic, 1 = as stochastic as DDPM", range=(0.0, 1.0))
     clip_x0: bool = param(True, "Clamp the predicted clean sample to the range of the training data while "
@@ -68,7 +56,6 @@ class DDPMConfig(ModelConfig):
     class_cond: bool = param(False, "Condition on class labels (datasets with labels); sample(cond=labels)")
     cond_drop: float = param(0.1, "With class_cond: probability a label is dropped (trains the null class)",
                              range=(0.0, 1.0))
-    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sigma_schedule: str = param("model", "Noise levels visited by the Euler/Heun/DPM-Solver++ samplers: the "
                                 "model's own (trailing) timesteps, Karras rho=7, or exponential. On 8 Gaussians "
                                 "with the exact score, 4-step DPM-Solver++ scores energy 0.007 on the model's own "
@@ -99,8 +86,7 @@ class DDPMPlugin(BasePlugin):
         self.data = data
         self.sched = make_schedule(cfg.schedule, cfg.timesteps)
         self.num_classes = data.num_classes if cfg.class_cond else 0
-        self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           num_classes=self.num_classes, fourier=cfg.fourier, backbone=cfg.backbone).to(self.device)
+        self.net = net_for(data, **cfg.net_kwargs(), num_classes=self.num_classes).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.x_absmax = 0.0  # largest |x| seen in training: the clip range for x0_hat

@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from scipy.optimize import linear_sum_assignment
 
-from genstudio.core.config import ModelConfig, param
+from genstudio.core.config import param
 from genstudio.core.data import DataSpec
-from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -76,7 +76,7 @@ def straightness(v: VelocityFn, x0: torch.Tensor, steps: int = 20) -> float:
 
 
 @dataclass
-class FlowMatchingConfig(ModelConfig):
+class FlowMatchingConfig(NetConfig):
     """Defaults learn 8 Gaussians in ~2000 steps; one reflow round then brings 1-step Euler close to
     the many-step result."""
 
@@ -89,17 +89,6 @@ class FlowMatchingConfig(ModelConfig):
     reflow_pairs: int = param(4096, "Rectified flow: (noise, sample) pairs generated per reflow round",
                               range=(16, 1_000_000))
     reflow_steps: int = param(50, "Rectified flow: Euler steps used to generate the reflow pairs", range=(1, 1000))
-    batch_size: int = param(256, "Samples per training step", range=(1, 4096))
-    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
-    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096))
-    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32))
-    fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off)", range=(0, 12))
-    channels: int = param(16, "U-Net base channels (images)", range=(4, 512))
-    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
-    backbone: str = param("unet", "Image network: U-Net or DiT (patch transformer, adaLN-Zero; width 4 x channels, "
-                          "4 blocks)", choices=("unet", "dit"))
-    ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999))
-    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sample_steps: int = param(20, "ODE steps when a sample asks for none", range=(1, 4000))
     straightness_every: int = param(200, "Report straightness every this many steps (0 = never)",
                                     range=(0, 1_000_000))
@@ -125,8 +114,7 @@ class FlowMatchingPlugin(BasePlugin):
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
         self.data = data
-        self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           fourier=cfg.fourier, backbone=cfg.backbone).to(self.device)
+        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
         self.stage = 0

@@ -21,15 +21,15 @@ from dataclasses import dataclass
 
 import torch
 
-from genstudio.core.config import ModelConfig, param
+from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import KSAMPLERS, sigmas_exponential
-from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
 @dataclass
-class NCSNConfig(ModelConfig):
+class NCSNConfig(NetConfig):
     """sigma_max ~ the largest distance between data points (Song & Ermon 2020, technique 1): 5 for
     the 2-D toys; sigma_min small enough that the last level looks like data."""
 
@@ -44,15 +44,6 @@ class NCSNConfig(ModelConfig):
                            "sigma_i^2 / sigma_min^2)", range=(1e-8, 1.0), log=True)
     denoise: bool = param(True, "Finish annealed Langevin with one Tweedie step x + sigma_min^2 s (removes "
                           "the last level's noise)")
-    batch_size: int = param(256, "Samples per training step", range=(1, 4096))
-    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
-    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096))
-    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32))
-    fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off)", range=(0, 12))
-    channels: int = param(16, "U-Net base channels (images)", range=(4, 512))
-    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
-    ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999))
-    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sample_steps: int = param(20, "Steps of the ODE samplers (euler, heun, dpmpp_2m)", range=(1, 4000))
 
     @classmethod
@@ -78,8 +69,7 @@ class NCSNPlugin(BasePlugin):
         if cfg.sigma_min >= cfg.sigma_max:
             raise ValueError("sigma_min must be below sigma_max")
         self.data = data
-        self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           fourier=cfg.fourier).to(self.device)
+        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
 

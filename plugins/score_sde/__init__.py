@@ -15,15 +15,15 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from genstudio.core.config import ModelConfig, param
+from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.sde import SDE, SDE_SAMPLERS, SDEStep, make_sde, ode_log_prob
-from genstudio.core.nn import ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
 @dataclass
-class ScoreSDEConfig(ModelConfig):
+class ScoreSDEConfig(NetConfig):
     """Defaults mirror the DDPM plugin's nets; sigma_max 10 covers the spread of the 2-D toys (Song
     & Ermon's rule: about the largest distance between data points), use ~50 for digits."""
 
@@ -33,15 +33,6 @@ class ScoreSDEConfig(ModelConfig):
     beta_max: float = param(20.0, "VP/sub-VP: beta(1)", range=(0.1, 100.0))
     sigma_min: float = param(0.01, "VE: sigma(0)", range=(1e-4, 1.0), log=True)
     sigma_max: float = param(10.0, "VE: sigma(1)", range=(0.5, 500.0), log=True)
-    batch_size: int = param(256, "Samples per training step", range=(1, 4096))
-    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
-    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096))
-    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32))
-    fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off)", range=(0, 12))
-    channels: int = param(16, "U-Net base channels (images)", range=(4, 512))
-    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
-    ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999))
-    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
     sample_steps: int = param(200, "Steps of the fixed-step samplers (rk45: states shown)", range=(1, 4000))
     snr: float = param(0.16, "Predictor-corrector: Langevin corrector signal-to-noise ratio", range=(0.0, 1.0))
     rtol: float = param(1e-5, "RK45 / likelihood: relative and absolute tolerance", range=(1e-8, 1e-1), log=True)
@@ -69,8 +60,7 @@ class ScoreSDEPlugin(BasePlugin):
         kw = ({"sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max} if cfg.sde == "ve"
               else {"beta_min": cfg.beta_min, "beta_max": cfg.beta_max})
         self.sde: SDE = make_sde(cfg.sde, **kw)
-        self.net = net_for(data, hidden=cfg.hidden, depth=cfg.depth, channels=cfg.channels, num_res=cfg.num_res,
-                           fourier=cfg.fourier).to(self.device)
+        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
         self.ema = ema_copy(self.net)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
 

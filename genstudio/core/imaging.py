@@ -3,6 +3,7 @@ Used by jobs (sample PNGs in the run folder), the CLI and the panels' export but
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -137,3 +138,99 @@ def tile_filters(w: torch.Tensor | np.ndarray, ncol: int | None = None, scale: i
     t = torch.as_tensor(np.asarray(w) if not isinstance(w, torch.Tensor) else w.detach().cpu()).float()
     t = t / t.flatten(1).abs().amax(1).clamp(min=1e-12).view(-1, *([1] * (t.dim() - 1)))
     return image_grid(t, ncol=ncol, scale=scale)
+
+
+def quiver_image(points: torch.Tensor | np.ndarray, vectors: torch.Tensor | np.ndarray,
+                 background: np.ndarray | None = None, size: int = 256, lim: float = 3.0,
+                 length: float | None = None, gamma: float = 1.0,
+                 color: tuple[int, int, int] = (255, 255, 255)) -> np.ndarray:
+    """Arrows (a vector field, e.g. a learned score) at (N, 2) ``points`` over [-lim, lim]^2, drawn on
+    ``background`` (any (H, W, 3) uint8 picture of the same square, resized; dark if None).
+    Lengths are normalised so the longest arrow spans ``length`` data units (default: one cell of
+    a sqrt(N) x sqrt(N) grid, at least 8 cells across), since a score's raw size varies by orders of
+    magnitude; ``gamma`` < 1 lifts the short ones (length ~ |v|^gamma) so weak regions stay readable."""
+    p = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, np.float64)
+    v = np.asarray(vectors.detach().cpu() if isinstance(vectors, torch.Tensor) else vectors, np.float64)
+    if background is None:
+        im = Image.new("RGB", (size, size), (20, 22, 28))
+    else:
+        im = Image.fromarray(np.ascontiguousarray(background, dtype=np.uint8)).resize((size, size), Image.BILINEAR)
+    d = ImageDraw.Draw(im)
+    norm = np.linalg.norm(v, axis=1)
+    ok = np.isfinite(norm) & np.isfinite(p).all(1)
+    if not ok.any() or norm[ok].max() <= 0:
+        return np.asarray(im)
+    length = length if length is not None else 2 * lim / max(math.ceil(math.sqrt(len(p))), 8)
+    rel = np.where(ok, norm / norm[ok].max(), 0.0) ** gamma
+    unit = np.where(norm[:, None] > 0, v / np.maximum(norm, 1e-300)[:, None], 0.0)
+    px_per_unit = (size - 1) / (2 * lim)
+    head = max(2.0, size / 128)
+    for (x, y), u, r, good in zip(p, unit, rel, ok):
+        if not good or r <= 0:
+            continue
+        x0, y0 = (x + lim) * px_per_unit, (lim - y) * px_per_unit  # image y points down
+        ux, uy = u[0], -u[1]
+        ln = r * length * px_per_unit
+        x1, y1 = x0 + ux * ln, y0 + uy * ln
+        d.line([(x0, y0), (x1, y1)], fill=color, width=1)
+        h = min(head, 0.5 * ln + 1)  # a head no longer than half the shaft
+        for s in (1, -1):  # two barbs at +-30 degrees back from the tip
+            bx = ux * math.cos(math.pi / 6) - s * uy * math.sin(math.pi / 6)
+            by = s * ux * math.sin(math.pi / 6) + uy * math.cos(math.pi / 6)
+            d.line([(x1, y1), (x1 - h * bx, y1 - h * by)], fill=color, width=1)
+    return np.asarray(im)
+
+
+def histogram_image(points: torch.Tensor | np.ndarray, bins: int = 64, lim: float = 3.0, size: int | None = None,
+                    hi: float | None = None) -> np.ndarray:
+    """Heat map of a 2-D histogram of (N, 2) points over [-lim, lim]^2, oriented like
+    :func:`scatter_image` (row 0 = y = +lim); ``hi`` fixes the count that is brightest, so two
+    histograms of equally many points share one colour scale. Upscaled to ``size`` if given."""
+    p = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, np.float64)
+    h, _, _ = np.histogram2d(p[:, 1], p[:, 0], bins=bins, range=[[-lim, lim], [-lim, lim]])
+    img = heatmap_image(h[::-1], 0.0, hi if hi is not None else max(float(h.max()), 1.0))
+    if size is not None and size != bins:
+        img = np.asarray(Image.fromarray(img).resize((size, size), Image.NEAREST))
+    return img
+
+
+def data_density_image(dataset: object, sigma: float = 0.0, size: int = 256, lim: float = 3.0) -> np.ndarray:
+    """The data's density as a heat map: exact for datasets with ``log_prob(x, sigma)`` (the 2-D
+    Gaussian mixtures, smoothed by N(0, sigma^2 I)), else a histogram of 4000 fixed samples."""
+    lp = getattr(dataset, "log_prob", None)
+    if callable(lp):
+        return density_image(lambda x: lp(x, sigma), size=size, lim=lim)
+    x, _ = dataset.fixed(4000)  # type: ignore[attr-defined]
+    return histogram_image(x, bins=64, lim=lim, size=size)
+
+
+def score_field_image(score: Callable[[torch.Tensor], torch.Tensor], background: np.ndarray | None,
+                      grid: int = 20, size: int = 256, lim: float = 3.0, label: str = "") -> np.ndarray:
+    """A learned 2-D score field as arrows on a ``grid`` x ``grid`` lattice (cell centres) over a
+    density picture; ``score`` maps (N, 2) points to (N, 2) vectors. Lengths ~ sqrt|s| so the
+    field between modes (small) and far out (large) both read."""
+    c = (torch.arange(grid, dtype=torch.float32) + 0.5) / grid * 2 * lim - lim
+    yy, xx = torch.meshgrid(c, c, indexing="ij")
+    pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
+    img = quiver_image(pts, score(pts).float().cpu(), background, size=size, lim=lim,
+                       length=0.9 * 2 * lim / grid, gamma=0.5)
+    if label:
+        im = Image.fromarray(img)
+        ImageDraw.Draw(im).text((4, 3), label, fill=(255, 255, 255))
+        img = np.asarray(im)
+    return img
+
+
+@functools.lru_cache(maxsize=8)
+def data_background(dataset_name: str, sigma: float = 0.0, size: int = 256, lim: float = 3.0) -> np.ndarray | None:
+    """:func:`data_density_image` of a dataset by name, cached (views redraw it at every preview);
+    None when the dataset cannot be rebuilt here (a moved folder): the arrows then go on dark."""
+    from genstudio.core.data import get_dataset
+
+    try:
+        ds = get_dataset(dataset_name)
+    except Exception:
+        return None
+    img = data_density_image(ds, sigma, size, lim)
+    img.setflags(write=False)
+    return img

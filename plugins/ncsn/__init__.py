@@ -18,14 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import KSAMPLERS, sigmas_exponential
+from genstudio.core.imaging import data_background, score_field_image
 from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+
+VIEW_SIGMA = 0.1  # noise level of the score view: small, yet the field is smooth between modes
 
 
 @dataclass
@@ -143,6 +147,20 @@ class NCSNPlugin(BasePlugin):
         it = KSAMPLERS[sampler](den, x, sigmas, g)
         return (SampleState(i + 1, total, self._tfrac(sn), xs, d) for i, sn, xs, d in it
                 if (i + 1) % every == 0 or i + 1 == total)
+
+    def views(self) -> dict[str, Any]:
+        """ViewsModel (2-D only): the EMA score at a small noise level (0.1, kept inside the trained
+        sigma range) as arrows over the data density smoothed by that same noise."""
+        if self.data is None or self.data.kind != "points2d":
+            return {}
+        cfg = self.config
+        sigma = min(max(VIEW_SIGMA, cfg.sigma_min), cfg.sigma_max)
+        self.ema.eval()
+
+        def score(x: torch.Tensor) -> torch.Tensor:
+            return self.score(self.ema, x.to(self.device), torch.full((x.shape[0],), sigma, device=self.device))
+
+        return {"score": score_field_image(score, data_background(self.data.name, sigma), label=f"sigma={sigma:.2g}")}
 
     def _tfrac(self, sigma: float) -> float:
         return 0.0 if sigma <= 0 else float(min(1.0, max(0.0, self._t(torch.tensor(sigma)))))

@@ -216,7 +216,9 @@ def score_field_image(score: Callable[[torch.Tensor], torch.Tensor], background:
                        length=0.9 * 2 * lim / grid, gamma=0.5)
     if label:
         im = Image.fromarray(img)
-        ImageDraw.Draw(im).text((4, 3), label, fill=(255, 255, 255))
+        d = ImageDraw.Draw(im)
+        d.rectangle(d.textbbox((4, 3), label), fill=(20, 22, 28))  # readable over the arrows
+        d.text((4, 3), label, fill=(255, 255, 255))
         img = np.asarray(im)
     return img
 

@@ -6,9 +6,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
 from genstudio_plugins.ncsn import NCSNConfig, NCSNPlugin
-from genstudio_plugins.score_sde import ScoreSDEConfig, ScoreSDEPlugin
+from genstudio_plugins.score_sde import FP_SIGMA, FP_TIME, ScoreSDEConfig, ScoreSDEPlugin
 
 from genstudio.core import jobs
 from genstudio.core.data import get_dataset
@@ -85,12 +84,13 @@ def test_fokker_planck_reverse_sde_and_pf_ode_agree_with_exact_score(sde):
     ds = get_dataset("8gaussians")
     m = _plugin(ScoreSDEPlugin, ScoreSDEConfig(sde=sde))
     exact = m.sde.score_from_data_score(ds.score)
-    img, d = m.fokker_planck(score_fn=exact, n=1000, steps=100, t=0.5)
-    assert img.dtype == np.uint8 and img.shape[1] > img.shape[0]  # two panels side by side
-    assert d < 0.02
-    # and the distance does see a wrong score: half the exact score moves the PF-ODE's marginal
-    _, bad = m.fokker_planck(score_fn=lambda x, t: 0.5 * exact(x, t), n=1000, steps=100, t=0.5)
-    assert bad > 5 * max(d, 0.005)
+    for t in (0.5, min(FP_TIME, m.view_time(FP_SIGMA))):  # the t, and the view's (modes visible)
+        img, d = m.fokker_planck(score_fn=exact, n=1000, steps=100, t=t)
+        assert img.dtype == np.uint8 and img.shape[1] > img.shape[0]  # two panels side by side
+        assert d < 0.02, (t, d)
+        # and the distance does see a wrong score: half the exact score moves the PF-ODE's marginal
+        _, bad = m.fokker_planck(score_fn=lambda x, t: 0.5 * exact(x, t), n=1000, steps=100, t=t)
+        assert bad > 5 * max(d, 0.005), (t, bad)
 
 
 def test_training_writes_score_views(tmp_path):

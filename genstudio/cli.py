@@ -8,6 +8,7 @@
     genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
+    genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--csv FILE]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -225,6 +226,36 @@ def cmd_nfe(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_guidance(args: argparse.Namespace) -> int:
+    from genstudio.core.diffusion.guidance import guidance_sweep
+    from genstudio.core.jobs import load_model
+
+    run = _store().get(args.run)
+    if not run.checkpoints():
+        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    model, ds, step = load_model(run, args.device)
+    try:
+        scales = [float(s) for s in args.scales.split(",")]
+    except ValueError as e:
+        raise CliError(f"--scales: {e}") from e
+    try:
+        rows = guidance_sweep(model, ds, scales, n_per_class=args.n, seed=args.seed, steps=args.steps,
+                              callback=lambda r: print(f"  scale {r['scale']:g}  accuracy {r['accuracy']:.3f}  "
+                                                       f"diversity {r['diversity']:.3f}", file=sys.stderr))
+    except ValueError as e:
+        raise CliError(str(e)) from e
+    print(f"{run.id}  step {step}  {args.n} per class  data accuracy {rows[0]['data_accuracy']:.3f}  "
+          "(diversity: within-class spread / the data's)" if rows else run.id)
+    print(_table([(f"{r['scale']:g}", f"{r['accuracy']:.4f}", f"{r['diversity']:.4f}", f"{r['seconds']:.2f}")
+                  for r in rows], ("scale", "accuracy", "diversity", "seconds")))
+    if args.csv:
+        with open(args.csv, "w", encoding="utf-8") as f:
+            f.write("scale,accuracy,diversity,seconds\n")
+            f.writelines(f"{r['scale']},{r['accuracy']},{r['diversity']},{r['seconds']}\n" for r in rows)
+        print(args.csv)
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from genstudio.qt.app import main as gui_main
 
@@ -301,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_nfe)
+    s = sub.add_parser("guidance", help="class accuracy and diversity against the guidance scale (class_cond runs)")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--scales", default="0,1,2,4,8", help="comma list of classifier-free guidance scales")
+    s.add_argument("--n", type=int, default=100, help="samples per class and scale")
+    s.add_argument("--steps", type=int, default=None, help="sampling steps passed to the plugin")
+    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
+    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_guidance)
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None)
     s.add_argument("--out", required=True)

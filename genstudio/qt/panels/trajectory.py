@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QLineEdit,
     QPushButton,
     QSizePolicy,
     QSlider,
@@ -31,6 +32,7 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import jobs
+from genstudio.core.diffusion.guidance import guidance_sweep
 from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid
@@ -44,6 +46,8 @@ from genstudio.qt.panels.views import PALETTE, SampleView, colour
 AB_RESULT = "trajectory_ab"  # data: {"a": [SampleState], "b": [SampleState], "labels": (str, str)}
 NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, seconds}, "metric"}
 NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
+GUIDE_ROW = "trajectory_guidance_row"  # data: {"row": {scale, accuracy, diversity, ...}}
+GUIDE_RESULT = "trajectory_guidance"  # data: {"rows": [...]}
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
 
 
@@ -123,6 +127,9 @@ class TrajectoryPanel(Panel):
         self._rows: list[dict[str, Any]] = []
         self._metric = "quality"
         self._nfe_run: str | None = None
+        self._guide_run: str | None = None
+        self._guide_rows: list[dict[str, Any]] = []
+        self._classes = 0
         self._ab_run: str | None = None
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._controls: dict[str, Control] = {}
@@ -219,6 +226,7 @@ class TrajectoryPanel(Panel):
         self.tabs = QTabWidget()
         self.tabs.addTab(ab, "A/B")
         self.tabs.addTab(nfe, "Quality vs NFE")
+        self.tabs.addTab(self._build_guidance(), "Guidance")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.tabs, 1)
@@ -231,6 +239,34 @@ class TrajectoryPanel(Panel):
         self.nfe_button.clicked.connect(self._nfe_clicked)
         self.png_button.clicked.connect(self._png_dialog)
         self.csv_button.clicked.connect(self._csv_dialog)
+        self.guide_button.clicked.connect(self._guide_clicked)
+
+    def _build_guidance(self) -> QWidget:
+        """Class accuracy and diversity against the classifier-free guidance scale."""
+        self.guide_scales = QLineEdit("0,1,2,4,8")
+        self.guide_scales.setToolTip("Comma-separated guidance scales (0 = unconditional, 1 = conditional)")
+        self.guide_n = QSpinBox(minimum=2, maximum=10_000, value=100, prefix="n/class ")
+        self.guide_button = QPushButton("Run guidance sweep")
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 2, 4, 2)
+        row.addWidget(QLabel("scales"))
+        for w in (self.guide_scales, self.guide_n, self.guide_button):
+            row.addWidget(w)
+        row.addStretch(1)
+        self.guide_chart = pg.PlotWidget()
+        self.guide_chart.showGrid(x=True, y=True, alpha=0.2)
+        self.guide_chart.setLabel("bottom", "guidance scale")
+        self.guide_chart.setLabel("left", "accuracy / diversity (1 = the data's)")
+        self.guide_chart.addLegend(offset=(-10, 10))
+        self.guide_curves = {k: self.guide_chart.plot([], [], pen=pg.mkPen(colour(i), width=2), symbol="o",
+                                                      symbolSize=6, symbolBrush=colour(i), name=k)
+                             for i, k in enumerate(("accuracy", "diversity"))}
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.guide_chart, 1)
+        return w
 
     # -- run selection ------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
@@ -239,6 +275,7 @@ class TrajectoryPanel(Panel):
             self.play_button.setChecked(False)
             self.set_trajectories([], [])
             self.set_rows([])
+            self.set_guidance_rows([])
         self._run = run
         samplers: tuple[str, ...] = ()
         self._problem = ""
@@ -266,6 +303,7 @@ class TrajectoryPanel(Panel):
             self.cls.addItem(f"class {c}", c)
         self.cls.setVisible(classes > 0)
         self.guidance.setVisible(classes > 0)
+        self._classes = classes
         self._update_buttons()
 
     def _can_sample(self) -> str:
@@ -283,6 +321,10 @@ class TrajectoryPanel(Panel):
         self.compare_button.setText("Stop" if ab_busy else "Compare")
         self.nfe_button.setEnabled(nfe_busy or not why)
         self.nfe_button.setText("Stop sweep" if nfe_busy else "Run NFE sweep")
+        guide_busy = self.ctx.job_running("guidance")
+        self.guide_button.setEnabled(guide_busy or (not why and self._classes > 0))
+        self.guide_button.setText("Stop sweep" if guide_busy else "Run guidance sweep")
+        self.guide_button.setToolTip("" if self._classes else "needs a class-conditional run (class_cond)")
         for w in (self.play_button, self.ab_png_button):
             w.setEnabled(bool(self.a.states or self.b.states))
         has = bool(self._rows)
@@ -290,7 +332,7 @@ class TrajectoryPanel(Panel):
         self.csv_button.setEnabled(has)
         if why:
             self.status.setText(why)
-        for name, busy in (("compare", ab_busy), ("nfe", nfe_busy)):
+        for name, busy in (("compare", ab_busy), ("nfe", nfe_busy), ("guidance", guide_busy)):
             if name in self._awaiting and not busy:  # a result event may still be a tick behind
                 self._awaiting[name] += 1
                 if self._awaiting[name] >= 3:  # ~0.5 s after the job ended and still no result
@@ -456,6 +498,53 @@ class TrajectoryPanel(Panel):
         self._update_buttons()
         return control
 
+    def _guide_clicked(self) -> None:
+        if self.ctx.job_running("guidance"):
+            self._controls["guidance"].cancel()
+        else:
+            self.start_guidance()
+
+    def start_guidance(self) -> Control | None:
+        """Sweep the guidance scales in a worker job; rows stream back as GUIDE_ROW events."""
+        run = self._run
+        if run is None or self._can_sample() or not self._classes:
+            return None
+        try:
+            scales = [float(v) for v in self.guide_scales.text().split(",") if v.strip()]
+        except ValueError:
+            self.status.setText("scales: give comma-separated numbers, e.g. 0,1,2,4")
+            return None
+        n, bus = self.guide_n.value(), self.ctx.bus
+
+        def job(control: Control):
+            model, ds, _ = jobs.load_model(run)
+
+            def row_cb(row: dict[str, Any]) -> None:
+                control.check()
+                bus.emit(GUIDE_ROW, run.id, row=row)
+
+            rows = guidance_sweep(model, ds, scales, n_per_class=n, callback=row_cb)
+            bus.emit(GUIDE_RESULT, run.id, rows=rows)
+            yield len(rows)
+
+        self._guide_run = run.id
+        self.set_guidance_rows([])
+        self.status.setText("guidance sweep running…")
+        control = self.ctx.start_job("guidance", run, job)
+        self._awaiting["guidance"] = 0
+        self._controls["guidance"] = control
+        self._poll.start()
+        self._update_buttons()
+        return control
+
+    def set_guidance_rows(self, rows: list[dict[str, Any]]) -> None:
+        self._guide_rows = list(rows)
+        for k, item in self.guide_curves.items():
+            item.setData([r["scale"] for r in self._guide_rows], [r[k] for r in self._guide_rows])
+
+    def guidance_rows(self) -> list[dict[str, Any]]:
+        return list(self._guide_rows)
+
     def set_rows(self, rows: list[dict[str, Any]], metric: str | None = None) -> None:
         self._rows = list(rows)
         if metric:
@@ -554,6 +643,13 @@ class TrajectoryPanel(Panel):
                 self._metric = e.data.get("metric", self._metric)
                 self.status.setText(f"NFE sweep done: {len(self._rows)} points")
                 redraw = True
+            elif e.kind == GUIDE_ROW and e.run_id == self._guide_run:
+                self.set_guidance_rows([*self._guide_rows, e.data["row"]])
+            elif e.kind == GUIDE_RESULT and e.run_id == self._guide_run:
+                self._awaiting.pop("guidance", None)
+                self.set_guidance_rows(e.data["rows"])
+                self.status.setText(f"guidance sweep done: {len(self._guide_rows)} scales")
+                self._update_buttons()
             elif e.kind == "status" and self._run is not None and e.run_id == self._run.id:
                 self._update_buttons()
         if redraw:

@@ -1,0 +1,57 @@
+"""Guidance tab of the Compare / NFE panel: accuracy and diversity against the guidance scale for a
+class-conditional DDPM trained in the test; disabled for runs without class conditioning."""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+
+import numpy as np  # noqa: E402
+
+from genstudio.core import jobs  # noqa: E402
+from genstudio.core.registry import registry  # noqa: E402
+from genstudio.qt.panels.trajectory import TrajectoryPanel  # noqa: E402
+from tests.qt.test_panels import FakeCtx  # noqa: E402
+from tests.qt.test_trajectory_panel import trained  # noqa: E402
+
+COND = ["batch_size=256", "timesteps=50", "hidden=64", "depth=2", "lr=0.002", "ema_decay=0.99",
+        "class_cond=true", "cond_drop=0.2", "sample_steps=50"]
+
+
+def _run(ctx, overrides, steps):
+    run = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="ddpm", dataset="8gaussians", steps=steps, device="cpu",
+                                                    overrides=overrides, checkpoint_every=steps))
+    for _ in jobs.train(run, device="cpu"):
+        pass
+    return run
+
+
+def test_guidance_tab(qtbot, tmp_path):
+    ctx = FakeCtx(tmp_path, registry())
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(900, 500)
+    assert [p.tabs.tabText(i) for i in range(p.tabs.count())][-1] == "Guidance"
+    plain = trained(ctx, "8gaussians", extra=[])
+    p.set_run(plain)
+    assert not p.guide_button.isEnabled() and "class_cond" in p.guide_button.toolTip()
+    assert p.start_guidance() is None
+    run = _run(ctx, COND, 300)
+    p.set_run(run)
+    assert p.guide_button.isEnabled()
+    p.guide_scales.setText("0, 1, 4")
+    p.guide_n.setValue(40)
+    p.start_guidance()
+    ctx.deliver(p)
+    rows = p.guidance_rows()
+    assert [r["scale"] for r in rows] == [0.0, 1.0, 4.0]
+    acc = {r["scale"]: r["accuracy"] for r in rows}
+    div = {r["scale"]: r["diversity"] for r in rows}
+    assert acc[4.0] >= acc[0.0] and div[4.0] < div[0.0]
+    x, y = p.guide_curves["accuracy"].getData()
+    assert np.allclose(x, [0, 1, 4]) and np.allclose(y, [acc[s] for s in (0.0, 1.0, 4.0)])
+    assert "done" in p.status.text()
+    if os.environ.get("GENSTUDIO_SHOTS"):
+        p.tabs.setCurrentIndex(p.tabs.count() - 1)
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_guidance_8gaussians.png"))

@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
 from genstudio.core.data import get_dataset
 from genstudio.core.diffusion.guidance import guidance_sweep, mean_pairwise_distance, responsibilities, score
+from genstudio.core.plugin import SampleState
 
 
 def test_exact_quantities():
@@ -42,3 +44,32 @@ def test_guidance_sweep_trend():
     assert a[4.0] >= a[0.0] and a[0.0] < 0.5  # unconditional: ~1/8 land in the requested class
     assert d[4.0] < d[0.0]
     assert rows[0]["data_accuracy"] > 0.99
+
+
+class _Oracle:
+    """Stands in for a class-conditional model: returns real digits of the requested class, all of
+    them (full diversity) at scale <= 1 and one image repeated (no diversity) above."""
+
+    num_classes = 10
+    device = "cpu"
+
+    def __init__(self, ds):
+        self.ds = ds
+
+    def sample(self, n, *, seed, steps=None, cond=None, guidance=1.0, every=1):
+        g = torch.Generator().manual_seed(seed)
+        out = []
+        for c in cond.tolist():
+            idx = (self.ds.y == c).nonzero().flatten()
+            out.append(self.ds.x[idx[0 if guidance > 1 else int(torch.randint(len(idx), (1,), generator=g))]])
+        yield SampleState(1, 1, 0.0, torch.stack(out))
+
+
+def test_image_path_uses_the_dataset_classifier():
+    ds = get_dataset("digits")
+    rows = guidance_sweep(_Oracle(ds), ds, (1, 2), n_per_class=20)
+    assert rows[0]["data_accuracy"] > 0.9 and rows[0]["accuracy"] > 0.9
+    assert 0.8 < rows[0]["diversity"] < 1.2  # real digits are as varied as real digits
+    assert rows[1]["diversity"] == pytest.approx(0.0, abs=1e-3)  # one image per class
+    with pytest.raises(ValueError, match="no classifier"):
+        guidance_sweep(_Oracle(ds), get_dataset("moons"), (1,), n_per_class=2)

@@ -34,8 +34,11 @@ from PySide6.QtWidgets import (
 from genstudio.core import jobs
 from genstudio.core.diffusion.guidance import guidance_sweep
 from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
+from genstudio.core.diffusion.paths import forward_paths, marginal_histogram
+from genstudio.core.diffusion.schedules import make_schedule
+from genstudio.core.diffusion.sde import VPSDE
 from genstudio.core.events import Event
-from genstudio.core.imaging import image_grid
+from genstudio.core.imaging import colormap, heatmap_image, image_grid
 from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
@@ -48,6 +51,7 @@ NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, s
 NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
 GUIDE_ROW = "trajectory_guidance_row"  # data: {"row": {scale, accuracy, diversity, ...}}
 GUIDE_RESULT = "trajectory_guidance"  # data: {"rows": [...]}
+MARGINAL_BINS = 32  # bins per axis of the Marginals heat map (a few hundred particles fill it)
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
 
 
@@ -227,6 +231,7 @@ class TrajectoryPanel(Panel):
         self.tabs.addTab(ab, "A/B")
         self.tabs.addTab(nfe, "Quality vs NFE")
         self.tabs.addTab(self._build_guidance(), "Guidance")
+        self.tabs.addTab(self._build_marginals(), "Marginals")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(self.tabs, 1)
@@ -240,6 +245,67 @@ class TrajectoryPanel(Panel):
         self.png_button.clicked.connect(self._png_dialog)
         self.csv_button.clicked.connect(self._csv_dialog)
         self.guide_button.clicked.connect(self._guide_clicked)
+
+    def _build_marginals(self) -> QWidget:
+        """2-D runs: side A's particle density at the slider's t, and forward noising paths from a
+        clicked point (on this plot or on side A's), so q(x_t | x_0) can be seen spreading out."""
+        self.n_paths = QSpinBox(minimum=1, maximum=256, value=16, prefix="paths ")
+        self.marg_note = QLabel("Density of A's particles at the slider's t; click a point to draw its "
+                                "forward noising paths (colour = time)")
+        self.marg_plot = pg.PlotWidget()
+        self.marg_plot.setAspectLocked(True)
+        self.marg_plot.setMenuEnabled(False)
+        self.marg_img = pg.ImageItem()
+        self.marg_plot.addItem(self.marg_img)
+        self.path_curves: list[pg.PlotCurveItem] = []
+        self.path_dots = pg.ScatterPlotItem(size=3, pen=None)
+        self.marg_plot.addItem(self.path_dots)
+        self._fwd: Any = VPSDE()
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 2, 4, 2)
+        row.addWidget(self.n_paths)
+        row.addWidget(self.marg_note, 1)
+        w = QWidget()
+        lay = QVBoxLayout(w)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addWidget(self.marg_plot, 1)
+        self.marg_plot.scene().sigMouseClicked.connect(
+            lambda ev: self._clicked(self.marg_plot.getPlotItem().vb, ev))
+        self.a.canvas.scene().sigMouseClicked.connect(lambda ev: self._clicked(self.a.view.vb, ev))
+        return w
+
+    def _clicked(self, vb: pg.ViewBox, ev: Any) -> None:
+        if self.a.states and _is_points(self.a.states[0].x) and self.a.states[0].x.shape[1] == 2:
+            p = vb.mapSceneToView(ev.scenePos())
+            self.pick_point((p.x(), p.y()))
+
+    def pick_point(self, x0: tuple[float, float], seed: int = 0) -> None:
+        """Draw ``n_paths`` forward paths from ``x0`` of this run's forward process (the exact DDPM
+        chain for DDPM runs, the VP SDE otherwise), one curve per path, dots coloured by time."""
+        for c in self.path_curves:
+            self.marg_plot.removeItem(c)
+        t, paths = forward_paths(np.asarray(x0, np.float64), self._fwd, n_paths=self.n_paths.value(), seed=seed)
+        self.path_curves = []
+        for k in range(paths.shape[1]):
+            c = pg.PlotCurveItem(paths[:, k, 0], paths[:, k, 1], pen=pg.mkPen(255, 255, 255, 90, width=1))
+            self.marg_plot.addItem(c)
+            self.path_curves.append(c)
+        cols = colormap(np.repeat(t, paths.shape[1]))
+        self.path_dots.setData(paths[:, :, 0].ravel(), paths[:, :, 1].ravel(),
+                               brush=[pg.mkBrush(*map(int, c)) for c in cols])
+        self.path_dots.setZValue(10)
+
+    def _show_marginal(self) -> None:
+        st = self.a.states[index_at(self.a.states, self.slider.value() / SLIDER_MAX)] if self.a.states else None
+        if st is None or not _is_points(st.x) or st.x.shape[1] != 2:
+            self.marg_img.clear()
+            return
+        lim = self._lim or 3.0
+        self.marg_hist = marginal_histogram(st.x, bins=MARGINAL_BINS, lim=lim)  # [ix, iy]: ImageItem's x-first order
+        self.marg_img.setImage(heatmap_image(self.marg_hist, 0.0, max(float(self.marg_hist.max()), 1e-12)))
+        self.marg_img.setRect(-lim, -lim, 2 * lim, 2 * lim)
+        self.marg_plot.setTitle(f"A at step {st.step}/{st.total}")
 
     def _build_guidance(self) -> QWidget:
         """Class accuracy and diversity against the classifier-free guidance scale."""
@@ -304,6 +370,14 @@ class TrajectoryPanel(Panel):
         self.cls.setVisible(classes > 0)
         self.guidance.setVisible(classes > 0)
         self._classes = classes
+        self._fwd = VPSDE()
+        try:
+            cfg = run.info() if run is not None and not self._problem else {}
+            if cfg.get("plugin") == "ddpm":
+                c = cfg.get("config", {})
+                self._fwd = make_schedule(c.get("schedule", "cosine"), int(c.get("timesteps", 1000)))
+        except (KeyError, RunError, ValueError):
+            pass
         self._update_buttons()
 
     def _can_sample(self) -> str:
@@ -428,6 +502,7 @@ class TrajectoryPanel(Panel):
             side.view.setTitle(f"{side.label} · step {st.step}/{st.total}")
             texts.append(f"{side.name} {st.step}/{st.total}")
         self.step_label.setText(f"progress {frac:.0%} · " + " · ".join(texts) if texts else "")
+        self._show_marginal()
 
     def _play_toggled(self, on: bool) -> None:
         if on:

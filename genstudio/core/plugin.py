@@ -201,6 +201,16 @@ class BasePlugin:
     def load_extra_state(self, state: dict[str, Any]) -> None:
         pass
 
+    def check_sampler(self, sampler: str | None) -> str:
+        """The sampler name to use (``None`` = the first in ``info.samplers``); raises before any work
+        if setup() has not run or the name is unknown, so a bad request fails at the call."""
+        if self.data is None:
+            raise RuntimeError("call setup() before sample()")
+        name = sampler or self.info.samplers[0]
+        if name not in self.info.samplers:
+            raise ValueError(f"unknown sampler {name!r}; {self.info.name} offers {', '.join(self.info.samplers)}")
+        return name
+
     def generator(self, seed: int) -> torch.Generator:
         """A seeded generator on the model's device (sampling is reproducible per seed)."""
         return torch.Generator(device=self.device).manual_seed(int(seed))

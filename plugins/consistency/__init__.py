@@ -171,11 +171,7 @@ class ConsistencyPlugin(BasePlugin):
                every: int = 1) -> Iterator[SampleState]:
         """"onestep": f(sigma_max z, sigma_max). "multistep": ``steps`` evaluations at Karras-spaced
         noise levels, re-noising the clean estimate to each next level in between (Song et al. alg. 1)."""
-        if self.data is None:
-            raise RuntimeError("call setup() before sample()")
-        sampler = sampler or self.info.samplers[0]
-        if sampler not in self.info.samplers:
-            raise ValueError(f"unknown sampler {sampler!r}; consistency offers {', '.join(self.info.samplers)}")
+        sampler = self.check_sampler(sampler)
         cfg = self.config
         total = 1 if sampler == "onestep" else int(steps or cfg.sample_steps)
         g = self.generator(seed)

@@ -156,11 +156,7 @@ class DDPMPlugin(BasePlugin):
         ``sample_steps``, ``eta`` to the config's) or a k-sampler (euler, euler_a, heun, dpmpp_2m) on
         ``sigma_schedule``. ``cond``: class label(s) with class_cond, ``guidance`` their CFG scale.
         Not a generator itself, so bad arguments fail at the call, not at the first step."""
-        if self.data is None:
-            raise RuntimeError("call setup() before sample()")
-        sampler = sampler or self.info.samplers[0]
-        if sampler not in self.info.samplers:
-            raise ValueError(f"unknown sampler {sampler!r}; DDPM offers {', '.join(self.info.samplers)}")
+        sampler = self.check_sampler(sampler)
         cfg, T = self.config, self.sched.T  # noqa: N806
         g = self.generator(seed)
         x = torch.randn((n, *self.data.shape), generator=g, device=self.device)

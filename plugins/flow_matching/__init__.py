@@ -185,11 +185,7 @@ class FlowMatchingPlugin(BasePlugin):
                every: int = 1) -> Iterator[SampleState]:
         """Euler or Heun from noise (t = 1 in SampleState terms) to data (t = 0) in ``steps`` steps;
         x0 of each state is the straight-line endpoint guess x_t + (1 - t) v."""
-        if self.data is None:
-            raise RuntimeError("call setup() before sample()")
-        sampler = sampler or self.info.samplers[0]
-        if sampler not in self.info.samplers:
-            raise ValueError(f"unknown sampler {sampler!r}; flow matching offers {', '.join(self.info.samplers)}")
+        sampler = self.check_sampler(sampler)
         total = int(steps or self.config.sample_steps)
         x = torch.randn((n, *self.data.shape), generator=self.generator(seed), device=self.device)
         return _states(ode_steps(self.velocity, x, total, sampler), total, max(1, int(every)))

@@ -125,11 +125,7 @@ class NCSNPlugin(BasePlugin):
                every: int = 1) -> Iterator[SampleState]:
         """"annealed_langevin": ``steps`` Langevin steps per level (default langevin_steps); the ODE
         samplers: ``steps`` steps from sigma_max down (default sample_steps). Starts from N(0, sigma_max^2)."""
-        if self.data is None:
-            raise RuntimeError("call setup() before sample()")
-        sampler = sampler or self.info.samplers[0]
-        if sampler not in self.info.samplers:
-            raise ValueError(f"unknown sampler {sampler!r}; NCSN offers {', '.join(self.info.samplers)}")
+        sampler = self.check_sampler(sampler)
         cfg = self.config
         g = self.generator(seed)
         x = cfg.sigma_max * torch.randn((n, *self.data.shape), generator=g, device=self.device)

@@ -8,7 +8,6 @@ renders the held-out views.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
@@ -17,7 +16,7 @@ from torch import Tensor, nn
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, Capability, PluginInfo
 from genstudio.core.scene.cameras import Camera
 from genstudio.core.scene.exports import VolumeScene
 from genstudio.core.scene.fields import grid_points, make_mlp
@@ -31,7 +30,7 @@ from genstudio.core.scene.render import (
     stratified_edges,
     volume_render,
 )
-from genstudio.core.scene.training import heldout_psnr, render_states, scene_of
+from genstudio.core.scene.training import HeldOutViews, scene_of
 
 
 @dataclass
@@ -75,7 +74,7 @@ class NerfField(nn.Module):
         return sigma, rgb
 
 
-class NerfPlugin(BasePlugin):
+class NerfPlugin(HeldOutViews, BasePlugin):
     info = PluginInfo(
         "nerf", "NeRF", "3d", Capability.TRAIN | Capability.SAMPLE | Capability.SCENE3D, NerfConfig,
         data_kinds=("scene",),
@@ -151,19 +150,6 @@ class NerfPlugin(BasePlugin):
         if self.config.eval_every and step % self.config.eval_every == 0:
             m["test_psnr"] = self.test_psnr()
         return m
-
-    def test_psnr(self, limit: int | None = None) -> float:
-        """Mean PSNR over the held-out views."""
-        return heldout_psnr(self.render, self.scene.test_cameras, self.scene.test_images, limit)
-
-    def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
-               cond: Tensor | None = None, every: int = 1) -> Iterator[SampleState]:
-        """Held-out views as images (cycled to make ``n``; ``seed`` picks where in the list to
-        start); one state per rendered view, with its PSNR in ``extras``."""
-        cams = self.scene.test_cameras or self.scene.cameras
-        targets = self.scene.test_images if self.scene.test_cameras else self.scene.images
-        yield from render_states(self.render, cams, n, size=(cams[0].height, cams[0].width), targets=targets,
-                                 seed=seed)
 
     @torch.no_grad()
     def export_scene(self, resolution: int = 48) -> VolumeScene:

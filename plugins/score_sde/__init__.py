@@ -116,11 +116,7 @@ class ScoreSDEPlugin(BasePlugin):
         """Reverse SDE ("em"), predictor-corrector ("pc"), PF-ODE Euler/Heun ("ode_euler"/"ode_heun") or
         adaptive RK45 ("rk45", whose ``steps`` only sets how many states are shown). x0 in a state is the
         Tweedie estimate (x - std z_hat) / m at the start of that step."""
-        if self.data is None:
-            raise RuntimeError("call setup() before sample()")
-        sampler = sampler or self.info.samplers[0]
-        if sampler not in self.info.samplers:
-            raise ValueError(f"unknown sampler {sampler!r}; Score SDE offers {', '.join(self.info.samplers)}")
+        sampler = self.check_sampler(sampler)
         cfg = self.config
         g = self.generator(seed)
         x = self.sde.prior_sample((n, *self.data.shape), g, device=self.device)

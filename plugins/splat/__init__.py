@@ -13,7 +13,6 @@ SH degree grows by one every ``sh_increase_every`` steps up to ``sh_degree``.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -23,7 +22,7 @@ from torch import Tensor
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, Capability, PluginInfo
 from genstudio.core.scene.cameras import Camera
 from genstudio.core.scene.gaussians import (
     DensifyStats,
@@ -34,7 +33,7 @@ from genstudio.core.scene.gaussians import (
     reset_opacity,
 )
 from genstudio.core.scene.render import psnr, ssim
-from genstudio.core.scene.training import heldout_psnr, render_states, scene_of, view_for_step
+from genstudio.core.scene.training import HeldOutViews, scene_of, view_for_step
 
 # per-parameter learning rates of the reference implementation (means are scaled by the extent)
 BASE_LR = {"means": 1.6e-4, "log_scales": 5e-3, "quats": 1e-3, "opacity_logits": 5e-2, "sh_dc": 2.5e-3,
@@ -72,7 +71,7 @@ class SplatConfig(ModelConfig):
                    densify_until=6, max_gaussians=400, eval_every=3)
 
 
-class SplatPlugin(BasePlugin):
+class SplatPlugin(HeldOutViews, BasePlugin):
     info = PluginInfo(
         "splat", "3D Gaussian splatting", "3d", Capability.TRAIN | Capability.SAMPLE | Capability.SCENE3D,
         SplatConfig, data_kinds=("scene",),
@@ -172,18 +171,6 @@ class SplatPlugin(BasePlugin):
         remap_adam(self.opt, {"opacity_logits": new}, torch.arange(n, device=self.device),
                    torch.ones(n, dtype=torch.bool, device=self.device))
         self._sync()
-
-    def test_psnr(self, limit: int | None = None) -> float:
-        return heldout_psnr(self.render, self.scene.test_cameras, self.scene.test_images, limit)
-
-    def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
-               cond: Tensor | None = None, every: int = 1) -> Iterator[SampleState]:
-        """Held-out views as images (cycled to make ``n``; ``seed`` picks where in the list to
-        start); one state per rendered view, with its PSNR in ``extras``."""
-        cams = self.scene.test_cameras or self.scene.cameras
-        targets = self.scene.test_images if self.scene.test_cameras else self.scene.images
-        yield from render_states(self.render, cams, n, size=(cams[0].height, cams[0].width), targets=targets,
-                                 seed=seed)
 
     def export_scene(self) -> Gaussians:
         """Detached CPU copy of the Gaussians (write it with genstudio.core.scene.io.save_ply)."""

@@ -78,3 +78,23 @@ def heldout_psnr(render: Callable[[Camera], Tensor], cameras: Sequence[Camera], 
     if k == 0:
         return float("nan")
     return sum(psnr(render(cameras[i]).float().cpu(), images[i]) for i in range(k)) / k
+
+
+class HeldOutViews:
+    """Mixin for scene plugins with ``self.scene`` (SceneData) and ``render(camera)``: held-out PSNR
+    and sample() as rendered held-out views, shared by NeRF and Gaussian splatting."""
+
+    scene: SceneData
+
+    def test_psnr(self, limit: int | None = None) -> float:
+        """Mean PSNR over the held-out views."""
+        return heldout_psnr(self.render, self.scene.test_cameras, self.scene.test_images, limit)
+
+    def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
+               cond: Tensor | None = None, every: int = 1) -> Iterator[SampleState]:
+        """Held-out views as images (cycled to make ``n``; ``seed`` picks where in the list to
+        start); one state per rendered view, with its PSNR in ``extras``."""
+        cams = self.scene.test_cameras or self.scene.cameras
+        targets = self.scene.test_images if self.scene.test_cameras else self.scene.images
+        yield from render_states(self.render, cams, n, size=(cams[0].height, cams[0].width), targets=targets,
+                                 seed=seed)

@@ -163,6 +163,10 @@ def test_vp_denoiser_matches_tweedie():
     x = torch.randn(5, 2, dtype=D64) * 3
     s = sched.sigmas[120]
     assert torch.allclose(den(x, s), x + s**2 * ds.score(x, float(s)), atol=1e-9)
+    # between grid sigmas too: a fractional timestep is not truncated to the entry below
+    frac = vp_denoiser(vp_eps_from_data_score(ds.score, sched), sched)
+    for s in (0.37, 2.5, float(sched.sigmas[120] * 1.01)):
+        assert torch.allclose(frac(x, torch.tensor(s, dtype=D64)), x + s**2 * ds.score(x, s), atol=1e-7)
 
 
 def test_slerp():

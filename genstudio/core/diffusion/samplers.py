@@ -10,6 +10,7 @@ training timestep (-1 once it is clean); ``x0_hat`` is the clean-sample predicti
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator, Sequence
 
 import torch
@@ -56,21 +57,26 @@ def vp_eps_from_data_score(data_score: Callable[[Tensor, float], Tensor], sched:
     Under the VP process x_t = sqrt(abar) y + sqrt(1 - abar) n, so x_t / sqrt(abar) = y + sigma n with
     sigma^2 = (1 - abar) / abar, and p_t(x) = p_sigma(x / sqrt(abar)) / abar^(d/2). Hence
     grad log p_t(x) = score_sigma(x / sqrt(abar)) / sqrt(abar) and eps = -sigma * score_sigma(x / sqrt(abar)).
-    ``sched`` must be the training schedule (timesteps index it directly).
+    ``sched`` must be the training schedule (timesteps index it directly). A fractional t (the
+    k-samplers' ``vp_denoiser``) interpolates log sigma between entries, the inverse of
+    ``ksamplers.sigma_to_t``, so the exact model is exact at every sigma, not just the grid's.
     """
+    log_s = sched.sigmas.double().log()
 
-    def one(x: Tensor, tv: int) -> Tensor:
-        abar = float(sched.alphas_cumprod[tv])
-        sigma = ((1.0 - abar) / abar) ** 0.5
+    def one(x: Tensor, tv: float) -> Tensor:
+        lo = min(max(int(math.floor(tv)), 0), sched.T - 1)
+        hi, w = min(lo + 1, sched.T - 1), tv - lo
+        sigma = math.exp(float(log_s[lo] + w * (log_s[hi] - log_s[lo])))
+        abar = 1.0 / (1.0 + sigma**2)
         return -sigma * data_score(x / abar**0.5, sigma)
 
     def eps_fn(x: Tensor, t: Tensor) -> Tensor:
         if bool((t == t[0]).all()):  # samplers step the whole batch together
-            return one(x, int(t[0]))
+            return one(x, float(t[0]))
         out = torch.empty_like(x)
         for tv in torch.unique(t):
             m = t == tv
-            out[m] = one(x[m], int(tv))
+            out[m] = one(x[m], float(tv))
         return out
 
     return eps_fn

@@ -123,7 +123,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     spec = jobs.TrainSpec(
         plugin=args.plugin, dataset=args.data, steps=args.steps, seed=args.seed, device=args.device,
         overrides=args.set or [], log_every=args.log_every, sample_every=args.sample_every,
-        checkpoint_every=args.checkpoint_every,
+        checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
     )
     run = jobs.create_run(_store(), spec)
     return _drive_training(run, None, args.device)
@@ -294,6 +294,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-every", type=int, default=10)
     s.add_argument("--sample-every", type=int, default=500)
     s.add_argument("--checkpoint-every", type=int, default=500)
+    s.add_argument("--n-preview", type=int, default=64, help="samples in each logged grid")
+    s.add_argument("--preview-steps", type=int, default=0,
+                   help="sampling steps of each logged grid (0 = the plugin's default)")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")

@@ -85,6 +85,7 @@ class TrainSpec:
     sample_every: int = 500
     checkpoint_every: int = 500
     n_preview: int = 64
+    preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -101,7 +102,8 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
         plugin=spec.plugin, dataset=spec.dataset, config=to_dict(cfg), seed=spec.seed, device=str(dev),
         steps=spec.steps,
         extra={"log_every": spec.log_every, "sample_every": spec.sample_every,
-               "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview},
+               "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview,
+               "preview_steps": spec.preview_steps},
     )
 
 
@@ -156,6 +158,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
     sample_every = int(info.get("sample_every", 500))
     ckpt_every = int(info.get("checkpoint_every", 500))
     n_preview = int(info.get("n_preview", 64))
+    preview_steps = int(info.get("preview_steps", 0)) or None
     seed = int(info.get("seed", 0))
 
     def status(s: str, message: str = "", **extra: Any) -> None:
@@ -188,7 +191,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
         def preview(step: int) -> None:
             with torch.no_grad():
                 last = None
-                for last in model.sample(n_preview, seed=seed):  # noqa: B007
+                for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
                     pass
             x = last.x.detach().cpu()
             path = save_png(samples_image(x), run.sample_dir() / f"step_{step:08d}.png")

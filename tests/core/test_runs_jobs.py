@@ -54,6 +54,22 @@ def test_train_writes_metrics_checkpoints_samples(store):
     assert {ev.STATUS, ev.METRICS, ev.SAMPLES, ev.PROGRESS} <= kinds
 
 
+def test_preview_steps_reach_the_sampler(store, monkeypatch):
+    """preview_steps (GUI run options, `train --preview-steps`) sets the preview grid's sampling steps."""
+    seen = []
+    real = GaussFit.sample
+
+    def spy(self, n, **kw):
+        seen.append(kw.get("steps"))
+        return real(self, n, **kw)
+
+    monkeypatch.setattr(GaussFit, "sample", spy)
+    for ps, want in ((0, None), (7, 7)):
+        seen.clear()
+        list(jobs.train(jobs.create_run(store, _spec(steps=20, preview_steps=ps))))
+        assert seen == [want]
+
+
 def test_checkpoint_is_weights_only_and_resume_continues(store):
     run = jobs.create_run(store, _spec(steps=20))
     list(jobs.train(run))

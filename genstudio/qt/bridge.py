@@ -16,12 +16,13 @@ from PySide6.QtCore import QObject, QTimer, Signal
 from genstudio.core import events as ev
 from genstudio.core.events import Event, EventBus
 
-# Only the newest of these per (kind, run) and tick matters: they are previews/progress, not history.
-COALESCED = frozenset({ev.SAMPLES, ev.PROGRESS})
+# Only the newest of these per (kind, run) and tick matters: progress, not history. SAMPLES are
+# history (every logged grid is a position on the training monitor's slider), so none is dropped.
+COALESCED = frozenset({ev.PROGRESS})
 
 
 def coalesce(events: list[Event]) -> list[Event]:
-    """Drop all but the newest SAMPLES and PROGRESS event per run; keep everything else, in order."""
+    """Drop all but the newest PROGRESS event per run; keep everything else, in order."""
     seen: set[tuple[str, str]] = set()
     out: list[Event] = []
     for e in reversed(events):

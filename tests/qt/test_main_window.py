@@ -281,7 +281,7 @@ def test_layout_and_last_choices_persist(test_plugins, make_window, qtbot):
 
 
 # -- pieces ------------------------------------------------------------------------------------------
-def test_bridge_coalesces_previews_and_keeps_history(qtbot):
+def test_bridge_coalesces_progress_and_keeps_history(qtbot):
     bus = EventBus()
     bridge = EventBridge(bus)
 
@@ -302,8 +302,8 @@ def test_bridge_coalesces_previews_and_keeps_history(qtbot):
     kinds = [e.kind for e in batch]
     assert [e.data["step"] for e in batch if e.kind == ev.METRICS] == list(range(100))
     assert [(e.run_id, e.data["done"]) for e in batch if e.kind == ev.PROGRESS] == [("a", 99), ("b", 99)]
-    assert [e.data["step"] for e in batch if e.kind == ev.SAMPLES] == [99]
-    assert kinds[-1] == ev.STATUS and len(batch) == 100 + 2 + 1 + 1
+    assert [e.data["step"] for e in batch if e.kind == ev.SAMPLES] == list(range(100))  # every grid kept
+    assert kinds[-1] == ev.STATUS and len(batch) == 100 + 2 + 100 + 1
     assert bridge.pending() == 0
     bridge.close()
     bus.emit(ev.METRICS, "a", step=0)

@@ -49,6 +49,8 @@ class NCSNConfig(NetConfig):
     denoise: bool = param(True, "Finish annealed Langevin with one Tweedie step x + sigma_min^2 s (removes "
                           "the last level's noise)")
     sample_steps: int = param(20, "Steps of the ODE samplers (euler, heun, dpmpp_2m)", range=(1, 4000))
+    view_sigma: float = param(VIEW_SIGMA, "2-D score view: the noise level whose score is drawn as arrows "
+                              "(kept inside [sigma_min, sigma_max])", range=(1e-4, 500.0), log=True)
 
     @classmethod
     def tiny(cls) -> NCSNConfig:
@@ -145,12 +147,12 @@ class NCSNPlugin(BasePlugin):
                 if (i + 1) % every == 0 or i + 1 == total)
 
     def views(self) -> dict[str, Any]:
-        """ViewsModel (2-D only): the EMA score at a small noise level (0.1, kept inside the trained
-        sigma range) as arrows over the data density smoothed by that same noise."""
+        """ViewsModel (2-D only): the EMA score at a small noise level (``view_sigma``, kept inside the
+        trained sigma range) as arrows over the data density smoothed by that same noise."""
         if self.data is None or self.data.kind != "points2d":
             return {}
         cfg = self.config
-        sigma = min(max(VIEW_SIGMA, cfg.sigma_min), cfg.sigma_max)
+        sigma = min(max(cfg.view_sigma, cfg.sigma_min), cfg.sigma_max)
         self.ema.eval()
 
         def score(x: torch.Tensor) -> torch.Tensor:

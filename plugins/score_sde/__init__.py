@@ -54,6 +54,10 @@ class ScoreSDEConfig(NetConfig):
     sample_steps: int = param(200, "Steps of the fixed-step samplers (rk45: states shown)", range=(1, 4000))
     snr: float = param(0.16, "Predictor-corrector: Langevin corrector signal-to-noise ratio", range=(0.0, 1.0))
     rtol: float = param(1e-5, "RK45 / likelihood: relative and absolute tolerance", range=(1e-8, 1e-1), log=True)
+    view_sigma: float = param(VIEW_SIGMA, "2-D score view: draw the score at the t where std/m (noise relative "
+                              "to the data's scale) is this", range=(1e-3, 10.0), log=True)
+    fp_sigma: float = param(FP_SIGMA, "2-D Fokker-Planck view: compare the reverse SDE and the PF-ODE where "
+                            "std/m is this (at t <= 0.5)", range=(1e-3, 10.0), log=True)
 
     @classmethod
     def tiny(cls) -> ScoreSDEConfig:
@@ -137,14 +141,16 @@ class ScoreSDEPlugin(BasePlugin):
         return _states(it, total, max(1, int(every)), last)
 
     # -- views (2-D) ------------------------------------------------------------------------------
-    def view_time(self, rel_sigma: float = VIEW_SIGMA) -> float:
-        """The t at which std(t) / m(t) (the noise relative to the data's scale) is ``rel_sigma``."""
+    def view_time(self, rel_sigma: float | None = None) -> float:
+        """The t at which std(t) / m(t) (the noise relative to the data's scale) is ``rel_sigma``
+        (default: the config's ``view_sigma``)."""
+        rel_sigma = self.config.view_sigma if rel_sigma is None else rel_sigma
         ts = torch.linspace(self.sde.eps, self.sde.T, 2001, dtype=torch.float64)
         rel = self.sde.std(ts) / self.sde.mean_coeff(ts)
         return float(ts[(rel - rel_sigma).abs().argmin()])
 
     def views(self) -> dict[str, Any]:
-        """ViewsModel (2-D only): "score", the EMA score at std/m = 0.1 as arrows over the data density
+        """ViewsModel (2-D only): "score", the EMA score at std/m = ``view_sigma`` as arrows over the data density
         smoothed by that noise; "fokker_planck", see :meth:`fokker_planck`. The Fokker-Planck energy
         distance is kept in ``self.fp_distance``."""
         if self.data is None or self.data.kind != "points2d":
@@ -159,7 +165,7 @@ class ScoreSDEPlugin(BasePlugin):
 
         img = score_field_image(score, data_background(self.data.name, rel), label=f"t={t:.3g}  std/m={rel:.2g}")
         # 60 steps keep the view near 0.3 s on a CPU; the exact-score distance stays ~0.01 (tests: 100 steps)
-        fp, self.fp_distance = self.fokker_planck(t=min(FP_TIME, self.view_time(FP_SIGMA)), steps=60)
+        fp, self.fp_distance = self.fokker_planck(t=min(FP_TIME, self.view_time(self.config.fp_sigma)), steps=60)
         return {"score": img, "fokker_planck": fp}
 
     def fokker_planck(self, score_fn: ScoreFn | None = None, t: float = FP_TIME, n: int = 1000, steps: int = 100,

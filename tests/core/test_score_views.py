@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 from genstudio_plugins.ncsn import NCSNConfig, NCSNPlugin
 from genstudio_plugins.score_sde import FP_SIGMA, FP_TIME, ScoreSDEConfig, ScoreSDEPlugin
 
@@ -77,6 +78,16 @@ def test_views_shapes_and_types():
     img = _plugin(NCSNPlugin, NCSNConfig.tiny())
     img.setup(get_dataset("digits").spec)
     assert img.views() == {}
+
+
+def test_view_noise_levels_are_config_fields():
+    """view_sigma / fp_sigma move the score view's time: std(t)/m(t) there equals the setting."""
+    s = _plugin(ScoreSDEPlugin, ScoreSDEConfig.tiny())
+    for rel in (0.05, 0.3):
+        s.config.view_sigma = rel
+        t = torch.tensor([s.view_time()], dtype=torch.float64)
+        assert float(s.sde.std(t) / s.sde.mean_coeff(t)) == pytest.approx(rel, rel=0.02)
+    assert ScoreSDEConfig().fp_sigma == FP_SIGMA and NCSNConfig(view_sigma=0.2).view_sigma == 0.2
 
 
 @pytest.mark.parametrize("sde", ["vp", "subvp", "ve"])

@@ -6,6 +6,8 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
+from genstudio.core.imaging import colormap
+
 PALETTE = [
     (77, 166, 255), (255, 140, 66), (102, 204, 102), (240, 84, 84), (186, 134, 255),
     (255, 214, 10), (64, 224, 208), (255, 128, 200), (170, 170, 170), (160, 110, 60),
@@ -28,6 +30,28 @@ def trail_arrays(history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
     return per[..., 0].ravel(), per[..., 1].ravel(), connect
 
 
+TIME_BANDS = 12  # colour steps of time-coloured paths (one curve item each)
+
+
+def time_segments(history: np.ndarray, times: np.ndarray, bands: int = TIME_BANDS) -> list[tuple[float, np.ndarray]]:
+    """(L, N, 2) positions at times ``times`` (L,) -> per colour band, (band position in [0, 1]:
+    1 = the largest time, i.e. noise; (2M, 2) segment end points for ``connect="pairs"``). Each
+    step's segment goes to the band of its mean time, whatever unit the sampler's t is in."""
+    steps = len(history)
+    if steps < 2:
+        return []
+    t = np.asarray(times, np.float64)
+    mid = 0.5 * (t[:-1] + t[1:])
+    lo, hi = float(mid.min()), float(mid.max())
+    band = np.zeros(len(mid), int) if hi <= lo else np.minimum((mid - lo) / (hi - lo) * bands, bands - 1).astype(int)
+    out = []
+    for b in np.unique(band):
+        idx = np.nonzero(band == b)[0]
+        pairs = np.stack([history[idx], history[idx + 1]], axis=2)  # (S, N, 2 ends, 2)
+        out.append(((b + 0.5) / bands, pairs.reshape(-1, 2)))
+    return out
+
+
 class SampleView(pg.PlotItem):
     """A titled plot that shows an RGB uint8 image (axes hidden, y down) or points with trails."""
 
@@ -39,6 +63,7 @@ class SampleView(pg.PlotItem):
         self.scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(*point_colour, 220))
         for item in (self.image, self.trails, self.scatter):
             self.addItem(item)
+        self.bands: list[pg.PlotCurveItem] = []  # time-coloured paths (show_points(times=...))
         self.setAspectLocked(True)
         self.mode: str | None = None
         self._image_shape: tuple[int, ...] | None = None
@@ -52,6 +77,7 @@ class SampleView(pg.PlotItem):
         self.image.setVisible(image)
         self.trails.setVisible(not image)
         self.scatter.setVisible(not image)
+        self._show_bands([])
         for axis in ("left", "bottom"):
             self.showAxis(axis, not image)
         self.invertY(image)
@@ -66,11 +92,18 @@ class SampleView(pg.PlotItem):
             self._image_shape = img.shape
             self.getViewBox().setRange(xRange=(0, img.shape[1]), yRange=(0, img.shape[0]), padding=0.02)
 
-    def show_points(self, pts: np.ndarray, history: np.ndarray | None = None, lim: float | None = None) -> None:
-        """Show (N, 2) points; ``history`` (L, N, 2) draws faint trails; ``lim`` sets the range to ±lim."""
+    def show_points(self, pts: np.ndarray, history: np.ndarray | None = None, lim: float | None = None,
+                    times: np.ndarray | None = None) -> None:
+        """Show (N, 2) points; ``history`` (L, N, 2) draws faint trails, or with ``times`` (L,) whole
+        paths coloured by time (viridis: dark = noise, t = 1; yellow = data, t = 0); ``lim`` sets
+        the range to ±lim."""
         self._set_mode("points")
         self.scatter.setData(pos=np.asarray(pts, dtype=np.float64))
-        if history is not None and len(history) > 1:
+        if history is not None and times is not None:
+            self.trails.setData([], [])
+            self._show_bands(time_segments(np.asarray(history, np.float64), times))
+        elif history is not None and len(history) > 1:
+            self._show_bands([])
             x, y, connect = trail_arrays(history)
             self.trails.setData(x, y, connect=connect, skipFiniteCheck=True)
         else:
@@ -78,8 +111,26 @@ class SampleView(pg.PlotItem):
         if lim is not None:
             self.getViewBox().setRange(xRange=(-lim, lim), yRange=(-lim, lim), padding=0)
 
+    def _show_bands(self, segments: list[tuple[float, np.ndarray]]) -> None:
+        while len(self.bands) < len(segments):
+            item = pg.PlotCurveItem()
+            item.setZValue(-1)  # under the points
+            self.addItem(item)
+            self.bands.append(item)
+        for i, item in enumerate(self.bands):
+            if i < len(segments):
+                t, xy = segments[i]
+                r, g, b = (int(c) for c in colormap(1.0 - t))  # t = 1 (noise) dark, t = 0 (data) bright
+                item.setPen(pg.mkPen(r, g, b, 110, width=1))
+                item.setData(xy[:, 0], xy[:, 1], connect="pairs", skipFiniteCheck=True)
+                item.setVisible(True)
+            else:
+                item.setData([], [])
+                item.setVisible(False)
+
     def clear_content(self) -> None:
         self.image.clear()
         self.scatter.setData([])
         self.trails.setData([], [])
+        self._show_bands([])
         self._image_shape = None

@@ -47,3 +47,11 @@ def test_flow_matching_heun_costs_two_per_step():
     rows = nfe_curve(m, ds, ["euler", "heun"], max_nfe=4, n=50)
     assert [(r["sampler"], r["steps"], r["nfe"]) for r in rows] == [
         ("euler", 1, 1), ("euler", 2, 2), ("euler", 4, 4), ("heun", 1, 2), ("heun", 2, 4)]
+
+
+def test_explicit_budgets_replace_the_ladder():
+    m, ds = _trained(FlowMatchingPlugin, FlowMatchingConfig(hidden=32, depth=1, batch_size=64,
+                                                            straightness_every=0), steps=5)
+    rows = nfe_curve(m, ds, ["euler", "heun"], n=20, nfes=[6, 1, 3])
+    assert [(r["sampler"], r["nfe"]) for r in rows] == [
+        ("euler", 1), ("euler", 3), ("euler", 6), ("heun", 2), ("heun", 6)]  # heun: 1 step = 2 NFE, 3 = 6

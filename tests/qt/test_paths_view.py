@@ -10,11 +10,12 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 import numpy as np  # noqa: E402
 from PySide6.QtCore import QPointF  # noqa: E402
 
-from genstudio.core.diffusion.paths import marginal_histogram  # noqa: E402
+from genstudio.core.diffusion.paths import StraightPath, marginal_histogram  # noqa: E402
 from genstudio.core.diffusion.schedules import NoiseSchedule  # noqa: E402
+from genstudio.core.diffusion.sde import VESDE  # noqa: E402
 from genstudio.core.imaging import heatmap_image  # noqa: E402
 from genstudio.qt.panels.trajectory import MARGINAL_BINS, SLIDER_MAX, TrajectoryPanel  # noqa: E402
-from tests.qt.test_trajectory_panel import ctx, gauss_run, store_root  # noqa: E402, F401
+from tests.qt.test_trajectory_panel import ctx, flow_run, gauss_run, store_root, ve_run  # noqa: E402, F401
 
 
 class _Click:
@@ -61,3 +62,48 @@ def test_marginal_follows_slider_and_click_draws_paths(qtbot, ctx, gauss_run, tm
     p.pick_point(tuple(x0))
     p.slider.setValue(SLIDER_MAX // 2)
     p.grab().save(os.path.join(shot, "trajectory_marginals_8gaussians.png"))
+    # a new comparison clears the paths and the heat map (until its result arrives)
+    p.start_compare()
+    assert p.path_curves == [] and p.path_dots.data.size == 0 and p.marg_img.image is None
+    p.slider.setValue(SLIDER_MAX // 3)  # the old trajectories are still shown, their heat map is not
+    assert p.marg_img.image is None
+    ctx.deliver(p)
+    assert p.marg_img.image is not None
+    p.pick_point((0.0, 0.0))
+    p.set_run(None)  # another run: cleared too
+    assert p.path_curves == [] and p.marg_img.image is None
+
+
+def _straight(xs: np.ndarray, ys: np.ndarray) -> bool:
+    d = np.stack([xs - xs[0], ys - ys[0]], 1)
+    return bool(np.allclose(d[:, 0] * d[-1, 1] - d[:, 1] * d[-1, 0], 0.0, atol=1e-9))
+
+
+def test_paths_of_the_runs_own_process(qtbot, ctx, ve_run, flow_run, tmp_path):  # noqa: F811
+    """score_sde VE -> its VE SDE (spread ~ sigma_max); flow matching -> straight lines, labelled."""
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(900, 600)
+    p.set_run(ve_run)
+    assert isinstance(p._fwd, VESDE) and (p._fwd.sigma_min, p._fwd.sigma_max) == (0.01, 10.0)
+    assert "VE SDE" in p.marg_note.text()
+    p.n.setValue(300)
+    p.a.sampler.setCurrentIndex(p.a.sampler.findData("em"))
+    p.start_compare()
+    ctx.deliver(p)
+    p.tabs.setCurrentIndex(p.tabs.count() - 1)
+    p.n_paths.setValue(200)
+    p.pick_point((1.0, -1.0))
+    ends = np.array([c.getData() for c in p.path_curves])[:, :, -1]  # (paths, xy) at t = 1
+    assert np.allclose(ends.mean(0), [1.0, -1.0], atol=2.0) and 8.0 < ends.std() < 12.0  # sqrt(10^2 - 0.01^2)
+    assert "N(1 x_0" in p.status.text()
+    p.n_paths.setValue(16)
+    p.slider.setValue(SLIDER_MAX // 5)
+    p.pick_point((1.0, -1.0))
+    shot = os.environ.get("GENSTUDIO_SHOTS") or str(tmp_path)
+    p.grab().save(os.path.join(shot, "trajectory_marginals_ve.png"))
+    p.set_run(flow_run)
+    assert isinstance(p._fwd, StraightPath) and "not an SDE" in p.marg_note.text()
+    assert p.path_curves == []
+    p.pick_point((0.5, 0.5))
+    assert len(p.path_curves) == 16 and all(_straight(*c.getData()) for c in p.path_curves)

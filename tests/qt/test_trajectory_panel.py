@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import csv
 import os
+from dataclasses import asdict, replace
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -15,15 +16,19 @@ import torch  # noqa: E402
 from genstudio.core import jobs  # noqa: E402
 from genstudio.core.plugin import SampleState  # noqa: E402
 from genstudio.core.registry import registry  # noqa: E402
-from genstudio.qt.panels.trajectory import SLIDER_MAX, TrajectoryPanel, index_at  # noqa: E402
+from genstudio.qt.panels.runs import short_name  # noqa: E402
+from genstudio.qt.panels.trajectory import NFE_ROW, SLIDER_MAX, TrajectoryPanel, index_at  # noqa: E402
 from tests.qt.test_panels import FakeCtx  # noqa: E402
 
 TINY = ["batch_size=32", "timesteps=50", "hidden=32", "depth=1", "channels=8", "sample_steps=5"]
 
 
-def trained(ctx, dataset: str, steps: int = 20, extra: list[str] | None = None):
-    run = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="ddpm", dataset=dataset, steps=steps, device="cpu",
-                                                    overrides=TINY + (extra or []), checkpoint_every=steps))
+def trained(ctx, dataset: str, steps: int = 20, extra: list[str] | None = None, plugin: str = "ddpm", **cfg):
+    """A tiny run with a checkpoint: DDPM with TINY, other plugins with their tiny() config (+ ``cfg``)."""
+    config = None if plugin == "ddpm" else asdict(replace(registry().get(plugin).info.config_cls.tiny(), **cfg))
+    run = jobs.create_run(ctx.store, jobs.TrainSpec(
+        plugin=plugin, dataset=dataset, steps=steps, device="cpu", config=config,
+        overrides=(TINY if plugin == "ddpm" else []) + (extra or []), checkpoint_every=steps))
     for _ in jobs.train(run, device="cpu"):
         pass
     assert run.checkpoints()
@@ -43,6 +48,17 @@ def ctx(store_root):
 @pytest.fixture(scope="module")
 def gauss_run(store_root):
     return trained(FakeCtx(store_root, registry()), "8gaussians")
+
+
+@pytest.fixture(scope="module")
+def flow_run(store_root):
+    return trained(FakeCtx(store_root, registry()), "8gaussians", plugin="flow_matching")
+
+
+@pytest.fixture(scope="module")
+def ve_run(store_root):
+    """Score SDE with the VE SDE: its prior is N(0, sigma_max^2), x_T = 10 eps."""
+    return trained(FakeCtx(store_root, registry()), "8gaussians", plugin="score_sde", sde="ve", sigma_max=10.0)
 
 
 def test_index_at_aligns_different_step_counts():
@@ -227,3 +243,102 @@ def test_nfe_chart_labels_a_narrow_log_range(qtbot, ctx):
     assert p.chart.getAxis("left").labelText.startswith("FCD")
     p.set_rows([row("ddim", 1, 1.0), row("ddim", 4, 0.01)], metric="energy")
     assert p.chart.getAxis("left")._tickLevels is None
+
+
+def test_ab_two_runs_start_from_the_same_unit_noise(qtbot, ctx, gauss_run, flow_run, ve_run, tmp_path):
+    """Side B from another run: same seed -> the same unit noise eps; x_T = prior scale * eps."""
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1100, 500)
+    p.set_run(gauss_run)
+    ids = [p.b_run.itemData(i) for i in range(p.b_run.count())]
+    assert ids[0] is None and {flow_run.id, ve_run.id} <= set(ids) and gauss_run.id not in ids
+    assert p.b.sampler.currentData() == p.a.sampler.itemData(1)  # same run: B differs from A by default
+    p.b_run.setCurrentIndex(p.b_run.findData(flow_run.id))
+    fm = registry().get("flow_matching").info.samplers
+    assert [p.b.sampler.itemData(i) for i in range(p.b.sampler.count())] == list(fm)  # B's plugin's samplers
+    p.a.sampler.setCurrentIndex(p.a.sampler.findData("ddim"))
+    p.n.setValue(64)
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    eps = torch.randn((64, 2), generator=torch.Generator().manual_seed(0))  # the first randn of generator(0)
+    assert torch.equal(a[0].x, eps) and torch.equal(b[0].x, eps)
+    assert "two runs" in p.status.text() and "same x_T" in p.status.text()
+    assert p.a.label.startswith(f"A: {short_name(gauss_run.id)} · ddim")
+    assert p.b.label.startswith(f"B: {short_name(flow_run.id)} · ")
+    model, _, _ = jobs.load_model(flow_run)
+    first = next(iter(model.sample(64, seed=0, every=1, sampler=p.b.sampler.currentData())))
+    assert torch.allclose(first.x, b[1].x)  # B's sampler really started from that x_T
+
+    p.b_run.setCurrentIndex(p.b_run.findData(ve_run.id))
+    p.b.sampler.setCurrentIndex(p.b.sampler.findData("ode_euler"))
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    assert torch.equal(a[0].x, eps) and torch.allclose(b[0].x, 10.0 * eps)  # VE prior: sigma_max * eps
+    assert "same unit noise" in p.status.text() and "10ε on B" in p.status.text()
+    assert p.b.label.endswith("x_T = 10ε") and "x_T" not in p.a.label
+    model, _, _ = jobs.load_model(ve_run)
+    first = next(iter(model.sample(64, seed=0, every=1, sampler="ode_euler")))
+    assert torch.allclose(first.x, b[1].x)
+    assert p.b.lim > 5 * p.a.lim  # each side its own range when the priors' scales differ this much
+    if os.environ.get("GENSTUDIO_SHOTS"):
+        p.slider.setValue(SLIDER_MAX // 4)
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_ab_two_runs.png"))
+
+    # an older comparison's result arriving after a newer one started is dropped
+    p.b.seed.setValue(3)
+    p.start_compare()
+    late = list(ctx.pending)
+    ctx.pending.clear()
+    p.b.seed.setValue(0)
+    p.start_compare()
+    p.on_events(late)
+    assert torch.equal(p.trajectories()[1][0].x, b[0].x)  # still the previous (seed 0) comparison
+    ctx.deliver(p)
+    assert torch.allclose(p.trajectories()[1][0].x, 10.0 * eps)
+
+
+def test_ab_rejects_a_run_of_another_shape(qtbot, ctx, gauss_run):
+    digits = trained(ctx, "digits", steps=2)
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(gauss_run)
+    i = p.b_run.findData(digits.id)
+    assert i > 0 and not p.b_run.model().item(i).isEnabled()  # listed, greyed out, with the reason
+    from PySide6.QtCore import Qt
+
+    assert "(1, 8, 8)" in p.b_run.itemData(i, Qt.ToolTipRole)
+    p.b_run.setCurrentIndex(i)  # (code can still pick it)
+    before = len(ctx.pending)
+    assert p.start_compare() is None
+    assert "(1, 8, 8)" in p.status.text() and "(2,)" in p.status.text()
+    assert len(ctx.pending) == before and p.trajectories() == ([], []) and not ctx.errors
+    p.set_run(gauss_run)  # the same run again keeps B's choice; another run resets B to "same run"
+    assert p.b_run.currentData() == digits.id
+    p.set_run(digits)
+    assert p.b_run.currentData() is None and p.b_run.findData(gauss_run.id) > 0
+
+
+def test_nfe_rows_of_an_older_sweep_are_ignored(qtbot, ctx, gauss_run):
+    """Rows of an earlier sweep of the same run that arrive after a new sweep started (a stopped
+    sweep's last rows, say) are not mixed into the new sweep's chart."""
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(gauss_run)
+    p.max_nfe.setValue(2)
+    p.nfe_n.setValue(50)
+    p.start_nfe(["ddpm"])
+    old = list(ctx.pending)
+    ctx.pending.clear()
+    assert any(e.kind == NFE_ROW and e.data["row"]["sampler"] == "ddpm" for e in old)
+    p.start_nfe(["euler"])
+    p.on_events(old)  # the old sweep's events are late
+    assert p.rows() == []
+    ctx.deliver(p)
+    assert {r["sampler"] for r in p.rows()} == {"euler"} and list(p.curves()) == ["euler"]
+    ctx.bus.emit(NFE_ROW, gauss_run.id, row={"sampler": "ddpm", "steps": 1, "nfe": 1, "quality": 1.0,
+                                             "seconds": 0.0}, metric="energy")  # no token: not this sweep's
+    ctx.deliver(p)
+    assert {r["sampler"] for r in p.rows()} == {"euler"}

@@ -58,14 +58,14 @@ def forward_process_for(plugin_id: str, config: Any) -> ForwardProcess | None:
 def describe_process(process: ForwardProcess | None) -> str:
     """One line for a label: which process, its parameters, how the paths are simulated."""
     if isinstance(process, NoiseSchedule):
-        return f"DDPM chain, {process.T} steps (exact x_t = sqrt(1-beta_t) x_(t-1) + sqrt(beta_t) z)"
+        return f"DDPM chain, T = {process.T} (exact)"
     if isinstance(process, VESDE):
-        return f"VE SDE, sigma {process.sigma_min:g} -> {process.sigma_max:g} (Euler-Maruyama)"
+        return f"VE SDE, σ {process.sigma_min:g} → {process.sigma_max:g} (Euler-Maruyama)"
     if isinstance(process, VPSDE):
         name = "sub-VP" if isinstance(process, SubVPSDE) else "VP"
-        return f"{name} SDE, beta {process.beta_min:g} -> {process.beta_max:g} (Euler-Maruyama)"
+        return f"{name} SDE, β {process.beta_min:g} → {process.beta_max:g} (Euler-Maruyama)"
     if isinstance(process, StraightPath):
-        return "straight path x_t = (1-t) x_0 + t eps: not an SDE, one eps per path"
+        return "straight path x_t = (1-t) x_0 + t ε (not an SDE: one ε per path)"
     if isinstance(process, SDE):
         return f"{type(process).__name__} (Euler-Maruyama)"
     return "no forward process"

@@ -1,13 +1,15 @@
-"""Compare / NFE: two samplers (or two settings) side by side from the SAME starting noise, scrubbed
+"""Compare / NFE: two samplers, seeds or runs side by side from the SAME starting noise, scrubbed
 with one slider on normalised time, and the quality-vs-NFE chart of every sampler of a run.
 
 Both jobs run through ``ctx.start_job``; results come back as this panel's own event kinds on the
-bus (so the sampler panel, which listens to SAMPLE_STATE/RESULT, is not disturbed).
+bus (so the sampler panel, which listens to SAMPLE_STATE/RESULT, is not disturbed). Every job's
+events carry a token, so rows of an older sweep of the same run never mix into the current one.
 """
 
 from __future__ import annotations
 
 import csv
+import itertools
 from pathlib import Path
 from typing import Any
 
@@ -32,25 +34,36 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import jobs
+from genstudio.core.config import from_dict
 from genstudio.core.diffusion.guidance import guidance_sweep
 from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
-from genstudio.core.diffusion.paths import forward_paths, marginal_histogram
-from genstudio.core.diffusion.schedules import make_schedule
-from genstudio.core.diffusion.sde import VPSDE
+from genstudio.core.diffusion.paths import (
+    ForwardProcess,
+    describe_process,
+    forward_marginal,
+    forward_paths,
+    forward_process_for,
+    marginal_histogram,
+)
+from genstudio.core.diffusion.schedules import NoiseSchedule
 from genstudio.core.events import Event
 from genstudio.core.imaging import colormap, heatmap_image, image_grid
 from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.runs import short_name
 from genstudio.qt.panels.sampler import MAX_TRAILS, PLAY_INTERVAL_MS, PLAY_SECONDS, TRAIL, _is_points
 from genstudio.qt.panels.views import PALETTE, SampleView, colour
 
-AB_RESULT = "trajectory_ab"  # data: {"a": [SampleState], "b": [SampleState], "labels": (str, str)}
+# every event's data also has "token": the job that sent it (see TrajectoryPanel._tokens)
+AB_RESULT = "trajectory_ab"  # data: {"a", "b": [SampleState], "labels": (str, str), "scales", "steps"}
 NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, seconds}, "metric"}
 NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
 GUIDE_ROW = "trajectory_guidance_row"  # data: {"row": {scale, accuracy, diversity, ...}}
 GUIDE_RESULT = "trajectory_guidance"  # data: {"rows": [...]}
+SAME_RUN = "same run"  # side B's run picker: sample side B from side A's run
+PATH_DOTS = 26  # time points per forward path drawn as dots (the curve keeps every step)
 MARGINAL_BINS = 32  # bins per axis of the Marginals heat map (a few hundred particles fill it)
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
 
@@ -60,19 +73,22 @@ SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in thi
 NOISE_START = ("ddpm", "score_sde", "ncsn", "flow_matching", "consistency")
 
 
+def prior_scale(model: Any) -> float:
+    """The factor the plugins of NOISE_START put on their unit noise: x_T = scale * eps. Two runs
+    A/B'd from one seed share eps; x_T differs by this (VE priors start at sigma_max)."""
+    sde = getattr(model, "sde", None)
+    if sde is not None and hasattr(sde, "prior_std"):  # score SDE: VP 1, VE sigma_max
+        return float(sde.prior_std())
+    return float(getattr(getattr(model, "config", None), "sigma_max", 1.0))  # NCSN / consistency
+
+
 def initial_state(model: Any, n: int, seed: int, total: int) -> SampleState | None:
-    """x_T as the plugins of NOISE_START draw it (the first ``randn`` of ``generator(seed)``, scaled
-    to their prior), so a trajectory can show where it started; None for other plugins."""
+    """x_T as the plugins of NOISE_START draw it (the first ``randn`` of ``generator(seed)``, times
+    :func:`prior_scale`), so a trajectory can show where it started; None for other plugins."""
     shape = getattr(getattr(model, "data", None), "shape", None)
     if shape is None or getattr(getattr(model, "info", None), "id", None) not in NOISE_START:
         return None
-    g, size = model.generator(seed), (n, *shape)
-    sde = getattr(model, "sde", None)
-    if sde is not None and hasattr(sde, "prior_sample"):  # score SDE: VP or VE prior
-        x = sde.prior_sample(size, g, device=model.device)
-    else:  # DDPM / flow: unit noise; NCSN / consistency: noise at sigma_max
-        x = torch.randn(size, generator=g, device=model.device)
-        x = x * float(getattr(getattr(model, "config", None), "sigma_max", 1.0))
+    x = prior_scale(model) * torch.randn((n, *shape), generator=model.generator(seed), device=model.device)
     return SampleState(0, total, 1.0, x.cpu(), None)
 
 
@@ -117,6 +133,7 @@ class _Side:
         self.canvas.addItem(self.view)
         self.states: list[SampleState] = []
         self.label = name
+        self.lim: float | None = None  # the points' half-width on this side (None: image or nothing)
 
 
 class TrajectoryPanel(Panel):
@@ -138,6 +155,13 @@ class TrajectoryPanel(Panel):
         self._curves: dict[str, pg.PlotDataItem] = {}
         self._controls: dict[str, Control] = {}
         self._awaiting: dict[str, int] = {}  # job name -> polls since it ended without its result
+        self._tokens: dict[str, int] = {}  # job name -> token of its newest job (older jobs' events are dropped)
+        self._token_counter = itertools.count(1)
+        self._shapes: dict[str, tuple[int, ...] | None] = {}  # dataset name -> data shape (building one can take ~1 s)
+        self._b_classes = 0  # classes of side B's run when it is another run (for cond/guidance)
+        self._b_shown: str | None = None  # the B run whose samplers B's list shows
+        self._samplers: tuple[str, ...] = ()  # side A's run's samplers
+        self._marg_stale = False  # a comparison is being sampled: the heat map waits for it
         self._build()
         self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play.timeout.connect(self._play_tick)
@@ -161,10 +185,18 @@ class TrajectoryPanel(Panel):
         self.compare_button.setDefault(True)
         self.status = QLabel()
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.b_run = QComboBox()
+        self.b_run.setToolTip("Run of side B: the same run as A, or another run on data of the same shape\n"
+                              "(both start from the same unit noise for the same seed)")
+        self.b_run.setSizeAdjustPolicy(QComboBox.AdjustToMinimumContentsLengthWithIcon)
+        self.b_run.setMinimumContentsLength(8)
+        self.b_run.addItem(SAME_RUN, None)
         top = QHBoxLayout()  # side A's settings | side B's settings (two rows keep the panel narrow)
         top.setContentsMargins(4, 2, 4, 0)
         for side in (self.a, self.b):
             top.addWidget(QLabel(f"<b>{side.name}</b>"))
+            if side is self.b:
+                top.addWidget(self.b_run, 1)
             for w in (side.sampler, side.steps, side.seed):
                 top.addWidget(w, 1 if w is side.sampler else 0)
         shared = QHBoxLayout()
@@ -238,6 +270,7 @@ class TrajectoryPanel(Panel):
         outer.addWidget(self.status)
 
         self.compare_button.clicked.connect(self._compare_clicked)
+        self.b_run.currentIndexChanged.connect(lambda _: self._b_run_changed())
         self.play_button.toggled.connect(self._play_toggled)
         self.ab_png_button.clicked.connect(self._ab_png_dialog)
         self.slider.valueChanged.connect(self.show_progress)
@@ -250,8 +283,8 @@ class TrajectoryPanel(Panel):
         """2-D runs: side A's particle density at the slider's t, and forward noising paths from a
         clicked point (on this plot or on side A's), so q(x_t | x_0) can be seen spreading out."""
         self.n_paths = QSpinBox(minimum=1, maximum=256, value=16, prefix="paths ")
-        self.marg_note = QLabel("Density of A's particles at the slider's t; click a point to draw its "
-                                "forward noising paths (colour = time)")
+        self.marg_note = QLabel()
+        self.marg_note.setWordWrap(True)
         self.marg_plot = pg.PlotWidget()
         self.marg_plot.setAspectLocked(True)
         self.marg_plot.setMenuEnabled(False)
@@ -260,7 +293,7 @@ class TrajectoryPanel(Panel):
         self.path_curves: list[pg.PlotCurveItem] = []
         self.path_dots = pg.ScatterPlotItem(size=3, pen=None)
         self.marg_plot.addItem(self.path_dots)
-        self._fwd: Any = VPSDE()
+        self._fwd: ForwardProcess | None = None
         row = QHBoxLayout()
         row.setContentsMargins(4, 2, 4, 2)
         row.addWidget(self.n_paths)
@@ -280,25 +313,52 @@ class TrajectoryPanel(Panel):
             p = vb.mapSceneToView(ev.scenePos())
             self.pick_point((p.x(), p.y()))
 
-    def pick_point(self, x0: tuple[float, float], seed: int = 0) -> None:
-        """Draw ``n_paths`` forward paths from ``x0`` of this run's forward process (the exact DDPM
-        chain for DDPM runs, the VP SDE otherwise), one curve per path, dots coloured by time."""
+    def _describe_fwd(self) -> None:
+        if self._fwd is None:
+            what = "this run has no forward noising process in data space, so a click draws no paths"
+        else:
+            what = f"a click draws forward paths of its {describe_process(self._fwd)}; colour = time"
+        self.marg_note.setText(f"Density of A's particles at the slider's t · {what}")
+
+    def clear_paths(self) -> None:
+        """Remove the drawn forward paths and the heat map (a new comparison or another run)."""
         for c in self.path_curves:
             self.marg_plot.removeItem(c)
-        t, paths = forward_paths(np.asarray(x0, np.float64), self._fwd, n_paths=self.n_paths.value(), seed=seed)
         self.path_curves = []
+        self.path_dots.clear()
+        self.marg_img.clear()
+        self.marg_plot.setTitle(None)
+
+    def pick_point(self, x0: tuple[float, float], seed: int = 0) -> None:
+        """Draw ``n_paths`` forward paths from ``x0`` of this run's own forward process
+        (:func:`forward_process_for`), one curve per path, dots coloured by time."""
+        for c in self.path_curves:
+            self.marg_plot.removeItem(c)
+        self.path_curves = []
+        self.path_dots.clear()
+        if self._fwd is None:
+            self.status.setText("this run has no forward noising process to draw")
+            return
+        steps = min(self._fwd.T, 4000) if isinstance(self._fwd, NoiseSchedule) else 200  # DDPM: its whole chain
+        t, paths = forward_paths(np.asarray(x0, np.float64), self._fwd, n_paths=self.n_paths.value(),
+                                 steps=steps, seed=seed)
         for k in range(paths.shape[1]):
             c = pg.PlotCurveItem(paths[:, k, 0], paths[:, k, 1], pen=pg.mkPen(255, 255, 255, 90, width=1))
             self.marg_plot.addItem(c)
             self.path_curves.append(c)
+        keep = np.unique(np.linspace(0, len(t) - 1, min(len(t), PATH_DOTS)).round().astype(int))
+        t, dots = t[keep], paths[keep]  # a dot every few steps: a 1000-step chain would bury the plot
         cols = colormap(np.repeat(t, paths.shape[1]))
-        self.path_dots.setData(paths[:, :, 0].ravel(), paths[:, :, 1].ravel(),
+        self.path_dots.setData(dots[:, :, 0].ravel(), dots[:, :, 1].ravel(),
                                brush=[pg.mkBrush(*map(int, c)) for c in cols])
         self.path_dots.setZValue(10)
+        m, sd = forward_marginal(self._fwd, float(t[-1]))
+        self.status.setText(f"{len(self.path_curves)} forward paths from ({x0[0]:.2f}, {x0[1]:.2f}) to t = "
+                            f"{t[-1]:.2f}: q(x_t | x_0) = N({m:.3g} x_0, {sd:.3g}^2)")
 
     def _show_marginal(self) -> None:
         st = self.a.states[index_at(self.a.states, self.slider.value() / SLIDER_MAX)] if self.a.states else None
-        if st is None or not _is_points(st.x) or st.x.shape[1] != 2:
+        if st is None or self._marg_stale or not _is_points(st.x) or st.x.shape[1] != 2:
             self.marg_img.clear()
             return
         lim = self._lim or 3.0
@@ -342,43 +402,146 @@ class TrajectoryPanel(Panel):
             self.set_trajectories([], [])
             self.set_rows([])
             self.set_guidance_rows([])
+            self.clear_paths()
+            self.b_run.blockSignals(True)
+            self.b_run.setCurrentIndex(0)  # B follows the new run until another is picked
+            self.b_run.blockSignals(False)
         self._run = run
-        samplers: tuple[str, ...] = ()
+        self._samplers = ()
         self._problem = ""
-        classes = 0
+        self._fwd = None
+        info: dict[str, Any] = {}
         if run is not None:
             try:
                 info = run.info()
-                samplers = tuple(self.ctx.registry.get(info["plugin"]).info.samplers)
-                if info.get("config", {}).get("class_cond"):
-                    from genstudio.core.data import get_dataset
-
-                    classes = int(getattr(get_dataset(info["dataset"]).spec, "num_classes", 0) or 0)
-            except (KeyError, RunError, ValueError) as e:
+                plugin = self.ctx.registry.get(info["plugin"])
+                self._samplers = tuple(plugin.info.samplers)
+                self._fwd = forward_process_for(info["plugin"], from_dict(plugin.info.config_cls, info["config"]))
+            except (KeyError, RunError, ValueError, TypeError) as e:
                 self._problem = str(e).strip("'\"")
-        for i, side in enumerate((self.a, self.b)):
-            side.sampler.clear()
-            for s in samplers:
-                side.sampler.addItem(s, s)
-            if not samplers:
-                side.sampler.addItem("default", None)
-            side.sampler.setCurrentIndex(min(i, side.sampler.count() - 1))  # A and B differ by default
+        self._fill_samplers(self.a, self._samplers, 0)
+        self._classes = self._num_classes(info) if info and not self._problem else 0
         self.cls.clear()
         self.cls.addItem("unconditional", None)
-        for c in range(classes):
+        for c in range(self._classes):
             self.cls.addItem(f"class {c}", c)
-        self.cls.setVisible(classes > 0)
-        self.guidance.setVisible(classes > 0)
-        self._classes = classes
-        self._fwd = VPSDE()
-        try:
-            cfg = run.info() if run is not None and not self._problem else {}
-            if cfg.get("plugin") == "ddpm":
-                c = cfg.get("config", {})
-                self._fwd = make_schedule(c.get("schedule", "cosine"), int(c.get("timesteps", 1000)))
-        except (KeyError, RunError, ValueError):
-            pass
+        self.cls.setVisible(self._classes > 0)
+        self.guidance.setVisible(self._classes > 0)
+        self._describe_fwd()
+        self._b_shown = "?"  # B's samplers are refilled for the run just selected
+        self.refresh_b_runs()
         self._update_buttons()
+
+    def _num_classes(self, info: dict[str, Any]) -> int:
+        """Classes a run can be conditioned on (0 unless it was trained with class_cond)."""
+        if not info.get("config", {}).get("class_cond"):
+            return 0
+        from genstudio.core.data import get_dataset
+
+        try:
+            return int(getattr(get_dataset(info["dataset"]).spec, "num_classes", 0) or 0)
+        except (KeyError, ValueError, OSError):
+            return 0
+
+    def _data_shape(self, info: dict[str, Any]) -> tuple[int, ...] | None:
+        """Shape of one sample of a run's dataset (cached per dataset: building digits takes ~1 s)."""
+        name = info.get("dataset")
+        if name not in self._shapes:
+            from genstudio.core.data import get_dataset
+
+            try:
+                self._shapes[name] = tuple(get_dataset(name).spec.shape)
+            except (KeyError, ValueError, OSError, TypeError):
+                self._shapes[name] = None
+        return self._shapes[name]
+
+    @staticmethod
+    def _fill_samplers(side: _Side, samplers: tuple[str, ...], default: int | str | None,
+                       keep: bool = False) -> None:
+        """Refill a side's sampler list; ``keep`` keeps its current choice when still offered,
+        ``default`` is an index or a sampler name (index 0 when that one is not offered)."""
+        current = side.sampler.currentData()
+        side.sampler.blockSignals(True)
+        side.sampler.clear()
+        for s in samplers:
+            side.sampler.addItem(s, s)
+        if not samplers:
+            side.sampler.addItem("default", None)
+        if keep and side.sampler.findData(current) >= 0:
+            i = side.sampler.findData(current)
+        elif isinstance(default, str):
+            i = max(side.sampler.findData(default), 0)
+        else:
+            i = min(int(default or 0), side.sampler.count() - 1)
+        side.sampler.setCurrentIndex(i)
+        side.sampler.blockSignals(False)
+
+    def _b_other_run(self) -> Run | None:
+        """Side B's run when it is not side A's (None: "same run")."""
+        rid = self.b_run.currentData()
+        if rid is None or self._run is None or rid == self._run.id:
+            return None
+        try:
+            return self.ctx.store.get(rid)
+        except RunError:
+            return None
+
+    def _b_problem(self, run: Run) -> str:
+        """Why ``run`` cannot be side B next to side A's run ('' = it can)."""
+        try:
+            info, a_info = run.info(), self._run.info() if self._run is not None else {}
+            self.ctx.registry.get(info["plugin"])
+        except (KeyError, RunError) as e:
+            return str(e).strip("'\"")
+        if not run.checkpoints():
+            return "no checkpoint yet"
+        sa, sb = self._data_shape(a_info), self._data_shape(info)
+        if sa is None or sb is None:
+            return "unknown data shape"
+        if sa != sb:
+            return (f"its data ({info.get('dataset')}, shape {sb}) differs from A's "
+                    f"({a_info.get('dataset')}, shape {sa}): pick a run on data of A's shape")
+        return ""
+
+    def refresh_b_runs(self) -> None:
+        """Side B's run list: "same run", then every other run, newest first. Runs that cannot be B
+        (no checkpoint, data of another shape) are greyed out with the reason as their tooltip."""
+        keep = self.b_run.currentData()
+        self.b_run.blockSignals(True)
+        self.b_run.clear()
+        self.b_run.addItem(SAME_RUN, None)
+        self.b_run.setItemData(0, "Sample B from A's run", Qt.ToolTipRole)
+        others = [r for r in self.ctx.store.list() if self._run is not None and r.id != self._run.id]
+        for r in sorted(others, key=lambda r: r.id, reverse=True):  # ids start with their creation time
+            why = self._b_problem(r)
+            self.b_run.addItem(short_name(r.id), r.id)
+            i = self.b_run.count() - 1
+            self.b_run.setItemData(i, why or r.id, Qt.ToolTipRole)
+            if why:
+                self.b_run.model().item(i).setEnabled(False)
+        self.b_run.setCurrentIndex(max(self.b_run.findData(keep), 0) if keep is not None else 0)
+        self.b_run.blockSignals(False)
+        self._b_run_changed()
+
+    def _b_run_changed(self) -> None:
+        """B's sampler list follows B's run (A's sampler preselected when B's plugin has it)."""
+        rid = self.b_run.currentData()
+        keep = rid == self._b_shown
+        self._b_shown = rid
+        other = self._b_other_run()
+        if other is None:
+            self._b_classes = self._classes
+            self._fill_samplers(self.b, self._samplers, 1, keep)  # A and B differ by default
+            return
+        samplers: tuple[str, ...] = ()
+        self._b_classes = 0
+        try:
+            info = other.info()
+            samplers = tuple(self.ctx.registry.get(info["plugin"]).info.samplers)
+            self._b_classes = self._num_classes(info)
+        except (KeyError, RunError):
+            pass
+        self._fill_samplers(self.b, samplers, self.a.sampler.currentData(), keep)
 
     def _can_sample(self) -> str:
         """Why the selected run cannot be sampled ('' = it can)."""
@@ -418,7 +581,8 @@ class TrajectoryPanel(Panel):
     # -- A/B ------------------------------------------------------------------------------------
     def _sample_kwargs(self, side: _Side) -> dict[str, Any]:
         kw: dict[str, Any] = {"sampler": side.sampler.currentData(), "steps": side.steps.value() or None}
-        if self.cls.isVisibleTo(self) and self.cls.currentData() is not None:
+        classes = self._classes if side is self.a else self._b_classes  # another run B may be unconditional
+        if classes and self.cls.isVisibleTo(self) and self.cls.currentData() is not None:
             kw.update(cond=int(self.cls.currentData()), guidance=float(self.guidance.value()))
         return kw
 
@@ -428,25 +592,50 @@ class TrajectoryPanel(Panel):
         else:
             self.start_compare()
 
+    def _new_token(self, name: str) -> int:
+        """A fresh token for job ``name``: events of its older jobs no longer match."""
+        self._tokens[name] = next(self._token_counter)
+        return self._tokens[name]
+
+    def _current(self, e: Event, name: str) -> bool:
+        return e.data.get("token") == self._tokens.get(name)
+
     def start_compare(self) -> Control | None:
-        """Sample both sides from the newest checkpoint in one job (one model load, same x_T for
-        the same seed) and post the two trajectories back as an AB_RESULT event."""
+        """Sample both sides from their runs' newest checkpoints in one job (one model load when B
+        is A's run; B's model on A's device, so one seed draws the same unit noise on both sides)
+        and post the two trajectories back as an AB_RESULT event."""
         run = self._run
         if run is None or self._can_sample():
             return None
+        b_run = self._b_other_run()
+        if b_run is None and self.b_run.currentData() not in (None, run.id):
+            self.status.setText(f"B: run {self.b_run.currentText()} is gone; pick another")
+            return None
+        if b_run is not None and (why := self._b_problem(b_run)):
+            self.status.setText(f"B cannot be {short_name(b_run.id)}: {why}")
+            return None
         n = self.n.value()
         sides = [(s.seed.value(), self._sample_kwargs(s), self._side_label(s)) for s in (self.a, self.b)]
-        bus = self.ctx.bus
+        bus, token = self.ctx.bus, self._new_token("compare")
 
         def job(control: Control):
             model, _, step = jobs.load_model(run)
-            out = []
-            for seed, kw, _ in sides:
-                out.append(run_trajectory(model, n, seed, control, **kw))
+            models, steps = [model, model], [step, step]
+            if b_run is not None:
+                models[1], _, steps[1] = jobs.load_model(b_run, device=getattr(model, "device", None))
+            out, labels, scales = [], [], []
+            for m, (seed, kw, label) in zip(models, sides, strict=True):
+                out.append(run_trajectory(m, n, seed, control, **kw))
+                noise = getattr(getattr(m, "info", None), "id", None) in NOISE_START
+                scales.append(prior_scale(m) if noise else None)
+                labels.append(label + (f" · x_T = {scales[-1]:g}ε" if noise and scales[-1] != 1.0 else ""))
                 yield len(out)
-            bus.emit(AB_RESULT, run.id, a=out[0], b=out[1], labels=(sides[0][2], sides[1][2]), step=step)
+            bus.emit(AB_RESULT, run.id, a=out[0], b=out[1], labels=tuple(labels), step=step, steps=tuple(steps),
+                     scales=tuple(scales), two_runs=b_run is not None, token=token)
 
         self._ab_run = run.id
+        self.clear_paths()
+        self._marg_stale = True
         self.status.setText("sampling A and B…")
         control = self.ctx.start_job("compare", run, job)
         self._awaiting["compare"] = 0
@@ -455,22 +644,44 @@ class TrajectoryPanel(Panel):
         self._update_buttons()
         return control
 
-    @staticmethod
-    def _side_label(side: _Side) -> str:
+    def _side_label(self, side: _Side) -> str:
+        """"A: ddim, 10 steps, seed 0"; with two runs the run's short name comes first."""
         steps = side.steps.value()
-        return (f"{side.name}: {side.sampler.currentText()}"
+        rid = (self._run.id if side is self.a else self.b_run.currentData()) if self._run is not None else None
+        which = f"{short_name(rid)} · " if self._b_other_run() is not None and rid else ""
+        return (f"{side.name}: {which}{side.sampler.currentText()}"
                 + (f", {steps} steps" if steps else "") + f", seed {side.seed.value()}")
+
+    def _ab_status(self, data: dict[str, Any]) -> str:
+        """Which checkpoints were compared and whether both sides start from the same noise."""
+        sa, sb = data.get("scales") or (None, None)
+        step = data.get("step", 0)
+        ka, kb = data.get("steps") or (step, step)
+        head = (f"A/B of two runs (A at step {ka:,}, B at step {kb:,})" if data.get("two_runs")
+                else f"A/B from step {step:,}")
+        a0, b0 = (self.a.states or [None])[0], (self.b.states or [None])[0]
+        if a0 is None or b0 is None or a0.step or b0.step or a0.x.shape != b0.x.shape:
+            return head
+        if torch.equal(a0.x, b0.x):
+            return head + ": both start from the same x_T"
+        if sa and sb and torch.allclose(a0.x / sa, b0.x / sb, rtol=1e-5, atol=1e-6):
+            return head + f": both start from the same unit noise ε (x_T = {sa:g}ε on A, {sb:g}ε on B)"
+        return head + ": different starting noise"
 
     def set_trajectories(self, a: list[SampleState], b: list[SampleState],
                          labels: tuple[str, str] = ("A", "B")) -> None:
         """Show two trajectories; the slider keeps its (normalised) position."""
         self.a.states, self.b.states = list(a), list(b)
         self.a.label, self.b.label = labels
-        self._lim = None
-        if a and b and _is_points(a[0].x):
-            first = np.concatenate([a[0].x.numpy(), b[0].x.numpy()])
-            q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
-            self._lim = max(2.5, 1.1 * q)  # one range for both sides, so they compare by eye
+        self._marg_stale = False
+        for side in (self.a, self.b):
+            first = side.states[0].x if side.states and _is_points(side.states[0].x) else None
+            q = float(np.nanpercentile(np.abs(first.numpy()), 99.5)) if first is not None and first.numel() else 0.0
+            side.lim = max(2.5, 1.1 * q) if first is not None else None
+        la, lb = self.a.lim, self.b.lim
+        if la and lb and max(la, lb) <= 1.5 * min(la, lb):
+            self.a.lim = self.b.lim = max(la, lb)  # one range for both sides, so they compare by eye
+        self._lim = self.a.lim  # (two runs with priors of other scales, e.g. VE's sigma_max: each its own)
         self.show_progress(self.slider.value())
         self._update_buttons()
 
@@ -496,10 +707,11 @@ class TrajectoryPanel(Panel):
             if _is_points(st.x):
                 lo = max(0, i - TRAIL + 1)
                 hist = np.stack([s.x[:MAX_TRAILS].numpy() for s in side.states[lo:i + 1]])
-                side.view.show_points(st.x.numpy(), hist, self._lim)
+                side.view.show_points(st.x.numpy(), hist, side.lim)
             elif st.x.dim() == 4:
                 side.view.show_image(image_grid(st.x))
-            side.view.setTitle(f"{side.label} · step {st.step}/{st.total}")
+            sep = "<br>" if len(side.label) > 40 else " · "  # two runs' labels are long: step on a line of its own
+            side.view.setTitle(f"{side.label}{sep}step {st.step}/{st.total}")
             texts.append(f"{side.name} {st.step}/{st.total}")
         self.step_label.setText(f"progress {frac:.0%} · " + " · ".join(texts) if texts else "")
         self._show_marginal()
@@ -547,7 +759,7 @@ class TrajectoryPanel(Panel):
         run = self._run
         if run is None or self._can_sample():
             return None
-        max_nfe, n, bus = self.max_nfe.value(), self.nfe_n.value(), self.ctx.bus
+        max_nfe, n, bus, token = self.max_nfe.value(), self.nfe_n.value(), self.ctx.bus, self._new_token("nfe")
 
         def job(control: Control):
             model, ds, _ = jobs.load_model(run)
@@ -555,10 +767,10 @@ class TrajectoryPanel(Panel):
 
             def row_cb(row: dict[str, Any]) -> None:
                 control.check()
-                bus.emit(NFE_ROW, run.id, row=row, metric=metric)
+                bus.emit(NFE_ROW, run.id, row=row, metric=metric, token=token)
 
             rows = nfe_curve(model, ds, samplers, max_nfe=max_nfe, n=n, quality=q, callback=row_cb)
-            bus.emit(NFE_RESULT, run.id, rows=rows, metric=metric)
+            bus.emit(NFE_RESULT, run.id, rows=rows, metric=metric, token=token)
             yield len(rows)
 
         self._nfe_run = run.id
@@ -589,17 +801,17 @@ class TrajectoryPanel(Panel):
         except ValueError:
             self.status.setText("scales: give comma-separated numbers, e.g. 0,1,2,4")
             return None
-        n, bus = self.guide_n.value(), self.ctx.bus
+        n, bus, token = self.guide_n.value(), self.ctx.bus, self._new_token("guidance")
 
         def job(control: Control):
             model, ds, _ = jobs.load_model(run)
 
             def row_cb(row: dict[str, Any]) -> None:
                 control.check()
-                bus.emit(GUIDE_ROW, run.id, row=row)
+                bus.emit(GUIDE_ROW, run.id, row=row, token=token)
 
             rows = guidance_sweep(model, ds, scales, n_per_class=n, callback=row_cb)
-            bus.emit(GUIDE_RESULT, run.id, rows=rows)
+            bus.emit(GUIDE_RESULT, run.id, rows=rows, token=token)
             yield len(rows)
 
         self._guide_run = run.id
@@ -699,34 +911,35 @@ class TrajectoryPanel(Panel):
 
     # -- events -----------------------------------------------------------------------------------
     def on_events(self, events: list[Event]) -> None:
-        redraw = False
+        redraw = refresh_b = False
         for e in events:
-            if e.kind == AB_RESULT and e.run_id == self._ab_run:
+            if e.kind == AB_RESULT and e.run_id == self._ab_run and self._current(e, "compare"):
                 self._awaiting.pop("compare", None)
                 self.set_trajectories(e.data["a"], e.data["b"], tuple(e.data["labels"]))
-                same = self.a.states[:1] and self.b.states[:1] and self.a.states[0].step == 0 and torch.equal(
-                    self.a.states[0].x, self.b.states[0].x)
-                self.status.setText(f"A/B from step {e.data.get('step', 0):,}"
-                                    + (": both start from the same x_T" if same else ""))
-            elif e.kind == NFE_ROW and e.run_id == self._nfe_run:
+                self.status.setText(self._ab_status(e.data))
+            elif e.kind == NFE_ROW and e.run_id == self._nfe_run and self._current(e, "nfe"):
                 self._rows.append(e.data["row"])
                 self._metric = e.data.get("metric", self._metric)
                 redraw = True
-            elif e.kind == NFE_RESULT and e.run_id == self._nfe_run:
+            elif e.kind == NFE_RESULT and e.run_id == self._nfe_run and self._current(e, "nfe"):
                 self._awaiting.pop("nfe", None)
                 self._rows = list(e.data["rows"])
                 self._metric = e.data.get("metric", self._metric)
                 self.status.setText(f"NFE sweep done: {len(self._rows)} points")
                 redraw = True
-            elif e.kind == GUIDE_ROW and e.run_id == self._guide_run:
+            elif e.kind == GUIDE_ROW and e.run_id == self._guide_run and self._current(e, "guidance"):
                 self.set_guidance_rows([*self._guide_rows, e.data["row"]])
-            elif e.kind == GUIDE_RESULT and e.run_id == self._guide_run:
+            elif e.kind == GUIDE_RESULT and e.run_id == self._guide_run and self._current(e, "guidance"):
                 self._awaiting.pop("guidance", None)
                 self.set_guidance_rows(e.data["rows"])
                 self.status.setText(f"guidance sweep done: {len(self._guide_rows)} scales")
                 self._update_buttons()
-            elif e.kind == "status" and self._run is not None and e.run_id == self._run.id:
-                self._update_buttons()
+            elif e.kind == "status":
+                refresh_b = True
+                if self._run is not None and e.run_id == self._run.id:
+                    self._update_buttons()
         if redraw:
             self._redraw_chart()
             self._update_buttons()
+        if refresh_b and not self.b_run.view().isVisible():  # a run got (or lost) checkpoints: B's list follows
+            self.refresh_b_runs()

@@ -9,6 +9,7 @@
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
     genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--csv FILE]
+    genstudio interp RUN --a data:12|seed:3|img.png --b ... [--frames 8] [--steps 50] [--out FILE.png]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -256,6 +257,29 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_interp(args: argparse.Namespace) -> int:
+    from genstudio.core.diffusion import edit
+    from genstudio.core.imaging import save_png
+    from genstudio.core.jobs import load_model
+
+    a, b = edit.parse_item(args.a), edit.parse_item(args.b)  # bad specs fail before the model loads
+    run = _store().get(args.run)
+    if not run.checkpoints():
+        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    model, ds, step = load_model(run, args.device)
+    if not edit.supports(model):
+        raise CliError(f"run {run.id} ({run.info()['plugin']}): {edit.NEEDS_DDIM}")
+    res = edit.edit_pair(model, ds, a, b, frames=args.frames, steps=args.steps)
+    stem = "_".join("".join(c for c in str(it) if c.isalnum()) for it in (a, b))
+    out = args.out or str(run.sample_dir() / f"interp_{stem}_s{res.steps}.png")
+    print(f"{run.id}  step {step}  {res.summary()}")
+    mid = len(res.slerp_norm) // 2
+    print(f"noise norm mid-path: slerp {res.slerp_norm[mid]:.4g}  lerp {res.lerp_norm[mid]:.4g}  "
+          f"(sqrt(d) = {res.z[0].numel() ** 0.5:.4g})")
+    print(save_png(edit.edit_image(res), out))
+    return 0
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
     from genstudio.qt.app import main as gui_main
 
@@ -344,6 +368,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_guidance)
+    s = sub.add_parser("interp", help="DDIM-invert two items, reconstruct them and decode slerp/lerp strips "
+                       "between their noises (DDPM runs)")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--a", required=True, help="data:INDEX, seed:N or an image file")
+    s.add_argument("--b", required=True, help="data:INDEX, seed:N or an image file")
+    s.add_argument("--frames", type=int, default=8, help="frames of each strip, ends included")
+    s.add_argument("--steps", type=int, default=50, help="DDIM steps of the inversion and the decodes")
+    s.add_argument("--out", default=None, help="PNG to write (default: the run's samples/ folder)")
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_interp)
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None)
     s.add_argument("--out", required=True)

@@ -1,0 +1,195 @@
+"""DDIM inversion, reconstruction and noise interpolation (core/diffusion/edit.py) and
+``genstudio interp``.
+
+Exactness: for data N(mu, s^2 I) the noise predictor is known in closed form,
+eps*(x_t, t) = sqrt(1 - abar) (x_t - sqrt(abar) mu) / (abar s^2 + 1 - abar), and the probability-flow
+ODE maps x0 to sqrt(abar_T) mu + sqrt(abar_T s^2 + 1 - abar_T) (x0 - mu) / s. DDIM inversion with
+that eps must land there and the round trip must shrink like 1/steps.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+
+from genstudio.cli import main
+from genstudio.core import jobs
+from genstudio.core.data import DataSpec, get_dataset
+from genstudio.core.diffusion import edit, make_schedule
+from genstudio.core.runs import RunStore
+
+
+class GaussEps:
+    """The duck type DDIMInversion needs, with the exact eps of N(mu, s^2 I) data (float64)."""
+
+    def __init__(self, mu: torch.Tensor, s: float, T: int = 1000) -> None:  # noqa: N803
+        self.mu, self.s = mu, s
+        self.sched = make_schedule("cosine", T)
+        self.config = SimpleNamespace(clip_x0=False)
+        self.device = torch.device("cpu")
+        self.data = DataSpec("gauss", "points2d", tuple(mu.shape))
+
+    def _time(self, t: torch.Tensor) -> torch.Tensor:
+        return t
+
+    def guided_eps(self, x, t, y, w):
+        ab = self.sched.alphas_cumprod[t].to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+        return (1 - ab).sqrt() * (x - ab.sqrt() * self.mu) / (ab * self.s**2 + 1 - ab)
+
+    def generator(self, seed: int) -> torch.Generator:
+        return torch.Generator().manual_seed(seed)
+
+
+@pytest.fixture
+def gauss():
+    mu = torch.linspace(-1, 1, 16, dtype=torch.float64)
+    model = GaussEps(mu, 0.5)
+    x0 = mu + 0.5 * torch.randn(6, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+    return model, x0
+
+
+def test_inversion_with_exact_eps_recovers_x0_and_the_ode_noise(gauss):
+    model, x0 = gauss
+    errs = {}
+    for steps in (200, 1000):
+        noise, recon, err = edit.invert_reconstruct(model, x0, steps)
+        assert noise.dtype == torch.float64 and err.shape == (6,)
+        errs[steps] = float(err.max())
+    assert errs[1000] < 4e-3  # data spread s = 0.5
+    assert errs[200] / errs[1000] > 3.5  # first order: 5x the steps, ~5x smaller error
+    ab = model.sched.alphas_cumprod[-1]
+    ode = ab.sqrt() * model.mu + (ab * model.s**2 + 1 - ab).sqrt() * (x0 - model.mu) / model.s
+    torch.testing.assert_close(noise, ode, atol=1e-2, rtol=0)
+    torch.testing.assert_close(edit.rms(recon, x0), err)
+    torch.testing.assert_close(err, (recon - x0).pow(2).mean(1).sqrt())
+
+
+def test_noise_paths_slerp_keeps_the_norm_lerp_sags():
+    d = 64
+    g = torch.Generator().manual_seed(1)
+    a, b = torch.randn(d, generator=g, dtype=torch.float64), torch.randn(d, generator=g, dtype=torch.float64)
+    b = b - (a @ b) / (a @ a) * a  # orthogonal to a
+    a, b = a / a.norm() * d**0.5, b / b.norm() * d**0.5
+    s, lin = edit.noise_path(a, b, 9, "slerp"), edit.noise_path(a, b, 9, "lerp")
+    np.testing.assert_allclose(s.norm(dim=1).numpy(), d**0.5, rtol=1e-9)
+    assert float(lin[4].norm()) == pytest.approx(d**0.5 / 2**0.5, rel=1e-9)  # ||(a + b) / 2||, a ⟂ b
+    # two independent unit-Gaussian noises in high dimension: the same picture, approximately
+    za, zb = torch.randn(1, 4096, generator=g), torch.randn(1, 4096, generator=g)
+    s, lin = edit.noise_path(za, zb, 7, "slerp"), edit.noise_path(za, zb, 7, "lerp")
+    assert s.shape == (7, 1, 4096)
+    assert (s.flatten(1).norm(dim=1) / 64).sub(1).abs().max() < 0.03
+    assert float(lin[3].norm()) == pytest.approx(float((za + zb).norm() / 2), rel=1e-5)
+    assert float(lin[3].norm()) / 64 == pytest.approx(2**-0.5, abs=0.03)
+    with pytest.raises(ValueError, match="slerp"):
+        edit.noise_path(za, zb, 3, "cubic")
+
+
+def test_interpolation_ends_are_the_decoded_noises(gauss):
+    model, _ = gauss
+    face = edit.face_for(model, 40)
+    za, zb = torch.randn(2, 1, 16, dtype=torch.float64, generator=torch.Generator().manual_seed(2))
+    for mode in ("slerp", "lerp"):
+        frames = edit.interpolate_noises(face, za, zb, frames=6, steps=40, mode=mode)
+        assert frames.shape == (6, 16)
+        torch.testing.assert_close(frames[0], face.decode(za)[0])
+        torch.testing.assert_close(frames[-1], face.decode(zb)[0])
+
+
+def test_items_parse_and_resolve(tmp_path):
+    assert edit.parse_item("data:12") == edit.ItemSpec("data", 12)
+    assert edit.parse_item(" seed:3 ") == edit.ItemSpec("seed", 3)
+    for bad in ("data:x", "seed:-1", "nosuch.png", "", "data:"):
+        with pytest.raises(ValueError):
+            edit.parse_item(bad)
+    # an image file: converted to grey and resized to the dataset's (1, 8, 8), in [-1, 1]
+    a = np.zeros((32, 32, 3), np.uint8)
+    a[:, 16:] = 255  # left half black, right half white
+    path = tmp_path / "half.png"
+    Image.fromarray(a).save(path)
+    assert edit.parse_item(str(path)) == edit.ItemSpec("file", str(path))
+    x = edit.load_image(path, (1, 8, 8))
+    assert x.shape == (1, 1, 8, 8)
+    tol = dict(atol=2 / 255, rtol=0)  # Lanczos rings by a grey level near the edge
+    torch.testing.assert_close(x[0, 0, :, :3], torch.full((8, 3), -1.0), **tol)
+    torch.testing.assert_close(x[0, 0, :, 5:], torch.full((8, 3), 1.0), **tol)
+    with pytest.raises(ValueError, match="image dataset"):
+        edit.load_image(path, (2,))
+    # dataset examples: stored ones by position, procedural ones from a fixed reference set
+    digits = get_dataset("digits")
+    torch.testing.assert_close(edit.dataset_item(digits, 5), digits.x[5:6])
+    moons = get_dataset("moons")
+    torch.testing.assert_close(edit.dataset_item(moons, 7), edit.dataset_item(moons, 7))
+    with pytest.raises(ValueError, match="out of range"):
+        edit.dataset_item(moons, edit.DATA_REF)
+
+
+def test_unsupported_model_says_so():
+    from tests.fakeplugins import GaussFit
+
+    assert not edit.supports_class(GaussFit)
+    model = GaussFit(GaussFit.info.config_cls(), torch.device("cpu"))
+    with pytest.raises(edit.EditUnsupported, match="DDIM-capable"):
+        edit.invert_reconstruct(model, torch.zeros(1, 2))
+
+
+@pytest.fixture(scope="module")
+def ddpm_run(tmp_path_factory):
+    """A small DDPM on 8 Gaussians (T = 100; ~3 s on one thread)."""
+    store = RunStore(tmp_path_factory.mktemp("edit_store"))
+    run = jobs.create_run(store, jobs.TrainSpec(
+        plugin="ddpm", dataset="8gaussians", steps=500, device="cpu", checkpoint_every=500,
+        overrides=["batch_size=128", "timesteps=100", "hidden=64", "depth=2", "lr=0.003", "ema_decay=0.9"]))
+    for _ in jobs.train(run, device="cpu"):
+        pass
+    return run
+
+
+def test_trained_ddpm_round_trip_and_seed_items(ddpm_run):
+    model, ds, _ = jobs.load_model(ddpm_run, "cpu")
+    assert edit.supports(model)
+    x, _ = ds.fixed(256, seed=3)
+    _, recon, err = edit.invert_reconstruct(model, x, steps=100)
+    baseline = edit.rms(x, x.roll(1, 0))  # distance to another data point
+    assert float(err.median()) < 0.1 < 1.0 < float(baseline.median())
+    # a seed item is the plugin's own x_T: decoding it is the plugin's DDIM (eta 0) sample
+    states = list(model.sample(1, seed=7, sampler="ddim", steps=20, eta=0.0))
+    item = edit.resolve_item(model, ds, "seed:7", steps=20)
+    torch.testing.assert_close(item.noise, edit.seed_noise(model, 7))
+    torch.testing.assert_close(item.x0, states[-1].x, atol=1e-5, rtol=0)
+    res = edit.edit_pair(model, ds, "data:3", "seed:7", frames=5, steps=20)
+    assert res.slerp.shape == res.lerp.shape == (5, 2) and res.kind == "points2d"
+    torch.testing.assert_close(res.z[1], item.noise[0])  # a seed interpolates from its exact noise
+    torch.testing.assert_close(res.z[0], res.noise[0])  # a data item from its inverted one
+    torch.testing.assert_close(res.slerp[0], res.recon[0])
+    torch.testing.assert_close(res.slerp[-1], item.x0[0], atol=1e-5, rtol=0)
+    img = edit.edit_image(res)
+    assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > img.shape[1]
+
+
+def test_cli_interp(ddpm_run, tmp_path, capsys, monkeypatch):
+    monkeypatch.setenv("GENSTUDIO_DATA_DIR", str(ddpm_run.path.parent.parent))
+    out = tmp_path / "strip.png"
+    assert main(["interp", str(ddpm_run.path), "--a", "data:12", "--b", "seed:3", "--frames", "6",
+                 "--steps", "20", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "reconstruction RMS error" in text and "A (data:12)" in text and "B (seed:3)" in text
+    with Image.open(out) as im:
+        assert im.size[0] > 100 and im.mode == "RGB"
+    assert main(["interp", str(ddpm_run.path), "--a", "data:12", "--b", "bogus:1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("genstudio: error:") and "bogus" in err and len(err.strip().splitlines()) == 1
+    assert main(["interp", str(ddpm_run.path), "--a", str(out), "--b", "seed:1"]) == 2  # an image, 2-D run
+    assert "image dataset" in capsys.readouterr().err
+
+
+def test_cli_interp_needs_a_ddim_run(capsys):
+    assert main(["train", "flow_matching", "--data", "moons", "--steps", "2", "--sample-every", "0",
+                 "--checkpoint-every", "2"]) == 0
+    run = Path(capsys.readouterr().out.strip().splitlines()[-1]).name
+    assert main(["interp", run, "--a", "data:0", "--b", "data:1"]) == 2
+    assert "needs a DDIM-capable diffusion run" in capsys.readouterr().err

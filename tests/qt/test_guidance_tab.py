@@ -53,5 +53,17 @@ def test_guidance_tab(qtbot, tmp_path):
     assert np.allclose(x, [0, 1, 4]) and np.allclose(y, [acc[s] for s in (0.0, 1.0, 4.0)])
     assert "done" in p.status.text()
     if os.environ.get("GENSTUDIO_SHOTS"):
-        p.tabs.setCurrentIndex(p.tabs.count() - 1)
+        p.tabs.setCurrentIndex([p.tabs.tabText(i) for i in range(p.tabs.count())].index("Guidance"))
         p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_guidance_8gaussians.png"))
+    # rows of an older sweep of the same run that arrive after a new sweep started are dropped
+    p.guide_n.setValue(5)
+    p.guide_scales.setText("2")
+    p.start_guidance()
+    late = list(ctx.pending)
+    ctx.pending.clear()
+    p.guide_scales.setText("8")
+    p.start_guidance()
+    p.on_events(late)
+    assert p.guidance_rows() == []
+    ctx.deliver(p)
+    assert [r["scale"] for r in p.guidance_rows()] == [8.0]

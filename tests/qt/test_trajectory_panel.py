@@ -202,7 +202,8 @@ def test_nfe_sweep_stops(qtbot, store_root, gauss_run):
     ctx.threads["nfe"].join(20)
     assert not ctx.job_running("nfe")
     ctx.deliver(p)
-    euler = [r for r in p.rows() if r["sampler"] == "euler"]  # this sweep's rows only
+    euler = p.rows()
+    assert {r["sampler"] for r in euler} == {"euler"}  # this sweep's rows only (job tokens)
     assert 1 <= len(euler) < 13  # budgets 1, 2, 4, ... 2048, 4000 would be 13 rows
     # stopped mid-sweep -> "ended without a result"; on a fast machine the (early-ending) sweep may have
     # finished before the click, which reports its rows instead: both leave the panel ready again

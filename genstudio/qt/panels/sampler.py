@@ -1,13 +1,21 @@
 """Sampler: pick a checkpoint, n, seed, steps and sampler, then watch x_t and the predicted x̂0
 side by side while the job runs (image grids, or 2-D points with particle trails). The whole
 trajectory stays scrubbable afterwards (slider + play) and exports as PNG (final) or GIF.
+Class-conditional runs get a class picker and a guidance scale, the "ddim" sampler an eta; only
+the keywords the run's plugin's ``sample()`` takes are passed.
 
-Sampling runs through ``ctx.start_job`` in the worker thread; the panel only collects the
-SAMPLE_STATE events it is sent and draws the newest one per screen tick.
+The "Invert / interpolate" tab (DDPM family) inverts two start items (a dataset example, a seed's
+noise or an image file) with deterministic DDIM, shows x0 | noise | reconstruction with the
+round-trip error, and decodes the slerp and lerp strips between their noises
+(``genstudio.core.diffusion.edit``).
+
+Sampling and editing run through ``ctx.start_job`` in the worker thread; the panel only collects
+the SAMPLE_STATE events (and its own EDIT_RESULT) it is sent and draws the newest per screen tick.
 """
 
 from __future__ import annotations
 
+import inspect
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +25,7 @@ import torch
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
     QComboBox,
+    QDoubleSpinBox,
     QFileDialog,
     QHBoxLayout,
     QLabel,
@@ -24,12 +33,14 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSpinBox,
+    QTabWidget,
     QVBoxLayout,
     QWidget,
 )
 
 from genstudio.core import events as ev
 from genstudio.core import jobs
+from genstudio.core.diffusion import edit
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid, samples_image, save_gif, save_png
 from genstudio.core.jobs import Control
@@ -43,6 +54,11 @@ MAX_TRAILS = 2000  # particles that get a trail (drawing cost grows with n * TRA
 MAX_GIF_FRAMES = 120
 PLAY_SECONDS = 5.0  # a whole trajectory plays in about this long
 PLAY_INTERVAL_MS = 40
+EDIT_RESULT = "sampler_edit"  # data: {"result": EditResult | None, "error": str, "token": int, "step": int}
+INV_TITLES = {True: "x<sub>0</sub> | inverted noise | reconstruction (rows A, B)",
+              False: "x<sub>0</sub> (ring) → inverted noise (grey) · reconstruction (orange)"}
+INTERP_TITLES = {True: "between the two noises, decoded: slerp (top) · lerp (bottom)",
+                 False: "between the two noises, decoded: slerp (blue) · lerp (orange)"}
 
 
 def frame_indices(n: int, max_frames: int = MAX_GIF_FRAMES) -> list[int]:
@@ -54,6 +70,79 @@ def frame_indices(n: int, max_frames: int = MAX_GIF_FRAMES) -> list[int]:
 
 def _is_points(x: torch.Tensor) -> bool:
     return x.dim() == 2 and x.shape[1] == 2
+
+
+def sample_keywords(cls: type) -> set[str]:
+    """Keyword arguments ``cls.sample`` accepts; a ``**kw`` pass-through (latent diffusion)
+    defers to the base class it forwards to."""
+    for klass in getattr(cls, "__mro__", (cls,)):
+        fn = klass.__dict__.get("sample")
+        if fn is None:
+            continue
+        params = inspect.signature(fn).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return set()
+
+
+class ItemPicker(QWidget):
+    """One start item of the edit tab: a dataset index, a seed, or an image file."""
+
+    def __init__(self, name: str, index: int, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.name = name
+        self.kind = QComboBox()
+        self.kind.addItem("data", "data")
+        self.kind.addItem("seed", "seed")
+        self.kind.addItem("image file", "file")
+        self.kind.setToolTip(f"{name}: a dataset example, the noise of a seed, or an image file")
+        self.value = QSpinBox(minimum=0, maximum=999_999, value=index)
+        self.value.setToolTip("Dataset index or seed")
+        self.open_button = QPushButton("Open image…")
+        self.path = ""
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addWidget(QLabel(f"<b>{name}</b>"))
+        for w in (self.kind, self.value, self.open_button):
+            lay.addWidget(w)
+        self.kind.currentIndexChanged.connect(self._kind_changed)
+        self.open_button.clicked.connect(self._open_dialog)
+        self._kind_changed()
+
+    def set_images_allowed(self, ok: bool) -> None:
+        """Image files only make sense for image datasets."""
+        i = self.kind.findData("file")
+        self.kind.model().item(i).setEnabled(ok)
+        if not ok and self.kind.currentData() == "file":
+            self.kind.setCurrentIndex(0)
+
+    def _kind_changed(self) -> None:
+        file = self.kind.currentData() == "file"
+        self.value.setVisible(not file)
+        self.open_button.setVisible(file)
+
+    def _open_dialog(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, f"Image for {self.name}", self.path or str(Path.home()),
+                                              "Images (*.png *.jpg *.jpeg *.bmp *.gif *.webp)")
+        if path:
+            self.set_spec(path)
+
+    def set_spec(self, spec: str) -> None:
+        """``data:12`` | ``seed:3`` | an image path."""
+        kind, sep, rest = spec.partition(":")
+        if sep and kind in ("data", "seed"):
+            self.kind.setCurrentIndex(self.kind.findData(kind))
+            self.value.setValue(int(rest))
+        else:
+            self.path = spec
+            self.open_button.setText(Path(spec).name[:18] or "Open image…")
+            self.open_button.setToolTip(spec)
+            self.kind.setCurrentIndex(self.kind.findData("file"))
+
+    def spec(self) -> str:
+        kind = self.kind.currentData()
+        return self.path if kind == "file" else f"{kind}:{self.value.value()}"
 
 
 class SamplerPanel(Panel):
@@ -72,7 +161,16 @@ class SamplerPanel(Panel):
         self._lim: float | None = None
         self._problem = ""  # why this run cannot be sampled (broken plugin, unreadable run)
         self._hint = ""  # the last such reason shown in the status line
+        self._keywords: set[str] = set()  # what the run's plugin's sample() accepts
+        self._edit_why = ""  # why this run cannot be inverted ('' = it can)
+        self._edit_token = 0  # the edit job whose EDIT_RESULT the panel waits for (0 = none)
+        self._edit_control: Control | None = None
+        self._edit_late = 0  # polls since the edit job ended without its result
+        self._edit_hint = ""
+        self.edit_result: edit.EditResult | None = None
         self._build()
+        self._edit_poll = QTimer(self, interval=250)  # notices an edit job that ended without a result
+        self._edit_poll.timeout.connect(self._update_edit_buttons)
         self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play.timeout.connect(self._play_tick)
         self._poll = QTimer(self, interval=250)  # notices a job that ended without a RESULT (stop, error)
@@ -93,6 +191,17 @@ class SamplerPanel(Panel):
         self.steps.setToolTip("Sampling steps (default: the plugin's)")
         self.sampler = QComboBox()
         self.sampler.setToolTip("Sampler")
+        self.sampler.currentIndexChanged.connect(self._sampler_changed)
+        self.eta = QDoubleSpinBox(minimum=0.0, maximum=1.0, value=0.0, singleStep=0.1, prefix="eta ")
+        self.eta.setToolTip("DDIM noise: 0 = deterministic, 1 = as stochastic as DDPM")
+        self.cls = QComboBox()
+        self.cls.setToolTip("Class label (class-conditional runs)")
+        self.cls.setSizeAdjustPolicy(QComboBox.AdjustToContents)
+        self.cls.currentIndexChanged.connect(
+            lambda _: self.guidance.setEnabled(self.cls.currentData() is not None))  # w needs a label
+        self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=1.0, singleStep=0.5, prefix="w ")
+        self.guidance.setToolTip("Classifier-free guidance scale (0 = unconditional, 1 = conditional, "
+                                 ">1 = stronger class fidelity)")
         self.sample_button = QPushButton("Sample")
         self.sample_button.setDefault(True)
         self.status = QLabel()
@@ -100,7 +209,8 @@ class SamplerPanel(Panel):
 
         top = QHBoxLayout()
         top.setContentsMargins(4, 2, 4, 2)
-        for w in (self.checkpoint, self.sampler, self.steps, self.n, self.seed, self.sample_button):
+        for w in (self.checkpoint, self.sampler, self.eta, self.steps, self.n, self.seed, self.cls, self.guidance,
+                  self.sample_button):
             top.addWidget(w)
         top.addWidget(self.status, 1)
 
@@ -129,11 +239,20 @@ class SamplerPanel(Panel):
         bottom.addWidget(self.png_button)
         bottom.addWidget(self.gif_button)
 
+        sample_tab = QWidget()
+        sample_lay = QVBoxLayout(sample_tab)
+        sample_lay.setContentsMargins(0, 0, 0, 0)
+        sample_lay.addLayout(views, 1)
+        sample_lay.addLayout(bottom)
+        self.tabs = QTabWidget()
+        self.tabs.setDocumentMode(True)
+        self.tabs.addTab(sample_tab, "Sample")
+        self.tabs.addTab(self._build_edit(), "Invert / interpolate")
+
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
-        lay.addLayout(views, 1)
-        lay.addLayout(bottom)
+        lay.addWidget(self.tabs, 1)
 
         self.sample_button.clicked.connect(self._sample_clicked)
         self.play_button.toggled.connect(self._play_toggled)
@@ -141,24 +260,112 @@ class SamplerPanel(Panel):
         self.png_button.clicked.connect(self._export_png_dialog)
         self.gif_button.clicked.connect(self._export_gif_dialog)
 
+    def _build_edit(self) -> QWidget:
+        """The Invert / interpolate tab: A and B, DDIM steps, frames; two pictures; export."""
+        self.item_a = ItemPicker("A", 0)
+        self.item_b = ItemPicker("B", 1)
+        self.edit_steps = QSpinBox(minimum=1, maximum=4000, value=50, prefix="DDIM steps ")
+        self.edit_steps.setToolTip("Steps of the inversion and of every decode (more: smaller round-trip error)")
+        self.frames = QSpinBox(minimum=2, maximum=64, value=8, prefix="frames ")
+        self.frames.setToolTip("Frames of the interpolation strips, ends included")
+        self.invert_button = QPushButton("Invert")
+        self.invert_button.setToolTip("x0 -> inverted noise -> reconstruction for A and B")
+        self.interp_button = QPushButton("Interpolate")
+        self.interp_button.setToolTip("Decode the slerp and the lerp path between the noises of A and B")
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 2, 4, 2)
+        for w in (self.item_a, self.item_b, self.edit_steps, self.frames, self.invert_button, self.interp_button):
+            row.addWidget(w)
+        row.addStretch(1)
+
+        self.view_inv = SampleView(INV_TITLES[True], PALETTE[0])
+        self.view_interp = SampleView(INTERP_TITLES[True], PALETTE[1])
+        views = QHBoxLayout()
+        views.setSpacing(2)
+        for view, stretch in ((self.view_inv, 2), (self.view_interp, 3)):
+            canvas = pg.GraphicsLayoutWidget()
+            canvas.addItem(view)
+            views.addWidget(canvas, stretch)
+
+        self.edit_status = QLabel()
+        self.edit_status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        self.edit_status.setTextInteractionFlags(Qt.TextSelectableByMouse)
+        self.edit_png_button = QPushButton("Export PNG…")
+        self.edit_png_button.setToolTip("Inversion and interpolation pictures as one PNG")
+        bottom = QHBoxLayout()
+        bottom.setContentsMargins(4, 2, 4, 2)
+        bottom.addWidget(self.edit_status, 1)
+        bottom.addWidget(self.edit_png_button)
+
+        tab = QWidget()
+        lay = QVBoxLayout(tab)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addLayout(row)
+        lay.addLayout(views, 1)
+        lay.addLayout(bottom)
+        self.invert_button.clicked.connect(lambda: self._edit_clicked(False))
+        self.interp_button.clicked.connect(lambda: self._edit_clicked(True))
+        self.edit_png_button.clicked.connect(self._export_edit_dialog)
+        return tab
+
     # -- run selection ------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
+        if (run.id if run else None) != (self._run.id if self._run else None):
+            self._clear_edit()
         self._run = run
         samplers: tuple[str, ...] = ()
         problem = ""
+        self._keywords = set()
+        classes, kind, edit_why = 0, "", "select a run"
         if run is not None:
             try:
-                plugin = run.info()["plugin"]
-                samplers = tuple(self.ctx.registry.get(plugin).info.samplers)
-            except (KeyError, RunError) as e:
+                info = run.info()
+                cls = self.ctx.registry.get(info["plugin"])
+                samplers = tuple(cls.info.samplers)
+                self._keywords = sample_keywords(cls)
+                edit_why = "" if edit.supports_class(cls) else f"{cls.info.name}: {edit.NEEDS_DDIM}"
+                cond = bool(info.get("config", {}).get("class_cond")) and "cond" in self._keywords
+                if cond or not edit_why:
+                    from genstudio.core.data import get_dataset
+
+                    spec = get_dataset(info["dataset"]).spec
+                    kind = spec.kind
+                    classes = int(spec.num_classes or 0) if cond else 0
+            except (KeyError, RunError, ValueError, OSError) as e:
                 problem = str(e).strip("'\"")
+                edit_why = edit_why or problem
         self.sampler.clear()
         for s in samplers:
             self.sampler.addItem(s, s)
         if not samplers:
             self.sampler.addItem("default", None)
+        self.cls.clear()
+        self.cls.addItem("unconditional", None)
+        for c in range(classes):
+            self.cls.addItem(f"class {c}", c)
+        self.cls.setVisible(classes > 0)
+        self.guidance.setVisible(classes > 0 and "guidance" in self._keywords)
+        self.guidance.setEnabled(False)
+        self._sampler_changed()
+        self._edit_why = edit_why
+        for picker in (self.item_a, self.item_b):
+            picker.set_images_allowed(kind == "image")
         self._problem = problem
         self._refresh_checkpoints()
+
+    def _sampler_changed(self) -> None:
+        self.eta.setVisible(self.sampler.currentData() == "ddim" and "eta" in self._keywords)
+
+    def sample_kwargs(self) -> dict[str, Any]:
+        """The extra ``sample()`` keywords the visible controls set (only ones the plugin takes)."""
+        kw: dict[str, Any] = {}
+        if self.eta.isVisibleTo(self) and "eta" in self._keywords:
+            kw["eta"] = float(self.eta.value())
+        if self.cls.isVisibleTo(self) and self.cls.currentData() is not None:
+            kw["cond"] = int(self.cls.currentData())
+            if "guidance" in self._keywords:
+                kw["guidance"] = float(self.guidance.value())
+        return {k: v for k, v in kw.items() if k in self._keywords}
 
     def _refresh_checkpoints(self) -> None:
         """List the run's checkpoints, newest first, keeping the user's pick if it still exists."""
@@ -170,6 +377,7 @@ class SamplerPanel(Panel):
         i = self.checkpoint.findData(keep) if keep is not None else -1
         self.checkpoint.setCurrentIndex(max(i, 0))
         self._update_buttons()
+        self._update_edit_buttons()
 
     def _update_buttons(self) -> None:
         running = self.ctx.job_running("sample")
@@ -206,7 +414,8 @@ class SamplerPanel(Panel):
         if run is None or not self.checkpoint.count():
             return None
         kw = dict(n=self.n.value(), seed=self.seed.value(), steps=self.steps.value() or None,
-                  sampler=self.sampler.currentData(), checkpoint=self.checkpoint.currentData())
+                  sampler=self.sampler.currentData(), checkpoint=self.checkpoint.currentData(),
+                  **self.sample_kwargs())
         self._begin_trajectory(run.id)
         self._sampling_run = run.id
         self.status.setText(f"sampling from {self.checkpoint.currentText()}…")
@@ -249,6 +458,8 @@ class SamplerPanel(Panel):
             elif e.kind == ev.RESULT and e.run_id == self._traj_run and not self._done:
                 self._finish(e.data)
                 new = True
+            elif e.kind == EDIT_RESULT and e.data.get("token") == self._edit_token:
+                self._edit_finished(e.data)
         if new:
             self._show_states(follow=True)
 
@@ -387,3 +598,117 @@ class SamplerPanel(Panel):
             self.ctx.show_error(f"Export failed: {e}")
             return
         self.ctx.status_message(f"wrote {out}")
+
+    # -- invert / interpolate -------------------------------------------------------------------
+    def _clear_edit(self) -> None:
+        self.edit_result = None
+        self._edit_token = 0
+        self.view_inv.clear_content()
+        self.view_interp.clear_content()
+        self.edit_status.clear()
+
+    def _update_edit_buttons(self) -> None:
+        running = self.ctx.job_running("edit")
+        if not running and self._edit_poll.isActive():
+            self._edit_late += 1  # the result event may still be a screen tick behind the job's end
+            if not self._edit_token or self._edit_late >= 3:
+                self._edit_poll.stop()
+                if self._edit_token:  # ended without its EDIT_RESULT: stopped or failed
+                    self._edit_token = 0
+                    self.edit_status.setText("invert / interpolate ended without a result (stopped or failed)")
+        why = self._edit_why or ("" if self.checkpoint.count() else "no checkpoint yet: train first")
+        for button, label in ((self.invert_button, "Invert"), (self.interp_button, "Interpolate")):
+            button.setEnabled(running or not why)
+            button.setText("Stop" if running else label)
+        self.edit_png_button.setEnabled(self.edit_result is not None)
+        if not running and not self._edit_token:
+            if why:
+                self.edit_status.setText(why)
+            elif self.edit_status.text() == self._edit_hint:  # the reason went away
+                self.edit_status.clear()
+        self._edit_hint = why
+
+    def _edit_clicked(self, interpolate: bool) -> None:
+        if self.ctx.job_running("edit"):
+            if self._edit_control is not None:
+                self._edit_control.cancel()
+            return
+        self.start_edit(interpolate)
+
+    def start_edit(self, interpolate: bool = True) -> Control | None:
+        """Invert A and B (and with ``interpolate`` decode the slerp/lerp strips) in a worker job;
+        the result comes back as an EDIT_RESULT event."""
+        run = self._run
+        if run is None or self._edit_why or not self.checkpoint.count():
+            return None
+        a, b = self.item_a.spec(), self.item_b.spec()
+        steps, frames, ckpt = self.edit_steps.value(), self.frames.value(), self.checkpoint.currentData()
+        bus = self.ctx.bus
+        self._edit_token += 1
+        token = self._edit_token
+
+        def job(control: Control):
+            model, ds, step = jobs.load_model(run, checkpoint_path=ckpt)
+            yield "loaded"
+            control.check()
+            try:
+                res = edit.edit_pair(model, ds, a, b, frames, steps, interpolate=interpolate)
+            except ValueError as e:  # bad item, unsupported model: a line in the tab, not a dialog
+                bus.emit(EDIT_RESULT, run.id, result=None, error=str(e), token=token, step=step)
+                return
+            yield "done"
+            bus.emit(EDIT_RESULT, run.id, result=res, error="", token=token, step=step)
+
+        what = "inverting and interpolating" if interpolate else "inverting"
+        self.edit_status.setText(f"{what} {a} and {b} ({steps} DDIM steps)…")
+        self._edit_control = self.ctx.start_job("edit", run, job)
+        self._edit_late = 0
+        self._edit_poll.start()
+        self._update_edit_buttons()
+        return self._edit_control
+
+    def _edit_finished(self, data: dict[str, Any]) -> None:
+        self._edit_token = 0
+        res = data.get("result")
+        if res is None:
+            self.edit_status.setText(f"cannot invert: {data.get('error', '?')}")
+        else:
+            self.show_edit(res)
+            self.edit_status.setText(self.edit_summary(res) + f" · step {data.get('step', 0):,}")
+        self._update_edit_buttons()
+
+    @staticmethod
+    def edit_summary(res: edit.EditResult) -> str:
+        """Reconstruction errors and, after an interpolation, the noise norm in the middle of each
+        path against sqrt(d) (lerp sags: that is why slerp is used)."""
+        text = res.summary()
+        if res.slerp.numel():
+            mid, d = len(res.slerp_norm) // 2, res.z[0].numel()
+            text += (f" · mid-path noise norm: slerp {res.slerp_norm[mid]:.3g}, lerp {res.lerp_norm[mid]:.3g}"
+                     f" (sqrt(d) = {d ** 0.5:.3g})")
+        return text
+
+    def show_edit(self, res: edit.EditResult) -> None:
+        """Draw an edit result (the inversion picture, and the strips when it has them)."""
+        self.edit_result = res
+        images = res.x0.dim() == 4
+        self.view_inv.setTitle(INV_TITLES[images])
+        self.view_interp.setTitle(INTERP_TITLES[images])
+        self.view_inv.show_image(edit.inversion_image(res))
+        if res.slerp.numel():
+            self.view_interp.show_image(edit.interpolation_image(res))
+        else:
+            self.view_interp.clear_content()
+
+    def export_edit_png(self, path: str | Path) -> Path:
+        """Inversion above interpolation, as shown (what ``genstudio interp --out`` writes too)."""
+        if self.edit_result is None:
+            raise RuntimeError("nothing inverted yet")
+        return save_png(edit.edit_image(self.edit_result), path)
+
+    def _export_edit_dialog(self) -> None:
+        path, _ = QFileDialog.getSaveFileName(self, "Export inversion / interpolation",
+                                              self._default_path("").replace("trajectory", "interpolation") + ".png",
+                                              "PNG image (*.png)")
+        if path:
+            self._export(self.export_edit_png, path)

@@ -107,8 +107,15 @@ def test_ab_same_noise_and_shared_slider(qtbot, ctx, gauss_run, tmp_path):
             break
         p._play_tick()
     assert p.slider.value() == SLIDER_MAX and not p.play_button.isChecked()
+    # whole paths coloured by time: A's 51 states thin to at most 64, every particle's path drawn
+    p.whole_paths.setChecked(True)
+    bands = [bd for bd in p.a.view.bands if bd.isVisible()]
+    assert len(bands) == 12 and sum(len(bd.getData()[0]) for bd in bands) == 50 * 200 * 2
+    assert len(p.a.view.trails.getData()[0]) == 0
     if os.environ.get("GENSTUDIO_SHOTS"):
         p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_ab_8gaussians.png"))
+    p.whole_paths.setChecked(False)
+    assert not any(bd.isVisible() for bd in p.a.view.bands) and len(p.a.view.trails.getData()[0]) > 0
 
 
 def test_ab_same_sampler_two_seeds(qtbot, ctx, gauss_run):

@@ -47,10 +47,8 @@ from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
-from genstudio.qt.panels.views import PALETTE, SampleView
+from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView  # noqa: F401 (re-exported)
 
-TRAIL = 8  # positions per particle trail
-MAX_TRAILS = 2000  # particles that get a trail (drawing cost grows with n * TRAIL)
 MAX_GIF_FRAMES = 120
 PLAY_SECONDS = 5.0  # a whole trajectory plays in about this long
 PLAY_INTERVAL_MS = 40

@@ -18,6 +18,7 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -53,8 +54,8 @@ from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.runs import short_name
-from genstudio.qt.panels.sampler import MAX_TRAILS, PLAY_INTERVAL_MS, PLAY_SECONDS, TRAIL, _is_points
-from genstudio.qt.panels.views import PALETTE, SampleView, colour
+from genstudio.qt.panels.sampler import PLAY_INTERVAL_MS, PLAY_SECONDS, _is_points
+from genstudio.qt.panels.views import PALETTE, SampleView, colour, particle_history
 
 # every event's data also has "token": the job that sent it (see TrajectoryPanel._tokens)
 AB_RESULT = "trajectory_ab"  # data: {"a", "b": [SampleState], "labels": (str, str), "scales", "steps"}
@@ -201,7 +202,11 @@ class TrajectoryPanel(Panel):
                 top.addWidget(w, 1 if w is side.sampler else 0)
         shared = QHBoxLayout()
         shared.setContentsMargins(4, 0, 4, 2)
-        for w in (self.n, self.cls, self.guidance, self.compare_button):
+        self.whole_paths = QCheckBox("paths coloured by t")
+        self.whole_paths.setToolTip("2-D: draw each particle's whole path from x_T, coloured by time "
+                                    "(dark = noise, bright = data), instead of a short trail")
+        self.whole_paths.toggled.connect(lambda _: self.show_progress(self.slider.value()))
+        for w in (self.n, self.cls, self.guidance, self.compare_button, self.whole_paths):
             shared.addWidget(w)
         shared.addStretch(1)
         self.views = QWidget()  # both canvases: what "Export PNG" saves
@@ -705,9 +710,8 @@ class TrajectoryPanel(Panel):
             i = index_at(side.states, frac)
             st = side.states[i]
             if _is_points(st.x):
-                lo = max(0, i - TRAIL + 1)
-                hist = np.stack([s.x[:MAX_TRAILS].numpy() for s in side.states[lo:i + 1]])
-                side.view.show_points(st.x.numpy(), hist, side.lim)
+                hist, times = particle_history(side.states, i, self.whole_paths.isChecked())
+                side.view.show_points(st.x.numpy(), hist, side.lim, times=times)
             elif st.x.dim() == 4:
                 side.view.show_image(image_grid(st.x))
             sep = "<br>" if len(side.label) > 40 else " · "  # two runs' labels are long: step on a line of its own

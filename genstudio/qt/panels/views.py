@@ -31,6 +31,23 @@ def trail_arrays(history: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarra
 
 
 TIME_BANDS = 12  # colour steps of time-coloured paths (one curve item each)
+TRAIL = 8  # positions per particle trail
+MAX_TRAILS = 2000  # particles that get a trail (drawing cost grows with n * TRAIL)
+MAX_PATHS = 400  # particles drawn with whole time-coloured paths
+MAX_PATH_STATES = 64  # states per whole path (evenly spaced, always ending at the shown one)
+
+
+def particle_history(states: list, i: int, whole: bool = False) -> tuple[np.ndarray, np.ndarray | None]:
+    """What ``show_points`` draws behind state ``i`` of a trajectory (a list of SampleState with
+    (N, 2) ``x``): the last TRAIL positions as a faint trail (times None), or with ``whole`` the
+    path from x_T to here, thinned to MAX_PATH_STATES states of MAX_PATHS particles, with each
+    state's t (so drawing stays interactive at any number of steps)."""
+    if not whole:
+        lo = max(0, i - TRAIL + 1)
+        return np.stack([s.x[:MAX_TRAILS].numpy() for s in states[lo:i + 1]]), None
+    idx = sorted(set(np.linspace(0, i, min(i + 1, MAX_PATH_STATES)).round().astype(int).tolist()))
+    hist = np.stack([states[k].x[:MAX_PATHS].numpy() for k in idx])
+    return hist, np.array([float(states[k].t) for k in idx])
 
 
 def time_segments(history: np.ndarray, times: np.ndarray, bands: int = TIME_BANDS) -> list[tuple[float, np.ndarray]]:

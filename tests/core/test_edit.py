@@ -193,3 +193,20 @@ def test_cli_interp_needs_a_ddim_run(capsys):
     run = Path(capsys.readouterr().out.strip().splitlines()[-1]).name
     assert main(["interp", run, "--a", "data:0", "--b", "data:1"]) == 2
     assert "needs a DDIM-capable diffusion run" in capsys.readouterr().err
+
+
+def test_latent_diffusion_goes_through_its_decoder(tmp_path):
+    """LDM: inversion encodes images to latents first; a seed decodes to the LDM's own DDIM image."""
+    store = RunStore(tmp_path / "ldm")
+    run = jobs.create_run(store, jobs.TrainSpec(
+        plugin="ldm", dataset="digits", steps=10, device="cpu", checkpoint_every=10,
+        overrides=["vae_steps=20", "vae_latent=4", "timesteps=50", "hidden=32", "depth=1"]))
+    for _ in jobs.train(run, device="cpu"):
+        pass
+    model, ds, _ = jobs.load_model(run, "cpu")
+    res = edit.edit_pair(model, ds, "data:1", "seed:2", frames=3, steps=10)
+    assert res.x0.shape == res.recon.shape == (2, 1, 8, 8) and res.noise.shape == (2, 4)
+    assert res.slerp.shape == (3, 1, 8, 8)
+    final = list(model.sample(1, seed=2, sampler="ddim", steps=10, eta=0.0))[-1].x
+    torch.testing.assert_close(res.x0[1:], final, atol=1e-5, rtol=0)
+    torch.testing.assert_close(res.x0[0], ds.x[1])

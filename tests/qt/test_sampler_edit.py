@@ -161,3 +161,17 @@ def test_points_run_and_unsupported_plugins(panel, ctx):
     assert "needs a DDIM-capable diffusion run" in panel.edit_status.text()
     assert panel.start_edit() is None
     assert panel.cls.isHidden() and panel.eta.isHidden()
+
+
+def test_edit_job_in_the_main_window_worker(main_window, qtbot):
+    """The real path: a worker thread, the event bridge, then the panel (stop-free run)."""
+    w = main_window
+    run = _trained(FakeCtx(w.store.root, registry()), "8gaussians", steps=10)
+    w.select_run(run)
+    p = w.panels["sampler"]
+    assert p._run is not None and p._run.id == run.id
+    p.frames.setValue(3)
+    assert p.start_edit() is not None and p.invert_button.text() == "Stop"
+    qtbot.waitUntil(lambda: p.edit_result is not None, timeout=20_000)
+    qtbot.waitUntil(lambda: p.invert_button.text() == "Invert", timeout=5_000)
+    assert p.edit_result.slerp.shape == (3, 2) and not w.errors

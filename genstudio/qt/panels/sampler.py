@@ -127,13 +127,14 @@ class ItemPicker(QWidget):
             self.set_spec(path)
 
     def set_spec(self, spec: str) -> None:
-        """``data:12`` | ``seed:3`` | an image path."""
+        """``data:12`` | ``seed:3`` | an image path (or ``file:PATH``)."""
         kind, sep, rest = spec.partition(":")
         if sep and kind in ("data", "seed"):
             self.kind.setCurrentIndex(self.kind.findData(kind))
             self.value.setValue(int(rest))
         else:
-            self.path = spec
+            self.path = rest if kind == "file" and sep else spec
+            spec = self.path
             self.open_button.setText(Path(spec).name[:18] or "Open image…")
             self.open_button.setToolTip(spec)
             self.kind.setCurrentIndex(self.kind.findData("file"))

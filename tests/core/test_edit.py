@@ -21,6 +21,7 @@ from genstudio.cli import main
 from genstudio.core import jobs
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.diffusion import edit, make_schedule
+from genstudio.core.imaging import to_uint8
 from genstudio.core.runs import RunStore
 
 
@@ -169,6 +170,16 @@ def test_trained_ddpm_round_trip_and_seed_items(ddpm_run):
     torch.testing.assert_close(res.slerp[-1], item.x0[0], atol=1e-5, rtol=0)
     img = edit.edit_image(res)
     assert img.ndim == 3 and img.shape[2] == 3 and img.shape[0] > img.shape[1]
+    # a job's Stop: the check between stages is called, and what it raises ends the edit
+    calls = []
+    edit.edit_pair(model, ds, "data:3", "seed:7", frames=3, steps=5, check=lambda: calls.append(1))
+    assert len(calls) == 3
+
+    def stop():
+        raise jobs.Cancelled()
+
+    with pytest.raises(jobs.Cancelled):
+        edit.edit_pair(model, ds, "data:3", "seed:7", frames=3, steps=5, check=stop)
 
 
 def test_cli_interp(ddpm_run, tmp_path, capsys, monkeypatch):
@@ -210,3 +221,9 @@ def test_latent_diffusion_goes_through_its_decoder(tmp_path):
     final = list(model.sample(1, seed=2, sampler="ddim", steps=10, eta=0.0))[-1].x
     torch.testing.assert_close(res.x0[1:], final, atol=1e-5, rtol=0)
     torch.testing.assert_close(res.x0[0], ds.x[1])
+    inv = edit.inversion_image(res)  # the latent noise is drawn as a square of its 4 entries
+    k = edit._scale_for(8)  # image_grid(pad=2) scales cells and padding alike
+    noise_cell = inv[2 * k:10 * k, 12 * k:20 * k, 0]
+    want = to_uint8((res.noise[0] / 2.5).clamp(-1, 1)).reshape(2, 2)  # entries row-major
+    np.testing.assert_array_equal(noise_cell[::4 * k, ::4 * k], want)
+    np.testing.assert_array_equal(noise_cell, want.repeat(4 * k, 0).repeat(4 * k, 1))

@@ -17,6 +17,8 @@ family); latent diffusion goes through its ``to_latent`` / ``to_image``.
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -252,17 +254,23 @@ class EditResult:
 
 
 def edit_pair(model: Any, dataset: Any, a: str | ItemSpec, b: str | ItemSpec, frames: int = 8,
-              steps: int = 50, interpolate: bool = True) -> EditResult:
+              steps: int = 50, interpolate: bool = True, check: Callable[[], None] | None = None) -> EditResult:
     """Invert A and B (one batch), reconstruct them and (``interpolate``) decode the slerp and lerp
-    strips between their noises."""
+    strips between their noises. ``check`` is called between the stages (a job's
+    ``Control.check``, so Stop takes effect without waiting for the end)."""
+    check = check or (lambda: None)
     face = face_for(model, steps)
     ia, ib = resolve_item(face, dataset, a, steps), resolve_item(face, dataset, b, steps)
+    check()
     x0 = torch.cat([ia.x0, ib.x0])
     noise, recon, err = invert_reconstruct(face, x0, steps)
     z = torch.stack([it.noise[0] if it.noise is not None else noise[i] for i, it in enumerate((ia, ib))])
     frames = max(2, int(frames))
     paths = {m: noise_path(z[0], z[1], frames, m) for m in ("slerp", "lerp")}
-    decoded = {m: face.decode(p) if interpolate else torch.empty(0) for m, p in paths.items()}
+    decoded = {}
+    for m, p in paths.items():
+        check()
+        decoded[m] = face.decode(p) if interpolate else torch.empty(0)
     norms = {m: p.flatten(1).double().norm(dim=1).numpy() for m, p in paths.items()}
     spec = face.data_spec
     return EditResult((ia.label, ib.label), x0, noise, recon, err, z, decoded["slerp"], decoded["lerp"],
@@ -279,6 +287,18 @@ def _noise_for_display(z: Tensor) -> Tensor:
     return (z / 2.5).clamp(-1, 1)
 
 
+def _noise_cells(z: Tensor, like: Tensor) -> Tensor:
+    """Noises drawn in cells of ``like``'s image shape; a latent vector (latent diffusion) as a
+    square of its entries, nearest-neighbour enlarged, row-major."""
+    if z.shape == like.shape:
+        return _noise_for_display(z)
+    flat = z.flatten(1)
+    k = math.ceil(math.sqrt(flat.shape[1]))
+    sq = torch.nn.functional.pad(flat, (0, k * k - flat.shape[1])).reshape(-1, 1, k, k)
+    cells = torch.nn.functional.interpolate(sq.float(), size=like.shape[-2:], mode="nearest")
+    return _noise_for_display(cells).expand(-1, like.shape[1], -1, -1)
+
+
 def _is_images(t: Tensor) -> bool:
     return t.dim() == 4 and t.shape[1] in (1, 3)
 
@@ -288,8 +308,7 @@ def inversion_image(res: EditResult) -> np.ndarray:
     with each x0 (blue ring) joined to its inverted noise (grey dot) and its reconstruction
     (orange dot, inside the ring when the round trip is good)."""
     if _is_images(res.x0):
-        noise = res.noise if res.noise.shape == res.x0.shape else None
-        cols = [res.x0, _noise_for_display(noise) if noise is not None else torch.zeros_like(res.x0), res.recon]
+        cols = [res.x0, _noise_cells(res.noise, res.x0), res.recon]
         rows = torch.stack(cols, 1).flatten(0, 1)  # A x0, A noise, A recon, B ...
         return image_grid(rows, ncol=3, pad=2, scale=_scale_for(res.x0.shape[-2]))
     if res.x0.dim() == 2 and res.x0.shape[1] == 2:

@@ -651,7 +651,7 @@ class SamplerPanel(Panel):
             yield "loaded"
             control.check()
             try:
-                res = edit.edit_pair(model, ds, a, b, frames, steps, interpolate=interpolate)
+                res = edit.edit_pair(model, ds, a, b, frames, steps, interpolate=interpolate, check=control.check)
             except ValueError as e:  # bad item, unsupported model: a line in the tab, not a dialog
                 bus.emit(EDIT_RESULT, run.id, result=None, error=str(e), token=token, step=step)
                 return

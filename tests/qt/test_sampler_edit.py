@@ -51,13 +51,13 @@ def test_sample_keywords_follow_the_plugin():
 
 
 def test_class_guidance_and_eta_reach_the_job(panel, ctx, monkeypatch):
-    plain = _trained(ctx, "8gaussians", steps=10)
+    plain = _trained(ctx, "8gaussians", steps=10, extra=["eta=0.3"])
     panel.set_run(plain)
     assert panel.cls.isHidden() and panel.guidance.isHidden()
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddpm"))
     assert panel.eta.isHidden() and panel.sample_kwargs() == {}
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddim"))
-    assert not panel.eta.isHidden() and panel.sample_kwargs() == {"eta": 0.0}
+    assert not panel.eta.isHidden() and panel.sample_kwargs() == {"eta": 0.3}  # the run's own eta
 
     run = _trained(ctx, "8gaussians", extra=["class_cond=true"])
     panel.set_run(run)

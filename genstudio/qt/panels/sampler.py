@@ -323,7 +323,10 @@ class SamplerPanel(Panel):
                 samplers = tuple(cls.info.samplers)
                 self._keywords = sample_keywords(cls)
                 edit_why = "" if edit.supports_class(cls) else f"{cls.info.name}: {edit.NEEDS_DDIM}"
-                cond = bool(info.get("config", {}).get("class_cond")) and "cond" in self._keywords
+                config = info.get("config", {})
+                cond = bool(config.get("class_cond")) and "cond" in self._keywords
+                self.eta.setValue(float(config.get("eta", 0.0) or 0.0))  # start from the run's own settings
+                self.guidance.setValue(float(config.get("guidance", 1.0)))
                 if cond or not edit_why:
                     from genstudio.core.data import get_dataset
 

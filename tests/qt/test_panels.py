@@ -285,6 +285,14 @@ def test_sampler_points_trajectory_scrub_and_export(qtbot, ctx, tmp_path):
     assert len(tx) == 50 * 8
     np.testing.assert_allclose(tx[:8], [s.x[0, 0].item() for s in ref[5:13]], rtol=1e-6)
     assert "step 12/12" in panel.step_label.text()
+    # whole paths coloured by time: 12 steps x 50 particles as segment pairs, trail hidden
+    panel.whole_paths.setChecked(True)
+    bands = [b for b in panel.view_x.bands if b.isVisible()]
+    assert sum(len(b.getData()[0]) for b in bands) == 12 * 50 * 2 and len(panel.view_x.trails.getData()[0]) == 0
+    xs = np.concatenate([b.getData()[0] for b in bands])
+    want = np.stack([r.x[:, 0].numpy() for r in ref]).astype(np.float64).ravel()
+    np.testing.assert_allclose(np.unique(xs), np.unique(want), rtol=1e-6)  # the trajectory's own positions
+    panel.whole_paths.setChecked(False)
 
     png = panel.export_png(tmp_path / "final.png")
     gif = panel.export_gif(tmp_path / "traj.gif")

@@ -24,6 +24,7 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtWidgets import (
+    QCheckBox,
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
@@ -47,7 +48,7 @@ from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
-from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView  # noqa: F401 (re-exported)
+from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
 
 MAX_GIF_FRAMES = 120
 PLAY_SECONDS = 5.0  # a whole trajectory plays in about this long
@@ -230,9 +231,14 @@ class SamplerPanel(Panel):
         self.step_label.setMinimumWidth(150)
         self.png_button = QPushButton("Export PNG…")
         self.gif_button = QPushButton("Export GIF…")
+        self.whole_paths = QCheckBox("paths coloured by t")
+        self.whole_paths.setToolTip("2-D: draw each particle's whole path from x_T, coloured by time "
+                                    "(dark = noise, bright = data), instead of a short trail")
+        self.whole_paths.toggled.connect(lambda _: self.show_step(self.slider.value()))
         bottom = QHBoxLayout()
         bottom.setContentsMargins(4, 2, 4, 2)
         bottom.addWidget(self.play_button)
+        bottom.addWidget(self.whole_paths)
         bottom.addWidget(self.slider, 1)
         bottom.addWidget(self.step_label)
         bottom.addWidget(self.png_button)
@@ -525,10 +531,10 @@ class SamplerPanel(Panel):
                 first = self._states[0].x.numpy()
                 q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
                 self._lim = fit = max(2.5, 1.1 * q)
-            lo = max(0, i - TRAIL + 1)
-            hist = np.stack([s.x[:MAX_TRAILS].numpy() for s in self._states[lo:i + 1]])
-            self.view_x.show_points(st.x.numpy(), hist, fit)
+            hist, times = particle_history(self._states, i, self.whole_paths.isChecked())
+            self.view_x.show_points(st.x.numpy(), hist, fit, times=times)
             if st.x0 is not None:
+                lo = max(0, i - TRAIL + 1)
                 hist0 = np.stack([s.x0[:MAX_TRAILS].numpy() for s in self._states[lo:i + 1]
                                   if s.x0 is not None])
                 self.view_x0.show_points(st.x0.numpy(), hist0, fit)

@@ -143,8 +143,20 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = _store().get(args.run)
     if not run.checkpoints():
         raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
+                               ("sigma_schedule", args.sigma_schedule)) if v is not None}
+    if extra:
+        from genstudio.core.plugin import sample_keywords
+        from genstudio.core.registry import registry
+
+        plugin = run.info()["plugin"]
+        takes = sample_keywords(registry().get(plugin))
+        bad = [k for k in extra if k not in takes]
+        if bad:
+            flags = ", ".join("--" + ("class" if k == "cond" else k.replace("_", "-")) for k in bad)
+            raise CliError(f"plugin {plugin}'s sampler does not take {flags}")
     gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                      every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out)
+                      every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
     result = None
     try:
@@ -336,6 +348,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", default=None, help="output .png or .npz (default: the run's samples/ folder)")
     s.add_argument("--device", default=None)
     s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
+    s.add_argument("--class", dest="cls", type=int, default=None,
+                   help="class label (class-conditional runs)")
+    s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")
+    s.add_argument("--eta", type=float, default=None, help="DDIM stochasticity (0 = deterministic)")
+    s.add_argument("--sigma-schedule", default=None, help="k-samplers: model, karras or exponential")
     s.set_defaults(fn=cmd_sample)
     s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -8,6 +8,7 @@ publish what they return, so the same plugin runs from the CLI, the GUI and the 
 from __future__ import annotations
 
 import enum
+import inspect
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -115,6 +116,19 @@ def contract_errors(cls: Any) -> list[str]:
         if not callable(getattr(cls, name, None)):
             errors.append(f"missing method {name}()")
     return errors
+
+
+def sample_keywords(cls: type) -> set[str]:
+    """Keyword arguments ``cls.sample`` accepts (so the GUI and CLI offer only what the plugin
+    takes); a ``**kw`` pass-through (latent diffusion) defers to the base class it forwards to."""
+    for klass in getattr(cls, "__mro__", (cls,)):
+        fn = klass.__dict__.get("sample")
+        if fn is None:
+            continue
+        params = inspect.signature(fn).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
+    return set()
 
 
 def final_state(states: Iterator[SampleState]) -> SampleState:

@@ -15,7 +15,6 @@ the SAMPLE_STATE events (and its own EDIT_RESULT) it is sent and draws the newes
 
 from __future__ import annotations
 
-import inspect
 from pathlib import Path
 from typing import Any
 
@@ -45,7 +44,7 @@ from genstudio.core.diffusion import edit
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid, samples_image, save_gif, save_png
 from genstudio.core.jobs import Control
-from genstudio.core.plugin import SampleState
+from genstudio.core.plugin import SampleState, sample_keywords
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
@@ -69,19 +68,6 @@ def frame_indices(n: int, max_frames: int = MAX_GIF_FRAMES) -> list[int]:
 
 def _is_points(x: torch.Tensor) -> bool:
     return x.dim() == 2 and x.shape[1] == 2
-
-
-def sample_keywords(cls: type) -> set[str]:
-    """Keyword arguments ``cls.sample`` accepts; a ``**kw`` pass-through (latent diffusion)
-    defers to the base class it forwards to."""
-    for klass in getattr(cls, "__mro__", (cls,)):
-        fn = klass.__dict__.get("sample")
-        if fn is None:
-            continue
-        params = inspect.signature(fn).parameters.values()
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return set()
 
 
 class ItemPicker(QWidget):

@@ -230,6 +230,14 @@ def test_nfe_sweep_stops(qtbot, store_root, gauss_run, monkeypatch):
     assert 3 <= len(euler) < 10_000
     qtbot.waitUntil(lambda: "without a result" in p.status.text(), timeout=5000)
     assert p.nfe_button.text() == "Run NFE sweep"
+    # a sweep that ends while the label still says "Stop sweep": that click stops, never restarts
+    monkeypatch.setattr(traj, "nfe_curve", lambda model, ds, samplers, *, callback, **kw: [])
+    p.start_nfe(["euler"])
+    first = ctx.threads["nfe"]
+    first.join(20)
+    assert p.nfe_button.text() == "Stop sweep" and not ctx.job_running("nfe")
+    p.nfe_button.click()
+    assert ctx.threads["nfe"] is first and p.nfe_button.text() == "Run NFE sweep"
 
 
 def test_x_t_of_flow_matching_is_its_ode_start(store_root):

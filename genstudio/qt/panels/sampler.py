@@ -396,9 +396,11 @@ class SamplerPanel(Panel):
 
     # -- sampling -------------------------------------------------------------------------------
     def _sample_clicked(self) -> None:
-        if self.ctx.job_running("sample"):
+        # "Stop" on the button means stop, even if the job ended a poll ago: never restart on it
+        if self.sample_button.text() == "Stop" or self.ctx.job_running("sample"):
             if self._control is not None:
                 self._control.cancel()
+            self._update_buttons()
             return
         self.start_sampling()
 
@@ -623,9 +625,11 @@ class SamplerPanel(Panel):
         self._edit_hint = why
 
     def _edit_clicked(self, interpolate: bool) -> None:
-        if self.ctx.job_running("edit"):
+        button = self.interp_button if interpolate else self.invert_button
+        if button.text() == "Stop" or self.ctx.job_running("edit"):  # as in _sample_clicked
             if self._edit_control is not None:
                 self._edit_control.cancel()
+            self._update_edit_buttons()
             return
         self.start_edit(interpolate)
 

@@ -591,11 +591,19 @@ class TrajectoryPanel(Panel):
             kw.update(cond=int(self.cls.currentData()), guidance=float(self.guidance.value()))
         return kw
 
-    def _compare_clicked(self) -> None:
-        if self.ctx.job_running("compare"):
-            self._controls["compare"].cancel()
+    def _toggle(self, name: str, button: QPushButton, start: Any) -> None:
+        """A job button: Stop while it says so (even if the job ended a moment ago and the label
+        is a poll behind: a click meant as Stop must never start a new job), else start."""
+        if button.text().startswith("Stop") or self.ctx.job_running(name):
+            control = self._controls.get(name)
+            if control is not None:
+                control.cancel()
+            self._update_buttons()
         else:
-            self.start_compare()
+            start()
+
+    def _compare_clicked(self) -> None:
+        self._toggle("compare", self.compare_button, self.start_compare)
 
     def _new_token(self, name: str) -> int:
         """A fresh token for job ``name``: events of its older jobs no longer match."""
@@ -752,10 +760,7 @@ class TrajectoryPanel(Panel):
 
     # -- NFE ------------------------------------------------------------------------------------
     def _nfe_clicked(self) -> None:
-        if self.ctx.job_running("nfe"):
-            self._controls["nfe"].cancel()
-        else:
-            self.start_nfe()
+        self._toggle("nfe", self.nfe_button, self.start_nfe)
 
     def start_nfe(self, samplers: list[str] | None = None) -> Control | None:
         """Sweep every sampler of the run over NFE budgets 1, 2, 4, ... in a worker job; rows
@@ -790,10 +795,7 @@ class TrajectoryPanel(Panel):
         return control
 
     def _guide_clicked(self) -> None:
-        if self.ctx.job_running("guidance"):
-            self._controls["guidance"].cancel()
-        else:
-            self.start_guidance()
+        self._toggle("guidance", self.guide_button, self.start_guidance)
 
     def start_guidance(self) -> Control | None:
         """Sweep the guidance scales in a worker job; rows stream back as GUIDE_ROW events."""

@@ -53,7 +53,7 @@ def test_sample_keywords_follow_the_plugin():
 def test_class_guidance_and_eta_reach_the_job(panel, ctx, monkeypatch):
     plain = _trained(ctx, "8gaussians", steps=10, extra=["eta=0.3"])
     panel.set_run(plain)
-    assert panel.cls.isHidden() and panel.guidance.isHidden()
+    assert panel.cls.isHidden() and panel.guidance.isHidden() and panel.guidance_slider.isHidden()
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddpm"))
     assert panel.eta.isHidden() and panel.sample_kwargs() == {}
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddim"))
@@ -61,13 +61,14 @@ def test_class_guidance_and_eta_reach_the_job(panel, ctx, monkeypatch):
 
     run = _trained(ctx, "8gaussians", extra=["class_cond=true"])
     panel.set_run(run)
-    assert not panel.cls.isHidden() and not panel.guidance.isHidden()
+    assert not panel.cls.isHidden() and not panel.guidance.isHidden() and not panel.guidance_slider.isHidden()
     assert [panel.cls.itemText(i) for i in range(panel.cls.count())] == ["unconditional"] + [
         f"class {c}" for c in range(8)]
-    assert not panel.guidance.isEnabled()  # a scale needs a label
+    assert not panel.guidance.isEnabled() and not panel.guidance_slider.isEnabled()  # a scale needs a label
     panel.cls.setCurrentIndex(panel.cls.findData(2))
     assert panel.guidance.isEnabled()
-    panel.guidance.setValue(3.0)
+    panel.guidance_slider.setValue(30)  # the slider and the spin box are one control
+    assert panel.guidance.value() == 3.0
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddim"))
     panel.eta.setValue(0.5)
     panel.n.setValue(16)

@@ -183,11 +183,15 @@ class SamplerPanel(Panel):
         self.cls = QComboBox()
         self.cls.setToolTip("Class label (class-conditional runs)")
         self.cls.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        self.cls.currentIndexChanged.connect(
-            lambda _: self.guidance.setEnabled(self.cls.currentData() is not None))  # w needs a label
+        self.cls.currentIndexChanged.connect(self._guidance_enabled)  # w needs a label
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=1.0, singleStep=0.5, prefix="w ")
         self.guidance.setToolTip("Classifier-free guidance scale (0 = unconditional, 1 = conditional, "
                                  ">1 = stronger class fidelity)")
+        self.guidance_slider = QSlider(Qt.Horizontal, minimum=0, maximum=200)  # w in steps of 0.1
+        self.guidance_slider.setMinimumWidth(90)
+        self.guidance_slider.setToolTip(self.guidance.toolTip())
+        self.guidance_slider.valueChanged.connect(lambda v: self.guidance.setValue(v / 10))
+        self.guidance.valueChanged.connect(lambda w: self.guidance_slider.setValue(round(w * 10)))
         self.sample_button = QPushButton("Sample")
         self.sample_button.setDefault(True)
         self.status = QLabel()
@@ -195,8 +199,8 @@ class SamplerPanel(Panel):
 
         top = QHBoxLayout()
         top.setContentsMargins(4, 2, 4, 2)
-        for w in (self.checkpoint, self.sampler, self.eta, self.steps, self.n, self.seed, self.cls, self.guidance,
-                  self.sample_button):
+        for w in (self.checkpoint, self.sampler, self.eta, self.steps, self.n, self.seed, self.cls,
+                  self.guidance_slider, self.guidance, self.sample_button):
             top.addWidget(w)
         top.addWidget(self.status, 1)
 
@@ -339,7 +343,8 @@ class SamplerPanel(Panel):
             self.cls.addItem(f"class {c}", c)
         self.cls.setVisible(classes > 0)
         self.guidance.setVisible(classes > 0 and "guidance" in self._keywords)
-        self.guidance.setEnabled(False)
+        self.guidance_slider.setVisible(classes > 0 and "guidance" in self._keywords)
+        self._guidance_enabled()
         self._sampler_changed()
         self._edit_why = edit_why
         for picker in (self.item_a, self.item_b):
@@ -372,6 +377,11 @@ class SamplerPanel(Panel):
         self.checkpoint.setCurrentIndex(max(i, 0))
         self._update_buttons()
         self._update_edit_buttons()
+
+    def _guidance_enabled(self, *_: Any) -> None:
+        on = self.cls.currentData() is not None
+        self.guidance.setEnabled(on)
+        self.guidance_slider.setEnabled(on)
 
     def _update_buttons(self) -> None:
         running = self.ctx.job_running("sample")

@@ -204,6 +204,47 @@ def data_density_image(dataset: object, sigma: float = 0.0, size: int = 256, lim
     return histogram_image(x, bins=64, lim=lim, size=size)
 
 
+def _label(img: np.ndarray, label: str) -> np.ndarray:
+    """``label`` in the top-left corner on a dark box (readable over whatever is drawn)."""
+    if not label:
+        return img
+    im = Image.fromarray(img)
+    d = ImageDraw.Draw(im)
+    d.rectangle(d.textbbox((4, 3), label), fill=(20, 22, 28))
+    d.text((4, 3), label, fill=(255, 255, 255))
+    return np.asarray(im)
+
+
+def paths_image(history: torch.Tensor | np.ndarray, background: np.ndarray | None = None, size: int = 256,
+                lim: float = 3.0, label: str = "", chords: bool = True) -> np.ndarray:
+    """Particle paths (L, N, 2) over [-lim, lim]^2 as polylines coloured by step (blue at the start,
+    orange at the end: apart from a viridis density background, which is dimmed), each with its
+    straight chord start -> end in grey, so how far a learned flow bends away from a straight line
+    shows at a glance (rectified flow, OT-CFM)."""
+    h = np.asarray(history.detach().cpu() if isinstance(history, torch.Tensor) else history, np.float64)
+    if background is None:
+        im = Image.new("RGB", (size, size), (20, 22, 28))
+    else:
+        bg = (np.asarray(background, np.float64) * 0.45).astype(np.uint8)
+        im = Image.fromarray(np.ascontiguousarray(bg)).resize((size, size), Image.BILINEAR)
+    d = ImageDraw.Draw(im)
+    px = (size - 1) / (2 * lim)
+    xy = np.stack([(h[..., 0] + lim) * px, (lim - h[..., 1]) * px], -1)  # image y points down
+    steps = len(xy)
+    if chords and steps > 1:
+        for a, b in zip(xy[0], xy[-1]):
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                d.line([tuple(a), tuple(b)], fill=(110, 110, 110), width=1)
+    s = np.linspace(0, 1, max(steps - 1, 1))[:, None]
+    cols = ((1 - s) * np.array([90, 160, 255]) + s * np.array([255, 170, 60])).round().astype(int)
+    for k in range(steps - 1):
+        c = tuple(int(v) for v in cols[k])
+        for a, b in zip(xy[k], xy[k + 1]):
+            if np.isfinite(a).all() and np.isfinite(b).all():
+                d.line([tuple(a), tuple(b)], fill=c, width=1)
+    return _label(np.asarray(im), label)
+
+
 def score_field_image(score: Callable[[torch.Tensor], torch.Tensor], background: np.ndarray | None,
                       grid: int = 20, size: int = 256, lim: float = 3.0, label: str = "") -> np.ndarray:
     """A learned 2-D score field as arrows on a ``grid`` x ``grid`` lattice (cell centres) over a
@@ -214,13 +255,7 @@ def score_field_image(score: Callable[[torch.Tensor], torch.Tensor], background:
     pts = torch.stack([xx.reshape(-1), yy.reshape(-1)], 1)
     img = quiver_image(pts, score(pts).float().cpu(), background, size=size, lim=lim,
                        length=0.9 * 2 * lim / grid, gamma=0.5)
-    if label:
-        im = Image.fromarray(img)
-        d = ImageDraw.Draw(im)
-        d.rectangle(d.textbbox((4, 3), label), fill=(20, 22, 28))  # readable over the arrows
-        d.text((4, 3), label, fill=(255, 255, 255))
-        img = np.asarray(im)
-    return img
+    return _label(img, label)
 
 
 @functools.lru_cache(maxsize=8)

@@ -64,3 +64,24 @@ def test_reflow_straightens_paths():
             ed1.append(energy_distance(list(m.sample(1000, seed=1, steps=1))[-1].x, ref))
     assert m.stage == 1 and s[1] < s[0] / 5, s  # measured ~0.7 -> ~0.01
     assert ed1[1] < ed1[0] / 5, ed1  # one Euler step works after one reflow
+
+
+def test_paths_view_draws_the_ode_paths_and_straightness():
+    """views(): a 2-D run gets a "paths" picture whose coloured pixels lie on its ODE paths;
+    image runs get none. paths_image itself: a straight horizontal path lights its own row."""
+    from genstudio.core.imaging import paths_image
+
+    h = torch.tensor([[[-2.0, 0.0]], [[0.0, 0.0]], [[2.0, 0.0]]])  # one particle, left to right on y = 0
+    img = paths_image(h, size=129, lim=3.0, chords=False)
+    lit = img.astype(int).sum(-1) > 150
+    ys, xs = lit.nonzero()
+    assert set(ys.tolist()) <= {63, 64, 65} and xs.min() < 25 and xs.max() > 103
+    assert (img[64, 30] != img[64, 100]).any()  # coloured by step: start and end differ
+
+    m = FlowMatchingPlugin(FlowMatchingConfig.tiny(), torch.device("cpu"))
+    m.setup(get_dataset("8gaussians").spec)
+    v = m.views()
+    assert set(v) == {"paths"} and v["paths"].shape == (256, 256, 3) and v["paths"].dtype.name == "uint8"
+    img_model = FlowMatchingPlugin(FlowMatchingConfig.tiny(), torch.device("cpu"))
+    img_model.setup(get_dataset("digits").spec)
+    assert img_model.views() == {}

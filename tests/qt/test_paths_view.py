@@ -8,6 +8,7 @@ import os
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 import numpy as np  # noqa: E402
+import pytest  # noqa: E402
 from PySide6.QtCore import QPointF  # noqa: E402
 
 from genstudio.core.diffusion.paths import StraightPath, marginal_histogram  # noqa: E402
@@ -42,7 +43,9 @@ def test_marginal_follows_slider_and_click_draws_paths(qtbot, ctx, gauss_run, tm
     ia, _ = p.shown_indices()
     img0 = p.marg_img.image.copy()
     h0 = marginal_histogram(a[ia].x, MARGINAL_BINS, p._lim)
-    assert np.array_equal(img0, heatmap_image(h0, 0.0, h0.max()))  # A's x_t at the slider, as a heat map
+    _, sb = p.marginal_states()
+    hi = max(h0.max(), marginal_histogram(sb.x, MARGINAL_BINS, p._lim).max())  # A and B share a colour scale
+    assert np.array_equal(img0, heatmap_image(h0, 0.0, hi))  # A's x_t at the slider, as a heat map
     p.slider.setValue(SLIDER_MAX)
     ia, _ = p.shown_indices()
     assert not np.array_equal(p.marg_img.image, img0)
@@ -107,3 +110,30 @@ def test_paths_of_the_runs_own_process(qtbot, ctx, ve_run, flow_run, tmp_path): 
     assert p.path_curves == []
     p.pick_point((0.5, 0.5))
     assert len(p.path_curves) == 16 and all(_straight(*c.getData()) for c in p.path_curves)
+
+
+def test_marginals_compare_reverse_sde_and_pf_ode_at_the_same_t(qtbot, ctx, gauss_run):  # noqa: F811
+    """A = DDPM ancestral (reverse SDE), B = DDIM (its PF-ODE) from the same x_T: B's heat map is
+    taken at A's t, and the energy distance of the two clouds there is
+    shown. (That the two agree for a true score is tested with the exact mixture score in
+    tests/core/test_score_views.py; this tiny 20-step model's do not.)"""
+    from genstudio.core.metrics.functional import energy_distance
+
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(gauss_run)
+    p.a.sampler.setCurrentIndex(p.a.sampler.findData("ddpm"))
+    p.b.sampler.setCurrentIndex(p.b.sampler.findData("ddim"))
+    p.b.steps.setValue(25)  # another grid than A's 50 steps: B's state is matched by t, not by index
+    p.n.setValue(600)
+    p.start_compare()
+    ctx.deliver(p)
+    a, b = p.trajectories()
+    p.tabs.setCurrentIndex(p.tabs.count() - 1)
+    p.slider.setValue(SLIDER_MAX * 6 // 10)
+    sa, sb = p.marginal_states()
+    assert abs(sa.t - sb.t) <= 0.5 / 25 + 1e-9 and p.marg_img_b.image is not None
+    assert p.marg_distance == pytest.approx(float(energy_distance(sa.x.double(), sb.x.double())))
+    assert "energy distance" in p.marg_dist.text()
+    p.clear_paths()
+    assert p.marg_distance is None and p.marg_img_b.image is None

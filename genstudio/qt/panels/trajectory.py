@@ -50,6 +50,7 @@ from genstudio.core.diffusion.schedules import NoiseSchedule
 from genstudio.core.events import Event
 from genstudio.core.imaging import colormap, heatmap_image, image_grid
 from genstudio.core.jobs import Control
+from genstudio.core.metrics.functional import energy_distance
 from genstudio.core.plugin import SampleState
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
@@ -65,6 +66,7 @@ GUIDE_ROW = "trajectory_guidance_row"  # data: {"row": {scale, accuracy, diversi
 GUIDE_RESULT = "trajectory_guidance"  # data: {"rows": [...]}
 SAME_RUN = "same run"  # side B's run picker: sample side B from side A's run
 PATH_DOTS = 26  # time points per forward path drawn as dots (the curve keeps every step)
+MARGINAL_MAX_N = 1000  # particles per side in the A-vs-B energy distance (O(n^2), redrawn as the slider moves)
 MARGINAL_BINS = 32  # bins per axis of the Marginals heat map (a few hundred particles fill it)
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
 
@@ -163,6 +165,7 @@ class TrajectoryPanel(Panel):
         self._b_shown: str | None = None  # the B run whose samplers B's list shows
         self._samplers: tuple[str, ...] = ()  # side A's run's samplers
         self._marg_stale = False  # a comparison is being sampled: the heat map waits for it
+        self._two_runs = False  # the shown A/B came from two runs (their t need not mean the same)
         self._build()
         self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play.timeout.connect(self._play_tick)
@@ -295,6 +298,16 @@ class TrajectoryPanel(Panel):
         self.marg_plot.setMenuEnabled(False)
         self.marg_img = pg.ImageItem()
         self.marg_plot.addItem(self.marg_img)
+        self.marg_plot_b = pg.PlotWidget()  # side B at the same t: with A = reverse SDE (ancestral) and
+        self.marg_plot_b.setAspectLocked(True)  # B = PF-ODE (DDIM, Euler...) the Fokker-Planck check
+        self.marg_plot_b.setMenuEnabled(False)
+        self.marg_img_b = pg.ImageItem()
+        self.marg_plot_b.addItem(self.marg_img_b)
+        self.marg_dist = QLabel()
+        self.marg_dist.setToolTip("Energy distance between A's and B's particles at the same t. Two samplers of "
+                                  "one model that solve the reverse SDE and its probability-flow ODE have the "
+                                  "same marginals p_t (Fokker-Planck), so this should be near the n-sample floor.")
+        self.marg_distance: float | None = None
         self.path_curves: list[pg.PlotCurveItem] = []
         self.path_dots = pg.ScatterPlotItem(size=3, pen=None)
         self.marg_plot.addItem(self.path_dots)
@@ -303,11 +316,16 @@ class TrajectoryPanel(Panel):
         row.setContentsMargins(4, 2, 4, 2)
         row.addWidget(self.n_paths)
         row.addWidget(self.marg_note, 1)
+        plots = QHBoxLayout()
+        plots.setSpacing(2)
+        plots.addWidget(self.marg_plot, 1)
+        plots.addWidget(self.marg_plot_b, 1)
         w = QWidget()
         lay = QVBoxLayout(w)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(row)
-        lay.addWidget(self.marg_plot, 1)
+        lay.addLayout(plots, 1)
+        lay.addWidget(self.marg_dist)
         self.marg_plot.scene().sigMouseClicked.connect(
             lambda ev: self._clicked(self.marg_plot.getPlotItem().vb, ev))
         self.a.canvas.scene().sigMouseClicked.connect(lambda ev: self._clicked(self.a.view.vb, ev))
@@ -331,8 +349,11 @@ class TrajectoryPanel(Panel):
             self.marg_plot.removeItem(c)
         self.path_curves = []
         self.path_dots.clear()
-        self.marg_img.clear()
-        self.marg_plot.setTitle(None)
+        for img, plot in ((self.marg_img, self.marg_plot), (self.marg_img_b, self.marg_plot_b)):
+            img.clear()
+            plot.setTitle(None)
+        self.marg_dist.clear()
+        self.marg_distance = None
 
     def pick_point(self, x0: tuple[float, float], seed: int = 0) -> None:
         """Draw ``n_paths`` forward paths from ``x0`` of this run's own forward process
@@ -361,16 +382,43 @@ class TrajectoryPanel(Panel):
         self.status.setText(f"{len(self.path_curves)} forward paths from ({x0[0]:.2f}, {x0[1]:.2f}) to t = "
                             f"{t[-1]:.2f}: q(x_t | x_0) = N({m:.3g} x_0, {sd:.3g}^2)")
 
+    def marginal_states(self) -> tuple[SampleState | None, SampleState | None]:
+        """A's state at the slider, and B's state at the same t (one run: the state whose t is
+        nearest; two runs, whose t may mean different things: the same progress)."""
+        frac = self.slider.value() / SLIDER_MAX
+        sa = self.a.states[index_at(self.a.states, frac)] if self.a.states else None
+        if not self.b.states:
+            return sa, None
+        if sa is not None and not self._two_runs:
+            return sa, min(self.b.states, key=lambda s: abs(s.t - sa.t))
+        return sa, self.b.states[index_at(self.b.states, frac)]
+
     def _show_marginal(self) -> None:
-        st = self.a.states[index_at(self.a.states, self.slider.value() / SLIDER_MAX)] if self.a.states else None
+        st, sb = self.marginal_states()
         if st is None or self._marg_stale or not _is_points(st.x) or st.x.shape[1] != 2:
             self.marg_img.clear()
+            self.marg_img_b.clear()
             return
         lim = self._lim or 3.0
         self.marg_hist = marginal_histogram(st.x, bins=MARGINAL_BINS, lim=lim)  # [ix, iy]: ImageItem's x-first order
-        self.marg_img.setImage(heatmap_image(self.marg_hist, 0.0, max(float(self.marg_hist.max()), 1e-12)))
+        hb = marginal_histogram(sb.x, bins=MARGINAL_BINS, lim=lim) if sb is not None and sb.x.shape == st.x.shape else None
+        hi = max(float(self.marg_hist.max()), float(hb.max()) if hb is not None else 0.0, 1e-12)  # one colour scale
+        self.marg_img.setImage(heatmap_image(self.marg_hist, 0.0, hi))
         self.marg_img.setRect(-lim, -lim, 2 * lim, 2 * lim)
-        self.marg_plot.setTitle(f"A at step {st.step}/{st.total}")
+        self.marg_plot.setTitle(f"A at step {st.step}/{st.total} · t={st.t:.3f}")
+        if hb is None:
+            self.marg_img_b.clear()
+            self.marg_plot_b.setTitle(None)
+            self.marg_dist.clear()
+            self.marg_distance = None
+            return
+        self.marg_img_b.setImage(heatmap_image(hb, 0.0, hi))
+        self.marg_img_b.setRect(-lim, -lim, 2 * lim, 2 * lim)
+        self.marg_plot_b.setTitle(f"B at step {sb.step}/{sb.total} · t={sb.t:.3f}")
+        self.marg_distance = float(energy_distance(st.x[:MARGINAL_MAX_N].double(), sb.x[:MARGINAL_MAX_N].double()))
+        self.marg_dist.setText(f"energy distance between A and B at t≈{st.t:.3f}: {self.marg_distance:.4f} "
+                               "(a reverse-SDE sampler and a probability-flow-ODE sampler of one model must agree: "
+                               "Fokker-Planck)")
 
     def _build_guidance(self) -> QWidget:
         """Class accuracy and diversity against the classifier-free guidance scale."""
@@ -921,6 +969,7 @@ class TrajectoryPanel(Panel):
         for e in events:
             if e.kind == AB_RESULT and e.run_id == self._ab_run and self._current(e, "compare"):
                 self._awaiting.pop("compare", None)
+                self._two_runs = bool(e.data.get("two_runs", False))
                 self.set_trajectories(e.data["a"], e.data["b"], tuple(e.data["labels"]))
                 self.status.setText(self._ab_status(e.data))
             elif e.kind == NFE_ROW and e.run_id == self._nfe_run and self._current(e, "nfe"):

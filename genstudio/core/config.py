@@ -29,9 +29,13 @@ def param(
     choices: typing.Sequence[Any] | None = None,
     label: str | None = None,
     log: bool = False,
+    runs_of: typing.Sequence[str] | None = None,
 ) -> Any:
-    """A dataclass field with UI metadata (``log`` asks the form for a log-scale spin box)."""
-    meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None, "label": label, "log": log}
+    """A dataclass field with UI metadata (``log`` asks the form for a log-scale spin box;
+    ``runs_of`` marks a str field that names a run of one of these plugins, so the form offers a
+    picker of such runs)."""
+    meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None, "label": label, "log": log,
+            "runs_of": tuple(runs_of) if runs_of else None}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -65,6 +69,7 @@ class FieldSpec:
     choices: tuple[Any, ...] | None
     label: str
     log: bool
+    runs_of: tuple[str, ...] | None = None
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> type:
@@ -94,6 +99,7 @@ def fields_of(cls_or_obj: Any) -> list[FieldSpec]:
                 choices=m.get("choices"),
                 label=m.get("label") or f.name.replace("_", " "),
                 log=m.get("log", False),
+                runs_of=m.get("runs_of"),
             )
         )
     return out

@@ -2,7 +2,8 @@
 
 The same field metadata drives the CLI's ``--set key=value``; here it picks the widget:
 int -> QSpinBox, float -> QDoubleSpinBox (log fields: a scientific spin box stepping 1-2-5),
-bool -> QCheckBox, choices -> QComboBox, str -> QLineEdit; optional numbers (default None) ->
+bool -> QCheckBox, choices -> QComboBox, str -> QLineEdit (a field naming a run of some plugins,
+``param(runs_of=...)``: an editable picker of those runs); optional numbers (default None) ->
 a line edit where empty means "auto". Tooltips are the help texts.
 """
 
@@ -82,6 +83,51 @@ def _decimals_for(spec: FieldSpec) -> int:
     return int(min(8, max(2, 2 - math.floor(math.log10(smallest)) + 1)))
 
 
+RunChoices = Callable[[tuple[str, ...]], list[tuple[str, str]]]  # plugin ids -> [(run id, label)]
+
+
+class RunPicker(QComboBox):
+    """An editable combo for a field that names a run (``param(runs_of=...)``): it lists the runs
+    of those plugins (refreshed each time it opens, so a run trained a minute ago is there), and a
+    typed id, prefix or folder still works."""
+
+    def __init__(self, plugins: tuple[str, ...], choices: RunChoices, value: str = "") -> None:
+        super().__init__()
+        self.setEditable(True)
+        self.setInsertPolicy(QComboBox.NoInsert)
+        self.plugins, self.choices = plugins, choices
+        self.lineEdit().setPlaceholderText(f"a run of {' / '.join(plugins)}")
+        self.refresh()
+        self.set_run(value)
+
+    def refresh(self) -> None:
+        keep = self.run()
+        self.blockSignals(True)
+        self.clear()
+        self.addItem("", "")
+        for rid, label in self.choices(self.plugins):
+            self.addItem(label, rid)
+        self.blockSignals(False)
+        self.set_run(keep)
+
+    def showPopup(self) -> None:  # noqa: N802 - Qt override
+        self.refresh()
+        super().showPopup()
+
+    def run(self) -> str:
+        """The run id of the picked entry, or what was typed."""
+        text = self.currentText().strip()
+        i = self.findText(text)
+        return str(self.itemData(i)) if i >= 0 else text
+
+    def set_run(self, value: str) -> None:
+        i = self.findData(value or "")
+        if i >= 0:
+            self.setCurrentIndex(i)
+        else:
+            self.setEditText(value or "")
+
+
 class _Field:
     """Widget + how to read and write it."""
 
@@ -93,8 +139,11 @@ class _Field:
         self.changed = changed
 
 
-def _make_field(spec: FieldSpec) -> _Field:
+def _make_field(spec: FieldSpec, run_choices: RunChoices | None = None) -> _Field:
     lo, hi = spec.range if spec.range else (None, None)
+    if spec.runs_of and run_choices is not None and spec.type is str:
+        w = RunPicker(spec.runs_of, run_choices, str(spec.default or ""))
+        return _Field(w, w.run, lambda v: w.set_run("" if v is None else str(v)), w.currentTextChanged)
     if spec.choices:
         w = QComboBox()
         for c in spec.choices:
@@ -157,7 +206,8 @@ class ConfigForm(QWidget):
 
     changed = Signal()
 
-    def __init__(self, config_cls: type, parent: QWidget | None = None) -> None:
+    def __init__(self, config_cls: type, parent: QWidget | None = None,
+                 run_choices: RunChoices | None = None) -> None:
         super().__init__(parent)
         self.config_cls = config_cls
         self.specs = {s.name: s for s in fields_of(config_cls)}
@@ -165,7 +215,7 @@ class ConfigForm(QWidget):
         layout = QFormLayout(self)
         layout.setFieldGrowthPolicy(QFormLayout.AllNonFixedFieldsGrow)
         for name, spec in self.specs.items():
-            f = _make_field(spec)
+            f = _make_field(spec, run_choices)
             f.widget.setObjectName(f"field_{name}")
             tip = spec.help + (f"  [{spec.range[0]:g} … {spec.range[1]:g}]" if spec.range else "")
             f.widget.setToolTip(tip.strip())

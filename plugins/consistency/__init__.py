@@ -53,7 +53,8 @@ class ConsistencyConfig(NetConfig):
     mode: str = param("training", "training: consistency training from scratch; distillation: distil the "
                       "PF-ODE of a trained DDPM run (teacher_run) on a fixed ladder of levels_start levels",
                       choices=("training", "distillation"))
-    teacher_run: str = param("", "Distillation: the DDPM teacher's run id (or unique prefix, or run folder)")
+    teacher_run: str = param("", "Distillation: the DDPM teacher's run id (or unique prefix, or run folder)",
+                             runs_of=("ddpm",))
     teacher_solver: str = param("heun", "Distillation: the teacher's ODE step between adjacent levels",
                                 choices=("euler", "heun"))
 

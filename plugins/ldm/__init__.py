@@ -34,7 +34,8 @@ from genstudio.core.plugin import Capability, PluginInfo, SampleState
 class LDMConfig(DDPMConfig):
     """DDPM settings (the MLP ones apply: latents are vectors) plus where the VAE comes from."""
 
-    vae_run: str = param("", "Trained VAE run (id, unique prefix or folder); empty = train one on the fly")
+    vae_run: str = param("", "Trained VAE run (id, unique prefix or folder); empty = train one on the fly",
+                         runs_of=("vae", "betavae"))
     vae_latent: int = param(8, "On-the-fly VAE: latent dimensions", range=(1, 512))
     vae_steps: int = param(1000, "On-the-fly VAE: training steps in setup", range=(1, 1_000_000))
     fourier: int = param(0, "Fourier-feature octaves of the MLP input (0 = off; latents are not 2-D)",

@@ -93,11 +93,25 @@ class SettingsPanel(Panel):
             self.model_box.setTitle("Model")
             return
         self.model_box.setTitle(f"Model: {plugin_id}")
-        self.form = ConfigForm(config_cls)
+        self.form = ConfigForm(config_cls, run_choices=self.run_choices)
         self.form.setObjectName("model_form")
         self.model_layout.insertWidget(1, self.form)
         if plugin_id in self._remembered:
             self.form.set_values(self._remembered[plugin_id])
+
+    def run_choices(self, plugins: tuple[str, ...]) -> list[tuple[str, str]]:
+        """Runs of ``plugins`` that have a checkpoint, newest first, for run-reference fields (a
+        distillation teacher, latent diffusion's VAE)."""
+        found = []
+        for run in self.ctx.store.list():
+            try:
+                info = run.info()
+                if info.get("plugin") in plugins and run.checkpoints():
+                    label = f"{run.id} · {info.get('dataset', '?')} · step {info.get('step', 0)}"
+                    found.append((float(info.get("created", 0.0)), run.id, label))
+            except Exception:  # noqa: BLE001 - a broken run folder is simply not offered
+                continue
+        return [(rid, label) for _, rid, label in sorted(found, reverse=True)]
 
     def config_values(self) -> dict[str, Any] | None:
         """The model config as a dict (None without a plugin); raises ConfigError on a bad field."""

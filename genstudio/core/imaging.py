@@ -49,7 +49,7 @@ def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float
     px = (p[:, 0] + lim) / (2 * lim) * (size - 1)
     py = (lim - p[:, 1]) / (2 * lim) * (size - 1)
     ok = np.isfinite(px) & np.isfinite(py)
-    r = max(1.0, size / 200)  # dots stay visible when the image is shown small
+    r = max(1.5, size / 100)  # dots stay visible when the image is shown small (the monitor shows ~40 %)
     for x, y in zip(px[ok], py[ok]):
         d.ellipse((float(x) - r, float(y) - r, float(x) + r, float(y) + r), fill=color)
     return np.asarray(im)

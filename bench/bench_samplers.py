@@ -3,7 +3,7 @@
     python bench/bench_samplers.py [--dataset 8gaussians|digits] [--steps 3000] [--batch B] [--n 2000]
                                    [--max-nfe 1000] [--ref-nfe 1000] [--cd-steps S] [--lr-decay]
                                    [--families ddpm,score_sde,ncsn,ot_cfm,rectified,consistency,cd]
-                                   [--set ddpm.ema_decay=0.9999 ...] [--csv rows.csv] [--threads 1]
+                                   [--set ddpm.ema_decay=0.9999 ...] [--seeds 1] [--csv rows.csv] [--threads 1]
 
 Trains each family for the same number of steps (rectified flow: half on data, half on one reflow
 round; consistency training's level curriculum spans all of them; "cd" distils the DDPM trained
@@ -145,18 +145,23 @@ def run_family(model: Any, ds: Any, metric: Metric, fam: str, args: argparse.Nam
         return metric(x)
 
     def report(r: dict[str, Any]) -> None:
-        r["family"] = fam
-        keep(r, last["x"])
         print(f"  {r['sampler']:<17} steps {r['steps']:>5}  nfe {r['nfe']:>5}  {metric.name} {r['quality']:.5f}"
-              f"  {r['seconds']:.2f}s", flush=True)
+              + (f" ± {r['sd']:.5f}" if args.seeds > 1 else "") + f"  {r['seconds']:.2f}s", flush=True)
 
     rows = []
     for s in model.info.samplers:
         if f"{fam}:{s}" in args.skip.split(","):
             continue
         ladder = budgets(args.max_nfe) + ([args.ref_nfe] if fam == "ddpm" and s == "ddpm" else [])
-        rows += nfe_curve(model, ds, [s], n=args.n, quality=quality, callback=report,
-                          nfes=sorted(set(ladder)))
+        per_seed = [nfe_curve(model, ds, [s], n=args.n, seed=seed, quality=quality, nfes=sorted(set(ladder)),
+                              callback=(lambda r: keep(dict(r, family=fam), last["x"])) if seed == 0 else None)
+                    for seed in range(args.seeds)]
+        for rs in zip(*per_seed):  # one row per budget: mean and sd over the sampling seeds
+            q = np.array([r["quality"] for r in rs])
+            row = dict(rs[0], family=fam, quality=float(q.mean()), sd=float(q.std(ddof=1)) if len(q) > 1 else 0.0,
+                       seconds=sum(r["seconds"] for r in rs))
+            report(row)
+            rows.append(row)
     return rows
 
 
@@ -188,6 +193,8 @@ def main() -> None:
     ap.add_argument("--skip", default="", help="family:sampler pairs to leave out, comma-separated")
     ap.add_argument("--set", action="append", default=[], metavar="FAMILY.FIELD=VALUE",
                     help="config override, e.g. ddpm.ema_decay=0.9999 (repeatable)")
+    ap.add_argument("--seeds", type=int, default=1, help="sampling seeds per budget; quality is their mean (one "
+                    "deterministic draw is a noisy measurement: bench_ode_gap.py)")
     ap.add_argument("--boot", type=int, default=100, help="bootstrap resamples of the reference's quality")
     ap.add_argument("--csv", default="", help="write every row to this CSV file")
     ap.add_argument("--threads", type=int, default=1)
@@ -229,7 +236,7 @@ def main() -> None:
 
     if args.csv:
         with open(args.csv, "w", newline="") as fh:
-            w = csv.DictWriter(fh, fieldnames=["family", "sampler", "steps", "nfe", "quality", "seconds"])
+            w = csv.DictWriter(fh, fieldnames=["family", "sampler", "steps", "nfe", "quality", "sd", "seconds"])
             w.writeheader()
             w.writerows(rows)
     if "x" in ref_x:

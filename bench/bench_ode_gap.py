@@ -28,7 +28,6 @@ from typing import Any
 import torch
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
-from bench_samplers import cosine_lr  # noqa: E402
 from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin  # noqa: E402
 
 from genstudio.core.data import get_dataset  # noqa: E402
@@ -40,7 +39,7 @@ from genstudio.core.diffusion.ksamplers import (  # noqa: E402
     vp_denoiser,
 )
 from genstudio.core.metrics import energy_distance  # noqa: E402
-from genstudio.core.plugin import final_state  # noqa: E402
+from genstudio.core.plugin import apply_lr_schedule, final_state  # noqa: E402
 
 VARIANTS: dict[str, tuple[dict[str, Any], bool]] = {  # config changes, cosine lr decay to 0
     "base": ({}, False),
@@ -161,18 +160,16 @@ def main() -> None:
     print(f"\neps error E|eps - eps*|^2 per dim at t = {ts}")
     for v in args.variants.split(","):
         changes, decay = VARIANTS[v]
-        cfg = dataclasses.replace(DDPMConfig(), **changes)
+        cfg = dataclasses.replace(DDPMConfig(), **changes, lr_decay_steps=args.steps if decay else 0)
         torch.manual_seed(0)
         model = DDPMPlugin(cfg, "cpu")
         model.setup(ds.spec)
-        sched = cosine_lr(model.opt, args.steps) if decay else None
         g = torch.Generator().manual_seed(0)
         t0 = time.perf_counter()
         for s in range(1, args.steps + 1):
             x, y = ds.batch(cfg.batch_size, g)
+            apply_lr_schedule(model, s)  # the app's cosine decay (config lr_decay_steps; no-op at 0)
             model.train_step(x, y, s)
-            if sched is not None:
-                sched.step()
             if s in evals and (not decay or s == args.steps):
                 secs = time.perf_counter() - t0
                 err = eps_error(model, ds, ts)

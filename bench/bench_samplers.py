@@ -22,7 +22,6 @@ from __future__ import annotations
 import argparse
 import csv
 import dataclasses
-import math
 import os
 import sys
 import time
@@ -42,6 +41,7 @@ from genstudio_plugins.score_sde import ScoreSDEConfig, ScoreSDEPlugin  # noqa: 
 from genstudio.core.data import TensorDataset, get_dataset  # noqa: E402
 from genstudio.core.diffusion.nfe import budgets, nfe_curve  # noqa: E402
 from genstudio.core.metrics import bootstrap_ci, energy_distance, fid_from_features  # noqa: E402
+from genstudio.core.plugin import apply_lr_schedule  # noqa: E402
 
 
 def families(steps: int, image: bool, cd_steps: int) -> dict[str, tuple[type, Any]]:
@@ -73,28 +73,24 @@ def apply_overrides(fam: str, cfg: Any, sets: list[str]) -> Any:
     return dataclasses.replace(cfg, **changes) if changes else cfg
 
 
-def cosine_lr(opt: torch.optim.Optimizer, total: int) -> torch.optim.lr_scheduler.LambdaLR:
-    """Cosine decay of the learning rate to 0 over ``total`` steps (call ``step()`` after each).
-    On 8 Gaussians it is what closes most of the gap between a DDPM's ODE and its ancestral sampler
-    (bench_ode_gap.py): the last steps at a small lr average out the noise in the learned epsilon."""
-    return torch.optim.lr_scheduler.LambdaLR(opt, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, total) / total)))
-
-
 def train(cls: type, cfg: Any, ds: Any, steps: int, device: str, seed: int = 0,
           teacher: Any = None, lr_decay: bool = False) -> tuple[Any, float]:
+    """``lr_decay``: the app's own cosine decay to 0 over ``steps`` (config ``lr_decay_steps``): on
+    8 Gaussians it closes most of the gap between a DDPM's ODE and its ancestral sampler
+    (bench_ode_gap.py); the last steps at a small lr average out the noise in the learned epsilon."""
+    if lr_decay:
+        cfg = dataclasses.replace(cfg, lr_decay_steps=steps)
     torch.manual_seed(seed)
     model = cls(cfg, device)
     model.setup(ds.spec)
     if teacher is not None:
         model.set_teacher(teacher)
-    sched = cosine_lr(model.opt, steps) if lr_decay else None
     g = torch.Generator().manual_seed(seed)
     t0 = time.perf_counter()
     for s in range(1, steps + 1):
         x, y = ds.batch(cfg.batch_size, g)
+        apply_lr_schedule(model, s)
         model.train_step(x, y, s)
-        if sched is not None:
-            sched.step()
     return model, time.perf_counter() - t0
 
 

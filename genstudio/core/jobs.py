@@ -24,7 +24,7 @@ from genstudio.core.config import apply_overrides, from_dict, to_dict
 from genstudio.core.data import get_dataset
 from genstudio.core.device import describe, pick_device
 from genstudio.core.imaging import samples_image, save_png
-from genstudio.core.plugin import SampleState
+from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
 from genstudio.core.runs import Run, RunStore
 
@@ -225,6 +225,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
             x, y = ds.batch(model.config.batch_size, gen)
             x = x.to(dev)
             y = y.to(dev) if y is not None else None
+            apply_lr_schedule(model, step)
             m = model.train_step(x, y, step)
             if not _finite(m):
                 bad = ", ".join(f"{k}={v}" for k, v in m.items() if not math.isfinite(v))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import enum
 import inspect
+import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, ClassVar, Protocol, runtime_checkable
@@ -116,6 +117,29 @@ def contract_errors(cls: Any) -> list[str]:
         if not callable(getattr(cls, name, None)):
             errors.append(f"missing method {name}()")
     return errors
+
+
+def cosine_lr_factor(step: int, decay_steps: int) -> float:
+    """Multiplier of the base learning rate at training step ``step`` (1-based): 1 at the first
+    step, falling as a half cosine to 0 at ``decay_steps``; 1 throughout when ``decay_steps`` is 0."""
+    if decay_steps <= 0:
+        return 1.0
+    return 0.5 * (1.0 + math.cos(math.pi * min(max(step - 1, 0), decay_steps) / decay_steps))
+
+
+def apply_lr_schedule(model: Any, step: int) -> None:
+    """Set every optimiser group of ``model`` to its initial lr times :func:`cosine_lr_factor` for
+    the config's ``lr_decay_steps`` (the initial lr is kept in the group, so it survives a resume
+    through the optimiser's state dict). A no-op for constant schedules."""
+    decay = int(getattr(getattr(model, "config", None), "lr_decay_steps", 0) or 0)
+    if decay <= 0:
+        return
+    f = cosine_lr_factor(step, decay)
+    for opt in vars(model).values():
+        if isinstance(opt, torch.optim.Optimizer):
+            for group in opt.param_groups:
+                group.setdefault("initial_lr", group["lr"])
+                group["lr"] = group["initial_lr"] * f
 
 
 def sample_keywords(cls: type) -> set[str]:

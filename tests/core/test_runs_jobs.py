@@ -70,6 +70,41 @@ def test_preview_steps_reach_the_sampler(store, monkeypatch):
         assert seen == [want]
 
 
+def test_cosine_lr_decay_follows_closed_form_and_survives_resume(store):
+    """lr_decay_steps (every ModelConfig): the optimiser's lr at step s is lr0 * (1 + cos(pi (s-1)/S)) / 2,
+    the base lr is kept across a resume from a checkpoint, and 0 means a constant lr."""
+    import math
+
+    from genstudio.core.plugin import cosine_lr_factor
+
+    assert cosine_lr_factor(1, 10) == 1.0 and cosine_lr_factor(11, 10) == 0.0 and cosine_lr_factor(50, 0) == 1.0
+    assert cosine_lr_factor(6, 10) == pytest.approx(0.5)
+    seen = []
+    real = GaussFit.train_step
+
+    def spy(self, batch, labels, step):
+        seen.append((step, self.opt.param_groups[0]["lr"]))
+        return real(self, batch, labels, step)
+
+    GaussFit.train_step = spy
+    try:
+        run = jobs.create_run(store, _spec(steps=20, overrides=["lr=0.1", "lr_decay_steps=30"]))
+        list(jobs.train(run))
+        assert [s for s, _ in seen] == list(range(1, 21))
+        for s, lr in seen:
+            assert lr == pytest.approx(0.05 * (1 + math.cos(math.pi * (s - 1) / 30)))
+        seen.clear()
+        list(jobs.train(run, extra_steps=5))  # resumes from the step-20 checkpoint
+        assert [s for s, _ in seen] == list(range(21, 26))
+        for s, lr in seen:
+            assert lr == pytest.approx(0.05 * (1 + math.cos(math.pi * (s - 1) / 30)))
+        seen.clear()
+        list(jobs.train(jobs.create_run(store, _spec(steps=5))))
+        assert {lr for _, lr in seen} == {0.1}
+    finally:
+        GaussFit.train_step = real
+
+
 def test_checkpoint_is_weights_only_and_resume_continues(store):
     run = jobs.create_run(store, _spec(steps=20))
     list(jobs.train(run))

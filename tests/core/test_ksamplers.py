@@ -169,18 +169,6 @@ def test_vp_denoiser_matches_tweedie():
         assert torch.allclose(frac(x, torch.tensor(s, dtype=D64)), x + s**2 * ds.score(x, s), atol=1e-7)
 
 
-def test_slerp():
-    from genstudio.core.diffusion.ksamplers import slerp
-
-    e0, e1 = torch.tensor([[1.0, 0.0]], dtype=D64), torch.tensor([[0.0, 1.0]], dtype=D64)
-    assert torch.allclose(slerp(e0, e1, 0.5), torch.tensor([[0.5**0.5, 0.5**0.5]], dtype=D64))
-    assert torch.allclose(slerp(e0, e1, 1 / 3), torch.tensor([[math.cos(math.pi / 6), 0.5]], dtype=D64))
-    z0, z1 = torch.randn(4, 3, 5, dtype=D64), torch.randn(4, 3, 5, dtype=D64)
-    assert torch.allclose(slerp(z0, z1, 0.0), z0) and torch.allclose(slerp(z0, z1, 1.0), z1)
-    z1 = z0 * 2  # parallel: straight line
-    assert torch.allclose(slerp(z0, z1, 0.5), 1.5 * z0)
-
-
 def test_sigma_cap_keeps_heun_stable_on_cosine():
     """Cosine ends at sigma ~ 2e4; uncapped, Heun's 2e4 -> 5 trapezoid step explodes."""
     ds = get_dataset("8gaussians")

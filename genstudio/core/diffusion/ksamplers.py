@@ -230,16 +230,3 @@ def sample_k(name: str, denoiser: Denoiser, x: Tensor, sigmas: Tensor, generator
             callback(i, sn, out, den)
     return out
 
-
-def slerp(z0: Tensor, z1: Tensor, alpha: float | Tensor) -> Tensor:
-    """Spherical interpolation between two noises (per sample, over all non-batch dims). Unlike a
-    straight line it keeps the norm a Gaussian noise has (~sqrt(D)), so every intermediate is still a
-    plausible starting point for a deterministic sampler (DDIM / ODE interpolation)."""
-    a, b = z0.flatten(1), z1.flatten(1)
-    cos = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)
-    theta = cos.clamp(-1, 1).acos().reshape(-1, *([1] * (z0.dim() - 1)))
-    al = torch.as_tensor(alpha, dtype=z0.dtype, device=z0.device)
-    s = theta.sin()
-    lin = (1 - al) * z0 + al * z1  # (anti)parallel noises: fall back to the straight line
-    sph = (((1 - al) * theta).sin() * z0 + (al * theta).sin() * z1) / s.clamp(min=1e-12)
-    return torch.where(s.abs() < 1e-6, lin, sph)

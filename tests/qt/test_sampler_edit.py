@@ -100,6 +100,7 @@ def test_invert_and_interpolate_images(panel, ctx, tmp_path):
     assert panel.invert_button.isEnabled() and panel.interp_button.isEnabled()
     assert not panel.edit_png_button.isEnabled()
     panel.tabs.setCurrentIndex(1)
+    assert panel.sample_controls.isHidden() and not panel.checkpoint.isHidden()  # only the checkpoint applies
     panel.item_a.set_spec("data:5")
     panel.item_b.set_spec("seed:2")
     panel.edit_steps.setValue(10)

@@ -54,7 +54,7 @@ PLAY_SECONDS = 5.0  # a whole trajectory plays in about this long
 PLAY_INTERVAL_MS = 40
 EDIT_RESULT = "sampler_edit"  # data: {"result": EditResult | None, "error": str, "token": int, "step": int}
 INV_TITLES = {True: "x<sub>0</sub> | inverted noise | reconstruction (rows A, B)",
-              False: "x<sub>0</sub> (ring) → inverted noise (grey) · reconstruction (orange)"}
+              False: "x<sub>0</sub> (ring) → noise (grey) → reconstruction (orange)"}
 INTERP_TITLES = {True: "between the two noises, decoded: slerp (top) · lerp (bottom)",
                  False: "between the two noises, decoded: slerp (blue) · lerp (orange)"}
 
@@ -199,9 +199,14 @@ class SamplerPanel(Panel):
 
         top = QHBoxLayout()
         top.setContentsMargins(4, 2, 4, 2)
-        for w in (self.checkpoint, self.sampler, self.eta, self.steps, self.n, self.seed, self.cls,
+        top.addWidget(self.checkpoint)
+        self.sample_controls = QWidget()  # what only the Sample tab uses (hidden on the Invert tab)
+        row = QHBoxLayout(self.sample_controls)
+        row.setContentsMargins(0, 0, 0, 0)
+        for w in (self.sampler, self.eta, self.steps, self.n, self.seed, self.cls,
                   self.guidance_slider, self.guidance, self.sample_button):
-            top.addWidget(w)
+            row.addWidget(w)
+        top.addWidget(self.sample_controls)
         top.addWidget(self.status, 1)
 
         self.view_x = SampleView("<i>x</i><sub>t</sub> (current state)", PALETTE[0])
@@ -243,6 +248,7 @@ class SamplerPanel(Panel):
         self.tabs.setDocumentMode(True)
         self.tabs.addTab(sample_tab, "Sample")
         self.tabs.addTab(self._build_edit(), "Invert / interpolate")
+        self.tabs.currentChanged.connect(lambda i: self.sample_controls.setVisible(i == 0))
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
@@ -358,9 +364,9 @@ class SamplerPanel(Panel):
     def sample_kwargs(self) -> dict[str, Any]:
         """The extra ``sample()`` keywords the visible controls set (only ones the plugin takes)."""
         kw: dict[str, Any] = {}
-        if self.eta.isVisibleTo(self) and "eta" in self._keywords:
+        if self.eta.isVisibleTo(self.sample_controls) and "eta" in self._keywords:
             kw["eta"] = float(self.eta.value())
-        if self.cls.isVisibleTo(self) and self.cls.currentData() is not None:
+        if self.cls.isVisibleTo(self.sample_controls) and self.cls.currentData() is not None:
             kw["cond"] = int(self.cls.currentData())
             if "guidance" in self._keywords:
                 kw["guidance"] = float(self.guidance.value())

@@ -281,7 +281,12 @@ def cmd_interp(args: argparse.Namespace) -> int:
     model, ds, step = load_model(run, args.device)
     if not edit.supports(model):
         raise CliError(f"run {run.id} ({run.info()['plugin']}): {edit.NEEDS_DDIM}")
-    res = edit.edit_pair(model, ds, a, b, frames=args.frames, steps=args.steps)
+    class_out = args.class_in if args.class_out is None else args.class_out
+    try:
+        res = edit.edit_pair(model, ds, a, b, frames=args.frames, steps=args.steps, cond_in=args.class_in,
+                             cond_out=class_out)
+    except edit.EditUnsupported as e:
+        raise CliError(f"run {run.id}: {e}") from None
     stem = "_".join("".join(c for c in str(it) if c.isalnum()) for it in (a, b))
     out = args.out or str(run.sample_dir() / f"interp_{stem}_s{res.steps}.png")
     print(f"{run.id}  step {step}  {res.summary()}")
@@ -394,6 +399,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--steps", type=int, default=50, help="DDIM steps of the inversion and the decodes")
     s.add_argument("--out", default=None, help="PNG to write (default: the run's samples/ folder)")
     s.add_argument("--device", default=None)
+    s.add_argument("--class-in", type=int, default=None,
+                   help="class-conditional runs: invert along this class's ODE (default: unconditional)")
+    s.add_argument("--class-out", type=int, default=None,
+                   help="decode as this class (default: --class-in); another class = class editing")
     s.set_defaults(fn=cmd_interp)
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None)

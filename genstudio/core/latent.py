@@ -317,21 +317,35 @@ class DDIMInversion:
     def supports(model: Any) -> bool:
         return all(hasattr(model, a) for a in ("sched", "guided_eps", "_time"))
 
-    def _eps(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-        with torch.no_grad():
-            return self.model.guided_eps(x, self.model._time(t), None, 1.0)
+    def _eps_fn(self, n: int, cond: int | None) -> Any:
+        """eps(x, t) of the EMA net, unconditional or (class-conditional runs) for class ``cond``."""
+        y = None
+        if cond is not None:
+            if not getattr(self.model, "num_classes", 0):
+                raise ValueError("this run was trained without class conditioning (class_cond)")
+            y = torch.full((n,), int(cond), dtype=torch.long, device=self.model.device)
+
+        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return self.model.guided_eps(x, self.model._time(t), y, 1.0)
+
+        return eps
 
     @torch.no_grad()
-    def encode(self, x: torch.Tensor) -> torch.Tensor:
+    def encode(self, x: torch.Tensor, cond: int | None = None) -> torch.Tensor:
+        """Data -> noise; with ``cond`` along the ODE of that class (class-conditional runs)."""
         from genstudio.core.diffusion.samplers import invert_ddim
 
-        return invert_ddim(self._eps, x.to(self.model.device), self.model.sched, self.ks)
+        return invert_ddim(self._eps_fn(len(x), cond), x.to(self.model.device), self.model.sched, self.ks)
 
     @torch.no_grad()
-    def decode(self, z: torch.Tensor) -> torch.Tensor:
+    def decode(self, z: torch.Tensor, cond: int | None = None) -> torch.Tensor:
+        """Noise -> data; decoding an inverted noise with another class than it was inverted with
+        is class editing (the noise keeps the pose/style, the class changes)."""
         from genstudio.core.diffusion.samplers import sample_ddim
 
-        return sample_ddim(self._eps, z.to(self.model.device), self.model.sched, self.ks, clip=self.clip)
+        return sample_ddim(self._eps_fn(len(z), cond), z.to(self.model.device), self.model.sched, self.ks,
+                           clip=self.clip)
 
 
 def latent_face(model: Any) -> Any:

@@ -177,3 +177,28 @@ def test_edit_job_in_the_main_window_worker(main_window, qtbot):
     qtbot.waitUntil(lambda: p.edit_result is not None, timeout=20_000)
     qtbot.waitUntil(lambda: p.invert_button.text() == "Invert", timeout=5_000)
     assert p.edit_result.slerp.shape == (3, 2) and not w.errors
+
+
+def test_edit_classes_for_class_conditional_runs(panel, ctx):
+    """Invert-as / decode-as class pickers: shown only for class-conditional runs, and they reach
+    the edit (decode-as "as inverted" follows the inverting class)."""
+    plain = _trained(ctx, "8gaussians", steps=10)
+    panel.set_run(plain)
+    assert panel.edit_cls_in.isHidden() and panel.edit_cls_out.isHidden()
+    run = _trained(ctx, "8gaussians", extra=["class_cond=true"])
+    panel.set_run(run)
+    assert not panel.edit_cls_in.isHidden() and panel.edit_cls_in.count() == 9
+    panel.tabs.setCurrentIndex(1)
+    panel.item_a.set_spec("data:5")
+    panel.item_b.set_spec("seed:2")
+    panel.edit_steps.setValue(5)
+    panel.frames.setValue(3)
+    panel.edit_cls_in.setCurrentIndex(panel.edit_cls_in.findData(2))
+    panel.start_edit(True)
+    ctx.deliver(panel)
+    assert panel.edit_result.meta == {"cond_in": 2, "cond_out": 2}
+    panel.edit_cls_out.setCurrentIndex(panel.edit_cls_out.findData(5))
+    panel.start_edit(True)
+    ctx.deliver(panel)
+    assert panel.edit_result.meta == {"cond_in": 2, "cond_out": 5}
+    assert "decoded as class 5" in panel.edit_status.text()

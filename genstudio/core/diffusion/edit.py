@@ -42,14 +42,20 @@ class EditUnsupported(ValueError):
 # -- the encode/decode face ---------------------------------------------------------------------
 class InversionFace:
     """DDIM inversion of ``model`` with ``steps`` steps; models that diffuse in a latent space
-    (``to_latent`` / ``to_image``) are wrapped so encode takes and decode returns data."""
+    (``to_latent`` / ``to_image``) are wrapped so encode takes and decode returns data.
+    Class-conditional runs invert along class ``cond_in``'s ODE and decode with ``cond_out``
+    (None = unconditional); a different ``cond_out`` is class editing."""
 
-    def __init__(self, model: Any, steps: int = 50) -> None:
+    def __init__(self, model: Any, steps: int = 50, cond_in: int | None = None,
+                 cond_out: int | None = None) -> None:
         if not DDIMInversion.supports(model):
             raise EditUnsupported(f"{type(model).__name__}: {NEEDS_DDIM}")
+        if (cond_in is not None or cond_out is not None) and not getattr(model, "num_classes", 0):
+            raise EditUnsupported("a class needs a class-conditional run (trained with class_cond)")
         self.model = model
         self.inv = DDIMInversion(model, steps)
         self.steps = len(self.inv.ks)
+        self.cond_in, self.cond_out = cond_in, cond_out
         self.latent = callable(getattr(model, "to_latent", None)) and callable(getattr(model, "to_image", None))
 
     @property
@@ -65,19 +71,22 @@ class InversionFace:
     def encode(self, x: Tensor) -> Tensor:
         if self.latent:
             x = self.model.to_latent(x.to(self.model.device))
-        return self.inv.encode(x).detach().cpu()
+        return self.inv.encode(x, self.cond_in).detach().cpu()
 
     @torch.no_grad()
     def decode(self, z: Tensor) -> Tensor:
-        x = self.inv.decode(z)
+        x = self.inv.decode(z, self.cond_out)
         if self.latent:
             x = self.model.to_image(x)
         return x.detach().cpu()
 
 
-def face_for(model: Any, steps: int = 50) -> InversionFace:
+def face_for(model: Any, steps: int = 50, cond_in: int | None = None, cond_out: int | None = None
+             ) -> InversionFace:
     """The inversion face of ``model``; :class:`EditUnsupported` with a clear message otherwise."""
-    return model if isinstance(model, InversionFace) else InversionFace(model, steps)
+    if isinstance(model, InversionFace):
+        return model
+    return InversionFace(model, steps, cond_in, cond_out)
 
 
 def supports(model: Any) -> bool:
@@ -249,17 +258,24 @@ class EditResult:
         return len(self.slerp)
 
     def summary(self) -> str:
-        return (f"reconstruction RMS error  A ({self.labels[0]}) {float(self.error[0]):.4g}  "
-                f"B ({self.labels[1]}) {float(self.error[1]):.4g}  ({self.steps} DDIM steps)")
+        cin, cout = self.meta.get("cond_in"), self.meta.get("cond_out")
+        classes = "" if cin is None and cout is None else (
+            f", inverted as {'unconditional' if cin is None else f'class {cin}'}, decoded as "
+            f"{'unconditional' if cout is None else f'class {cout}'}")
+        what = "reconstruction" if cin == cout else "edit (decoded with another class)"
+        return (f"{what} RMS error  A ({self.labels[0]}) {float(self.error[0]):.4g}  "
+                f"B ({self.labels[1]}) {float(self.error[1]):.4g}  ({self.steps} DDIM steps{classes})")
 
 
 def edit_pair(model: Any, dataset: Any, a: str | ItemSpec, b: str | ItemSpec, frames: int = 8,
-              steps: int = 50, interpolate: bool = True, check: Callable[[], None] | None = None) -> EditResult:
+              steps: int = 50, interpolate: bool = True, check: Callable[[], None] | None = None,
+              cond_in: int | None = None, cond_out: int | None = None) -> EditResult:
     """Invert A and B (one batch), reconstruct them and (``interpolate``) decode the slerp and lerp
     strips between their noises. ``check`` is called between the stages (a job's
-    ``Control.check``, so Stop takes effect without waiting for the end)."""
+    ``Control.check``, so Stop takes effect without waiting for the end). Class-conditional runs:
+    invert as class ``cond_in`` and decode (reconstructions, seeds, strips) as ``cond_out``."""
     check = check or (lambda: None)
-    face = face_for(model, steps)
+    face = face_for(model, steps, cond_in, cond_out)
     ia, ib = resolve_item(face, dataset, a, steps), resolve_item(face, dataset, b, steps)
     check()
     x0 = torch.cat([ia.x0, ib.x0])
@@ -274,7 +290,8 @@ def edit_pair(model: Any, dataset: Any, a: str | ItemSpec, b: str | ItemSpec, fr
     norms = {m: p.flatten(1).double().norm(dim=1).numpy() for m, p in paths.items()}
     spec = face.data_spec
     return EditResult((ia.label, ib.label), x0, noise, recon, err, z, decoded["slerp"], decoded["lerp"],
-                      norms["slerp"], norms["lerp"], face.steps, getattr(spec, "kind", "image"))
+                      norms["slerp"], norms["lerp"], face.steps, getattr(spec, "kind", "image"),
+                      {"cond_in": face.cond_in, "cond_out": face.cond_out})
 
 
 # -- pictures -------------------------------------------------------------------------------------

@@ -273,9 +273,15 @@ class SamplerPanel(Panel):
         self.invert_button.setToolTip("x0 -> inverted noise -> reconstruction for A and B")
         self.interp_button = QPushButton("Interpolate")
         self.interp_button.setToolTip("Decode the slerp and the lerp path between the noises of A and B")
+        self.edit_cls_in = QComboBox()  # class-conditional runs: the class whose ODE inverts ...
+        self.edit_cls_in.setToolTip("Invert along this class's probability-flow ODE (class-conditional runs)")
+        self.edit_cls_out = QComboBox()  # ... and the one that decodes: another class = class editing
+        self.edit_cls_out.setToolTip("Decode (reconstructions, seeds, strips) as this class: a class other than "
+                                     "the inverting one keeps the noise's pose and style but changes the class")
         row = QHBoxLayout()
         row.setContentsMargins(4, 2, 4, 2)
-        for w in (self.item_a, self.item_b, self.edit_steps, self.frames, self.invert_button, self.interp_button):
+        for w in (self.item_a, self.item_b, self.edit_cls_in, self.edit_cls_out, self.edit_steps, self.frames,
+                  self.invert_button, self.interp_button):
             row.addWidget(w)
         row.addStretch(1)
 
@@ -348,6 +354,12 @@ class SamplerPanel(Panel):
         for c in range(classes):
             self.cls.addItem(f"class {c}", c)
         self.cls.setVisible(classes > 0)
+        for combo, none in ((self.edit_cls_in, "invert: unconditional"), (self.edit_cls_out, "decode: as inverted")):
+            combo.clear()
+            combo.addItem(none, None)
+            for c in range(classes if not edit_why else 0):
+                combo.addItem(f"{'invert as' if combo is self.edit_cls_in else 'decode as'} class {c}", c)
+            combo.setVisible(classes > 0 and not edit_why)
         self.guidance.setVisible(classes > 0 and "guidance" in self._keywords)
         self.guidance_slider.setVisible(classes > 0 and "guidance" in self._keywords)
         self._guidance_enabled()
@@ -657,6 +669,9 @@ class SamplerPanel(Panel):
             return None
         a, b = self.item_a.spec(), self.item_b.spec()
         steps, frames, ckpt = self.edit_steps.value(), self.frames.value(), self.checkpoint.currentData()
+        cond_in = self.edit_cls_in.currentData() if not self.edit_cls_in.isHidden() else None
+        cond_out = self.edit_cls_out.currentData() if not self.edit_cls_out.isHidden() else None
+        cond_out = cond_in if cond_out is None else cond_out  # "as inverted"
         bus = self.ctx.bus
         self._edit_token += 1
         token = self._edit_token
@@ -666,7 +681,8 @@ class SamplerPanel(Panel):
             yield "loaded"
             control.check()
             try:
-                res = edit.edit_pair(model, ds, a, b, frames, steps, interpolate=interpolate, check=control.check)
+                res = edit.edit_pair(model, ds, a, b, frames, steps, interpolate=interpolate, check=control.check,
+                                     cond_in=cond_in, cond_out=cond_out)
             except ValueError as e:  # bad item, unsupported model: a line in the tab, not a dialog
                 bus.emit(EDIT_RESULT, run.id, result=None, error=str(e), token=token, step=step)
                 return

@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--log-every", type=int, default=10)
     s.add_argument("--sample-every", type=int, default=500)
     s.add_argument("--checkpoint-every", type=int, default=500)
-    s.add_argument("--n-preview", type=int, default=64, help="samples in each logged grid")
+    s.add_argument("--n-preview", type=int, default=0,
+                   help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
     s.add_argument("--preview-steps", type=int, default=0,
                    help="sampling steps of each logged grid (0 = the plugin's default)")
     s.set_defaults(fn=cmd_train)

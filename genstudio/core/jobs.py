@@ -70,6 +70,16 @@ class Control:
             raise Cancelled()
 
 
+# n_preview = 0: this many samples for these data kinds, else 64 (an 8x8 grid). 400 points show a 2-D
+# set's modes; each preview is a full sampling run, so more would slow training noticeably on a CPU.
+AUTO_PREVIEW = {"points2d": 400}
+
+
+def preview_count(n_preview: int, kind: str) -> int:
+    """Samples in a logged preview: the run's setting, or for 0 what shows the data kind well."""
+    return int(n_preview) or AUTO_PREVIEW.get(kind, 64)
+
+
 @dataclass
 class TrainSpec:
     """What `genstudio train` and the GUI's Start button both build."""
@@ -84,7 +94,7 @@ class TrainSpec:
     log_every: int = 10
     sample_every: int = 500
     checkpoint_every: int = 500
-    n_preview: int = 64
+    n_preview: int = 0  # samples per preview; 0 = auto (AUTO_PREVIEW: an 8x8 grid, or a cloud that shows modes)
     preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
 
 
@@ -157,7 +167,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
     log_every = max(1, int(info.get("log_every", 10)))
     sample_every = int(info.get("sample_every", 500))
     ckpt_every = int(info.get("checkpoint_every", 500))
-    n_preview = int(info.get("n_preview", 64))
+    n_preview = int(info.get("n_preview", 64))  # runs written before "0 = auto" stored 64
     preview_steps = int(info.get("preview_steps", 0)) or None
     seed = int(info.get("seed", 0))
 
@@ -169,6 +179,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
 
     try:
         model, ds, start = load_model(run, device)
+        n_preview = preview_count(n_preview, ds.spec.kind)
         if extra_steps:
             run.update(steps=total)
         dev = next(iter(_device_of(model)), None) or pick_device(device)

@@ -70,6 +70,16 @@ def test_preview_steps_reach_the_sampler(store, monkeypatch):
         assert seen == [want]
 
 
+def test_auto_preview_size_follows_the_data_kind(store):
+    """n_preview = 0 (the default): 400 points for 2-D data (a cloud that shows its modes), 64 images."""
+    assert jobs.preview_count(0, "points2d") == 400 and jobs.preview_count(0, "image") == 64
+    assert jobs.preview_count(16, "points2d") == 16
+    bus = ev.EventBus()
+    got = _collect(bus)
+    list(jobs.train(jobs.create_run(store, _spec(steps=20, n_preview=0)), bus=bus))
+    assert [tuple(e.data["x"].shape) for e in got if e.kind == ev.SAMPLES] == [(400, 2)]
+
+
 def test_cosine_lr_decay_follows_closed_form_and_survives_resume(store):
     """lr_decay_steps (every ModelConfig): the optimiser's lr at step s is lr0 * (1 + cos(pi (s-1)/S)) / 2,
     the base lr is kept across a resume from a checkpoint, and 0 means a constant lr."""

@@ -44,6 +44,14 @@ def _store():
     return RunStore()
 
 
+def _trained_run(ref: str) -> Any:
+    """The run ``ref`` names, or a one-line error when it has no checkpoint to load yet."""
+    run = _store().get(ref)
+    if not run.checkpoints():
+        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    return run
+
+
 def cmd_plugins(args: argparse.Namespace) -> int:
     from genstudio.core.registry import plugin_table, registry
 
@@ -140,9 +148,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from genstudio.core import jobs
 
-    run = _store().get(args.run)
-    if not run.checkpoints():
-        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    run = _trained_run(args.run)
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule)) if v is not None}
     if extra:
@@ -181,9 +187,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from genstudio.core.eval import evaluate, evaluate_checkpoints, format_value
     from genstudio.core.events import EventBus
 
-    run = _store().get(args.run)
-    if not run.checkpoints():
-        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    run = _trained_run(args.run)
     bus = EventBus()
     bar = tqdm(desc="eval", disable=None if sys.stderr.isatty() else False)
 
@@ -219,9 +223,7 @@ def cmd_nfe(args: argparse.Namespace) -> int:
     from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
     from genstudio.core.jobs import load_model
 
-    run = _store().get(args.run)
-    if not run.checkpoints():
-        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    run = _trained_run(args.run)
     model, ds, step = load_model(run, args.device)
     metric, quality = quality_fn(ds, args.n, device=getattr(model, "device", "cpu"))
     samplers = args.samplers.split(",") if args.samplers else None
@@ -243,9 +245,7 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     from genstudio.core.diffusion.guidance import guidance_sweep
     from genstudio.core.jobs import load_model
 
-    run = _store().get(args.run)
-    if not run.checkpoints():
-        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    run = _trained_run(args.run)
     model, ds, step = load_model(run, args.device)
     try:
         scales = [float(s) for s in args.scales.split(",")]
@@ -275,9 +275,7 @@ def cmd_interp(args: argparse.Namespace) -> int:
     from genstudio.core.jobs import load_model
 
     a, b = edit.parse_item(args.a), edit.parse_item(args.b)  # bad specs fail before the model loads
-    run = _store().get(args.run)
-    if not run.checkpoints():
-        raise CliError(f"run {run.id} has no checkpoint yet; train it first")
+    run = _trained_run(args.run)
     model, ds, step = load_model(run, args.device)
     if not edit.supports(model):
         raise CliError(f"run {run.id} ({run.info()['plugin']}): {edit.NEEDS_DDIM}")

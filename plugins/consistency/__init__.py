@@ -31,7 +31,7 @@ import torch
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import Denoiser, sigmas_karras, vp_denoiser
-from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
@@ -78,9 +78,7 @@ class ConsistencyPlugin(BasePlugin):
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
         self.data = data
-        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
-        self.ema = ema_copy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
         self.teacher: Denoiser | None = None  # distillation: loaded lazily (sampling never needs it)
 
     def set_teacher(self, model: Any) -> None:

@@ -36,7 +36,7 @@ from genstudio.core.diffusion.ksamplers import (
     sigma_to_t,
     vp_denoiser,
 )
-from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 
@@ -86,9 +86,7 @@ class DDPMPlugin(BasePlugin):
         self.data = data
         self.sched = make_schedule(cfg.schedule, cfg.timesteps)
         self.num_classes = data.num_classes if cfg.class_cond else 0
-        self.net = net_for(data, **cfg.net_kwargs(), num_classes=self.num_classes).to(self.device)
-        self.ema = ema_copy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device, num_classes=self.num_classes)
         self.x_absmax = 0.0  # largest |x| seen in training: the clip range for x0_hat
 
     def extra_state(self) -> dict[str, Any]:

@@ -27,7 +27,7 @@ from scipy.optimize import linear_sum_assignment
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.imaging import data_background, paths_image
-from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
@@ -115,9 +115,7 @@ class FlowMatchingPlugin(BasePlugin):
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
         self.data = data
-        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
-        self.ema = ema_copy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
         self.stage = 0
         self.pairs: tuple[torch.Tensor, torch.Tensor] | None = None  # reflow coupling (noise, sample)
 

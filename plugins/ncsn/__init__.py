@@ -26,7 +26,7 @@ from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import KSAMPLERS, sigmas_exponential
 from genstudio.core.imaging import data_background, score_field_image
-from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 VIEW_SIGMA = 0.1  # noise level of the score view: small, yet the field is smooth between modes
@@ -75,9 +75,7 @@ class NCSNPlugin(BasePlugin):
         if cfg.sigma_min >= cfg.sigma_max:
             raise ValueError("sigma_min must be below sigma_max")
         self.data = data
-        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
-        self.ema = ema_copy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
 
     def _t(self, sigma: torch.Tensor) -> torch.Tensor:
         cfg = self.config

@@ -32,7 +32,7 @@ from genstudio.core.diffusion.sde import (
 )
 from genstudio.core.imaging import data_background, histogram_image, score_field_image
 from genstudio.core.metrics.functional import energy_distance
-from genstudio.core.nn import NetConfig, ema_copy, ema_decay_at, ema_update, net_for
+from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
 VIEW_SIGMA = 0.1  # score view: noise std relative to the data's scale (std(t) / m(t))
@@ -82,9 +82,7 @@ class ScoreSDEPlugin(BasePlugin):
         kw = ({"sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max} if cfg.sde == "ve"
               else {"beta_min": cfg.beta_min, "beta_max": cfg.beta_max})
         self.sde: SDE = make_sde(cfg.sde, **kw)
-        self.net = net_for(data, **cfg.net_kwargs()).to(self.device)
-        self.ema = ema_copy(self.net)
-        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr)
+        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
 
     def _coeffs(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (-1, *([1] * (like.dim() - 1)))

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from genstudio.core.config import ModelConfig, param
@@ -58,3 +59,13 @@ class NetConfig(ModelConfig):
         """The :func:`net_for` arguments these settings choose."""
         return {"hidden": self.hidden, "depth": self.depth, "fourier": self.fourier, "channels": self.channels,
                 "num_res": self.num_res, "backbone": self.backbone}
+
+
+def net_ema_adam(data: DataSpec, config: NetConfig, device: torch.device | str, **extra: Any
+                 ) -> tuple[nn.Module, nn.Module, torch.optim.Optimizer]:
+    """What every :func:`net_for` family trains with: the network (``extra`` goes to net_for, e.g.
+    ``num_classes``), its EMA copy for sampling, and Adam at the config's lr."""
+    from genstudio.core.nn.ema import ema_copy
+
+    net = net_for(data, **config.net_kwargs(), **extra).to(device)
+    return net, ema_copy(net), torch.optim.Adam(net.parameters(), lr=config.lr)

@@ -126,8 +126,10 @@ def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint
     cfg = from_dict(cls.info.config_cls, info["config"])
     dev = device if isinstance(device, torch.device) else pick_device(device or _saved_device(info))
     ds = get_dataset(info["dataset"])
-    model = cls(cfg, dev)
-    model.setup(ds.spec)
+    with torch.random.fork_rng(devices=[]):  # fresh weights follow the run's seed, not the caller's RNG state
+        torch.manual_seed(int(info.get("seed", 0)))
+        model = cls(cfg, dev)
+        model.setup(ds.spec)
     step = 0
     if checkpoint_path is not None:
         step, state = run.load_checkpoint(Path(checkpoint_path))

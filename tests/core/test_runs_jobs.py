@@ -70,6 +70,16 @@ def test_preview_steps_reach_the_sampler(store, monkeypatch):
         assert seen == [want]
 
 
+def test_initial_weights_follow_the_run_seed_not_the_global_rng(store):
+    """Two runs of one spec start from the same weights whatever ran before; another seed differs."""
+    torch.manual_seed(123)
+    a, _, _ = jobs.load_model(jobs.create_run(store, _spec(seed=5)), checkpoint=False)
+    torch.rand(1000)  # someone else used the global generator in between
+    b, _, _ = jobs.load_model(jobs.create_run(store, _spec(seed=5)), checkpoint=False)
+    c, _, _ = jobs.load_model(jobs.create_run(store, _spec(seed=6)), checkpoint=False)
+    assert torch.equal(a.net.weight, b.net.weight) and not torch.equal(a.net.weight, c.net.weight)
+
+
 def test_auto_preview_size_follows_the_data_kind(store):
     """n_preview = 0 (the default): 400 points for 2-D data (a cloud that shows its modes), 64 images."""
     assert jobs.preview_count(0, "points2d") == 400 and jobs.preview_count(0, "image") == 64

@@ -31,6 +31,7 @@ import torch
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import Denoiser, sigmas_karras, vp_denoiser
+from genstudio.core.diffusion.sde import VESDE
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 
@@ -80,6 +81,14 @@ class ConsistencyPlugin(BasePlugin):
         self.data = data
         self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
         self.teacher: Denoiser | None = None  # distillation: loaded lazily (sampling never needs it)
+
+    def forward_process(self) -> VESDE:
+        """ForwardProcess face: x + sigma eps over [sigma_min, sigma_max], i.e. the VE SDE."""
+        return VESDE(sigma_min=float(self.config.sigma_min), sigma_max=float(self.config.sigma_max))
+
+    def prior_scale(self) -> float:
+        """NoisePrior face: sampling starts at sigma_max times unit noise."""
+        return float(self.config.sigma_max)
 
     def set_teacher(self, model: Any) -> None:
         """Use a set-up DDPM plugin (its EMA eps-net, unconditional) as the teacher denoiser."""

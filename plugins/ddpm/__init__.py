@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion import (
+    NoiseSchedule,
     ddim_steps,
     ddpm_steps,
     make_schedule,
@@ -94,6 +95,14 @@ class DDPMPlugin(BasePlugin):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self.x_absmax = float(state.get("x_absmax", 0.0))
+
+    def forward_process(self) -> NoiseSchedule:
+        """ForwardProcess face: the discrete chain it trains against (from the config alone)."""
+        return make_schedule(self.config.schedule, int(self.config.timesteps))
+
+    def prior_scale(self) -> float:
+        """NoisePrior face: sampling starts from unit noise."""
+        return 1.0
 
     def _time(self, t: torch.Tensor) -> torch.Tensor:
         """Training timestep 0..T-1 -> the network's time input (t + 1) / T."""

@@ -60,6 +60,7 @@ class FieldsPlugin(BasePlugin):
     )
 
     config: FieldsConfig
+    scene_items = (MeshScene, ImageScene)  # Scene face: an SDF mesh, or a 2-D image field
 
     def setup(self, data: DataSpec) -> None:
         self.data = data

@@ -26,6 +26,7 @@ from scipy.optimize import linear_sum_assignment
 
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
+from genstudio.core.diffusion.paths import StraightPath
 from genstudio.core.imaging import data_background, paths_image
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
@@ -118,6 +119,14 @@ class FlowMatchingPlugin(BasePlugin):
         self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
         self.stage = 0
         self.pairs: tuple[torch.Tensor, torch.Tensor] | None = None  # reflow coupling (noise, sample)
+
+    def forward_process(self) -> StraightPath:
+        """ForwardProcess face: the straight path x_t = (1 - t) x_0 + t eps (not an SDE)."""
+        return StraightPath()
+
+    def prior_scale(self) -> float:
+        """NoisePrior face: Euler/Heun start from unit noise at t = 1."""
+        return 1.0
 
     def extra_state(self) -> dict[str, Any]:
         out: dict[str, Any] = {"stage": torch.tensor(self.stage)}

@@ -59,6 +59,9 @@ class LDMPlugin(DDPMPlugin):
                     "samples decoded to images at every step.",
     )
     config: LDMConfig
+    # its noise and forward process live in the VAE's latent space, not in data space
+    forward_process = None
+    prior_scale = None
 
     def setup(self, data: DataSpec) -> None:
         self.image_spec = data

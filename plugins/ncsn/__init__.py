@@ -25,6 +25,7 @@ import torch
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import KSAMPLERS, sigmas_exponential
+from genstudio.core.diffusion.sde import VESDE
 from genstudio.core.imaging import data_background, score_field_image
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
@@ -76,6 +77,14 @@ class NCSNPlugin(BasePlugin):
             raise ValueError("sigma_min must be below sigma_max")
         self.data = data
         self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
+
+    def forward_process(self) -> VESDE:
+        """ForwardProcess face: x + sigma eps over [sigma_min, sigma_max], i.e. the VE SDE."""
+        return VESDE(sigma_min=float(self.config.sigma_min), sigma_max=float(self.config.sigma_max))
+
+    def prior_scale(self) -> float:
+        """NoisePrior face: sampling starts at sigma_max times unit noise."""
+        return float(self.config.sigma_max)
 
     def _t(self, sigma: torch.Tensor) -> torch.Tensor:
         cfg = self.config

@@ -83,6 +83,7 @@ class NerfPlugin(HeldOutViews, BasePlugin):
     )
 
     config: NerfConfig
+    scene_items = (VolumeScene,)  # Scene face: export_scene() gives a density volume
 
     def setup(self, data: DataSpec) -> None:
         self.data = data

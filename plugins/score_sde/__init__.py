@@ -79,10 +79,19 @@ class ScoreSDEPlugin(BasePlugin):
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
         self.data = data
+        self.sde: SDE = self.forward_process()
+        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
+
+    def forward_process(self) -> SDE:
+        """ForwardProcess face: the configured VP / sub-VP / VE SDE (from the config alone)."""
+        cfg = self.config
         kw = ({"sigma_min": cfg.sigma_min, "sigma_max": cfg.sigma_max} if cfg.sde == "ve"
               else {"beta_min": cfg.beta_min, "beta_max": cfg.beta_max})
-        self.sde: SDE = make_sde(cfg.sde, **kw)
-        self.net, self.ema, self.opt = net_ema_adam(data, cfg, self.device)
+        return make_sde(cfg.sde, **kw)
+
+    def prior_scale(self) -> float:
+        """NoisePrior face: the SDE's prior std (VP 1, VE sigma_max)."""
+        return float(self.forward_process().prior_std())
 
     def _coeffs(self, t: torch.Tensor, like: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         shape = (-1, *([1] * (like.dim() - 1)))

@@ -80,6 +80,7 @@ class SplatPlugin(HeldOutViews, BasePlugin):
     )
 
     config: SplatConfig
+    scene_items = (Gaussians,)  # Scene face: export_scene() gives Gaussians
 
     def setup(self, data: DataSpec) -> None:
         self.data = data

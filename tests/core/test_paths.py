@@ -41,7 +41,16 @@ def test_vp_sde_em_matches_marginal():
     np.testing.assert_allclose(p[-1].var(0), sd**2, rtol=0.05)
 
 
-# -- the run's own forward process (forward_process_for) ----------------------------------------
+# -- the run's own forward process (its model's ForwardProcess face) ---------------------------
+
+def forward_process_for(plugin: str, cfg):
+    """What the Compare panel asks: the face of a fresh (not set-up) instance, or None."""
+    from genstudio.core.faces import ForwardProcessFace, has_face
+    from genstudio.core.registry import registry
+
+    m = registry().get(plugin)(cfg, "cpu")
+    return m.forward_process() if has_face(m, ForwardProcessFace) else None
+
 
 def _cfg(plugin: str, **kw):
     from dataclasses import replace
@@ -52,7 +61,7 @@ def _cfg(plugin: str, **kw):
 
 
 def test_forward_process_per_plugin():
-    from genstudio.core.diffusion.paths import StraightPath, forward_process_for
+    from genstudio.core.diffusion.paths import StraightPath
     from genstudio.core.diffusion.sde import VESDE, SubVPSDE
 
     p = forward_process_for("ddpm", _cfg("ddpm", schedule="linear", timesteps=40))
@@ -70,6 +79,7 @@ def test_forward_process_per_plugin():
         assert type(p) is VESDE and (p.sigma_min, p.sigma_max) == (c.sigma_min, c.sigma_max)
     assert isinstance(forward_process_for("flow_matching", _cfg("flow_matching")), StraightPath)
     assert forward_process_for("vae", _cfg("vae")) is None
+    assert forward_process_for("ldm", _cfg("ldm")) is None  # diffuses in latent space
 
 
 def _check_marginal(process, x0, t_end, steps, mean, std, seed=3, n=20000, rtol=0.05):
@@ -88,8 +98,6 @@ def _check_marginal(process, x0, t_end, steps, mean, std, seed=3, n=20000, rtol=
 
 def test_ve_paths_of_ncsn_and_consistency_match_sigma_range():
     """x_t = x_0 + N(0, sigma(t)^2 - sigma_min^2): Euler-Maruyama on the VE SDE over each plugin's range."""
-    from genstudio.core.diffusion.paths import forward_process_for
-
     x0 = np.array([1.5, -0.5])
     for plugin, smin, smax in (("ncsn", 0.05, 5.0), ("consistency", 0.002, 80.0)):
         p = forward_process_for(plugin, _cfg(plugin, sigma_min=smin, sigma_max=smax))
@@ -99,8 +107,6 @@ def test_ve_paths_of_ncsn_and_consistency_match_sigma_range():
 
 
 def test_subvp_paths_match_closed_form():
-    from genstudio.core.diffusion.paths import forward_process_for
-
     p = forward_process_for("score_sde", _cfg("score_sde", sde="subvp", beta_min=0.1, beta_max=20.0))
     x0 = np.array([2.0, 1.0])
     for t_end in (0.3, 1.0):

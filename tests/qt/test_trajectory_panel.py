@@ -245,8 +245,8 @@ def test_x_t_of_flow_matching_is_its_ode_start(store_root):
     x_T + v(x_T, 0) (independent of how the plugin draws its noise)."""
     from dataclasses import asdict
 
+    from genstudio.core.compare import run_trajectory
     from genstudio.core.jobs import Control
-    from genstudio.qt.panels.trajectory import run_trajectory
 
     cfg = registry().get("flow_matching").info.config_cls.tiny()
     run = jobs.create_run(FakeCtx(store_root, registry()).store, jobs.TrainSpec(

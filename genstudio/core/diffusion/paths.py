@@ -1,21 +1,21 @@
 """Views of the forward process for 2-D runs (issue 4): the marginal density of particles at one
 time, and forward noising paths from a chosen point, so a user can *see* q(x_t | x_0) spread out.
 
-:func:`forward_process_for` says which forward process a run's plugin trains against, so the paths
-drawn are the run's own (a DDPM chain, a VP / sub-VP / VE SDE, or flow matching's straight line)."""
+Which process a run trains against is asked of its model (the ForwardProcess face,
+``model.forward_process()``), so the paths drawn are the run's own (a DDPM chain, a VP / sub-VP /
+VE SDE, or flow matching's straight line)."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
 
 import numpy as np
 import torch
 from torch import Tensor
 
-from genstudio.core.diffusion.schedules import NoiseSchedule, make_schedule
-from genstudio.core.diffusion.sde import SDE, VESDE, VPSDE, SubVPSDE, make_sde
+from genstudio.core.diffusion.schedules import NoiseSchedule
+from genstudio.core.diffusion.sde import SDE, VESDE, VPSDE, SubVPSDE
 
 
 @dataclass(frozen=True)
@@ -34,25 +34,6 @@ class StraightPath:
 
 
 ForwardProcess = NoiseSchedule | SDE | StraightPath
-
-
-def forward_process_for(plugin_id: str, config: Any) -> ForwardProcess | None:
-    """The forward (noising) process a run of ``plugin_id`` with ``config`` (its config dataclass)
-    trains against: DDPM -> its own discrete chain; score SDE -> its configured VP / sub-VP / VE
-    SDE; NCSN and consistency models -> the VE SDE over their [sigma_min, sigma_max] (x + sigma eps);
-    flow matching -> the straight path. None for plugins without one in data space (flows, VAEs,
-    latent diffusion, ...)."""
-    if plugin_id == "ddpm":
-        return make_schedule(config.schedule, int(config.timesteps))
-    if plugin_id == "score_sde":
-        kw = ({"sigma_min": config.sigma_min, "sigma_max": config.sigma_max} if config.sde == "ve"
-              else {"beta_min": config.beta_min, "beta_max": config.beta_max})
-        return make_sde(config.sde, **kw)
-    if plugin_id in ("ncsn", "consistency"):
-        return VESDE(sigma_min=float(config.sigma_min), sigma_max=float(config.sigma_max))
-    if plugin_id == "flow_matching":
-        return StraightPath()
-    return None
 
 
 def describe_process(process: ForwardProcess | None) -> str:

@@ -35,6 +35,7 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import jobs
+from genstudio.core.compare import run_trajectory
 from genstudio.core.config import from_dict
 from genstudio.core.diffusion.guidance import guidance_sweep
 from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
@@ -43,11 +44,11 @@ from genstudio.core.diffusion.paths import (
     describe_process,
     forward_marginal,
     forward_paths,
-    forward_process_for,
     marginal_histogram,
 )
 from genstudio.core.diffusion.schedules import NoiseSchedule
 from genstudio.core.events import Event
+from genstudio.core.faces import ForwardProcessFace, NoisePrior, has_face
 from genstudio.core.imaging import colormap, heatmap_image, image_grid
 from genstudio.core.jobs import Control
 from genstudio.core.metrics.functional import energy_distance
@@ -69,45 +70,6 @@ PATH_DOTS = 26  # time points per forward path drawn as dots (the curve keeps ev
 MARGINAL_MAX_N = 1000  # particles per side in the A-vs-B energy distance (O(n^2), redrawn as the slider moves)
 MARGINAL_BINS = 32  # bins per axis of the Marginals heat map (a few hundred particles fill it)
 SLIDER_MAX = 1000  # the shared slider runs over normalised progress 0..1 in this many ticks
-
-
-# Plugins whose sampler starts from data-shaped noise drawn first from generator(seed) (checked
-# against each one's sample()); others (latent diffusion, VAEs, autoregressive...) get no x_T state.
-NOISE_START = ("ddpm", "score_sde", "ncsn", "flow_matching", "consistency")
-
-
-def prior_scale(model: Any) -> float:
-    """The factor the plugins of NOISE_START put on their unit noise: x_T = scale * eps. Two runs
-    A/B'd from one seed share eps; x_T differs by this (VE priors start at sigma_max)."""
-    sde = getattr(model, "sde", None)
-    if sde is not None and hasattr(sde, "prior_std"):  # score SDE: VP 1, VE sigma_max
-        return float(sde.prior_std())
-    return float(getattr(getattr(model, "config", None), "sigma_max", 1.0))  # NCSN / consistency
-
-
-def initial_state(model: Any, n: int, seed: int, total: int) -> SampleState | None:
-    """x_T as the plugins of NOISE_START draw it (the first ``randn`` of ``generator(seed)``, times
-    :func:`prior_scale`), so a trajectory can show where it started; None for other plugins."""
-    shape = getattr(getattr(model, "data", None), "shape", None)
-    if shape is None or getattr(getattr(model, "info", None), "id", None) not in NOISE_START:
-        return None
-    x = prior_scale(model) * torch.randn((n, *shape), generator=model.generator(seed), device=model.device)
-    return SampleState(0, total, 1.0, x.cpu(), None)
-
-
-def run_trajectory(model: Any, n: int, seed: int, control: Control, **kw: Any) -> list[SampleState]:
-    """All states of one sampling run, x_T first (when the model's data shape is known)."""
-    states: list[SampleState] = []
-    with torch.no_grad():
-        for st in model.sample(n, seed=seed, every=1, **kw):
-            control.check()
-            states.append(SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
-                                      st.x0.detach().cpu() if st.x0 is not None else None, st.extras))
-    if states:
-        first = initial_state(model, n, seed, states[0].total)
-        if first is not None and first.x.shape == states[0].x.shape:
-            states.insert(0, first)
-    return states
 
 
 def index_at(states: list[SampleState], frac: float) -> int:
@@ -357,7 +319,7 @@ class TrajectoryPanel(Panel):
 
     def pick_point(self, x0: tuple[float, float], seed: int = 0) -> None:
         """Draw ``n_paths`` forward paths from ``x0`` of this run's own forward process
-        (:func:`forward_process_for`), one curve per path, dots coloured by time."""
+        (its ForwardProcess face), one curve per path, dots coloured by time."""
         for c in self.path_curves:
             self.marg_plot.removeItem(c)
         self.path_curves = []
@@ -469,7 +431,8 @@ class TrajectoryPanel(Panel):
                 info = run.info()
                 plugin = self.ctx.registry.get(info["plugin"])
                 self._samplers = tuple(plugin.info.samplers)
-                self._fwd = forward_process_for(info["plugin"], from_dict(plugin.info.config_cls, info["config"]))
+                fresh = plugin(from_dict(plugin.info.config_cls, info["config"]), "cpu")  # no setup: config only
+                self._fwd = fresh.forward_process() if has_face(fresh, ForwardProcessFace) else None
             except (KeyError, RunError, ValueError, TypeError) as e:
                 self._problem = str(e).strip("'\"")
         self._fill_samplers(self.a, self._samplers, 0)
@@ -687,8 +650,8 @@ class TrajectoryPanel(Panel):
             out, labels, scales = [], [], []
             for m, (seed, kw, label) in zip(models, sides, strict=True):
                 out.append(run_trajectory(m, n, seed, control, **kw))
-                noise = getattr(getattr(m, "info", None), "id", None) in NOISE_START
-                scales.append(prior_scale(m) if noise else None)
+                noise = has_face(m, NoisePrior)
+                scales.append(m.prior_scale() if noise else None)
                 labels.append(label + (f" · x_T = {scales[-1]:g}ε" if noise and scales[-1] != 1.0 else ""))
                 yield len(out)
             bus.emit(AB_RESULT, run.id, a=out[0], b=out[1], labels=tuple(labels), step=step, steps=tuple(steps),

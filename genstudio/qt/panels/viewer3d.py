@@ -1,4 +1,4 @@
-"""3-D viewers: Gaussian splats ("splats") and NeRF ("nerf"), one shared base.
+"""3-D viewers: Gaussian splats (panel "splats") and density volumes or SDF meshes (panel "volume"), one shared base.
 
 Both draw with vispy, imported lazily: without an OpenGL context (e.g. QT_QPA_PLATFORM=offscreen)
 the canvas is replaced by a "3D view needs OpenGL" placeholder and the rest of the panel still works.
@@ -33,8 +33,10 @@ from PySide6.QtWidgets import (
 
 from genstudio.core import events as ev
 from genstudio.core.events import Event
-from genstudio.core.plugin import Capability
+from genstudio.core.faces import shows_scene
 from genstudio.core.runs import Run
+from genstudio.core.scene.exports import ImageScene, MeshScene, VolumeScene
+from genstudio.core.scene.gaussians import Gaussians
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.visuals import Frustums, make_visual
 from genstudio.qt.visuals import geometry as geo
@@ -81,9 +83,10 @@ def turntable_pose(eye: np.ndarray, target: np.ndarray) -> tuple[float, float, f
 
 class SceneViewerPanel(Panel):
     """Shared viewer: vispy canvas (or placeholder), camera switch, training frustums, side image,
-    scene refresh through worker jobs. Subclasses say which plugins they show and what to draw."""
+    scene refresh through worker jobs. Subclasses say which scene item types they draw (``shows``); a run is theirs when its plugin's
+    Scene face exports one of them."""
 
-    plugins: ClassVar[tuple[str, ...]] = ()
+    shows: ClassVar[tuple[type, ...]] = ()  # the scene item types this viewer draws
     file_io: ClassVar[bool] = False
     lod: ClassVar[bool] = False
     hint: ClassVar[str] = ""
@@ -269,11 +272,10 @@ class SceneViewerPanel(Panel):
         if run is None:
             return False
         try:
-            info = run.info()
-            caps = self.ctx.registry.get(info["plugin"]).info.capabilities
+            cls = self.ctx.registry.get(run.info()["plugin"])
         except Exception:  # noqa: BLE001 - unknown plugin: not ours
             return False
-        return info["plugin"] in self.plugins and bool(caps & Capability.SCENE3D)
+        return shows_scene(cls, self.shows)
 
     @property
     def job_name(self) -> str:
@@ -373,7 +375,7 @@ class SplatViewerPanel(SceneViewerPanel):
 
     panel_id = "splats"
     title = "Splats"
-    plugins = ("splat",)
+    shows = (Gaussians,)  # scene items this viewer draws (a plugin's Scene face says what it exports)
     file_io = True
     lod = True
     hint = "Open a .ply / .splat file or select a splatting run; click a camera frustum to jump to its view."
@@ -448,9 +450,9 @@ class NerfViewerPanel(SceneViewerPanel):
     still) beside its density field drawn as an iso-surface. Neural-field SDF runs show their
     marching-cubes mesh the same way, with the sphere-traced render beside it."""
 
-    panel_id = "nerf"
+    panel_id = "volume"  # density volumes and SDF meshes (NeRF, neural fields)
     title = "NeRF / fields"
-    plugins = ("nerf", "fields")
+    shows = (VolumeScene, MeshScene, ImageScene)
     hint = ("Select a NeRF or neural-field (SDF) run: the density iso-surface or SDF mesh is drawn here, "
             "the model's render from this view on the right.")
     moving_size: ClassVar[int] = 32

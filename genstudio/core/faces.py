@@ -1,0 +1,121 @@
+"""Faces: what a model *instance* can do, asked of the model instead of looked up by its plugin id.
+
+A face is a small runtime-checkable Protocol plus, where the ability depends on the run's config,
+a predicate (a DDPM trained without ``class_cond`` has the ``num_classes`` attribute but is not
+:class:`Conditional`). :func:`faces_of` gives the faces of a set-up model; tools and panels ask
+for faces, never for plugin names, so a new family gets every tool it qualifies for by growing
+the methods.
+
+Faces that only need the config (``forward_process``, ``prior_scale``, ``scene_items``) work on a
+fresh instance before ``setup`` too, so a panel can ask them without building networks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar, Protocol, runtime_checkable
+
+import torch
+
+
+@runtime_checkable
+class Sampling(Protocol):
+    """Every plugin: ``sample()`` yields SampleStates, the last one the final samples."""
+
+    def sample(self, n: int, *, seed: int, **kw: Any) -> Any: ...
+
+
+@runtime_checkable
+class NoisePrior(Protocol):
+    """Sampling starts from data-shaped noise: x_T = prior_scale() * (the first ``randn`` of
+    ``generator(seed)``). Two runs A/B'd from one seed share that unit noise."""
+
+    def prior_scale(self) -> float: ...
+
+
+@runtime_checkable
+class ForwardProcessFace(Protocol):
+    """The forward (noising) process the model trains against, in data space: a DDPM
+    ``NoiseSchedule``, an ``SDE`` or flow matching's ``StraightPath`` (see core.diffusion.paths)."""
+
+    def forward_process(self) -> Any: ...
+
+
+@runtime_checkable
+class Conditional(Protocol):
+    """``sample(cond=labels)`` draws from class ``labels``; ``num_classes`` > 0 for this run."""
+
+    num_classes: int
+
+
+@runtime_checkable
+class Latent(Protocol):
+    """encode/decode: the latent explorer maps and decodes codes."""
+
+    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Likelihood(Protocol):
+    """Exact or bounded log-density in nats per sample."""
+
+    def log_prob(self, x: torch.Tensor) -> torch.Tensor: ...
+
+
+@runtime_checkable
+class Scene(Protocol):
+    """A 3-D scene: render a view and export it. ``scene_items`` names the types ``export_scene``
+    returns, so a viewer shows the scenes whose items it can draw (napari's layer -> visual)."""
+
+    scene_items: ClassVar[tuple[type, ...]]
+
+    def render(self, camera: Any, *, width: int, height: int) -> torch.Tensor: ...
+
+    def export_scene(self) -> Any: ...
+
+
+@runtime_checkable
+class Views(Protocol):
+    """Pictures of the model itself (name -> (H, W, 3) uint8) for the training monitor."""
+
+    def views(self) -> dict[str, Any]: ...
+
+
+# run-dependent conditions on top of the structural check
+_APPLIES: dict[type, Callable[[Any], bool]] = {
+    Conditional: lambda m: int(getattr(m, "num_classes", 0) or 0) > 0,
+}
+FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Conditional, Latent, Likelihood, Scene, Views)
+
+
+def has_face(model: Any, face: type) -> bool:
+    """Whether ``model`` (an instance) has ``face`` for its run."""
+    return isinstance(model, face) and _APPLIES.get(face, lambda m: True)(model)
+
+
+def faces_of(model: Any) -> frozenset[type]:
+    """Every face of ``model``."""
+    return frozenset(f for f in FACES if has_face(model, f))
+
+
+def face_names(model: Any) -> list[str]:
+    """Sorted face names (for tables and run summaries)."""
+    return sorted(f.__name__ for f in faces_of(model))
+
+
+def initial_noise(model: Any, n: int, seed: int) -> torch.Tensor | None:
+    """x_T as a :class:`NoisePrior` model's sampler draws it; None for models without one."""
+    shape = getattr(getattr(model, "data", None), "shape", None)
+    if shape is None or not has_face(model, NoisePrior):
+        return None
+    g = model.generator(seed)
+    return model.prior_scale() * torch.randn((n, *shape), generator=g, device=model.device)
+
+
+def shows_scene(plugin_cls: type, item_types: tuple[type, ...]) -> bool:
+    """Whether a plugin class exports scenes whose items are among ``item_types`` (a viewer's)."""
+    items = getattr(plugin_cls, "scene_items", ()) or ()
+    return callable(getattr(plugin_cls, "export_scene", None)) and any(
+        issubclass(i, t) for i in items for t in item_types)

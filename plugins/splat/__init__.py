@@ -22,7 +22,7 @@ from torch import Tensor
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo
+from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, cosine_lr_factor
 from genstudio.core.scene.cameras import Camera
 from genstudio.core.scene.gaussians import (
     DensifyStats,
@@ -112,7 +112,8 @@ class SplatPlugin(HeldOutViews, BasePlugin):
         if name == "means":  # exponential decay to 1% over the densification window, as in 3DGS
             t = min(1.0, step / max(1, self.config.densify_until))
             lr *= self.extent * self.config.means_lr_scale * math.exp(t * math.log(0.01))
-        return lr
+        # train_step sets every group's lr itself, so the app-wide lr_decay_steps applies here
+        return lr * cosine_lr_factor(max(step, 1), int(self.config.lr_decay_steps or 0))
 
     # -- rendering -------------------------------------------------------------------------------
     def render_all(self, camera: Camera, *, width: int | None = None, height: int | None = None) -> dict[str, Tensor]:

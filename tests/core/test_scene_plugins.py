@@ -130,3 +130,28 @@ def test_transforms_folder_loads_as_a_scene_dataset(tmp_path):
     assert get_dataset(ds.spec.name) is ds  # registered by name for the jobs
     x, y = ds.batch(7)
     assert x.shape == (7, 9) and y is None
+
+
+def test_splat_honours_lr_decay_steps():
+    """The splat plugin sets its per-parameter lrs in train_step; the app-wide cosine decay
+    (lr_decay_steps) multiplies them, so the setting the form offers is not silently ignored."""
+    from genstudio.core.plugin import cosine_lr_factor
+
+    ds = get_dataset("scene:primitives")
+    base = SplatPlugin(SplatConfig.tiny(), "cpu")
+    base.setup(ds.spec)
+    decayed = SplatPlugin(_with_decay(SplatConfig.tiny(), 8), "cpu")
+    decayed.setup(ds.spec)
+    for step in (1, 5, 9):
+        for m in (base, decayed):
+            m.train_step(torch.zeros(1), None, step)
+        f = cosine_lr_factor(step, 8)
+        for ga, gb in zip(base.opt.param_groups, decayed.opt.param_groups, strict=True):
+            assert gb["lr"] == pytest.approx(ga["lr"] * f, rel=1e-9, abs=1e-15), (step, ga["name"])
+    assert decayed.opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-12)  # cos(pi): step 9 of 8
+
+
+def _with_decay(cfg, steps):
+    from dataclasses import replace
+
+    return replace(cfg, lr_decay_steps=steps)

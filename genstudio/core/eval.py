@@ -22,7 +22,7 @@ import json
 import math
 import os
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Collection, Iterator, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -33,11 +33,11 @@ import torch
 from scipy.stats import norm
 
 from genstudio.core import events as ev
+from genstudio.core.faces import Conditional, Likelihood, faces_of
 from genstudio.core.jobs import Control, load_model
 from genstudio.core.metrics import functional as M
 from genstudio.core.metrics.features import Extractor, InceptionExtractor, RawExtractor, classifier_for
-from genstudio.core.plugin import Capability, final_state
-from genstudio.core.registry import registry
+from genstudio.core.plugin import final_state
 from genstudio.core.runs import Run, atomic_write_text
 
 SCHEMA = 1
@@ -72,18 +72,20 @@ def available_metrics(kind: str) -> tuple[str, ...]:
     return IMAGE_METRICS if kind == "image" else POINT_METRICS
 
 
-def default_metrics(kind: str, capabilities: Capability = Capability.NONE) -> list[str]:
+def default_metrics(kind: str, faces: Collection[type] = frozenset()) -> list[str]:
+    """The metrics a run gets when none are asked for, from its data kind and its model's faces
+    (``faces.faces_of(model)``): class accuracy for Conditional image models, nll for Likelihood."""
     out = ["fcd", "kid", "is", "pr"] if kind == "image" else ["energy", "mmd", "w2", "pr"]
-    if kind == "image" and Capability.CONDITIONAL in capabilities:
+    if kind == "image" and Conditional in faces:
         out.append("accuracy")
-    if Capability.LIKELIHOOD in capabilities:
+    if Likelihood in faces:
         out.append("nll")
     return out
 
 
-def _resolve(metrics: Sequence[str] | str | None, kind: str, caps: Capability) -> list[str]:
+def _resolve(metrics: Sequence[str] | str | None, kind: str, faces: Collection[type]) -> list[str]:
     if metrics is None or metrics == "" or metrics == "default":
-        metrics = default_metrics(kind, caps)
+        metrics = default_metrics(kind, faces)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
     if kind not in ("image", "points2d"):
@@ -137,7 +139,7 @@ class _Ctx:
     alpha: float
     boot: dict[str, Any]
     model: Any
-    caps: Capability
+    faces: frozenset[type]
     x_ref: torch.Tensor
     y_ref: torch.Tensor | None
     conditional: bool
@@ -238,8 +240,8 @@ def _w2(ctx: _Ctx, name: str) -> dict[str, Any]:
 
 def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
     lp_fn = getattr(ctx.model, "log_prob", None)
-    if Capability.LIKELIHOOD not in ctx.caps or lp_fn is None:
-        raise _Skip("the plugin has no log_prob (Capability.LIKELIHOOD)")
+    if Likelihood not in ctx.faces or lp_fn is None:
+        raise _Skip("the model has no log_prob (Likelihood face)")
     bs, n = ctx.batch_size, ctx.n
     nll = -torch.cat([lp_fn(ctx.x_ref[i:i + bs].to(ctx.dev)).detach().double().cpu()
                       for i in range(0, n, bs)]).numpy()
@@ -288,8 +290,8 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
     rid = run.id
     t_start = time.time()
     info = run.info()
-    caps = registry().get(info["plugin"]).info.capabilities
     model, ds, step = load_model(run, device)
+    faces = faces_of(model)  # asked of this run's model: a class_cond DDPM is Conditional
     ck_name = run.checkpoints()[-1][1].name if run.checkpoints() else None
     if checkpoint is not None:
         path = _checkpoint(run, checkpoint)
@@ -297,7 +299,7 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
         model.load_state_dict(state)
         ck_name = path.name
     kind = ds.spec.kind
-    names = _resolve(metrics, kind, caps)
+    names = _resolve(metrics, kind, faces)
     inception = inception or os.environ.get(INCEPTION_ENV) or None
     if "fid" in names and not inception:
         raise ValueError("fid needs the Inception-v3 weights file (pt_inception-2015-12-05-6726825d.pth): pass "
@@ -307,7 +309,7 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
     n = int(n or (1000 if kind == "image" else 2000))
     x_ref, y_ref = ds.fixed(n, seed=ref_seed)
     n = len(x_ref)
-    conditional = Capability.CONDITIONAL in caps and y_ref is not None
+    conditional = Conditional in faces and y_ref is not None
     n_batches = math.ceil(n / batch_size)
     total = n_batches + 1 + len(names)
     done = 0
@@ -361,7 +363,7 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
     # 3. metrics ------------------------------------------------------------------------------
     pkey = "inception" if "inception" in extractors else ("cnn" if "cnn" in extractors else "raw")
     ctx = _Ctx(n=n, kind=kind, feats=feats, extractors=extractors, pkey=pkey, alpha=alpha,
-               boot=dict(n_boot=n_boot, alpha=alpha, seed=seed), model=model, caps=caps, x_ref=x_ref,
+               boot=dict(n_boot=n_boot, alpha=alpha, seed=seed), model=model, faces=faces, x_ref=x_ref,
                y_ref=y_ref, conditional=conditional, dim=ds.spec.dim, dev=dev, batch_size=batch_size)
     out: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}

@@ -14,6 +14,7 @@ from genstudio.core import events as ev
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import get_dataset
 from genstudio.core.eval import available_metrics, default_metrics, evaluate, load_evals, run_eval
+from genstudio.core.faces import Conditional, Likelihood
 from genstudio.core.jobs import Cancelled, Control, TrainSpec, create_run, train
 from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
 from genstudio.core.registry import registry
@@ -62,7 +63,11 @@ class Fake2D(_Exact):
 
 class FakeImg(_Exact):
     info = PluginInfo("fakeimg_eval", "Fake images", "test",
-                      Capability.TRAIN | Capability.SAMPLE | Capability.CONDITIONAL, ShiftConfig, data_kinds=("image",))
+                      Capability.TRAIN | Capability.SAMPLE, ShiftConfig, data_kinds=("image",))
+
+    @property
+    def num_classes(self) -> int:  # the Conditional face: this run samples per class
+        return int(self.data.num_classes or 0)
 
 
 class UniformImg(_Exact):
@@ -108,8 +113,9 @@ def extractor_root(tmp_path_factory):
 
 def test_metric_lists():
     assert "fcd" in available_metrics("image") and "w2" in available_metrics("points2d")
-    assert default_metrics("points2d", Capability.LIKELIHOOD)[-1] == "nll"
-    assert "accuracy" in default_metrics("image", Capability.CONDITIONAL)
+    assert default_metrics("points2d", {Likelihood})[-1] == "nll"
+    assert "accuracy" in default_metrics("image", {Conditional})
+    assert "accuracy" not in default_metrics("image", {Likelihood}) and "nll" not in default_metrics("points2d")
 
 
 def test_eval_2d_exact_model_against_truth(tmp_path):
@@ -182,7 +188,7 @@ def test_eval_images_fcd_orders_quality(tmp_path, extractor_root):
     assert m0["is"]["value"] == pytest.approx(m0["is"]["ref"], rel=0.15)  # real images score like real data
     assert m0["precision"]["value"] > 0.8 and m1["precision"]["value"] < m0["precision"]["value"]
     assert r0["conditional"] is True
-    assert r0["skipped"] == {"nll": "the plugin has no log_prob (Capability.LIKELIHOOD)"}
+    assert r0["skipped"] == {"nll": "the model has no log_prob (Likelihood face)"}
     with pytest.raises(ValueError, match="Inception"):
         run_eval(exact, "fid", **kw)
 

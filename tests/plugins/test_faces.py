@@ -1,0 +1,140 @@
+"""One shared test per face, run over every registered plugin and every face its set-up model
+reports (``faces_of``): a plugin that grows a face gets that face's test for free."""
+
+from __future__ import annotations
+
+from dataclasses import fields, replace
+
+import numpy as np
+import pytest
+import torch
+
+from genstudio.core import faces as F
+from genstudio.core.data import get_dataset
+from genstudio.core.diffusion.paths import forward_marginal
+from genstudio.core.eval import default_metrics
+from genstudio.core.plugin import final_state
+from genstudio.core.registry import registry
+
+DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere"}
+
+N = 4
+
+
+def _models() -> list:
+    """(plugin, dataset) per data kind; "+cond" variants for configs with a class_cond switch."""
+    out = []
+    for e in registry().ok():
+        if not e.source.startswith("entry point"):
+            continue
+        for kind in e.info.data_kinds:
+            if kind in DATASETS:
+                out.append((e.id, DATASETS[kind]))
+                if "class_cond" in {f.name for f in fields(e.info.config_cls)}:
+                    out.append((e.id + "+cond", DATASETS[kind]))
+    return out
+
+
+_BUILT: dict = {}
+
+
+def _model(pid: str, dataset: str):
+    """A tiny set-up model per (plugin, dataset), built once for all face tests."""
+    key = (pid, dataset)
+    if key not in _BUILT:
+        cls = registry().get(pid.removesuffix("+cond"))
+        cfg = cls.info.config_cls.tiny()
+        if pid.endswith("+cond"):
+            cfg = replace(cfg, class_cond=True)
+        torch.manual_seed(0)
+        m = cls(cfg, torch.device("cpu"))
+        m.setup(get_dataset(dataset).spec)
+        _BUILT[key] = m
+    return _BUILT[key]
+
+
+def _face_cases(face: type) -> list:
+    """(plugin, dataset) pairs whose model has ``face``, and a check that some plugin has it."""
+    cases = [pytest.param(p, d, id=f"{p}-{d}") for p, d in _models() if F.has_face(_model(p, d), face)]
+    return cases or [pytest.param(None, None, marks=pytest.mark.skip(reason=f"no plugin has {face.__name__} yet"))]
+
+
+def test_every_plugin_samples_and_faces_are_reported():
+    for p, d in _models():
+        fs = F.faces_of(_model(p, d))
+        assert F.Sampling in fs, p
+        assert F.face_names(_model(p, d)) == sorted(f.__name__ for f in fs)
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.ForwardProcessFace))
+def test_forward_process_ends_where_the_sampler_starts(pid, dataset):
+    """q(x_1 | x_0) = N(m x_0, s^2 I) with m ~ 0 (or tiny next to s) and s = the NoisePrior's scale:
+    the process the model trains against ends at the noise its sampler draws x_T from."""
+    m = _model(pid, dataset)
+    assert F.has_face(m, F.NoisePrior), "a data-space forward process implies a data-shaped noise start"
+    mean1, std1 = forward_marginal(m.forward_process(), 1.0)
+    mean0, std0 = forward_marginal(m.forward_process(), 0.0)
+    assert mean0 == pytest.approx(1.0, abs=1e-6) and std0 == pytest.approx(0.0, abs=1e-6)
+    assert std1 == pytest.approx(m.prior_scale(), rel=0.01)
+    assert mean1 <= 0.25 * std1  # the data's share of x_1 is small next to the noise
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.NoisePrior))
+def test_noise_prior_is_the_seeded_unit_noise_times_the_scale(pid, dataset):
+    m = _model(pid, dataset)
+    a, b = F.initial_noise(m, N, 3), F.initial_noise(m, N, 3)
+    assert torch.equal(a, b) and not torch.equal(a, F.initial_noise(m, N, 4))
+    unit = torch.randn((N, *m.data.shape), generator=m.generator(3))
+    assert torch.allclose(a, m.prior_scale() * unit)
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Conditional))
+def test_conditional_samples_change_with_the_condition(pid, dataset):
+    m = _model(pid, dataset)
+    ds = get_dataset(dataset)
+    assert m.num_classes == ds.spec.num_classes
+    g = torch.Generator().manual_seed(0)
+    for step in range(1, 4):  # nets start with zero-initialised output layers: let the labels in
+        m.train_step(*ds.batch(m.config.batch_size, g), step)
+    x0 = final_state(m.sample(N, seed=5, cond=0)).x
+    x1 = final_state(m.sample(N, seed=5, cond=1)).x
+    assert not torch.allclose(x0, x1), "the class label must reach the sampler"
+    if dataset == DATASETS["image"]:
+        assert "accuracy" in default_metrics("image", F.faces_of(m))  # the evaluator asks the face
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Likelihood))
+def test_likelihood_is_finite_per_sample(pid, dataset):
+    m = _model(pid, dataset)
+    x, _ = get_dataset(dataset).fixed(N, seed=0)
+    with torch.no_grad():
+        lp = m.log_prob(x)
+    assert lp.shape == (N,) and torch.isfinite(lp).all()
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Scene))
+def test_scene_exports_a_declared_item(pid, dataset):
+    m = _model(pid, dataset)
+    item = m.export_scene()
+    assert isinstance(item, tuple(m.scene_items)), (type(item), m.scene_items)
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Views))
+def test_views_are_rgb_pictures(pid, dataset):
+    m = _model(pid, dataset)
+    with torch.no_grad():
+        views = m.views()
+    for name, img in views.items():
+        a = np.asarray(img)
+        assert a.dtype == np.uint8 and a.ndim == 3 and a.shape[2] == 3, name
+
+
+def test_conditional_face_follows_the_run_config():
+    """DDPM has the class machinery always, but only a class_cond run is Conditional (so only such
+    runs get the class picker, guidance and the class-accuracy metric)."""
+    cls = registry().get("ddpm")
+    spec = get_dataset("8gaussians").spec
+    for cond in (False, True):
+        m = cls(replace(cls.info.config_cls.tiny(), class_cond=cond), "cpu")
+        m.setup(spec)
+        assert F.has_face(m, F.Conditional) is cond

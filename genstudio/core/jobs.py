@@ -23,6 +23,7 @@ from genstudio.core import events as ev
 from genstudio.core.config import apply_overrides, from_dict, to_dict
 from genstudio.core.data import get_dataset
 from genstudio.core.device import describe, pick_device
+from genstudio.core.faces import Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
@@ -188,7 +189,8 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
         torch.manual_seed(seed + start)
         gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
         status("running", f"training {info['plugin']} on {info['dataset']} ({describe(dev)}) from step {start}",
-               device=str(dev))
+               device=str(dev), faces=face_names(model),  # what this run's model can do, for panels
+               classes=int(model.num_classes) if has_face(model, Conditional) else 0)
         rows: list[dict[str, Any]] = []
         t0 = time.time()
         t_last, step_last = t0, start

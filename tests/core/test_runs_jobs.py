@@ -300,3 +300,18 @@ def test_store_lookup_and_delete(store):
 def test_unknown_plugin_and_incompatible_data(store):
     with pytest.raises(KeyError, match="unknown plugin"):
         jobs.create_run(store, _spec(plugin="nope"))
+
+
+def test_train_records_the_faces_of_the_runs_model(store):
+    """run.json says what the run's model can do (asked of the set-up model), so panels and later
+    tools can read it without building a model: a class_cond DDPM is Conditional with 8 classes."""
+    for cond, classes in ((False, 0), (True, 8)):
+        spec = jobs.TrainSpec(plugin="ddpm", dataset="8gaussians", steps=1, log_every=1, sample_every=0,
+                              checkpoint_every=1, config={"timesteps": 10, "hidden": 16, "depth": 1,
+                                                          "class_cond": cond})
+        run = jobs.create_run(store, spec)
+        for _ in jobs.train(run):
+            pass
+        info = run.info()
+        assert {"NoisePrior", "ForwardProcessFace", "Sampling"} <= set(info["faces"])
+        assert ("Conditional" in info["faces"]) is cond and info["classes"] == classes

@@ -78,7 +78,9 @@ class Scene(Protocol):
 
 @runtime_checkable
 class Views(Protocol):
-    """Pictures of the model itself (name -> (H, W, 3) uint8) for the training monitor."""
+    """Pictures of the model itself (not its samples): name -> (H, W, 3) uint8, e.g. a 2-D density
+    heat map, an energy landscape, weight filters. The training job calls it under no_grad at
+    every preview and saves ``view_<name>_<step>.png``; the training monitor shows them."""
 
     def views(self) -> dict[str, Any]: ...
 

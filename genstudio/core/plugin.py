@@ -18,6 +18,7 @@ import torch
 
 from genstudio.core.config import ModelConfig
 from genstudio.core.data import DataSpec
+from genstudio.core.faces import Latent, Likelihood, Scene, Views
 
 
 class Capability(enum.Flag):
@@ -165,39 +166,8 @@ def final_state(states: Iterator[SampleState]) -> SampleState:
     return last
 
 
-@runtime_checkable
-class LatentModel(Protocol):
-    """Optional face (Capability.LATENT): the latent explorer drives these."""
-
-    def encode(self, x: torch.Tensor) -> torch.Tensor: ...
-
-    def decode(self, z: torch.Tensor) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class LikelihoodModel(Protocol):
-    """Optional face (Capability.LIKELIHOOD): exact or bounded log-density in nats per sample."""
-
-    def log_prob(self, x: torch.Tensor) -> torch.Tensor: ...
-
-
-@runtime_checkable
-class SceneModel(Protocol):
-    """Optional face (Capability.SCENE3D): render a view and export the scene for the 3D viewers."""
-
-    def render(self, camera: Any, *, width: int, height: int) -> torch.Tensor: ...
-
-    def export_scene(self) -> Any: ...
-
-
-@runtime_checkable
-class ViewsModel(Protocol):
-    """Optional face: pictures of the model itself (not its samples) that the training monitor
-    shows next to the sample grid, e.g. a 2-D density heat map, an energy landscape, weight filters,
-    reconstructions. ``views()`` maps a short name to an (H, W, 3) uint8 image; the training job
-    calls it under ``torch.no_grad()`` at every preview and saves ``view_<name>_<step>.png``."""
-
-    def views(self) -> dict[str, Any]: ...
+# The optional faces live in genstudio.core.faces; these names stay for third-party plugins.
+LatentModel, LikelihoodModel, SceneModel, ViewsModel = Latent, Likelihood, Scene, Views
 
 
 class BasePlugin:

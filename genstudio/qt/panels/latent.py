@@ -35,9 +35,9 @@ from PySide6.QtWidgets import (
 
 from genstudio.core import events as ev
 from genstudio.core import latent
+from genstudio.core.diffusion import edit
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid
-from genstudio.core.plugin import Capability
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import PALETTE, SampleView
@@ -238,8 +238,9 @@ class LatentPanel(Panel):
         if run is not None:
             try:
                 cls = self.ctx.registry.get(run.info()["plugin"])
-                ddim = cls.info.family == "diffusion" and "ddim" in cls.info.samplers  # inverted noises
-                if Capability.LATENT not in cls.info.capabilities and not ddim:
+                # the Latent face's methods, or DDIM-invertible diffusion (the explorer maps inverted noises)
+                latent_face = all(callable(getattr(cls, a, None)) for a in ("encode", "decode"))
+                if not latent_face and not edit.supports_class(cls):
                     self._problem = f"{cls.info.name} has no latent space (no encode/decode)"
             except (KeyError, RunError) as e:
                 self._problem = str(e).strip("'\"")

@@ -152,15 +152,19 @@ def cmd_sample(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule)) if v is not None}
     if extra:
-        from genstudio.core.plugin import sample_keywords
+        from genstudio.core.plugin import sample_options
         from genstudio.core.registry import registry
 
-        plugin = run.info()["plugin"]
-        takes = sample_keywords(registry().get(plugin))
+        info = run.info()
+        plugin = info["plugin"]
+        takes = {o.name for o in sample_options(registry().get(plugin))}
+        if "Conditional" in set(info.get("faces") or ()):
+            takes.add("cond")
         bad = [k for k in extra if k not in takes]
         if bad:
             flags = ", ".join("--" + ("class" if k == "cond" else k.replace("_", "-")) for k in bad)
-            raise CliError(f"plugin {plugin}'s sampler does not take {flags}")
+            why = " (the run is not class-conditional)" if "cond" in bad else ""
+            raise CliError(f"plugin {plugin}'s sampler does not take {flags}{why}")
     gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
                       every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
@@ -380,7 +384,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_nfe)
-    s = sub.add_parser("guidance", help="class accuracy and diversity against the guidance scale (class_cond runs)")
+    s = sub.add_parser("guidance", help="class accuracy and diversity against the guidance scale (class-conditional runs)")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--scales", default="0,1,2,4,8", help="comma list of classifier-free guidance scales")
     s.add_argument("--n", type=int, default=100, help="samples per class and scale")

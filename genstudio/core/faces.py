@@ -42,6 +42,28 @@ class ForwardProcessFace(Protocol):
 
 
 @runtime_checkable
+class Denoiser(Protocol):
+    """A Gaussian-path model seen one way (DDPM, score SDEs, NCSN, flow matching): in the model's
+    own time t, x_t = alpha(t) x_0 + sigma(t) eps, and ``denoise`` predicts both (x0_hat, eps_hat)
+    with x_t = alpha x0_hat + sigma eps_hat. Then x_s = alpha(s) x0_hat + sigma(s) eps_hat is DDIM
+    (eta = 0) for every one of them -- the exact first-order PF-ODE step -- and run towards noise it
+    is inversion, so inversion, class editing and A/B from one noise need nothing else.
+
+    ``denoise_times(steps)``: steps + 1 times from the prior to data (noise falling); at the last
+    one alpha = 1, sigma = 0, and the network is never called there. ``alpha_sigma(t)``: float64
+    tensors shaped like ``t``. ``denoise(x, t, cond, guidance)``: ``t`` (B,) of those times;
+    ``cond`` class label(s) for Conditional runs, ``guidance`` their CFG scale; the model's own
+    x0 clipping applies."""
+
+    def denoise_times(self, steps: int) -> torch.Tensor: ...
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None,
+                guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]: ...
+
+
+@runtime_checkable
 class Conditional(Protocol):
     """``sample(cond=labels)`` draws from class ``labels``; ``num_classes`` > 0 for this run."""
 
@@ -89,7 +111,8 @@ class Views(Protocol):
 _APPLIES: dict[type, Callable[[Any], bool]] = {
     Conditional: lambda m: int(getattr(m, "num_classes", 0) or 0) > 0,
 }
-FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Conditional, Latent, Likelihood, Scene, Views)
+FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Denoiser, Conditional, Latent, Likelihood, Scene,
+                          Views)
 
 
 def has_face(model: Any, face: type) -> bool:

@@ -302,50 +302,40 @@ def density_grid(log_prob: Any, lim: float, n: int = 160, batch: int = 8192) -> 
 
 class DDIMInversion:
     """The encode/decode face of a diffusion model that has none: encode = deterministic DDIM
-    inversion (data -> noise), decode = DDIM sampling with eta = 0 over the same timesteps, so the
-    explorer maps inverted noises. Needs the DDPM plugin's ``sched``, ``guided_eps`` and ``_time``."""
+    inversion (data -> noise), decode = DDIM with eta = 0 over the same times, so the explorer maps
+    inverted noises. Works for every model with the Denoiser face (core.faces)."""
 
     def __init__(self, model: Any, steps: int = 20) -> None:
-        from genstudio.core.diffusion import spaced_timesteps
-
         self.model = model
-        self.ks = spaced_timesteps(model.sched.T, steps)
-        cfg = model.config
-        self.clip = model._clip_range() if getattr(cfg, "clip_x0", False) else None
+        self.steps = len(model.denoise_times(int(steps))) - 1
 
     @staticmethod
     def supports(model: Any) -> bool:
-        return all(hasattr(model, a) for a in ("sched", "guided_eps", "_time"))
+        from genstudio.core.faces import Denoiser, has_face
 
-    def _eps_fn(self, n: int, cond: int | None) -> Any:
-        """eps(x, t) of the EMA net, unconditional or (class-conditional runs) for class ``cond``."""
-        y = None
-        if cond is not None:
-            if not getattr(self.model, "num_classes", 0):
-                raise ValueError("this run was trained without class conditioning (class_cond)")
-            y = torch.full((n,), int(cond), dtype=torch.long, device=self.model.device)
+        return has_face(model, Denoiser)
 
-        def eps(x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
-            with torch.no_grad():
-                return self.model.guided_eps(x, self.model._time(t), y, 1.0)
+    def _check(self, cond: int | None) -> int | None:
+        from genstudio.core.faces import Conditional, has_face
 
-        return eps
+        if cond is not None and not has_face(self.model, Conditional):
+            raise ValueError("this run is not class-conditional (it was trained without class labels)")
+        return cond
 
     @torch.no_grad()
     def encode(self, x: torch.Tensor, cond: int | None = None) -> torch.Tensor:
         """Data -> noise; with ``cond`` along the ODE of that class (class-conditional runs)."""
-        from genstudio.core.diffusion.samplers import invert_ddim
+        from genstudio.core.diffusion.denoiser import ddim_invert
 
-        return invert_ddim(self._eps_fn(len(x), cond), x.to(self.model.device), self.model.sched, self.ks)
+        return ddim_invert(self.model, x.to(self.model.device), self.steps, self._check(cond))
 
     @torch.no_grad()
     def decode(self, z: torch.Tensor, cond: int | None = None) -> torch.Tensor:
         """Noise -> data; decoding an inverted noise with another class than it was inverted with
         is class editing (the noise keeps the pose/style, the class changes)."""
-        from genstudio.core.diffusion.samplers import sample_ddim
+        from genstudio.core.diffusion.denoiser import ddim_sample
 
-        return sample_ddim(self._eps_fn(len(z), cond), z.to(self.model.device), self.model.sched, self.ks,
-                           clip=self.clip)
+        return ddim_sample(self.model, z.to(self.model.device), self.steps, self._check(cond))
 
 
 def latent_face(model: Any) -> Any:

@@ -8,7 +8,6 @@ publish what they return, so the same plugin runs from the CLI, the GUI and the 
 from __future__ import annotations
 
 import enum
-import inspect
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -143,17 +142,32 @@ def apply_lr_schedule(model: Any, step: int) -> None:
                 group["lr"] = group["initial_lr"] * f
 
 
-def sample_keywords(cls: type) -> set[str]:
-    """Keyword arguments ``cls.sample`` accepts (so the GUI and CLI offer only what the plugin
-    takes); a ``**kw`` pass-through (latent diffusion) defers to the base class it forwards to."""
-    for klass in getattr(cls, "__mro__", (cls,)):
-        fn = klass.__dict__.get("sample")
-        if fn is None:
-            continue
-        params = inspect.signature(fn).parameters.values()
-        if not any(p.kind is p.VAR_KEYWORD for p in params):
-            return {p.name for p in params if p.kind in (p.KEYWORD_ONLY, p.POSITIONAL_OR_KEYWORD)}
-    return set()
+@dataclass(frozen=True)
+class SampleOption:
+    """A ``sample()`` keyword beyond n/seed/steps/sampler/every/cond that a plugin declares, so the
+    Sampler panel and ``genstudio sample`` offer it without reading the signature: numeric in
+    ``range`` (or one of ``choices``), shown only for ``samplers`` (empty = all) and only for runs
+    with face ``needs`` (a face name, e.g. "Conditional": a guidance scale needs classes). The
+    starting value is the run config's field ``name`` when it has one, else ``default``."""
+
+    name: str
+    help: str
+    default: float | str
+    range: tuple[float, float] = (0.0, 1.0)
+    choices: tuple[str, ...] = ()
+    samplers: tuple[str, ...] = ()
+    needs: str | None = None
+    step: float = 0.1
+
+
+def sample_options(cls: type) -> tuple[SampleOption, ...]:
+    """The options a plugin class declares (``sample_options`` class attribute; none by default)."""
+    return tuple(getattr(cls, "sample_options", ()) or ())
+
+
+def option_applies(opt: SampleOption, sampler: str | None, faces: set[str] | frozenset[str]) -> bool:
+    """Whether ``opt`` means anything for this sampler and a run with these face names."""
+    return (not opt.samplers or sampler in opt.samplers) and (opt.needs is None or opt.needs in faces)
 
 
 def final_state(states: Iterator[SampleState]) -> SampleState:

@@ -26,6 +26,8 @@ from genstudio.core.diffusion import (
     ddim_steps,
     ddpm_steps,
     make_schedule,
+    predict_eps,
+    predict_x0,
     q_sample,
     respace,
     spaced_timesteps,
@@ -38,7 +40,7 @@ from genstudio.core.diffusion.ksamplers import (
     vp_denoiser,
 )
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleOption, SampleState
 
 
 @dataclass
@@ -81,6 +83,14 @@ class DDPMPlugin(BasePlugin):
                     "EMA weights.",
     )
     config: DDPMConfig
+    sample_options = (
+        SampleOption("eta", "DDIM noise: 0 = deterministic, 1 = as stochastic as DDPM", 0.0, (0.0, 1.0),
+                     samplers=("ddim",)),
+        SampleOption("guidance", "Classifier-free guidance scale with a class: 0 = unconditional, "
+                     "1 = conditional, >1 = stronger class fidelity", 1.0, (0.0, 20.0), needs="Conditional"),
+        SampleOption("sigma_schedule", "Noise levels the k-samplers visit", "model", choices=SIGMA_SCHEDULES,
+                     samplers=tuple(KSAMPLERS)),
+    )
 
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
@@ -133,6 +143,29 @@ class DDPMPlugin(BasePlugin):
         if self.data is not None and self.data.kind == "image":
             return 1.0
         return self.x_absmax if self.x_absmax > 0 else None
+
+    def denoise_times(self, steps: int) -> torch.Tensor:
+        """Denoiser face: ``steps`` spaced training timesteps, then -1 (clean), as the "ddim" sampler visits."""
+        ks = spaced_timesteps(self.sched.T, int(steps)).to(torch.float64)
+        return torch.cat([ks, torch.tensor([-1.0], dtype=torch.float64)])
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: (sqrt(abar_t), sqrt(1 - abar_t)) with abar_{-1} = 1."""
+        abar = torch.cat([torch.ones(1, dtype=torch.float64), self.sched.alphas_cumprod.double()])
+        a = abar[torch.as_tensor(t).round().long().cpu() + 1]
+        return a.sqrt(), (1 - a).clamp(min=0).sqrt()
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None,
+                guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: (x0_hat, eps_hat) of the guided EMA net, x0 clipped as sampling clips it."""
+        k = torch.as_tensor(t).round().long().to(x.device)
+        eps = self.guided_eps(x, self._time(k), self._labels(cond, x.shape[0]), float(guidance))
+        x0 = predict_x0(eps, k, x, self.sched)
+        clip = self._clip_range() if self.config.clip_x0 else None
+        if clip is not None:
+            x0 = x0.clamp(-clip, clip)
+            eps = predict_eps(x0, k, x, self.sched)
+        return x0, eps
 
     def _labels(self, cond: torch.Tensor | int | None, n: int) -> torch.Tensor | None:
         if cond is None:

@@ -144,6 +144,23 @@ class FlowMatchingPlugin(BasePlugin):
         with torch.no_grad():
             return self.ema(x, t)
 
+    def denoise_times(self, steps: int) -> torch.Tensor:
+        """Denoiser face: the Euler sampler's times, 0 (noise) to 1 (data)."""
+        return torch.linspace(0, 1, int(steps) + 1, dtype=torch.float64)
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: x_t = t x_data + (1 - t) noise in the sampler's time."""
+        tt = torch.as_tensor(t, dtype=torch.float64).cpu()
+        return tt, 1 - tt
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None,
+                guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: with v = data - noise, x0_hat = x + (1 - t) v and eps_hat = x - t v."""
+        tt = torch.as_tensor(t).to(x)
+        v = self.velocity(x, tt)
+        b = tt.reshape(-1, *([1] * (x.dim() - 1)))
+        return x + (1 - b) * v, x - b * v
+
     def _reflow(self, g: torch.Generator | None = None) -> None:
         """New coupling: noise z and the current model's ODE endpoint from it."""
         cfg = self.config

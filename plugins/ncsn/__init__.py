@@ -130,6 +130,25 @@ class NCSNPlugin(BasePlugin):
         cfg = self.config
         return sigmas_exponential(cfg.levels, cfg.sigma_min, cfg.sigma_max)[:-1]
 
+    def denoise_times(self, steps: int) -> torch.Tensor:
+        """Denoiser face: ``steps`` geometric sigmas from sigma_max to sigma_min, then 0 (the
+        noise levels the Euler sampler visits; the time is sigma itself)."""
+        cfg = self.config
+        return sigmas_exponential(int(steps), cfg.sigma_min, cfg.sigma_max)
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: x_sigma = x_0 + sigma eps."""
+        sig = torch.as_tensor(t, dtype=torch.float64).cpu()
+        return torch.ones_like(sig), sig
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None,
+                guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: Tweedie x0_hat = x + sigma^2 s(x, sigma), eps_hat = -sigma s."""
+        sig = torch.as_tensor(t, dtype=torch.float64).to(x)
+        s = self.score(self.ema, x, sig)
+        b = sig.reshape(-1, *([1] * (x.dim() - 1)))
+        return x + b**2 * s, -b * s
+
     def sample(self, n: int, *, seed: int, steps: int | None = None, sampler: str | None = None,
                every: int = 1) -> Iterator[SampleState]:
         """"annealed_langevin": ``steps`` Langevin steps per level (default langevin_steps); the ODE

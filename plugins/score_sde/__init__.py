@@ -117,6 +117,24 @@ class ScoreSDEPlugin(BasePlugin):
         ema_update(self.ema, self.net, ema_decay_at(step, cfg.ema_decay))
         return {"loss": loss.item(), "grad_norm": float(gn)}
 
+    def denoise_times(self, steps: int) -> torch.Tensor:
+        """Denoiser face: ``steps`` equal steps of t from 1 to the SDE's eps, then t = 0 (data)."""
+        return torch.cat([torch.linspace(self.sde.T, self.sde.eps, int(steps), dtype=torch.float64),
+                          torch.zeros(1, dtype=torch.float64)])
+
+    def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: (mean_coeff(t), std(t)); t = 0 is the data itself (std 0, also for VE)."""
+        tt = torch.as_tensor(t, dtype=torch.float64).cpu()
+        return self.sde.mean_coeff(tt), torch.where(tt > 0, self.sde.std(tt), torch.zeros_like(tt))
+
+    def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None,
+                guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:
+        """Denoiser face: eps_hat of the EMA net and its Tweedie x0_hat = (x - std eps_hat) / m."""
+        t = torch.as_tensor(t, dtype=torch.float64).to(x.device)
+        m, s = self._coeffs(t, x)
+        eps = self._eps(self.ema, x, t)
+        return (x - s * eps) / m, eps
+
     def score_fn(self, x: torch.Tensor, t: torch.Tensor) -> torch.Tensor:
         """grad log p_t(x) from the EMA net (differentiable, for the likelihood's divergence)."""
         _, s = self._coeffs(t, x)

@@ -10,11 +10,11 @@ that eps must land there and the round trip must shrink like 1/steps.
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
+from genstudio_plugins.ddpm import DDPMPlugin
 from PIL import Image
 
 from genstudio.cli import main
@@ -26,21 +26,22 @@ from genstudio.core.runs import RunStore
 
 
 class GaussEps:
-    """The duck type DDIMInversion needs, with the exact eps of N(mu, s^2 I) data (float64)."""
+    """A Denoiser (core.faces) with the exact eps of N(mu, s^2 I) data under a cosine VP chain
+    (float64), borrowing DDPM's time grid and coefficients."""
+
+    denoise_times = DDPMPlugin.denoise_times
+    alpha_sigma = DDPMPlugin.alpha_sigma
 
     def __init__(self, mu: torch.Tensor, s: float, T: int = 1000) -> None:  # noqa: N803
         self.mu, self.s = mu, s
         self.sched = make_schedule("cosine", T)
-        self.config = SimpleNamespace(clip_x0=False)
         self.device = torch.device("cpu")
         self.data = DataSpec("gauss", "points2d", tuple(mu.shape))
 
-    def _time(self, t: torch.Tensor) -> torch.Tensor:
-        return t
-
-    def guided_eps(self, x, t, y, w):
-        ab = self.sched.alphas_cumprod[t].to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
-        return (1 - ab).sqrt() * (x - ab.sqrt() * self.mu) / (ab * self.s**2 + 1 - ab)
+    def denoise(self, x, t, cond=None, guidance=1.0):
+        ab = self.sched.alphas_cumprod[t.round().long()].to(x.dtype).reshape(-1, *[1] * (x.dim() - 1))
+        eps = (1 - ab).sqrt() * (x - ab.sqrt() * self.mu) / (ab * self.s**2 + 1 - ab)
+        return (x - (1 - ab).sqrt() * eps) / ab.sqrt(), eps
 
     def generator(self, seed: int) -> torch.Generator:
         return torch.Generator().manual_seed(seed)
@@ -199,7 +200,7 @@ def test_cli_interp(ddpm_run, tmp_path, capsys, monkeypatch):
 
 
 def test_cli_interp_needs_a_ddim_run(capsys):
-    assert main(["train", "flow_matching", "--data", "moons", "--steps", "2", "--sample-every", "0",
+    assert main(["train", "realnvp", "--data", "moons", "--steps", "2", "--sample-every", "0",
                  "--checkpoint-every", "2"]) == 0
     run = Path(capsys.readouterr().out.strip().splitlines()[-1]).name
     assert main(["interp", run, "--a", "data:0", "--b", "data:1"]) == 2

@@ -138,3 +138,99 @@ def test_conditional_face_follows_the_run_config():
         m = cls(replace(cls.info.config_cls.tiny(), class_cond=cond), "cpu")
         m.setup(spec)
         assert F.has_face(m, F.Conditional) is cond
+
+
+_TRAINED: dict = {}
+STEPS = 200
+
+
+
+def _trained(pid: str, dataset: str):
+    """The (pid, dataset) model on a fine chain (T = 1000 where the run has one; tiny configs use
+    20) after STEPS training steps: enough for a denoiser whose high-noise predictions are
+    consistent, which inversion needs (an untrained net's eps = 0 passes trivially, a random one
+    is ill-conditioned where alpha ~ 0)."""
+    key = (pid, dataset)
+    if key not in _TRAINED:
+        m0 = _model(pid, dataset)
+        cfg = m0.config
+        names = {f.name for f in fields(cfg)}
+        if "timesteps" in names:
+            cfg = replace(cfg, timesteps=1000)
+        torch.manual_seed(0)
+        m = type(m0)(cfg, torch.device("cpu"))
+        ds = get_dataset(dataset)
+        m.setup(ds.spec)
+        g = torch.Generator().manual_seed(0)
+        for step in range(1, STEPS + 1):
+            m.train_step(*ds.batch(cfg.batch_size, g), step)
+        _TRAINED[key] = m
+    return _TRAINED[key]
+
+
+def _prior(m, n: int, seed: int) -> torch.Tensor:
+    """Noise at the Denoiser's first time (sigma(t_0) times unit noise), in the space it denoises."""
+    s0 = float(m.alpha_sigma(m.denoise_times(50)[:1])[1][0])
+    return s0 * torch.randn((n, *m.data.shape), generator=torch.Generator().manual_seed(seed))
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Denoiser))
+def test_denoiser_times_run_from_the_prior_to_clean_data(pid, dataset):
+    m = _model(pid, dataset)
+    ts = m.denoise_times(6)
+    assert ts.shape == (7,) and ts.dtype == torch.float64
+    a, s = m.alpha_sigma(ts)
+    assert float(a[-1]) == pytest.approx(1.0) and float(s[-1]) == pytest.approx(0.0, abs=1e-12)
+    snr = a / s.clamp(min=1e-300)
+    assert bool((snr[1:] > snr[:-1]).all()), "noise must fall along the times"
+    if F.has_face(m, F.NoisePrior):  # the first time is where the sampler's prior noise lives
+        assert float(s[0] / a[0].clamp(min=1e-3)) >= 0.5 * m.prior_scale()
+    x = torch.randn((N, *m.data.shape)).clamp(-1, 1)
+    t = ts[2].expand(N)
+    x0, eps = m.denoise(x, t)
+    assert x0.shape == x.shape == eps.shape
+    assert torch.allclose(a[2].float() * x0 + s[2].float() * eps, x, atol=1e-4), "x_t = alpha x0_hat + sigma eps_hat"
+
+
+def _one_dataset_each(cases: list) -> list:
+    """2-D where a plugin takes it (fast), else its first dataset."""
+    first: dict = {}
+    for c in cases:
+        pid, ds = c.values
+        if pid not in first or ds == DATASETS["points2d"]:
+            first[pid] = c
+    return list(first.values())
+
+
+@pytest.mark.parametrize("pid,dataset", _one_dataset_each(_face_cases(F.Denoiser)))
+def test_every_denoiser_inverts_and_reconstructs(pid, dataset):
+    """DDIM inversion then DDIM sampling over the same times gives the point back, up to a
+    discretisation error that shrinks with the step count (class-conditional runs along a class)."""
+    from genstudio.core.diffusion.denoiser import ddim_invert, ddim_sample
+
+    m = _trained(pid, dataset)
+    cond = 0 if F.has_face(m, F.Conditional) else None
+    x0 = ddim_sample(m, _prior(m, N, 7), 50, cond)  # points the model itself reaches
+    errs = []
+    for steps in (25, 200):
+        z = ddim_invert(m, x0, steps, cond)
+        assert torch.isfinite(z).all()
+        errs.append(float((ddim_sample(m, z, steps, cond) - x0).pow(2).mean().sqrt()))
+    assert errs[1] < 0.06 * float(x0.pow(2).mean().sqrt()), errs  # 200 steps: a few % of the scale
+    assert errs[0] > 2.5 * errs[1], errs  # and shrinking: first order, 8x the steps
+
+
+OWN_DDIM = {"ddpm": "ddim", "flow_matching": "euler", "ncsn": "euler"}  # the first-order sampler DDIM is
+
+
+@pytest.mark.parametrize("pid", sorted(OWN_DDIM))
+def test_face_ddim_is_the_plugins_own_first_order_sampler(pid):
+    """The generic (alpha, sigma) DDIM of core.diffusion.denoiser reproduces each family's own
+    deterministic first-order sampler from the same prior noise: DDIM eq. 12 (VP), Euler in
+    sigma (VE), Euler in t (flow matching)."""
+    from genstudio.core.diffusion.denoiser import ddim_sample
+
+    m = _trained(pid, DATASETS["points2d"])
+    own = final_state(m.sample(N, seed=3, steps=7, sampler=OWN_DDIM[pid], every=100)).x
+    ours = ddim_sample(m, F.initial_noise(m, N, 3), 7)
+    assert torch.allclose(ours, own, rtol=1e-4, atol=1e-4 * float(own.abs().max())), float((ours - own).abs().max())

@@ -14,8 +14,9 @@ from PIL import Image  # noqa: E402
 from genstudio.core import jobs  # noqa: E402
 from genstudio.core.diffusion import edit  # noqa: E402
 from genstudio.core.imaging import image_grid  # noqa: E402
+from genstudio.core.plugin import sample_options  # noqa: E402
 from genstudio.core.registry import registry  # noqa: E402
-from genstudio.qt.panels.sampler import SamplerPanel, sample_keywords  # noqa: E402
+from genstudio.qt.panels.sampler import SamplerPanel  # noqa: E402
 from tests.qt.test_panels import FakeCtx  # noqa: E402
 
 TINY = ["batch_size=32", "timesteps=50", "hidden=32", "depth=1", "channels=8", "sample_steps=5"]
@@ -42,35 +43,37 @@ def panel(qtbot, ctx):
     return p
 
 
-def test_sample_keywords_follow_the_plugin():
+def test_sample_options_are_declared_by_the_plugin():
     reg = registry()
-    ddpm = sample_keywords(reg.get("ddpm"))
-    assert {"cond", "guidance", "eta", "steps", "sampler"} <= ddpm
-    assert sample_keywords(reg.get("ldm")) == ddpm  # **kw forwards to the DDPM's sample()
-    assert "eta" not in sample_keywords(reg.get("flow_matching"))
+    ddpm = {o.name: o for o in sample_options(reg.get("ddpm"))}
+    assert {"eta", "guidance", "sigma_schedule"} <= set(ddpm)
+    assert ddpm["eta"].samplers == ("ddim",) and ddpm["guidance"].needs == "Conditional"
+    assert sample_options(reg.get("ldm")) == sample_options(reg.get("ddpm"))  # inherited with the sampler
+    assert sample_options(reg.get("flow_matching")) == ()
 
 
 def test_class_guidance_and_eta_reach_the_job(panel, ctx, monkeypatch):
     plain = _trained(ctx, "8gaussians", steps=10, extra=["eta=0.3"])
     panel.set_run(plain)
-    assert panel.cls.isHidden() and panel.guidance.isHidden() and panel.guidance_slider.isHidden()
+    assert panel.cls.isHidden() and panel.option("guidance").isHidden()
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddpm"))
-    assert panel.eta.isHidden() and panel.sample_kwargs() == {}
+    assert panel.option("eta").isHidden() and panel.sample_kwargs() == {}
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddim"))
-    assert not panel.eta.isHidden() and panel.sample_kwargs() == {"eta": 0.3}  # the run's own eta
+    assert not panel.option("eta").isHidden() and panel.sample_kwargs() == {"eta": 0.3}  # the run's own eta
 
     run = _trained(ctx, "8gaussians", extra=["class_cond=true"])
     panel.set_run(run)
-    assert not panel.cls.isHidden() and not panel.guidance.isHidden() and not panel.guidance_slider.isHidden()
+    guidance = panel.option("guidance")
+    assert not panel.cls.isHidden() and not guidance.isHidden()
     assert [panel.cls.itemText(i) for i in range(panel.cls.count())] == ["unconditional"] + [
         f"class {c}" for c in range(8)]
-    assert not panel.guidance.isEnabled() and not panel.guidance_slider.isEnabled()  # a scale needs a label
+    assert not guidance.isEnabled()  # a scale needs a label
     panel.cls.setCurrentIndex(panel.cls.findData(2))
-    assert panel.guidance.isEnabled()
-    panel.guidance_slider.setValue(30)  # the slider and the spin box are one control
-    assert panel.guidance.value() == 3.0
+    assert guidance.isEnabled()
+    guidance.slider.setValue(30)  # the slider and the spin box are one control
+    assert guidance.value() == 3.0
     panel.sampler.setCurrentIndex(panel.sampler.findData("ddim"))
-    panel.eta.setValue(0.5)
+    panel.option("eta").setValue(0.5)
     panel.n.setValue(16)
     panel.steps.setValue(5)
     panel.seed.setValue(4)
@@ -156,13 +159,13 @@ def test_points_run_and_unsupported_plugins(panel, ctx):
     ctx.deliver(panel)
     assert panel.edit_result.slerp.shape == (4, 2) and panel.edit_result.kind == "points2d"
     assert "lerp" in panel.view_interp.titleLabel.text
-    flow = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="flow_matching", dataset="moons", steps=2))
+    flow = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="realnvp", dataset="moons", steps=2))
     panel.set_run(flow)
     assert panel.edit_result is None  # another run: the old pictures go
     assert not panel.invert_button.isEnabled() and not panel.interp_button.isEnabled()
     assert "needs a DDIM-capable diffusion run" in panel.edit_status.text()
     assert panel.start_edit() is None
-    assert panel.cls.isHidden() and panel.eta.isHidden()
+    assert panel.cls.isHidden() and not panel.options  # a flow declares no sample options
 
 
 def test_edit_job_in_the_main_window_worker(main_window, qtbot):

@@ -11,8 +11,8 @@ on, which is why the lerp strip washes out in the middle.
 
 A start item is written as ``data:INDEX`` (an example of the run's dataset), ``seed:N`` (the first
 ``randn`` of ``model.generator(N)``, as sampling draws it) or a path to an image file (resized and
-converted to the dataset's shape). Works with any model :class:`DDIMInversion` supports (the DDPM
-family); latent diffusion goes through its ``to_latent`` / ``to_image``.
+converted to the dataset's shape). Works with any model that has the Denoiser face (DDPM, score
+SDEs, NCSN, flow matching); latent diffusion goes through its ``to_latent`` / ``to_image``.
 """
 
 from __future__ import annotations
@@ -27,10 +27,11 @@ import numpy as np
 import torch
 from torch import Tensor
 
+from genstudio.core.faces import Conditional, Denoiser, has_face
 from genstudio.core.imaging import image_grid, scatter_image
 from genstudio.core.latent import DDIMInversion, lerp, slerp
 
-NEEDS_DDIM = "needs a DDIM-capable diffusion run (DDPM or latent diffusion)"
+NEEDS_DDIM = "needs a DDIM-capable diffusion run (a model with the Denoiser face: DDPM, score SDE, NCSN, LDM, ...)"
 DATA_REF = 1000  # procedural (2-D) datasets: data:i indexes this many points of the fixed reference set
 CELL = 64  # image cells are upscaled to about this many pixels in the pictures
 
@@ -50,11 +51,11 @@ class InversionFace:
                  cond_out: int | None = None) -> None:
         if not DDIMInversion.supports(model):
             raise EditUnsupported(f"{type(model).__name__}: {NEEDS_DDIM}")
-        if (cond_in is not None or cond_out is not None) and not getattr(model, "num_classes", 0):
-            raise EditUnsupported("a class needs a class-conditional run (trained with class_cond)")
+        if (cond_in is not None or cond_out is not None) and not has_face(model, Conditional):
+            raise EditUnsupported("a class needs a class-conditional run (trained with class labels)")
         self.model = model
         self.inv = DDIMInversion(model, steps)
-        self.steps = len(self.inv.ks)
+        self.steps = self.inv.steps
         self.cond_in, self.cond_out = cond_in, cond_out
         self.latent = callable(getattr(model, "to_latent", None)) and callable(getattr(model, "to_image", None))
 
@@ -95,8 +96,8 @@ def supports(model: Any) -> bool:
 
 
 def supports_class(cls: type) -> bool:
-    """The same question about a plugin class, before building one (``sched`` is set in setup)."""
-    return all(callable(getattr(cls, a, None)) for a in ("guided_eps", "_time"))
+    """The same question about a plugin class, before building one (its methods, not its run)."""
+    return issubclass(cls, Denoiser) if isinstance(cls, type) else False
 
 
 # -- inversion and interpolation ----------------------------------------------------------------

@@ -1,10 +1,11 @@
 """Sampler: pick a checkpoint, n, seed, steps and sampler, then watch x_t and the predicted x̂0
 side by side while the job runs (image grids, or 2-D points with particle trails). The whole
 trajectory stays scrubbable afterwards (slider + play) and exports as PNG (final) or GIF.
-Class-conditional runs get a class picker and a guidance scale, the "ddim" sampler an eta; only
-the keywords the run's plugin's ``sample()`` takes are passed.
+Class-conditional runs (the Conditional face, recorded in run.json) get a class picker; the
+options a plugin declares (``SampleOption``: DDPM's eta for "ddim", its guidance scale once a class
+is picked) get a control each, shown where they apply.
 
-The "Invert / interpolate" tab (DDPM family) inverts two start items (a dataset example, a seed's
+The "Invert / interpolate" tab (models with the Denoiser face) inverts two start items (a dataset example, a seed's
 noise or an image file) with deterministic DDIM, shows x0 | noise | reconstruction with the
 round-trip error, and decodes the slerp and lerp strips between their noises
 (``genstudio.core.diffusion.edit``).
@@ -44,7 +45,7 @@ from genstudio.core.diffusion import edit
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid, samples_image, save_gif, save_png
 from genstudio.core.jobs import Control
-from genstudio.core.plugin import SampleState, sample_keywords
+from genstudio.core.plugin import SampleOption, SampleState, option_applies, sample_options
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
@@ -131,6 +132,44 @@ class ItemPicker(QWidget):
         return self.path if kind == "file" else f"{kind}:{self.value.value()}"
 
 
+class OptionControl(QWidget):
+    """A declared :class:`SampleOption`: a slider with a spin box (numbers) or a combo (choices)."""
+
+    def __init__(self, opt: SampleOption) -> None:
+        super().__init__()
+        self.opt = opt
+        lay = QHBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        self.combo = self.spin = self.slider = None
+        if opt.choices:
+            self.combo = QComboBox()
+            for c in opt.choices:
+                self.combo.addItem(f"{opt.name}: {c}", c)
+            lay.addWidget(self.combo)
+        else:
+            lo, hi = opt.range
+            self.spin = QDoubleSpinBox(minimum=lo, maximum=hi, singleStep=opt.step, decimals=2, prefix=f"{opt.name} ")
+            self.slider = QSlider(Qt.Horizontal, minimum=0, maximum=max(1, round((hi - lo) / opt.step)))
+            self.slider.setMinimumWidth(70)
+            self.slider.valueChanged.connect(lambda v: self.spin.setValue(lo + v * opt.step))
+            self.spin.valueChanged.connect(lambda w: self.slider.setValue(round((w - lo) / opt.step)))
+            lay.addWidget(self.slider)
+            lay.addWidget(self.spin)
+        for w in (self, self.combo, self.spin, self.slider):
+            if w is not None:
+                w.setToolTip(opt.help)
+        self.setValue(opt.default)
+
+    def value(self) -> float | str:
+        return self.combo.currentData() if self.combo is not None else float(self.spin.value())
+
+    def setValue(self, v: Any) -> None:  # noqa: N802 - Qt naming
+        if self.combo is not None:
+            self.combo.setCurrentIndex(max(0, self.combo.findData(str(v))))
+        else:
+            self.spin.setValue(float(v))
+
+
 class SamplerPanel(Panel):
     panel_id = "sampler"
     title = "Sampler"
@@ -147,7 +186,8 @@ class SamplerPanel(Panel):
         self._lim: float | None = None
         self._problem = ""  # why this run cannot be sampled (broken plugin, unreadable run)
         self._hint = ""  # the last such reason shown in the status line
-        self._keywords: set[str] = set()  # what the run's plugin's sample() accepts
+        self.options: dict[str, OptionControl] = {}  # the run's plugin's declared sample options
+        self._faces: set[str] = set()  # face names the run recorded (run.json)
         self._edit_why = ""  # why this run cannot be inverted ('' = it can)
         self._edit_token = 0  # the edit job whose EDIT_RESULT the panel waits for (0 = none)
         self._edit_control: Control | None = None
@@ -178,20 +218,12 @@ class SamplerPanel(Panel):
         self.sampler = QComboBox()
         self.sampler.setToolTip("Sampler")
         self.sampler.currentIndexChanged.connect(self._sampler_changed)
-        self.eta = QDoubleSpinBox(minimum=0.0, maximum=1.0, value=0.0, singleStep=0.1, prefix="eta ")
-        self.eta.setToolTip("DDIM noise: 0 = deterministic, 1 = as stochastic as DDPM")
         self.cls = QComboBox()
         self.cls.setToolTip("Class label (class-conditional runs)")
         self.cls.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        self.cls.currentIndexChanged.connect(self._guidance_enabled)  # w needs a label
-        self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=1.0, singleStep=0.5, prefix="w ")
-        self.guidance.setToolTip("Classifier-free guidance scale (0 = unconditional, 1 = conditional, "
-                                 ">1 = stronger class fidelity)")
-        self.guidance_slider = QSlider(Qt.Horizontal, minimum=0, maximum=200)  # w in steps of 0.1
-        self.guidance_slider.setMinimumWidth(90)
-        self.guidance_slider.setToolTip(self.guidance.toolTip())
-        self.guidance_slider.valueChanged.connect(lambda v: self.guidance.setValue(v / 10))
-        self.guidance.valueChanged.connect(lambda w: self.guidance_slider.setValue(round(w * 10)))
+        self.cls.currentIndexChanged.connect(self._options_changed)  # a guidance scale needs a label
+        self.option_row = QHBoxLayout()  # the run's declared sample options (SampleOption)
+        self.option_row.setContentsMargins(0, 0, 0, 0)
         self.sample_button = QPushButton("Sample")
         self.sample_button.setDefault(True)
         self.status = QLabel()
@@ -203,8 +235,9 @@ class SamplerPanel(Panel):
         self.sample_controls = QWidget()  # what only the Sample tab uses (hidden on the Invert tab)
         row = QHBoxLayout(self.sample_controls)
         row.setContentsMargins(0, 0, 0, 0)
-        for w in (self.sampler, self.eta, self.steps, self.n, self.seed, self.cls,
-                  self.guidance_slider, self.guidance, self.sample_button):
+        row.addWidget(self.sampler)
+        row.addLayout(self.option_row)
+        for w in (self.steps, self.n, self.seed, self.cls, self.sample_button):
             row.addWidget(w)
         top.addWidget(self.sample_controls)
         top.addWidget(self.status, 1)
@@ -322,25 +355,26 @@ class SamplerPanel(Panel):
         self._run = run
         samplers: tuple[str, ...] = ()
         problem = ""
-        self._keywords = set()
+        options: tuple[SampleOption, ...] = ()
+        config: dict[str, Any] = {}
+        self._faces = set()
         classes, kind, edit_why = 0, "", "select a run"
         if run is not None:
             try:
                 info = run.info()
                 cls = self.ctx.registry.get(info["plugin"])
                 samplers = tuple(cls.info.samplers)
-                self._keywords = sample_keywords(cls)
+                options = sample_options(cls)
                 edit_why = "" if edit.supports_class(cls) else f"{cls.info.name}: {edit.NEEDS_DDIM}"
                 config = info.get("config", {})
-                cond = bool(config.get("class_cond")) and "cond" in self._keywords
-                self.eta.setValue(float(config.get("eta", 0.0) or 0.0))  # start from the run's own settings
-                self.guidance.setValue(float(config.get("guidance", 1.0)))
+                self._faces = set(info.get("faces") or ())  # recorded by the train job
+                cond = "Conditional" in self._faces
                 if cond or not edit_why:
                     from genstudio.core.data import get_dataset
 
                     spec = get_dataset(info["dataset"]).spec
                     kind = spec.kind
-                    classes = int(spec.num_classes or 0) if cond else 0
+                    classes = int(info.get("classes") or spec.num_classes or 0) if cond else 0
             except (KeyError, RunError, ValueError, OSError) as e:
                 problem = str(e).strip("'\"")
                 edit_why = edit_why or problem
@@ -360,9 +394,7 @@ class SamplerPanel(Panel):
             for c in range(classes if not edit_why else 0):
                 combo.addItem(f"{'invert as' if combo is self.edit_cls_in else 'decode as'} class {c}", c)
             combo.setVisible(classes > 0 and not edit_why)
-        self.guidance.setVisible(classes > 0 and "guidance" in self._keywords)
-        self.guidance_slider.setVisible(classes > 0 and "guidance" in self._keywords)
-        self._guidance_enabled()
+        self._set_options(options, config)
         self._sampler_changed()
         self._edit_why = edit_why
         for picker in (self.item_a, self.item_b):
@@ -370,19 +402,42 @@ class SamplerPanel(Panel):
         self._problem = problem
         self._refresh_checkpoints()
 
+    def _set_options(self, options: tuple[SampleOption, ...], config: dict[str, Any]) -> None:
+        """One control per declared option, starting from the run config's value of that name."""
+        for c in self.options.values():
+            self.option_row.removeWidget(c)
+            c.deleteLater()
+        self.options = {}
+        for opt in options:
+            c = OptionControl(opt)
+            if config.get(opt.name) is not None:
+                c.setValue(config[opt.name])
+            self.option_row.addWidget(c)
+            self.options[opt.name] = c
+
+    def option(self, name: str) -> OptionControl:
+        return self.options[name]
+
     def _sampler_changed(self) -> None:
-        self.eta.setVisible(self.sampler.currentData() == "ddim" and "eta" in self._keywords)
+        self._options_changed()
+
+    def _options_changed(self, *_: Any) -> None:
+        """Show the options that apply to this sampler and run; one needing the Conditional face
+        (a guidance scale) is enabled only once a class is picked."""
+        labelled = self.cls.currentData() is not None
+        for c in self.options.values():
+            c.setVisible(option_applies(c.opt, self.sampler.currentData(), self._faces))
+            c.setEnabled(c.opt.needs != "Conditional" or labelled)
 
     def sample_kwargs(self) -> dict[str, Any]:
-        """The extra ``sample()`` keywords the visible controls set (only ones the plugin takes)."""
+        """The extra ``sample()`` keywords the visible, enabled controls set."""
         kw: dict[str, Any] = {}
-        if self.eta.isVisibleTo(self.sample_controls) and "eta" in self._keywords:
-            kw["eta"] = float(self.eta.value())
         if self.cls.isVisibleTo(self.sample_controls) and self.cls.currentData() is not None:
             kw["cond"] = int(self.cls.currentData())
-            if "guidance" in self._keywords:
-                kw["guidance"] = float(self.guidance.value())
-        return {k: v for k, v in kw.items() if k in self._keywords}
+        for name, c in self.options.items():
+            if c.isVisibleTo(self.sample_controls) and c.isEnabled():
+                kw[name] = c.value()
+        return kw
 
     def _refresh_checkpoints(self) -> None:
         """List the run's checkpoints, newest first, keeping the user's pick if it still exists."""
@@ -395,11 +450,6 @@ class SamplerPanel(Panel):
         self.checkpoint.setCurrentIndex(max(i, 0))
         self._update_buttons()
         self._update_edit_buttons()
-
-    def _guidance_enabled(self, *_: Any) -> None:
-        on = self.cls.currentData() is not None
-        self.guidance.setEnabled(on)
-        self.guidance_slider.setEnabled(on)
 
     def _update_buttons(self) -> None:
         running = self.ctx.job_running("sample")

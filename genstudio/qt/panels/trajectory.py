@@ -52,7 +52,7 @@ from genstudio.core.faces import ForwardProcessFace, NoisePrior, has_face
 from genstudio.core.imaging import colormap, heatmap_image, image_grid
 from genstudio.core.jobs import Control
 from genstudio.core.metrics.functional import energy_distance
-from genstudio.core.plugin import SampleState
+from genstudio.core.plugin import SampleState, sample_options
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.runs import short_name
@@ -423,6 +423,7 @@ class TrajectoryPanel(Panel):
             self.b_run.blockSignals(False)
         self._run = run
         self._samplers = ()
+        self._guided = False  # the plugin declares a guidance scale (SampleOption)
         self._problem = ""
         self._fwd = None
         info: dict[str, Any] = {}
@@ -431,6 +432,7 @@ class TrajectoryPanel(Panel):
                 info = run.info()
                 plugin = self.ctx.registry.get(info["plugin"])
                 self._samplers = tuple(plugin.info.samplers)
+                self._guided = any(o.name == "guidance" for o in sample_options(plugin))
                 fresh = plugin(from_dict(plugin.info.config_cls, info["config"]), "cpu")  # no setup: config only
                 self._fwd = fresh.forward_process() if has_face(fresh, ForwardProcessFace) else None
             except (KeyError, RunError, ValueError, TypeError) as e:
@@ -442,22 +444,15 @@ class TrajectoryPanel(Panel):
         for c in range(self._classes):
             self.cls.addItem(f"class {c}", c)
         self.cls.setVisible(self._classes > 0)
-        self.guidance.setVisible(self._classes > 0)
+        self.guidance.setVisible(self._classes > 0 and self._guided)
         self._describe_fwd()
         self._b_shown = "?"  # B's samplers are refilled for the run just selected
         self.refresh_b_runs()
         self._update_buttons()
 
     def _num_classes(self, info: dict[str, Any]) -> int:
-        """Classes a run can be conditioned on (0 unless it was trained with class_cond)."""
-        if not info.get("config", {}).get("class_cond"):
-            return 0
-        from genstudio.core.data import get_dataset
-
-        try:
-            return int(getattr(get_dataset(info["dataset"]).spec, "num_classes", 0) or 0)
-        except (KeyError, ValueError, OSError):
-            return 0
+        """Classes a run can be conditioned on: what its train job recorded (the Conditional face)."""
+        return int(info.get("classes") or 0) if "Conditional" in (info.get("faces") or ()) else 0
 
     def _data_shape(self, info: dict[str, Any]) -> tuple[int, ...] | None:
         """Shape of one sample of a run's dataset (cached per dataset: building digits takes ~1 s)."""
@@ -577,7 +572,7 @@ class TrajectoryPanel(Panel):
         guide_busy = self.ctx.job_running("guidance")
         self.guide_button.setEnabled(guide_busy or (not why and self._classes > 0))
         self.guide_button.setText("Stop sweep" if guide_busy else "Run guidance sweep")
-        self.guide_button.setToolTip("" if self._classes else "needs a class-conditional run (class_cond)")
+        self.guide_button.setToolTip("" if self._classes else "needs a class-conditional run")
         for w in (self.play_button, self.ab_png_button):
             w.setEnabled(bool(self.a.states or self.b.states))
         has = bool(self._rows)
@@ -599,7 +594,9 @@ class TrajectoryPanel(Panel):
         kw: dict[str, Any] = {"sampler": side.sampler.currentData(), "steps": side.steps.value() or None}
         classes = self._classes if side is self.a else self._b_classes  # another run B may be unconditional
         if classes and self.cls.isVisibleTo(self) and self.cls.currentData() is not None:
-            kw.update(cond=int(self.cls.currentData()), guidance=float(self.guidance.value()))
+            kw["cond"] = int(self.cls.currentData())
+            if self._guided:
+                kw["guidance"] = float(self.guidance.value())
         return kw
 
     def _toggle(self, name: str, button: QPushButton, start: Any) -> None:

@@ -53,21 +53,13 @@ from genstudio.qt.worker import FAILED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
 
-# Every dockable panel: (module, class, placement). Placement is a dock area ("top", "left",
-# "right", "bottom"; later panels of an area stack below the first) or "tab:<panel_id>" (a tab
-# behind that panel). Later panels add one line here; a module that fails to import (or a panel
-# that fails to build) is logged and skipped, never fatal.
-PANELS: list[tuple[str, str, str]] = [
-    ("genstudio.qt.panels.training", "TrainingPanel", "top"),
-    ("genstudio.qt.panels.sampler", "SamplerPanel", "top"),
-    ("genstudio.qt.panels.runs", "RunsPanel", "left"),
-    ("genstudio.qt.panels.settings", "SettingsPanel", "left"),
-    ("genstudio.qt.panels.metrics", "MetricsPanel", "tab:sampler"),
-    ("genstudio.qt.panels.latent", "LatentPanel", "tab:sampler"),
-    ("genstudio.qt.panels.trajectory", "TrajectoryPanel", "tab:sampler"),
-    ("genstudio.qt.panels.viewer3d", "SplatViewerPanel", "tab:sampler"),
-    ("genstudio.qt.panels.viewer3d", "NerfViewerPanel", "tab:sampler"),
-]
+# Panels come through the entry-point group ``genstudio.panels`` (pyproject.toml), exactly like
+# plugins, so another package can add one. Each class says where it goes (``area``: a dock area
+# "top", "left", "right", "bottom" -- later panels of an area stack below the first -- or
+# "tab:<panel_id>", a tab behind that panel) and in which ``order``. A panel that fails to import
+# (or to build) is logged and skipped, never fatal.
+PANEL_GROUP = "genstudio.panels"
+PanelSpec = tuple[str, str, str]  # (module, class, area): an explicit list instead of the entry points
 
 SETTINGS_ENV = "GENSTUDIO_SETTINGS"
 STATE_VERSION = 1
@@ -93,15 +85,26 @@ def dataset_kind(name: str) -> str | None:
     return _dataset_kinds[name]
 
 
-def load_panel_classes(specs: Sequence[tuple[str, str, str]] = PANELS) -> tuple[list[tuple[type, str]], dict[str, str]]:
-    """Import the panel classes; returns ([(cls, area)], {module: error}) without raising."""
+def load_panel_classes(specs: Sequence[PanelSpec] | None = None) -> tuple[list[tuple[type, str]], dict[str, str]]:
+    """Import the panel classes (the entry points, or ``specs``); returns ([(cls, area)] in
+    ``order``, {name: error}) without raising."""
+    from importlib.metadata import entry_points
+
+    found: list[tuple[str, Callable[[], Any], str | None]] = []
+    if specs is None:
+        found = [(f"{ep.name} = {ep.value}", ep.load, None) for ep in entry_points(group=PANEL_GROUP)]
+    else:
+        found = [(f"{m}.{n}", partial(lambda m, n: getattr(importlib.import_module(m), n), m, n), area)
+                 for m, n, area in specs]
     ok, errors = [], {}
-    for module, name, area in specs:
+    for name, load, area in found:
         try:
-            ok.append((getattr(importlib.import_module(module), name), area))
+            cls = load()
+            ok.append((cls, area or getattr(cls, "area", "right")))
         except Exception as exc:  # noqa: BLE001
-            log.warning("panel %s.%s unavailable: %s", module, name, exc)
-            errors[f"{module}.{name}"] = f"{exc.__class__.__name__}: {exc}"
+            log.warning("panel %s unavailable: %s", name, exc)
+            errors[name] = f"{exc.__class__.__name__}: {exc}"
+    ok.sort(key=lambda c: getattr(c[0], "order", 100))
     return ok, errors
 
 
@@ -121,7 +124,7 @@ class MainWindow(QMainWindow):
 
     def __init__(self, store: RunStore | None = None, *, registry: Registry | None = None,
                  settings: QSettings | None = None, settings_path: str | os.PathLike | None = None,
-                 panels: Sequence[tuple[str, str, str]] = PANELS, restore: bool = True,
+                 panels: Sequence[PanelSpec] | None = None, restore: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.setObjectName("main_window")

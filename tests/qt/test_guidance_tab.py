@@ -35,7 +35,7 @@ def test_guidance_tab(qtbot, tmp_path):
     assert "Guidance" in [p.tabs.tabText(i) for i in range(p.tabs.count())]
     plain = trained(ctx, "8gaussians", extra=[])
     p.set_run(plain)
-    assert not p.guide_button.isEnabled() and "class_cond" in p.guide_button.toolTip()
+    assert not p.guide_button.isEnabled() and "class-conditional" in p.guide_button.toolTip()
     assert p.start_guidance() is None
     run = _run(ctx, COND, 300)
     p.set_run(run)

@@ -163,7 +163,7 @@ def test_points_run_and_unsupported_plugins(panel, ctx):
     panel.set_run(flow)
     assert panel.edit_result is None  # another run: the old pictures go
     assert not panel.invert_button.isEnabled() and not panel.interp_button.isEnabled()
-    assert "needs a DDIM-capable diffusion run" in panel.edit_status.text()
+    assert "needs a DDIM-capable diffusion run (the Denoiser face)" in panel.edit_status.text()
     assert panel.start_edit() is None
     assert panel.cls.isHidden() and not panel.options  # a flow declares no sample options
 

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QWidget
 from genstudio.core.events import Event, EventBus
 from genstudio.core.jobs import Control
 from genstudio.core.registry import Registry
-from genstudio.core.runs import Run, RunStore
+from genstudio.core.runs import Run, RunError, RunStore
 
 
 class AppContext(Protocol):
@@ -44,11 +44,30 @@ class Panel(QWidget):
 
     panel_id: ClassVar[str] = "panel"  # used by `genstudio shot PANEL` and saved layouts
     title: ClassVar[str] = "Panel"
+    area: ClassVar[str] = "tab:sampler"  # dock area, or "tab:<panel_id>" (behind that panel)
+    order: ClassVar[int] = 100  # placement order in the window (lower first)
+    tools: ClassVar[tuple[str, ...]] = ()  # the core tools it drives (genstudio.core.tools)
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
         self.ctx = ctx
         self.setObjectName(self.panel_id)
+
+    def why_not(self, tool: str, run: Run | None) -> str:
+        """'' if ``run`` can use ``tool`` (from the faces its run.json records), else why not."""
+        from genstudio.core import tools
+
+        if run is None:
+            return "select a run"
+        try:
+            info = run.info()
+            try:
+                cls = self.ctx.registry.get(info.get("plugin", ""))
+            except KeyError:
+                cls = None
+            return tools.why_not(tool, info, cls)
+        except (OSError, ValueError, KeyError, RunError) as e:
+            return str(e).strip("'\"")
 
     def on_events(self, events: list[Event]) -> None:
         """A batch of events since the last tick (all kinds, all runs; filter by run_id)."""

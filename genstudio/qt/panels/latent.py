@@ -35,7 +35,6 @@ from PySide6.QtWidgets import (
 
 from genstudio.core import events as ev
 from genstudio.core import latent
-from genstudio.core.diffusion import edit
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid
 from genstudio.core.runs import Run, RunError
@@ -74,6 +73,9 @@ def point_colours(values: np.ndarray | None, n: int) -> tuple[list[Any], str]:
 
 class LatentPanel(Panel):
     panel_id = "latent"
+    area = "tab:sampler"
+    order = 60
+    tools = ("explore",)
     title = "Latent explorer"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -238,10 +240,9 @@ class LatentPanel(Panel):
         if run is not None:
             try:
                 cls = self.ctx.registry.get(run.info()["plugin"])
-                # the Latent face's methods, or DDIM-invertible diffusion (the explorer maps inverted noises)
-                latent_face = all(callable(getattr(cls, a, None)) for a in ("encode", "decode"))
-                if not latent_face and not edit.supports_class(cls):
-                    self._problem = f"{cls.info.name} has no latent space (no encode/decode)"
+                # the Latent face, or a Denoiser (the explorer maps DDIM-inverted noises)
+                if self.why_not("explore", run):
+                    self._problem = f"{cls.info.name} has no latent space (no encode/decode, not a Denoiser)"
             except (KeyError, RunError) as e:
                 self._problem = str(e).strip("'\"")
         if changed:

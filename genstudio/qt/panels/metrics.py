@@ -76,6 +76,9 @@ class _Item(QTableWidgetItem):
 
 class MetricsPanel(Panel):
     panel_id = "metrics"
+    area = "tab:sampler"
+    order = 50
+    tools = ("eval",)
     title = "Metrics"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:

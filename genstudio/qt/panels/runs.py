@@ -50,6 +50,8 @@ def _created(run: Run) -> tuple[float, str]:
 
 class RunsPanel(Panel):
     panel_id = "runs"
+    area = "left"
+    order = 30
     title = "Runs"
 
     open_requested = Signal(object)  # Run

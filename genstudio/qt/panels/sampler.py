@@ -172,6 +172,9 @@ class OptionControl(QWidget):
 
 class SamplerPanel(Panel):
     panel_id = "sampler"
+    area = "top"
+    order = 20
+    tools = ("sample", "invert")
     title = "Sampler"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -365,7 +368,7 @@ class SamplerPanel(Panel):
                 cls = self.ctx.registry.get(info["plugin"])
                 samplers = tuple(cls.info.samplers)
                 options = sample_options(cls)
-                edit_why = "" if edit.supports_class(cls) else f"{cls.info.name}: {edit.NEEDS_DDIM}"
+                edit_why = self.why_not("invert", run)
                 config = info.get("config", {})
                 self._faces = set(info.get("faces") or ())  # recorded by the train job
                 cond = "Conditional" in self._faces

@@ -38,6 +38,8 @@ class RunOptions:
 
 class SettingsPanel(Panel):
     panel_id = "settings"
+    area = "left"
+    order = 40
     title = "Settings"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:

@@ -122,6 +122,9 @@ def _fmt_duration(s: float) -> str:
 
 class TrainingPanel(Panel):
     panel_id = "training"
+    area = "top"
+    order = 10
+    tools = ("views",)
     title = "Training monitor"
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:

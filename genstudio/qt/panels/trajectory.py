@@ -103,6 +103,9 @@ class _Side:
 
 class TrajectoryPanel(Panel):
     panel_id = "trajectory"
+    area = "tab:sampler"
+    order = 70
+    tools = ("compare", "nfe", "guidance")
     title = "Compare / NFE"  # no "&": Qt reads it as a mnemonic in tab and dock titles
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
@@ -570,9 +573,10 @@ class TrajectoryPanel(Panel):
         self.nfe_button.setEnabled(nfe_busy or not why)
         self.nfe_button.setText("Stop sweep" if nfe_busy else "Run NFE sweep")
         guide_busy = self.ctx.job_running("guidance")
-        self.guide_button.setEnabled(guide_busy or (not why and self._classes > 0))
+        guide_why = why or self.why_not("guidance", self._run)
+        self.guide_button.setEnabled(guide_busy or not guide_why)
         self.guide_button.setText("Stop sweep" if guide_busy else "Run guidance sweep")
-        self.guide_button.setToolTip("" if self._classes else "needs a class-conditional run")
+        self.guide_button.setToolTip(guide_why)
         for w in (self.play_button, self.ab_png_button):
             w.setEnabled(bool(self.a.states or self.b.states))
         has = bool(self._rows)

@@ -374,6 +374,8 @@ class SplatViewerPanel(SceneViewerPanel):
     """Gaussian splats as EWA ellipses; open / save .ply and .splat."""
 
     panel_id = "splats"
+    order = 80
+    tools = ("scene",)
     title = "Splats"
     shows = (Gaussians,)  # scene items this viewer draws (a plugin's Scene face says what it exports)
     file_io = True
@@ -451,6 +453,8 @@ class NerfViewerPanel(SceneViewerPanel):
     marching-cubes mesh the same way, with the sphere-traced render beside it."""
 
     panel_id = "volume"  # density volumes and SDF meshes (NeRF, neural fields)
+    order = 90
+    tools = ("scene",)
     title = "NeRF / fields"
     shows = (VolumeScene, MeshScene, ImageScene)
     hint = ("Select a NeRF or neural-field (SDF) run: the density iso-surface or SDF mesh is drawn here, "

@@ -13,7 +13,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-
 # how a missing face reads in a message (others: "a model with the X face")
 FACE_WORDS = {"Conditional": "a class-conditional run", "Denoiser": "a DDIM-capable diffusion run",
               "Latent": "a model with a latent space (encode/decode)", "Scene": "a 3-D scene model"}

@@ -5,11 +5,12 @@ families that start from data-shaped noise share one unit noise per seed."""
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import torch
 
-from genstudio.core.faces import initial_noise
+from genstudio.core.faces import NoisePrior, has_face, initial_noise
 from genstudio.core.plugin import SampleState
 
 
@@ -32,3 +33,26 @@ def run_trajectory(model: Any, n: int, seed: int, control: Any, **kw: Any) -> li
         if first is not None and first.x.shape == states[0].x.shape:
             states.insert(0, first)
     return states
+
+
+def compare_runs(run: Any, b_run: Any | None, n: int, sides: Sequence[tuple[int, dict[str, Any], str]],
+                 control: Any) -> Iterator[int]:
+    """The A/B job: sample side A from ``run`` and side B from ``b_run`` (None = the same run, one
+    model load), each ``(seed, sample keywords, label)``, from their newest checkpoints; B's model
+    on A's device so one seed draws the same unit noise on both sides. Yields after each side and
+    returns ``{a, b, labels, step, steps, scales, two_runs}``; a label says when x_T is scaled."""
+    from genstudio.core import jobs
+
+    model, _, step = jobs.load_model(run)
+    models, steps = [model, model], [step, step]
+    if b_run is not None:
+        models[1], _, steps[1] = jobs.load_model(b_run, device=getattr(model, "device", None))
+    out, labels, scales = [], [], []
+    for m, (seed, kw, label) in zip(models, sides, strict=True):
+        out.append(run_trajectory(m, n, seed, control, **kw))
+        noise = has_face(m, NoisePrior)
+        scales.append(m.prior_scale() if noise else None)
+        labels.append(label + (f" · x_T = {scales[-1]:g}ε" if noise and scales[-1] != 1.0 else ""))
+        yield len(out)
+    return {"a": out[0], "b": out[1], "labels": tuple(labels), "step": step, "steps": tuple(steps),
+            "scales": tuple(scales), "two_runs": b_run is not None}

@@ -201,7 +201,7 @@ def test_nfe_sweep_stops(qtbot, store_root, gauss_run, monkeypatch):
     while it runs; nfe_curve itself is tested in tests/core/test_nfe.py."""
     import time
 
-    import genstudio.qt.panels.trajectory as traj
+    import genstudio.core.diffusion.nfe as traj  # the job the panel starts calls nfe_curve there
 
     def slow_curve(model, ds, samplers, *, callback, **kw):
         rows = []

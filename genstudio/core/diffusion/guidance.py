@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -104,4 +104,22 @@ def guidance_sweep(model: Any, dataset: Dataset, scales: Sequence[float] = (0, 1
         rows.append(row)
         if callback is not None:
             callback(row)
+    return rows
+
+
+def guidance_job(run: Any, scales: Sequence[float], n_per_class: int, control: Any,
+                 on_row: Callable[[dict[str, Any]], None] | None = None) -> Iterator[int]:
+    """The guidance sweep of a run's newest checkpoint as a job (``control.check()`` per row);
+    returns the rows."""
+    from genstudio.core import jobs
+
+    model, ds, _ = jobs.load_model(run)
+
+    def row_cb(row: dict[str, Any]) -> None:
+        control.check()
+        if on_row is not None:
+            on_row(row)
+
+    rows = guidance_sweep(model, ds, scales, n_per_class=n_per_class, callback=row_cb)
+    yield len(rows)
     return rows

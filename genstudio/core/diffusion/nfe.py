@@ -112,3 +112,22 @@ def nfe_curve(model: Any, dataset: Any, samplers: Sequence[str] | None = None, m
             if callback is not None:
                 callback(row)
     return rows
+
+
+def nfe_job(run: Any, samplers: Sequence[str] | None, max_nfe: int, n: int, control: Any,
+            on_row: Callable[[dict[str, Any], str], None] | None = None) -> Iterator[int]:
+    """The NFE sweep of a run's newest checkpoint as a job: ``on_row(row, metric)`` per row
+    (``control.check()`` before it, so Stop ends the sweep); returns ``(rows, metric)``."""
+    from genstudio.core import jobs
+
+    model, ds, _ = jobs.load_model(run)
+    metric, q = quality_fn(ds, n, device=getattr(model, "device", "cpu"))
+
+    def row_cb(row: dict[str, Any]) -> None:
+        control.check()
+        if on_row is not None:
+            on_row(row, metric)
+
+    rows = nfe_curve(model, ds, samplers, max_nfe=max_nfe, n=n, quality=q, callback=row_cb)
+    yield len(rows)
+    return rows, metric

@@ -34,11 +34,10 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from genstudio.core import jobs
-from genstudio.core.compare import run_trajectory
+from genstudio.core.compare import compare_runs
 from genstudio.core.config import from_dict
-from genstudio.core.diffusion.guidance import guidance_sweep
-from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
+from genstudio.core.diffusion.guidance import guidance_job
+from genstudio.core.diffusion.nfe import nfe_job
 from genstudio.core.diffusion.paths import (
     ForwardProcess,
     describe_process,
@@ -48,7 +47,7 @@ from genstudio.core.diffusion.paths import (
 )
 from genstudio.core.diffusion.schedules import NoiseSchedule
 from genstudio.core.events import Event
-from genstudio.core.faces import ForwardProcessFace, NoisePrior, has_face
+from genstudio.core.faces import ForwardProcessFace, has_face
 from genstudio.core.imaging import colormap, heatmap_image, image_grid
 from genstudio.core.jobs import Control
 from genstudio.core.metrics.functional import energy_distance
@@ -644,19 +643,8 @@ class TrajectoryPanel(Panel):
         bus, token = self.ctx.bus, self._new_token("compare")
 
         def job(control: Control):
-            model, _, step = jobs.load_model(run)
-            models, steps = [model, model], [step, step]
-            if b_run is not None:
-                models[1], _, steps[1] = jobs.load_model(b_run, device=getattr(model, "device", None))
-            out, labels, scales = [], [], []
-            for m, (seed, kw, label) in zip(models, sides, strict=True):
-                out.append(run_trajectory(m, n, seed, control, **kw))
-                noise = has_face(m, NoisePrior)
-                scales.append(m.prior_scale() if noise else None)
-                labels.append(label + (f" · x_T = {scales[-1]:g}ε" if noise and scales[-1] != 1.0 else ""))
-                yield len(out)
-            bus.emit(AB_RESULT, run.id, a=out[0], b=out[1], labels=tuple(labels), step=step, steps=tuple(steps),
-                     scales=tuple(scales), two_runs=b_run is not None, token=token)
+            res = yield from compare_runs(run, b_run, n, sides, control)
+            bus.emit(AB_RESULT, run.id, **res, token=token)
 
         self._ab_run = run.id
         self.clear_paths()
@@ -783,16 +771,10 @@ class TrajectoryPanel(Panel):
         max_nfe, n, bus, token = self.max_nfe.value(), self.nfe_n.value(), self.ctx.bus, self._new_token("nfe")
 
         def job(control: Control):
-            model, ds, _ = jobs.load_model(run)
-            metric, q = quality_fn(ds, n, device=getattr(model, "device", "cpu"))
-
-            def row_cb(row: dict[str, Any]) -> None:
-                control.check()
-                bus.emit(NFE_ROW, run.id, row=row, metric=metric, token=token)
-
-            rows = nfe_curve(model, ds, samplers, max_nfe=max_nfe, n=n, quality=q, callback=row_cb)
+            rows, metric = yield from nfe_job(
+                run, samplers, max_nfe, n, control,
+                lambda row, metric: bus.emit(NFE_ROW, run.id, row=row, metric=metric, token=token))
             bus.emit(NFE_RESULT, run.id, rows=rows, metric=metric, token=token)
-            yield len(rows)
 
         self._nfe_run = run.id
         self._rows = []
@@ -822,15 +804,9 @@ class TrajectoryPanel(Panel):
         n, bus, token = self.guide_n.value(), self.ctx.bus, self._new_token("guidance")
 
         def job(control: Control):
-            model, ds, _ = jobs.load_model(run)
-
-            def row_cb(row: dict[str, Any]) -> None:
-                control.check()
-                bus.emit(GUIDE_ROW, run.id, row=row, token=token)
-
-            rows = guidance_sweep(model, ds, scales, n_per_class=n, callback=row_cb)
+            rows = yield from guidance_job(run, scales, n, control,
+                                           lambda row: bus.emit(GUIDE_ROW, run.id, row=row, token=token))
             bus.emit(GUIDE_RESULT, run.id, rows=rows, token=token)
-            yield len(rows)
 
         self._guide_run = run.id
         self.set_guidance_rows([])

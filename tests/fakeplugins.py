@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from genstudio.core.config import ModelConfig, param
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 @dataclass
@@ -21,8 +21,7 @@ class FakeConfig(ModelConfig):
 class GaussFit(BasePlugin):
     """Fits a mean vector by SGD; samples walk from noise to mean + noise in ``sample_steps``."""
 
-    info = PluginInfo("gaussfit", "Gaussian fit (test)", "test", Capability.TRAIN | Capability.SAMPLE,
-                      FakeConfig, ("points2d", "image"), ("walk",))
+    info = PluginInfo("gaussfit", "Gaussian fit (test)", "test", FakeConfig, ("points2d", "image"), ("walk",))
 
     def setup(self, data):
         self.data = data
@@ -62,8 +61,8 @@ class RefConfig(FakeConfig):
 class GaussRef(GaussFit):
     """GaussFit that starts from the mean of the run ``base_run`` names (handed over by the job)."""
 
-    info = PluginInfo("gaussref", "Gaussian fit on a base run (test)", "test", Capability.TRAIN | Capability.SAMPLE,
-                      RefConfig, ("points2d", "image"), ("walk",))
+    info = PluginInfo("gaussref", "Gaussian fit on a base run (test)", "test", RefConfig, ("points2d", "image"),
+                      ("walk",))
 
     def setup(self, data):
         super().setup(data)

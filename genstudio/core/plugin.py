@@ -7,7 +7,6 @@ publish what they return, so the same plugin runs from the CLI, the GUI and the 
 
 from __future__ import annotations
 
-import enum
 import inspect
 import math
 from collections.abc import Iterator
@@ -21,31 +20,14 @@ from genstudio.core.data import DataSpec
 from genstudio.core.faces import Latent, Likelihood, Scene, Views
 
 
-class Capability(enum.Flag):
-    """What a plugin can do; panels enable themselves from these flags."""
-
-    NONE = 0
-    TRAIN = enum.auto()
-    SAMPLE = enum.auto()
-    TRAJECTORY = enum.auto()  # sample() yields intermediate states worth scrubbing
-    LATENT = enum.auto()  # encode/decode (LatentModel)
-    LIKELIHOOD = enum.auto()  # log_prob (LikelihoodModel)
-    SCENE3D = enum.auto()  # render/export_scene (SceneModel)
-    AUDIO = enum.auto()
-    CONDITIONAL = enum.auto()  # sample(cond=...) is meaningful
-
-    def names(self) -> list[str]:
-        return [c.name.lower() for c in Capability if c and c in self and c.name]
-
-
 @dataclass(frozen=True)
 class PluginInfo:
-    """Static description of a plugin, readable without building a model."""
+    """Static description of a plugin, readable without building a model. What its models can do
+    is not declared here: it is asked of them through the faces (``genstudio.core.faces``)."""
 
     id: str
     name: str
     family: str
-    capabilities: Capability
     config_cls: type[ModelConfig]
     data_kinds: tuple[str, ...] = ("points2d", "image")  # DataSpec.kind values it accepts
     samplers: tuple[str, ...] = ()  # names accepted by sample(sampler=...); first is default

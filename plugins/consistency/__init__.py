@@ -34,7 +34,7 @@ from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.ksamplers import Denoiser, sigmas_karras, vp_denoiser
 from genstudio.core.diffusion.sde import VESDE
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 @dataclass
@@ -70,7 +70,6 @@ class ConsistencyPlugin(BasePlugin):
 
     info = PluginInfo(
         id="consistency", name="Consistency model", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=ConsistencyConfig, data_kinds=("points2d", "image"), samplers=("multistep", "onestep"),
         description="Consistency training from scratch (improved recipe) or distillation of a trained DDPM: "
                     "one-step or few-step generation.",

@@ -38,7 +38,7 @@ from genstudio.core.diffusion.ksamplers import (
     vp_denoiser,
 )
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 @dataclass
@@ -75,7 +75,6 @@ class DDPMPlugin(BasePlugin):
 
     info = PluginInfo(
         id="ddpm", name="DDPM", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=DDPMConfig, data_kinds=("points2d", "image"), samplers=("ddpm", "ddim", *KSAMPLERS),
         description="Denoising diffusion (Ho et al. 2020), epsilon loss; DDPM ancestral or DDIM sampling, "
                     "EMA weights.",

@@ -28,7 +28,7 @@ from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec, get_dataset
-from genstudio.core.plugin import Capability, PluginInfo, SampleState
+from genstudio.core.plugin import PluginInfo, SampleState
 
 
 @dataclass
@@ -54,7 +54,6 @@ class LDMPlugin(DDPMPlugin):
 
     info = PluginInfo(
         id="ldm", name="Latent diffusion", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=LDMConfig, data_kinds=("image",), samplers=DDPMPlugin.info.samplers,
         description="DDPM in the latent space of a VAE (trained run or a small one trained on the fly); "
                     "samples decoded to images at every step.",

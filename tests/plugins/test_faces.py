@@ -138,3 +138,11 @@ def test_conditional_face_follows_the_run_config():
         m = cls(replace(cls.info.config_cls.tiny(), class_cond=cond), "cpu")
         m.setup(spec)
         assert F.has_face(m, F.Conditional) is cond
+
+
+@pytest.mark.parametrize("pid,dataset", _models())
+def test_class_faces_are_the_models_faces_but_run_dependent_ones(pid: str, dataset: str) -> None:
+    """`genstudio plugins` lists class_faces (no model built): the set-up model's faces, except
+    Conditional, which depends on the run's config."""
+    model = _model(pid, dataset)
+    assert F.class_faces(type(model)) == [n for n in F.face_names(model) if n != "Conditional"]

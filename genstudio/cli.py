@@ -1,7 +1,7 @@
 """Command line: the same jobs the GUI runs.
 
     genstudio                       launch the GUI
-    genstudio plugins               table: id, family, capabilities, status
+    genstudio plugins               table: id, family, faces, status
     genstudio datasets              built-in datasets
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
     genstudio resume RUN [--steps N]
@@ -56,7 +56,7 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     from genstudio.core.registry import plugin_table, registry
 
     reg = registry()
-    print(_table(plugin_table(reg), ("id", "family", "capabilities", "status")))
+    print(_table(plugin_table(reg), ("id", "family", "faces", "status")))
     if args.verbose:
         for e in reg.broken():
             print(f"\n[{e.id}] {e.source}\n{e.details or e.error}")

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import torch
 
 from genstudio.core.config import ModelConfig, param
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 @dataclass
@@ -21,8 +21,7 @@ class FakeConfig(ModelConfig):
 class GaussFit(BasePlugin):
     """Fits a mean vector by SGD; samples walk from noise to mean + noise in ``sample_steps``."""
 
-    info = PluginInfo("gaussfit", "Gaussian fit (test)", "test", Capability.TRAIN | Capability.SAMPLE,
-                      FakeConfig, ("points2d", "image"), ("walk",))
+    info = PluginInfo("gaussfit", "Gaussian fit (test)", "test", FakeConfig, ("points2d", "image"), ("walk",))
 
     def setup(self, data):
         self.data = data
@@ -52,3 +51,22 @@ class GaussFit(BasePlugin):
             x = (a * mean + z * (1 - 0.5 * a)).reshape(n, *self.data.shape)
             if i % every == 0 or i == total:
                 yield SampleState(i, total, 1 - a, x, mean.expand(n, -1).reshape(n, *self.data.shape))
+
+
+@dataclass
+class RefConfig(FakeConfig):
+    base_run: str = param("", "a run this one builds on", runs_of=("gaussfit", "gaussref"))
+
+
+class GaussRef(GaussFit):
+    """GaussFit that starts from the mean of the run ``base_run`` names (handed over by the job)."""
+
+    info = PluginInfo("gaussref", "Gaussian fit on a base run (test)", "test", RefConfig, ("points2d", "image"),
+                      ("walk",))
+
+    def setup(self, data):
+        super().setup(data)
+        self.base = self.run_model("base_run")
+        if self.base is not None:
+            with torch.no_grad():
+                self.net.weight.copy_(self.base.net.weight)

@@ -32,8 +32,9 @@ def param(
     runs_of: typing.Sequence[str] | None = None,
 ) -> Any:
     """A dataclass field with UI metadata (``log`` asks the form for a log-scale spin box;
-    ``runs_of`` marks a str field that names a run of one of these plugins, so the form offers a
-    picker of such runs)."""
+    ``runs_of`` marks a str field that names a run of one of these plugin ids: the form offers a
+    picker of such runs, and the job loads the named run and hands its model to the plugin, see
+    ``BasePlugin.use_run``)."""
     meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None, "label": label, "log": log,
             "runs_of": tuple(runs_of) if runs_of else None}
     return dataclasses.field(default=default, metadata=meta)
@@ -106,6 +107,11 @@ def fields_of(cls_or_obj: Any) -> list[FieldSpec]:
             )
         )
     return out
+
+
+def run_refs(cfg: Any) -> dict[str, str]:
+    """The run-reference fields (``param(runs_of=...)``) that ``cfg`` sets: field name -> run ref."""
+    return {s.name: str(getattr(cfg, s.name)) for s in fields_of(cfg) if s.runs_of and getattr(cfg, s.name)}
 
 
 def coerce(spec: FieldSpec, value: Any) -> Any:

@@ -130,6 +130,24 @@ def face_names(model: Any) -> list[str]:
     return sorted(f.__name__ for f in faces_of(model))
 
 
+def _members(face: type) -> tuple[list[str], list[str]]:
+    """(methods, attributes) a face Protocol declares."""
+    methods = [k for k, v in vars(face).items() if callable(v) and not k.startswith("_")]
+    return methods, [k for k in getattr(face, "__annotations__", {}) if not k.startswith("_")]
+
+
+def class_faces(cls: type) -> list[str]:
+    """Sorted names of the faces a plugin *class* declares: the methods (and class attributes) it
+    defines, without building a model. A listing of what its runs may have; run-dependent faces
+    (Conditional: ``num_classes`` is set in ``setup``) show only on instances, see :func:`faces_of`."""
+    def declares(face: type) -> bool:
+        methods, attrs = _members(face)
+        return (all(callable(getattr(cls, m, None)) for m in methods)
+                and all(getattr(cls, a, None) is not None for a in attrs))
+
+    return sorted(f.__name__ for f in FACES if declares(f))
+
+
 def initial_noise(model: Any, n: int, seed: int) -> torch.Tensor | None:
     """x_T as a :class:`NoisePrior` model's sampler draws it; None for models without one."""
     shape = getattr(getattr(model, "data", None), "shape", None)

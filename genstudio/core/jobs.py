@@ -20,14 +20,21 @@ import numpy as np
 import torch
 
 from genstudio.core import events as ev
-from genstudio.core.config import apply_overrides, from_dict, to_dict
+from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
 from genstudio.core.data import get_dataset
 from genstudio.core.device import describe, pick_device
 from genstudio.core.faces import Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
-from genstudio.core.runs import Run, RunStore
+from genstudio.core.runs import Run, RunError, RunStore
+
+# a run may name a run that names a run ...; deeper than this is taken for a cycle in the making
+MAX_RUN_DEPTH = 4
+
+
+class RunRefError(RunError):
+    """A run-reference config field (``param(runs_of=...)``) names a run that cannot be used."""
 
 
 class Cancelled(Exception):
@@ -108,6 +115,8 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
                          f"(it takes {', '.join(cls.info.data_kinds)})")
     cfg = from_dict(cls.info.config_cls, spec.config) if spec.config else cls.info.config_cls()
     cfg = apply_overrides(cfg, spec.overrides)
+    for name, ref in run_refs(cfg).items():  # fail here, before a run folder exists
+        _referenced_run(store, cls, name, ref)
     dev = pick_device(spec.device)
     return store.create(
         plugin=spec.plugin, dataset=spec.dataset, config=to_dict(cfg), seed=spec.seed, device=str(dev),
@@ -121,15 +130,26 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
 def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint: bool = True,
                checkpoint_path: str | Path | None = None):
     """Rebuild a run's plugin with its config, set up for its dataset, weights from the newest
-    checkpoint (or ``checkpoint_path``, e.g. the one the sampler panel picked). Returns (model, dataset, step)."""
+    checkpoint (or ``checkpoint_path``, e.g. the one the sampler panel picked). The runs its config
+    references are loaded first and handed over with ``use_run`` before ``setup``.
+    Returns (model, dataset, step)."""
+    return _load(run, device, checkpoint, checkpoint_path, ())
+
+
+def _load(run: Run, device: str | torch.device | None, checkpoint: bool, checkpoint_path: str | Path | None,
+          above: tuple[str, ...]):
+    """:func:`load_model`; ``above`` are the ids of the runs whose references led here."""
     info = run.info()
     cls = registry().get(info["plugin"])
     cfg = from_dict(cls.info.config_cls, info["config"])
     dev = device if isinstance(device, torch.device) else pick_device(device or _saved_device(info))
     ds = get_dataset(info["dataset"])
+    used = _load_referenced(_store_of(run), cls, cfg, dev, (*above, run.id))
     with torch.random.fork_rng(devices=[]):  # fresh weights follow the run's seed, not the caller's RNG state
         torch.manual_seed(int(info.get("seed", 0)))
         model = cls(cfg, dev)
+        for name, ref_model in used.items():
+            model.use_run(name, ref_model)
         model.setup(ds.spec)
     step = 0
     if checkpoint_path is not None:
@@ -139,6 +159,49 @@ def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint
         step, state = run.load_checkpoint()
         model.load_state_dict(state)
     return model, ds, step
+
+
+def _store_of(run: Run) -> RunStore:
+    """The store a run lives in (where its run references are looked up); the default store for a
+    run folder kept elsewhere."""
+    return RunStore(run.path.parent.parent) if run.path.parent.name == "runs" else RunStore()
+
+
+def _referenced_run(store: RunStore, cls: Any, field: str, ref: str) -> Run:
+    """The run that config field ``field`` of plugin ``cls`` names, checked to be of a plugin the
+    field takes and to have a checkpoint; RunRefError naming the field and the run otherwise."""
+    takes = {s.name: s.runs_of for s in fields_of(cls.info.config_cls)}[field] or ()
+    where = f"{cls.info.id} setting {field} = {ref!r}"
+    try:
+        ref_run = store.get(ref)
+        plugin = ref_run.info().get("plugin")
+    except RunError as e:
+        raise RunRefError(f"{where}: {e}") from None
+    if plugin not in takes:
+        raise RunRefError(f"{where}: run {ref_run.id} is a {plugin} run; {field} takes runs of {', '.join(takes)}")
+    if not ref_run.checkpoints():
+        raise RunRefError(f"{where}: run {ref_run.id} has no checkpoint yet; train it first")
+    return ref_run
+
+
+def _load_referenced(store: RunStore, cls: Any, cfg: Any, dev: torch.device,
+                     chain: tuple[str, ...]) -> dict[str, Any]:
+    """Field -> the set-up model (newest checkpoint, on ``dev``) of every run ``cfg`` references.
+    ``chain`` is the ids of the runs being loaded, this one last, so a cycle is caught."""
+    out = {}
+    for name, ref in run_refs(cfg).items():
+        ref_run = _referenced_run(store, cls, name, ref)
+        where = f"{cls.info.id} setting {name} = {ref!r}"
+        if ref_run.id in chain or len(chain) >= MAX_RUN_DEPTH:
+            raise RunRefError(f"{where}: run references loop or nest deeper than {MAX_RUN_DEPTH} "
+                              f"({' -> '.join((*chain, ref_run.id))})")
+        try:
+            out[name], _, _ = _load(ref_run, dev, True, None, chain)
+        except RunRefError as e:
+            raise RunRefError(f"{where}: {e}") from None
+        except Exception as e:  # noqa: BLE001 - whatever breaks in there, say which reference it was
+            raise RunRefError(f"{where}: cannot load run {ref_run.id}: {e.__class__.__name__}: {e}") from e
+    return out
 
 
 def _saved_device(info: dict[str, Any]) -> str | None:

@@ -7,7 +7,6 @@ publish what they return, so the same plugin runs from the CLI, the GUI and the 
 
 from __future__ import annotations
 
-import enum
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -15,36 +14,19 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 
-from genstudio.core.config import ModelConfig
+from genstudio.core.config import ModelConfig, fields_of
 from genstudio.core.data import DataSpec
 from genstudio.core.faces import Latent, Likelihood, Scene, Views
 
 
-class Capability(enum.Flag):
-    """What a plugin can do; panels enable themselves from these flags."""
-
-    NONE = 0
-    TRAIN = enum.auto()
-    SAMPLE = enum.auto()
-    TRAJECTORY = enum.auto()  # sample() yields intermediate states worth scrubbing
-    LATENT = enum.auto()  # encode/decode (LatentModel)
-    LIKELIHOOD = enum.auto()  # log_prob (LikelihoodModel)
-    SCENE3D = enum.auto()  # render/export_scene (SceneModel)
-    AUDIO = enum.auto()
-    CONDITIONAL = enum.auto()  # sample(cond=...) is meaningful
-
-    def names(self) -> list[str]:
-        return [c.name.lower() for c in Capability if c and c in self and c.name]
-
-
 @dataclass(frozen=True)
 class PluginInfo:
-    """Static description of a plugin, readable without building a model."""
+    """Static description of a plugin, readable without building a model. What its models can do
+    is not declared here: it is asked of them through the faces (``genstudio.core.faces``)."""
 
     id: str
     name: str
     family: str
-    capabilities: Capability
     config_cls: type[ModelConfig]
     data_kinds: tuple[str, ...] = ("points2d", "image")  # DataSpec.kind values it accepts
     samplers: tuple[str, ...] = ()  # names accepted by sample(sampler=...); first is default
@@ -69,7 +51,11 @@ class SampleState:
 
 @runtime_checkable
 class ModelPlugin(Protocol):
-    """What every model family implements. ``device`` is a torch.device chosen by the job."""
+    """What every model family implements. ``device`` is a torch.device chosen by the job.
+
+    A plugin whose config has run-reference fields (``param(runs_of=...)``) also implements
+    ``use_run(field, model)`` (:class:`BasePlugin` does): the job calls it before ``setup``.
+    """
 
     info: ClassVar[PluginInfo]
 
@@ -116,6 +102,10 @@ def contract_errors(cls: Any) -> list[str]:
     for name in REQUIRED_METHODS:
         if not callable(getattr(cls, name, None)):
             errors.append(f"missing method {name}()")
+    if isinstance(info, PluginInfo) and not errors and not callable(getattr(cls, "use_run", None)):
+        refs = [s.name for s in fields_of(info.config_cls) if s.runs_of]
+        if refs:
+            errors.append(f"config has run-reference fields ({', '.join(refs)}) but no use_run() method")
     return errors
 
 
@@ -189,6 +179,13 @@ class BasePlugin:
     ``torch.optim.Optimizer`` attribute automatically, so a family only writes its maths.
 
     Subclasses set ``info`` and implement ``setup``, ``train_step`` and ``sample``.
+
+    Runs of other plugins (a distillation teacher, latent diffusion's VAE) are named by config
+    fields declared with ``param(runs_of=...)``. The plugin never loads them itself: the job
+    (``genstudio.core.jobs.load_model``) resolves every such field that is set, loads that run's
+    model (set up, newest checkpoint, on this plugin's device) and calls ``use_run(field, model)``
+    *before* ``setup``; the default keeps it in ``self.runs[field]``, read in ``setup`` with
+    :meth:`run_model`. A test or a script built outside a job calls ``use_run`` itself.
     """
 
     info: ClassVar[PluginInfo]
@@ -197,6 +194,22 @@ class BasePlugin:
         self.config = config
         self.device = torch.device(device)
         self.data: DataSpec | None = None
+        self.runs: dict[str, Any] = {}  # run-reference field -> the set-up model of that run
+
+    def use_run(self, field: str, model: Any) -> None:
+        """Take the model of the run that config field ``field`` names (the job calls this before setup)."""
+        self.runs[field] = model
+
+    def run_model(self, field: str) -> Any | None:
+        """The model handed over for ``field``; None when the config leaves it empty. A set field
+        with nothing handed over is an error here, not an AttributeError later."""
+        if field in self.runs:
+            return self.runs[field]
+        ref = getattr(self.config, field, "")
+        if ref:
+            raise RuntimeError(f"{field} = {ref!r}, but no model of that run was handed over: build the plugin "
+                               f"with genstudio.core.jobs.load_model, or call use_run({field!r}, model) before setup")
+        return None
 
     def _stateful(self) -> dict[str, Any]:
         return {k: v for k, v in vars(self).items()

@@ -18,6 +18,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from genstudio.core.faces import class_faces
 from genstudio.core.plugin import PluginInfo, contract_errors
 
 GROUP = "genstudio.plugins"
@@ -144,11 +145,12 @@ def registry(refresh: bool = False) -> Registry:
 
 
 def plugin_table(reg: Registry) -> list[tuple[str, str, str, str]]:
-    """Rows (id, family, capabilities, status) for `genstudio plugins` and the GUI."""
+    """Rows (id, family, faces, status) for `genstudio plugins` and the GUI; the faces are those
+    the plugin class declares (:func:`genstudio.core.faces.class_faces`: no model is built)."""
     rows = []
     for e in reg.entries.values():
         if e.ok:
-            rows.append((e.id, e.info.family, ",".join(e.info.capabilities.names()), "ok"))
+            rows.append((e.id, e.info.family, ",".join(class_faces(e.cls)), "ok"))
         else:
             rows.append((e.id, "?", "", "broken: " + (e.error or "")[:120]))
     return rows

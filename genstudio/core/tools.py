@@ -64,28 +64,15 @@ def register_tool(tool: Tool) -> None:
     TOOLS[tool.name] = tool
 
 
-def structural_faces(cls: type) -> set[str]:
-    """Face names a plugin *class* has by its methods alone (run-dependent faces such as
-    Conditional need the set-up model, so they are left out)."""
-    from genstudio.core.faces import FACES
-
-    out = set()
-    for f in FACES:
-        try:
-            if issubclass(cls, f):
-                out.add(f.__name__)
-        except TypeError:  # a Protocol with data members cannot be checked on a class
-            pass
-    return out
-
-
 def run_faces(info: Mapping[str, Any], cls: type | None = None) -> set[str] | None:
     """The face names a run's train job recorded; for a run without a record (not trained yet,
-    or trained by an older version) the plugin class's structural faces, else None."""
+    or trained by an older version) the faces its plugin class declares, else None."""
+    from genstudio.core.faces import class_faces
+
     faces = info.get("faces")
     if faces is not None:
         return set(faces)
-    return structural_faces(cls) if cls is not None else None
+    return set(class_faces(cls)) if cls is not None else None
 
 
 def why_not(tool: str, info: Mapping[str, Any] | None, cls: type | None = None) -> str:

@@ -29,9 +29,7 @@ from torch import Tensor, nn
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
 from genstudio.core.imaging import density_image
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
-
-CAPS = Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY | Capability.LATENT | Capability.LIKELIHOOD
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 @dataclass
@@ -217,7 +215,7 @@ class _AdjointIntegrate(torch.autograd.Function):
 
 class CNFPlugin(BasePlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
-        "cnf", "Continuous flow (FFJORD)", "flow", CAPS, CNFConfig, ("points2d",), ("rk4",),
+        "cnf", "Continuous flow (FFJORD)", "flow", CNFConfig, ("points2d",), ("rk4",),
         "Neural-ODE normalising flow on 2-D points: Hutchinson trace estimate, fixed-step RK4, "
         "optional adjoint gradients; sampling shows the points' trajectories")
 

@@ -40,7 +40,7 @@ from genstudio.core.diffusion.ksamplers import (
     vp_denoiser,
 )
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleOption, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleOption, SampleState
 
 
 @dataclass
@@ -77,7 +77,6 @@ class DDPMPlugin(BasePlugin):
 
     info = PluginInfo(
         id="ddpm", name="DDPM", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=DDPMConfig, data_kinds=("points2d", "image"), samplers=("ddpm", "ddim", *KSAMPLERS),
         description="Denoising diffusion (Ho et al. 2020), epsilon loss; DDPM ancestral or DDIM sampling, "
                     "EMA weights.",

@@ -20,7 +20,7 @@ from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
 from genstudio.core.imaging import density_image
 from genstudio.core.nn.flows import StaticMLP
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 def langevin(energy: Callable[[Tensor], Tensor], x: Tensor, n_steps: int, step_size: float,
@@ -65,7 +65,7 @@ class EBMConfig(ModelConfig):
 class EBMPlugin(BasePlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
         "ebm", "Energy-based model", "energy",
-        Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY, EBMConfig, ("points2d",),
+        EBMConfig, ("points2d",),
         ("langevin", "buffer"),
         "MLP energy trained with short-run Langevin contrastive divergence and a replay buffer")
 

@@ -15,7 +15,7 @@ from torch import Tensor, nn
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 from genstudio.core.scene.cameras import Camera, sphere_cameras_at
 from genstudio.core.scene.exports import ImageScene, MeshScene
 from genstudio.core.scene.fields import FourierMLP, Siren, make_mlp, marching_cubes, shade_sdf
@@ -54,7 +54,7 @@ def build_network(c: FieldsConfig, in_dim: int, out_dim: int) -> nn.Module:
 class FieldsPlugin(BasePlugin):
     info = PluginInfo(
         "fields", "Neural fields (SIREN / Fourier features)", "3d",
-        Capability.TRAIN | Capability.SAMPLE | Capability.SCENE3D, FieldsConfig, data_kinds=("field",),
+        FieldsConfig, data_kinds=("field",),
         description="Coordinate MLPs fitting an image (live reconstruction, PSNR) or a signed distance "
                     "function (sphere-traced preview, marching-cubes mesh)",
     )

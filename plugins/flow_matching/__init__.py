@@ -29,7 +29,7 @@ from genstudio.core.data import DataSpec
 from genstudio.core.diffusion.paths import StraightPath
 from genstudio.core.imaging import data_background, paths_image
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 VelocityFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -106,7 +106,6 @@ class FlowMatchingPlugin(BasePlugin):
 
     info = PluginInfo(
         id="flow_matching", name="Flow matching", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=FlowMatchingConfig, data_kinds=("points2d", "image"), samplers=("euler", "heun"),
         description="Conditional flow matching, OT-CFM (exact minibatch OT) and rectified flow with reflow; "
                     "Euler/Heun sampling at any step count; path straightness.",

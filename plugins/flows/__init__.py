@@ -28,9 +28,8 @@ from genstudio.core.nn.flows import (
     glow,
     realnvp,
 )
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
-CAPS = Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY | Capability.LATENT | Capability.LIKELIHOOD
 SAMPLERS = ("exact", "temperature")
 
 
@@ -130,7 +129,7 @@ class _FlowPlugin(BasePlugin):
 
 
 class RealNVPPlugin(_FlowPlugin):
-    info = PluginInfo("realnvp", "RealNVP", "flow", CAPS, FlowConfig, ("points2d", "image"), SAMPLERS,
+    info = PluginInfo("realnvp", "RealNVP", "flow", FlowConfig, ("points2d", "image"), SAMPLERS,
                       "Affine coupling flow with checkerboard / channel masks (Dinh et al. 2017)")
 
     def build(self, shape, quant):
@@ -139,7 +138,7 @@ class RealNVPPlugin(_FlowPlugin):
 
 
 class GlowPlugin(_FlowPlugin):
-    info = PluginInfo("glow", "Glow", "flow", CAPS, FlowConfig, ("points2d", "image"), SAMPLERS,
+    info = PluginInfo("glow", "Glow", "flow", FlowConfig, ("points2d", "image"), SAMPLERS,
                       "ActNorm + invertible 1x1 conv + affine coupling (Kingma & Dhariwal 2018)")
 
     def build(self, shape, quant):
@@ -148,7 +147,7 @@ class GlowPlugin(_FlowPlugin):
 
 
 class MAFPlugin(_FlowPlugin):
-    info = PluginInfo("maf", "MAF", "flow", CAPS, FlowConfig, ("points2d", "image"), SAMPLERS,
+    info = PluginInfo("maf", "MAF", "flow", FlowConfig, ("points2d", "image"), SAMPLERS,
                       "Masked autoregressive flow: density in one pass, sampling one dimension at a time "
                       "(Papamakarios et al. 2017)")
     iaf = False
@@ -173,7 +172,7 @@ class MAFPlugin(_FlowPlugin):
 
 
 class IAFPlugin(MAFPlugin):
-    info = PluginInfo("iaf", "IAF", "flow", CAPS, FlowConfig, ("points2d", "image"), SAMPLERS,
+    info = PluginInfo("iaf", "IAF", "flow", FlowConfig, ("points2d", "image"), SAMPLERS,
                       "Inverse autoregressive flow: sampling in one pass, density one dimension at a time "
                       "(Kingma et al. 2016)")
     iaf = True

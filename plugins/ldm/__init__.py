@@ -5,7 +5,8 @@ vectors: a batch of images is encoded with the VAE plugin's ``encode`` (posterio
 by the latents' dataset std (Rombach's scale factor, so the diffusion sees unit-scale data), and
 samples are multiplied back and decoded with ``decode`` at every reported state (x_t and x0_hat).
 
-The VAE comes from a trained run (``vae_run``). With ``vae_run`` empty (e.g. the contract test, or
+The VAE comes from a trained run (``vae_run``; the job loads it and hands it over with
+``use_run`` before ``setup``). With ``vae_run`` empty (e.g. the contract test, or
 a quick try), ``setup`` trains a small VAE on the fly for ``vae_steps`` steps on the same dataset
 (seeded, so it is reproducible). The VAE's encoder and decoder weights are saved in this plugin's
 checkpoints, so a trained LDM samples exactly as trained.
@@ -27,7 +28,7 @@ from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec, get_dataset
-from genstudio.core.plugin import Capability, PluginInfo, SampleState
+from genstudio.core.plugin import PluginInfo, SampleState
 
 
 @dataclass
@@ -53,7 +54,6 @@ class LDMPlugin(DDPMPlugin):
 
     info = PluginInfo(
         id="ldm", name="Latent diffusion", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=LDMConfig, data_kinds=("image",), samplers=DDPMPlugin.info.samplers,
         description="DDPM in the latent space of a VAE (trained run or a small one trained on the fly); "
                     "samples decoded to images at every step.",
@@ -65,7 +65,8 @@ class LDMPlugin(DDPMPlugin):
 
     def setup(self, data: DataSpec) -> None:
         self.image_spec = data
-        self.vae = self._load_vae(data) if self.config.vae_run else self._train_vae(data)
+        vae = self.run_model("vae_run")
+        self.vae = self._check_vae(vae, data) if vae is not None else self._train_vae(data)
         # the VAE's nets as attributes: BasePlugin saves and restores them with the checkpoint
         self.vae_enc, self.vae_dec = self.vae.enc, self.vae.dec
         self.vae_enc.requires_grad_(False)
@@ -76,12 +77,10 @@ class LDMPlugin(DDPMPlugin):
         latent = DataSpec(f"{data.name}:latent", "latent", (z.shape[1],), num_classes=data.num_classes)
         super().setup(latent)
 
-    def _load_vae(self, data: DataSpec) -> Any:
-        from genstudio.core.jobs import load_model
-        from genstudio.core.runs import RunStore
-
-        vae, _, _ = load_model(RunStore().get(self.config.vae_run), self.device)
-        if not (hasattr(vae, "encode") and hasattr(vae, "decode")):
+    def _check_vae(self, vae: Any, data: DataSpec) -> Any:
+        """The handed-over VAE run's model, if it fits: encode/decode and its enc/dec nets (saved
+        in this plugin's checkpoints), trained on this data shape."""
+        if not all(hasattr(vae, a) for a in ("encode", "decode", "enc", "dec")):
             raise ValueError(f"run {self.config.vae_run!r} ({type(vae).__name__}) has no encode/decode")
         if tuple(vae.data.shape) != tuple(data.shape):
             raise ValueError(f"VAE trained on shape {tuple(vae.data.shape)}, data is {tuple(data.shape)}")

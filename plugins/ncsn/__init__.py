@@ -28,7 +28,7 @@ from genstudio.core.diffusion.ksamplers import KSAMPLERS, sigmas_exponential
 from genstudio.core.diffusion.sde import VESDE
 from genstudio.core.imaging import data_background, score_field_image
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 VIEW_SIGMA = 0.1  # noise level of the score view: small, yet the field is smooth between modes
 
@@ -63,7 +63,6 @@ class NCSNPlugin(BasePlugin):
 
     info = PluginInfo(
         id="ncsn", name="NCSN (score matching)", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY,
         config_cls=NCSNConfig, data_kinds=("points2d", "image"),
         samplers=("annealed_langevin", *KSAMPLERS),
         description="Noise-conditional score network (Song & Ermon): denoising, sliced or exact score matching; "

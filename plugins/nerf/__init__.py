@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo
+from genstudio.core.plugin import BasePlugin, PluginInfo
 from genstudio.core.scene.cameras import Camera
 from genstudio.core.scene.exports import VolumeScene
 from genstudio.core.scene.fields import grid_points, make_mlp
@@ -76,7 +76,7 @@ class NerfField(nn.Module):
 
 class NerfPlugin(HeldOutViews, BasePlugin):
     info = PluginInfo(
-        "nerf", "NeRF", "3d", Capability.TRAIN | Capability.SAMPLE | Capability.SCENE3D, NerfConfig,
+        "nerf", "NeRF", "3d", NerfConfig,
         data_kinds=("scene",),
         description="Neural radiance field: positional encoding, coarse + fine (importance) sampling, "
                     "volume rendering; held-out PSNR live",

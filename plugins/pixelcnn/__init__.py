@@ -23,7 +23,7 @@ from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
 from genstudio.core.nn.flows import Quantization, bits_per_dim, default_levels
 from genstudio.core.nn.masked_conv import GatedPixelCNN
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 def log1mexp(d: Tensor) -> Tensor:
@@ -85,8 +85,6 @@ class PixelCNNConfig(ModelConfig):
 class PixelCNNPlugin(BasePlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
         "pixelcnn", "PixelCNN", "autoregressive",
-        Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY | Capability.LIKELIHOOD
-        | Capability.CONDITIONAL,
         PixelCNNConfig, ("image",), ("ancestral",),
         "Gated PixelCNN with masked convolutions (type A/B): exact likelihood, pixel-by-pixel sampling")
 

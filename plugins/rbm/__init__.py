@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
 from genstudio.core.imaging import tile_filters
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 
 class RBM(nn.Module):
@@ -87,7 +87,7 @@ class RBMConfig(ModelConfig):
 
 class RBMPlugin(BasePlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
-        "rbm", "RBM", "energy", Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY, RBMConfig,
+        "rbm", "RBM", "energy", RBMConfig,
         ("image",), ("gibbs", "from_bias"),
         "Binary restricted Boltzmann machine with CD-k / persistent CD; Gibbs chain sampling")
 

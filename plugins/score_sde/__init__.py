@@ -33,7 +33,7 @@ from genstudio.core.diffusion.sde import (
 from genstudio.core.imaging import data_background, histogram_image, score_field_image
 from genstudio.core.metrics.functional import energy_distance
 from genstudio.core.nn import NetConfig, ema_decay_at, ema_update, net_ema_adam
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 VIEW_SIGMA = 0.1  # score view: noise std relative to the data's scale (std(t) / m(t))
 FP_TIME = 0.5  # Fokker-Planck check: the latest time at which the reverse SDE and the PF-ODE are compared
@@ -69,7 +69,6 @@ class ScoreSDEPlugin(BasePlugin):
 
     info = PluginInfo(
         id="score_sde", name="Score SDE", family="diffusion",
-        capabilities=Capability.TRAIN | Capability.SAMPLE | Capability.TRAJECTORY | Capability.LIKELIHOOD,
         config_cls=ScoreSDEConfig, data_kinds=("points2d", "image"), samplers=tuple(SDE_SAMPLERS),
         description="Score-based SDE (Song et al. 2021): VP / sub-VP / VE; reverse SDE, predictor-corrector, "
                     "probability-flow ODE (Euler, Heun, RK45); exact PF-ODE log-likelihood.",

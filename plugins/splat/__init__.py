@@ -22,7 +22,7 @@ from torch import Tensor
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, cosine_lr_factor
+from genstudio.core.plugin import BasePlugin, PluginInfo, cosine_lr_factor
 from genstudio.core.scene.cameras import Camera
 from genstudio.core.scene.gaussians import (
     DensifyStats,
@@ -73,7 +73,7 @@ class SplatConfig(ModelConfig):
 
 class SplatPlugin(HeldOutViews, BasePlugin):
     info = PluginInfo(
-        "splat", "3D Gaussian splatting", "3d", Capability.TRAIN | Capability.SAMPLE | Capability.SCENE3D,
+        "splat", "3D Gaussian splatting", "3d",
         SplatConfig, data_kinds=("scene",),
         description="Anisotropic 3-D Gaussians with SH colour, differentiable torch rasteriser, "
                     "densify / prune; exports INRIA .ply and .splat",

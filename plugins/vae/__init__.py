@@ -23,7 +23,7 @@ from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec, UnknownDataset, get_dataset
 from genstudio.core.imaging import image_grid
 from genstudio.core.nn.flows import LOG_2PI, Quantization, StaticMLP, bits_per_dim, default_levels
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 
 # --------------------------------------------------------------------------------------------
 # maths
@@ -184,12 +184,11 @@ class BetaVAEConfig(VAEConfig):
         return cls(batch_size=16, latent_dim=2, hidden=16, depth=1, anneal_steps=4)
 
 
-CAPS = Capability.TRAIN | Capability.SAMPLE | Capability.LATENT | Capability.LIKELIHOOD
 
 
 class VAEPlugin(BasePlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
-        "vae", "VAE", "latent", CAPS, VAEConfig, ("points2d", "image"), ("prior",),
+        "vae", "VAE", "latent", VAEConfig, ("points2d", "image"), ("prior",),
         "Variational autoencoder: amortised inference with the reparameterisation trick; ELBO, "
         "reconstruction and KL curves")
 
@@ -322,6 +321,6 @@ class VAEPlugin(BasePlugin):
 
 class BetaVAEPlugin(VAEPlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
-        "betavae", "beta-VAE", "latent", CAPS, BetaVAEConfig, ("points2d", "image"), ("prior",),
+        "betavae", "beta-VAE", "latent", BetaVAEConfig, ("points2d", "image"), ("prior",),
         "VAE with a weighted (annealed) KL term for disentangled latents; pair with the sprites "
         "dataset and the MIG / DCI metrics")

@@ -16,7 +16,7 @@ from genstudio.cli import main
 def test_plugins_and_datasets_tables(capsys):
     assert main(["plugins"]) == 0
     out = capsys.readouterr().out
-    assert out.splitlines()[0].split() == ["id", "family", "capabilities", "status"]
+    assert out.splitlines()[0].split() == ["id", "family", "faces", "status"]
     assert any(line.startswith("ddpm") and line.rstrip().endswith("ok") for line in out.splitlines())
     assert main(["datasets"]) == 0
     out = capsys.readouterr().out

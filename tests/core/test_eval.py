@@ -16,7 +16,7 @@ from genstudio.core.data import get_dataset
 from genstudio.core.eval import available_metrics, default_metrics, evaluate, load_evals, run_eval
 from genstudio.core.faces import Conditional, Likelihood
 from genstudio.core.jobs import Cancelled, Control, TrainSpec, create_run, train
-from genstudio.core.plugin import BasePlugin, Capability, PluginInfo, SampleState
+from genstudio.core.plugin import BasePlugin, PluginInfo, SampleState
 from genstudio.core.registry import registry
 from genstudio.core.runs import RunStore
 
@@ -54,7 +54,7 @@ class _Exact(BasePlugin):
 
 
 class Fake2D(_Exact):
-    info = PluginInfo("fake2d_eval", "Fake 2-D", "test", Capability.TRAIN | Capability.SAMPLE | Capability.LIKELIHOOD,
+    info = PluginInfo("fake2d_eval", "Fake 2-D", "test",
                       ShiftConfig, data_kinds=("points2d",))
 
     def log_prob(self, x):
@@ -63,7 +63,7 @@ class Fake2D(_Exact):
 
 class FakeImg(_Exact):
     info = PluginInfo("fakeimg_eval", "Fake images", "test",
-                      Capability.TRAIN | Capability.SAMPLE, ShiftConfig, data_kinds=("image",))
+                      ShiftConfig, data_kinds=("image",))
 
     @property
     def num_classes(self) -> int:  # the Conditional face: this run samples per class
@@ -74,7 +74,7 @@ class UniformImg(_Exact):
     """Uniform model over sklearn digits' 17 levels: log P(discrete x) = -D log 17."""
 
     info = PluginInfo("uniformimg_eval", "Uniform images", "test",
-                      Capability.TRAIN | Capability.SAMPLE | Capability.LIKELIHOOD, ShiftConfig, data_kinds=("image",))
+                      ShiftConfig, data_kinds=("image",))
 
     def log_prob(self, x):
         return torch.full((len(x),), -x[0].numel() * math.log(17.0))
@@ -85,7 +85,7 @@ class UniformDensityImg(UniformImg):
     bins of width 2/16, i.e. over [-1 - 1/16, 1 + 1/16]^D."""
 
     info = PluginInfo("uniformdens_eval", "Uniform density", "test",
-                      Capability.TRAIN | Capability.SAMPLE | Capability.LIKELIHOOD, ShiftConfig, data_kinds=("image",))
+                      ShiftConfig, data_kinds=("image",))
     log_prob_continuous = True
 
     def log_prob(self, x):

@@ -89,3 +89,19 @@ def test_registering_the_same_class_twice_is_harmless():
     reg.add_class(GaussFit, "tests", "gaussfit")
     reg.add_class(GaussFit, "tests", "gaussfit")
     assert [e.id for e in reg.entries.values()] == ["gaussfit"] and reg.entries["gaussfit"].ok
+
+
+def test_run_reference_fields_need_use_run():
+    """A config that names other runs (param(runs_of=...)) is only usable by a plugin that takes
+    them: the job hands the loaded models to use_run()."""
+    from genstudio.core.plugin import contract_errors
+    from tests.fakeplugins import GaussRef, RefConfig
+
+    assert C.run_refs(RefConfig()) == {} and C.run_refs(RefConfig(base_run="abc")) == {"base_run": "abc"}
+    assert contract_errors(GaussRef) == []
+
+    class NoHook:  # the contract's methods, no use_run
+        info = GaussRef.info
+        setup = train_step = sample = state_dict = load_state_dict = GaussRef.setup
+
+    assert contract_errors(NoHook) == ["config has run-reference fields (base_run) but no use_run() method"]

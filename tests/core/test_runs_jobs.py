@@ -15,12 +15,13 @@ from genstudio.core import events as ev
 from genstudio.core import jobs
 from genstudio.core.registry import registry
 from genstudio.core.runs import RunError, RunStore, atomic_write_text
-from tests.fakeplugins import GaussFit
+from tests.fakeplugins import GaussFit, GaussRef
 
 
 @pytest.fixture
 def store(tmp_path):
     registry().add_class(GaussFit, "tests", "gaussfit")
+    registry().add_class(GaussRef, "tests", "gaussref")
     return RunStore(tmp_path / "store")
 
 
@@ -315,3 +316,62 @@ def test_train_records_the_faces_of_the_runs_model(store):
         info = run.info()
         assert {"NoisePrior", "ForwardProcessFace", "Sampling"} <= set(info["faces"])
         assert ("Conditional" in info["faces"]) is cond and info["classes"] == classes
+
+
+def _trained_base(store):
+    base = jobs.create_run(store, _spec(steps=20))
+    list(jobs.train(base))
+    return base
+
+
+def test_job_hands_the_referenced_runs_model_to_the_plugin_before_setup(store):
+    """A run-reference field (param(runs_of=...)) is resolved by the job, not the plugin: the
+    referenced run's model, set up with its newest checkpoint on the same device, reaches use_run
+    before setup, for training and for loading alike."""
+    base = _trained_base(store)
+    base_model, _, _ = jobs.load_model(base)
+    run = jobs.create_run(store, _spec(plugin="gaussref", steps=2, config={"base_run": base.id[:-3]}))  # a prefix
+    model, _, step = jobs.load_model(run)
+    handed = model.runs["base_run"]
+    assert step == 0 and type(handed) is GaussFit and handed.device == model.device
+    assert torch.equal(handed.net.weight, base_model.net.weight)  # newest checkpoint, not fresh weights
+    assert torch.equal(model.net.weight, base_model.net.weight)  # handed over before setup read it
+    list(jobs.train(run))
+    assert run.info()["status"] == "completed"
+    again, _, step = jobs.load_model(run)  # from its own checkpoint: the reference is handed over again
+    assert step == 2 and torch.equal(again.runs["base_run"].net.weight, base_model.net.weight)
+
+
+def test_bad_run_references_are_clear_errors(store):
+    """A missing, untrained, broken or self-referencing run names the field and the run id."""
+    with pytest.raises(jobs.RunRefError, match=r"base_run = 'no-such-run'.*no run 'no-such-run'"):
+        jobs.create_run(store, _spec(plugin="gaussref", config={"base_run": "no-such-run"}))
+    fresh = jobs.create_run(store, _spec())
+    with pytest.raises(jobs.RunRefError, match=f"base_run = '{fresh.id}'.*no checkpoint"):
+        jobs.create_run(store, _spec(plugin="gaussref", config={"base_run": fresh.id}))
+    base = _trained_base(store)
+    run = jobs.create_run(store, _spec(plugin="gaussref", config={"base_run": base.id}))
+    for _, p in base.checkpoints():  # the base run broke after this run was made
+        p.write_bytes(b"not a checkpoint")
+    with pytest.raises(jobs.RunRefError, match=f"base_run = '{base.id}': cannot load run {base.id}"):
+        jobs.load_model(run)
+    with pytest.raises(jobs.RunRefError, match="base_run"):  # the train job fails with it too
+        list(jobs.train(run))
+    assert run.info()["status"] == "failed" and "base_run" in run.info()["message"]
+    loop = jobs.create_run(store, _spec(plugin="gaussref", steps=1, config={"base_run": _trained_base(store).id}))
+    list(jobs.train(loop))
+    info = loop.info()
+    info["config"]["base_run"] = loop.id  # a run that references itself
+    atomic_write_text(loop.path / "run.json", json.dumps(info))
+    with pytest.raises(jobs.RunRefError, match=f"loop.*{loop.id} -> {loop.id}"):
+        jobs.load_model(loop)
+
+
+def test_plugin_built_outside_a_job_says_what_is_missing():
+    """A set reference field with nothing handed over is a clear error; use_run fills it."""
+    from genstudio.core.data import get_dataset
+    from tests.fakeplugins import RefConfig
+
+    m = GaussRef(RefConfig(base_run="some-run"))
+    with pytest.raises(RuntimeError, match="base_run = 'some-run'.*use_run"):
+        m.setup(get_dataset("8gaussians").spec)

@@ -1,6 +1,6 @@
 """Consistency distillation from a tiny DDPM teacher trained here: the teacher's ODE step against
-its closed form (Euler = DDIM eta 0; Heun) in float64, loading the teacher from a run folder, and
-distillation steps that give finite losses and one-step samples."""
+its closed form (Euler = DDIM eta 0; Heun) in float64, the teacher run loaded by the job and handed
+over, and distillation steps that give finite losses and one-step samples."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from genstudio_plugins.consistency import ConsistencyConfig, ConsistencyPlugin
 from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
+from genstudio.core import jobs
 from genstudio.core.config import to_dict
 from genstudio.core.data import get_dataset
 from genstudio.core.plugin import final_state
@@ -74,16 +75,21 @@ def test_teacher_step_matches_closed_form_float64(teacher, solver: str) -> None:
         t_model.ema.float()
 
 
-def test_distillation_from_run_folder(teacher, tmp_path) -> None:
+def test_distillation_from_a_teacher_run(teacher, tmp_path) -> None:
     t_model, ds = teacher
-    run = RunStore(tmp_path).create(plugin="ddpm", dataset="8gaussians", config=to_dict(t_model.config), seed=0,
-                                    device="cpu", steps=30)
+    store = RunStore(tmp_path)
+    run = store.create(plugin="ddpm", dataset="8gaussians", config=to_dict(t_model.config), seed=0,
+                       device="cpu", steps=30)
     run.save_checkpoint(30, t_model.state_dict())
-    st = _student(teacher_run=str(run.path), levels_start=18, batch_size=64)
-    assert st.teacher is None  # loaded lazily, at the first step
+    cfg = ConsistencyConfig(mode="distillation", hidden=32, depth=1, sigma_data=1.4, teacher_run=run.id,
+                            levels_start=18, batch_size=64)
+    st_run = jobs.create_run(store, jobs.TrainSpec("consistency", "8gaussians", device="cpu", config=to_dict(cfg)))
+    st, _, _ = jobs.load_model(st_run)
+    assert st.teacher is not None  # handed over by the job, before setup
+    got, want = st.runs["teacher_run"].ema.parameters(), t_model.ema.parameters()
+    assert all(torch.equal(a, b) for a, b in zip(got, want, strict=True))  # the run's checkpoint
     g = torch.Generator().manual_seed(1)
     losses = [st.train_step(ds.batch(64, g)[0], None, s)["loss"] for s in range(1, 21)]
-    assert st.teacher is not None
     assert all(torch.isfinite(torch.tensor(losses)))
     assert final_state(st.sample(16, seed=0, sampler="onestep")).x.shape == (16, 2)
     assert final_state(st.sample(16, seed=0, steps=2)).x.shape == (16, 2)

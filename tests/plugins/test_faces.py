@@ -234,3 +234,11 @@ def test_face_ddim_is_the_plugins_own_first_order_sampler(pid):
     own = final_state(m.sample(N, seed=3, steps=7, sampler=OWN_DDIM[pid], every=100)).x
     ours = ddim_sample(m, F.initial_noise(m, N, 3), 7)
     assert torch.allclose(ours, own, rtol=1e-4, atol=1e-4 * float(own.abs().max())), float((ours - own).abs().max())
+
+
+@pytest.mark.parametrize("pid,dataset", _models())
+def test_class_faces_are_the_models_faces_but_run_dependent_ones(pid: str, dataset: str) -> None:
+    """`genstudio plugins` lists class_faces (no model built): the set-up model's faces, except
+    Conditional, which depends on the run's config."""
+    model = _model(pid, dataset)
+    assert F.class_faces(type(model)) == [n for n in F.face_names(model) if n != "Conditional"]

@@ -1,5 +1,5 @@
 """Latent diffusion: the DDPM runs on standardised VAE latents, samples are decoded, the VAE comes
-from a run folder or is trained on the fly, and checkpoints carry the VAE."""
+from a run (loaded by the job and handed over) or is trained on the fly, and checkpoints carry the VAE."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ import torch
 from genstudio_plugins.ldm import LDMConfig, LDMPlugin
 from genstudio_plugins.vae import VAEConfig, VAEPlugin
 
+from genstudio.core import jobs
 from genstudio.core.config import to_dict
 from genstudio.core.data import get_dataset
 from genstudio.core.plugin import final_state
@@ -30,11 +31,14 @@ def test_vae_from_run_latents_standardised_and_decoded(tmp_path) -> None:
     g = torch.Generator().manual_seed(0)
     for s in range(1, 21):
         vae.train_step(ds.batch(32, g)[0], None, s)
-    run = RunStore(tmp_path).create(plugin="vae", dataset="digits", config=to_dict(vae.config), seed=0,
-                                    device="cpu", steps=20)
+    store = RunStore(tmp_path)
+    run = store.create(plugin="vae", dataset="digits", config=to_dict(vae.config), seed=0, device="cpu", steps=20)
     run.save_checkpoint(20, vae.state_dict())
 
-    m, _ = _ldm(vae_run=str(run.path))
+    ldm_run = jobs.create_run(store, jobs.TrainSpec("ldm", "digits", device="cpu",
+                                                    config=to_dict(replace(LDMConfig.tiny(), vae_run=run.id))))
+    m, _, _ = jobs.load_model(ldm_run)
+    assert type(m.runs["vae_run"]) is VAEPlugin
     x, _ = ds.fixed(512, seed=0)
     assert torch.allclose(m.vae.encode(x), vae.encode(x))  # the run's weights
     z = m.to_latent(x)

@@ -11,7 +11,7 @@ import numpy as np  # noqa: E402
 
 from genstudio.core import jobs  # noqa: E402
 from genstudio.core.registry import registry  # noqa: E402
-from genstudio.qt.panels.trajectory import TrajectoryPanel  # noqa: E402
+from genstudio.qt.panels.sweeps import GuidancePanel  # noqa: E402
 from tests.qt.test_panels import FakeCtx  # noqa: E402
 from tests.qt.test_trajectory_panel import trained  # noqa: E402
 
@@ -29,10 +29,10 @@ def _run(ctx, overrides, steps):
 
 def test_guidance_tab(qtbot, tmp_path):
     ctx = FakeCtx(tmp_path, registry())
-    p = TrajectoryPanel(ctx)
+    p = GuidancePanel(ctx)
     qtbot.addWidget(p)
     p.resize(900, 500)
-    assert "Guidance" in [p.tabs.tabText(i) for i in range(p.tabs.count())]
+    assert p.title == "Guidance" and p.tools == ("guidance",)
     plain = trained(ctx, "8gaussians", extra=[])
     p.set_run(plain)
     assert not p.guide_button.isEnabled() and "class-conditional" in p.guide_button.toolTip()
@@ -53,8 +53,7 @@ def test_guidance_tab(qtbot, tmp_path):
     assert np.allclose(x, [0, 1, 4]) and np.allclose(y, [acc[s] for s in (0.0, 1.0, 4.0)])
     assert "done" in p.status.text()
     if os.environ.get("GENSTUDIO_SHOTS"):
-        p.tabs.setCurrentIndex([p.tabs.tabText(i) for i in range(p.tabs.count())].index("Guidance"))
-        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_guidance_8gaussians.png"))
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "guidance_8gaussians.png"))
     # rows of an older sweep of the same run that arrive after a new sweep started are dropped
     p.guide_n.setValue(5)
     p.guide_scales.setText("2")

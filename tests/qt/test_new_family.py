@@ -7,7 +7,6 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-import torch
 
 from genstudio.core import jobs, tools
 from genstudio.core.diffusion import edit
@@ -68,6 +67,7 @@ def test_the_panels_take_it(run, family, qtbot, monkeypatch):
     from genstudio.qt.panels.latent import LatentPanel
     from genstudio.qt.panels.metrics import MetricsPanel
     from genstudio.qt.panels.sampler import SamplerPanel
+    from genstudio.qt.panels.sweeps import GuidancePanel, NfePanel
     from genstudio.qt.panels.trajectory import TrajectoryPanel
 
     class Ctx:  # the AppContext a panel talks to, without a window
@@ -98,10 +98,10 @@ def test_the_panels_take_it(run, family, qtbot, monkeypatch):
     assert not sampler.cls.isHidden() and sampler.cls.count() == 9  # unconditional + 8 classes
     sampler.cls.setCurrentIndex(3)
     assert sampler.option("guidance").isEnabled()
-    traj = TrajectoryPanel(ctx)
-    qtbot.addWidget(traj)
-    traj.set_run(run)
-    for b in (traj.compare_button, traj.nfe_button, traj.guide_button):
+    traj, nfe, guide = TrajectoryPanel(ctx), NfePanel(ctx), GuidancePanel(ctx)
+    for p, b in ((traj, traj.compare_button), (nfe, nfe.nfe_button), (guide, guide.guide_button)):
+        qtbot.addWidget(p)
+        p.set_run(run)
         assert b.isEnabled(), b.toolTip()
     latent = LatentPanel(ctx)
     qtbot.addWidget(latent)
@@ -111,4 +111,3 @@ def test_the_panels_take_it(run, family, qtbot, monkeypatch):
     qtbot.addWidget(metrics)
     metrics.set_run(run)
     assert not metrics.why_not("eval", run)
-    assert torch.cuda.is_available() or True

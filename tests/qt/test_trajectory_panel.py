@@ -17,7 +17,8 @@ from genstudio.core import jobs  # noqa: E402
 from genstudio.core.plugin import SampleState  # noqa: E402
 from genstudio.core.registry import registry  # noqa: E402
 from genstudio.qt.panels.runs import short_name  # noqa: E402
-from genstudio.qt.panels.trajectory import NFE_ROW, SLIDER_MAX, TrajectoryPanel, index_at  # noqa: E402
+from genstudio.qt.panels.sweeps import NFE_ROW, NfePanel  # noqa: E402
+from genstudio.qt.panels.trajectory import SLIDER_MAX, TrajectoryPanel, index_at  # noqa: E402
 from tests.qt.test_panels import FakeCtx  # noqa: E402
 
 TINY = ["batch_size=32", "timesteps=50", "hidden=32", "depth=1", "channels=8", "sample_steps=5"]
@@ -144,7 +145,7 @@ def test_ab_same_sampler_two_seeds(qtbot, ctx, gauss_run):
 
 
 def test_nfe_chart_one_curve_per_sampler(qtbot, ctx, gauss_run, tmp_path):
-    p = TrajectoryPanel(ctx)
+    p = NfePanel(ctx)
     qtbot.addWidget(p)
     p.resize(900, 500)
     p.set_run(gauss_run)
@@ -158,7 +159,6 @@ def test_nfe_chart_one_curve_per_sampler(qtbot, ctx, gauss_run, tmp_path):
         assert len(nfe) >= 2 and np.all(np.diff(nfe) > 0) and np.all(np.isfinite(q)) and nfe.max() <= 8
     assert list(curves["ddim"][0]) == [1, 2, 4, 8]
     assert set(curves["heun"][0]) <= {1, 2, 3, 4, 5, 6, 7, 8}
-    assert set(p._curves) == {"ddim", "euler", "heun"}
     assert p.chart.getAxis("left").labelText.startswith("energy distance")  # 2-D data: energy distance
     assert p.chart.getPlotItem().ctrl.logXCheck.isChecked() and p.chart.getPlotItem().ctrl.logYCheck.isChecked()
     out = p.export_csv(tmp_path / "nfe.csv")
@@ -167,8 +167,7 @@ def test_nfe_chart_one_curve_per_sampler(qtbot, ctx, gauss_run, tmp_path):
     assert len(rows) == sum(len(v[0]) for v in curves.values())
     assert p.export_chart_png(tmp_path / "nfe.png").stat().st_size > 1000
     if os.environ.get("GENSTUDIO_SHOTS"):
-        p.tabs.setCurrentIndex(1)
-        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "trajectory_nfe_8gaussians.png"))
+        p.grab().save(os.path.join(os.environ["GENSTUDIO_SHOTS"], "nfe_8gaussians.png"))
 
 
 def test_ab_images_digits_class_conditional(qtbot, ctx, tmp_path):
@@ -214,7 +213,7 @@ def test_nfe_sweep_stops(qtbot, store_root, gauss_run, monkeypatch):
 
     monkeypatch.setattr(traj, "nfe_curve", slow_curve)
     ctx = FakeCtx(store_root, registry(), threaded=True)
-    p = TrajectoryPanel(ctx)
+    p = NfePanel(ctx)
     qtbot.addWidget(p)
     p.set_run(gauss_run)
     p.nfe_n.setValue(50)
@@ -262,7 +261,7 @@ def test_x_t_of_flow_matching_is_its_ode_start(store_root):
 
 def test_nfe_chart_labels_a_narrow_log_range(qtbot, ctx):
     """Values within one decade get explicit y ticks (pyqtgraph's log axis would show none)."""
-    p = TrajectoryPanel(ctx)
+    p = NfePanel(ctx)
     qtbot.addWidget(p)
     row = lambda s, n, q: {"sampler": s, "steps": n, "nfe": n, "quality": q, "seconds": 0.0}  # noqa: E731
     p.set_rows([row("ddim", 1, 300.0), row("ddim", 2, 298.0), row("euler", 1, 299.0)], metric="fcd")
@@ -353,7 +352,7 @@ def test_ab_rejects_a_run_of_another_shape(qtbot, ctx, gauss_run):
 def test_nfe_rows_of_an_older_sweep_are_ignored(qtbot, ctx, gauss_run):
     """Rows of an earlier sweep of the same run that arrive after a new sweep started (a stopped
     sweep's last rows, say) are not mixed into the new sweep's chart."""
-    p = TrajectoryPanel(ctx)
+    p = NfePanel(ctx)
     qtbot.addWidget(p)
     p.set_run(gauss_run)
     p.max_nfe.setValue(2)

@@ -1,15 +1,14 @@
-"""Compare / NFE: two samplers, seeds or runs side by side from the SAME starting noise, scrubbed
-with one slider on normalised time, and the quality-vs-NFE chart of every sampler of a run.
+"""Compare A/B: two samplers, seeds or runs side by side from the SAME starting noise, scrubbed
+with one slider on normalised time, and (2-D) the marginal density at that time with forward
+noising paths from a clicked point. The NFE and guidance sweeps are their own panels (sweeps.py).
 
-Both jobs run through ``ctx.start_job``; results come back as this panel's own event kinds on the
-bus (so the sampler panel, which listens to SAMPLE_STATE/RESULT, is not disturbed). Every job's
-events carry a token, so rows of an older sweep of the same run never mix into the current one.
+The A/B job (``core.compare.compare_runs``) runs through ``ctx.start_job``; its result comes back
+as this panel's own event kind (so the sampler panel, which listens to SAMPLE_STATE/RESULT, is not
+disturbed), with a token so an older comparison never replaces a newer one.
 """
 
 from __future__ import annotations
 
-import csv
-import itertools
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +23,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
-    QLineEdit,
     QPushButton,
-    QSizePolicy,
     QSlider,
     QSpinBox,
     QTabWidget,
@@ -36,8 +33,6 @@ from PySide6.QtWidgets import (
 
 from genstudio.core.compare import compare_runs
 from genstudio.core.config import from_dict
-from genstudio.core.diffusion.guidance import guidance_job
-from genstudio.core.diffusion.nfe import nfe_job
 from genstudio.core.diffusion.paths import (
     ForwardProcess,
     describe_process,
@@ -53,17 +48,14 @@ from genstudio.core.jobs import Control
 from genstudio.core.metrics.functional import energy_distance
 from genstudio.core.plugin import SampleState, sample_options
 from genstudio.core.runs import Run, RunError
-from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.base import AppContext
+from genstudio.qt.panels.jobpanel import JobPanel
 from genstudio.qt.panels.runs import short_name
 from genstudio.qt.panels.sampler import PLAY_INTERVAL_MS, PLAY_SECONDS, _is_points
-from genstudio.qt.panels.views import PALETTE, SampleView, colour, particle_history
+from genstudio.qt.panels.views import PALETTE, SampleView, particle_history
 
 # every event's data also has "token": the job that sent it (see TrajectoryPanel._tokens)
 AB_RESULT = "trajectory_ab"  # data: {"a", "b": [SampleState], "labels": (str, str), "scales", "steps"}
-NFE_ROW = "trajectory_nfe_row"  # data: {"row": {sampler, steps, nfe, quality, seconds}, "metric"}
-NFE_RESULT = "trajectory_nfe"  # data: {"rows": [...], "metric": str}
-GUIDE_ROW = "trajectory_guidance_row"  # data: {"row": {scale, accuracy, diversity, ...}}
-GUIDE_RESULT = "trajectory_guidance"  # data: {"rows": [...]}
 SAME_RUN = "same run"  # side B's run picker: sample side B from side A's run
 PATH_DOTS = 26  # time points per forward path drawn as dots (the curve keeps every step)
 MARGINAL_MAX_N = 1000  # particles per side in the A-vs-B energy distance (O(n^2), redrawn as the slider moves)
@@ -100,30 +92,18 @@ class _Side:
         self.lim: float | None = None  # the points' half-width on this side (None: image or nothing)
 
 
-class TrajectoryPanel(Panel):
+class TrajectoryPanel(JobPanel):
     panel_id = "trajectory"
     area = "tab:sampler"
     order = 70
-    tools = ("compare", "nfe", "guidance")
-    title = "Compare / NFE"  # no "&": Qt reads it as a mnemonic in tab and dock titles
+    tools = ("compare",)
+    title = "Compare A/B"  # no "&": Qt reads it as a mnemonic in tab and dock titles
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
-        self._run: Run | None = None
-        self._problem = ""
         self._lim: float | None = None
-        self._rows: list[dict[str, Any]] = []
-        self._metric = "quality"
-        self._nfe_run: str | None = None
-        self._guide_run: str | None = None
-        self._guide_rows: list[dict[str, Any]] = []
         self._classes = 0
         self._ab_run: str | None = None
-        self._curves: dict[str, pg.PlotDataItem] = {}
-        self._controls: dict[str, Control] = {}
-        self._awaiting: dict[str, int] = {}  # job name -> polls since it ended without its result
-        self._tokens: dict[str, int] = {}  # job name -> token of its newest job (older jobs' events are dropped)
-        self._token_counter = itertools.count(1)
         self._shapes: dict[str, tuple[int, ...] | None] = {}  # dataset name -> data shape (building one can take ~1 s)
         self._b_classes = 0  # classes of side B's run when it is another run (for cond/guidance)
         self._b_shown: str | None = None  # the B run whose samplers B's list shows
@@ -133,8 +113,6 @@ class TrajectoryPanel(Panel):
         self._build()
         self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play.timeout.connect(self._play_tick)
-        self._poll = QTimer(self, interval=250)  # re-enables the buttons once a job has ended
-        self._poll.timeout.connect(self._update_buttons)
         self.set_run(None)
 
     # -- UI ---------------------------------------------------------------------------------
@@ -151,8 +129,6 @@ class TrajectoryPanel(Panel):
         self.guidance.setToolTip("Classifier-free guidance scale (0 = unconditional, 1 = conditional)")
         self.compare_button = QPushButton("Compare")
         self.compare_button.setDefault(True)
-        self.status = QLabel()
-        self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         self.b_run = QComboBox()
         self.b_run.setToolTip("Run of side B: the same run as A, or another run on data of the same shape\n"
                               "(both start from the same unit noise for the same seed)")
@@ -206,35 +182,8 @@ class TrajectoryPanel(Panel):
         lay.addWidget(self.views, 1)
         lay.addLayout(bottom)
 
-        self.max_nfe = QSpinBox(minimum=1, maximum=4000, value=64, prefix="max NFE ")
-        self.nfe_n = QSpinBox(minimum=16, maximum=100_000, value=500, prefix="n ")
-        self.nfe_n.setToolTip("Samples per point (quality is measured on this many)")
-        self.nfe_button = QPushButton("Run NFE sweep")
-        self.png_button = QPushButton("Export PNG…")
-        self.csv_button = QPushButton("Export CSV…")
-        row = QHBoxLayout()
-        row.setContentsMargins(4, 2, 4, 2)
-        for w in (self.max_nfe, self.nfe_n, self.nfe_button, self.png_button, self.csv_button):
-            row.addWidget(w)
-        row.addStretch(1)
-        self.chart = pg.PlotWidget()
-        self.chart.setLogMode(x=True, y=True)
-        self.chart.showGrid(x=True, y=True, alpha=0.2)
-        for axis in ("left", "bottom"):
-            self.chart.getAxis(axis).enableAutoSIPrefix(False)  # "(x0.001)" on a log axis only confuses
-        self.chart.setLabel("bottom", "network evaluations (NFE)")
-        self.chart.setLabel("left", "quality (lower is better)")
-        self.legend = self.chart.addLegend(offset=(-10, 10))
-        nfe = QWidget()
-        lay2 = QVBoxLayout(nfe)
-        lay2.setContentsMargins(0, 0, 0, 0)
-        lay2.addLayout(row)
-        lay2.addWidget(self.chart, 1)
-
         self.tabs = QTabWidget()
         self.tabs.addTab(ab, "A/B")
-        self.tabs.addTab(nfe, "Quality vs NFE")
-        self.tabs.addTab(self._build_guidance(), "Guidance")
         self.tabs.addTab(self._build_marginals(), "Marginals")
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
@@ -246,10 +195,6 @@ class TrajectoryPanel(Panel):
         self.play_button.toggled.connect(self._play_toggled)
         self.ab_png_button.clicked.connect(self._ab_png_dialog)
         self.slider.valueChanged.connect(self.show_progress)
-        self.nfe_button.clicked.connect(self._nfe_clicked)
-        self.png_button.clicked.connect(self._png_dialog)
-        self.csv_button.clicked.connect(self._csv_dialog)
-        self.guide_button.clicked.connect(self._guide_clicked)
 
     def _build_marginals(self) -> QWidget:
         """2-D runs: side A's particle density at the slider's t, and forward noising paths from a
@@ -384,41 +329,12 @@ class TrajectoryPanel(Panel):
                                "(a reverse-SDE sampler and a probability-flow-ODE sampler of one model must agree: "
                                "Fokker-Planck)")
 
-    def _build_guidance(self) -> QWidget:
-        """Class accuracy and diversity against the classifier-free guidance scale."""
-        self.guide_scales = QLineEdit("0,1,2,4,8")
-        self.guide_scales.setToolTip("Comma-separated guidance scales (0 = unconditional, 1 = conditional)")
-        self.guide_n = QSpinBox(minimum=2, maximum=10_000, value=100, prefix="n/class ")
-        self.guide_button = QPushButton("Run guidance sweep")
-        row = QHBoxLayout()
-        row.setContentsMargins(4, 2, 4, 2)
-        row.addWidget(QLabel("scales"))
-        for w in (self.guide_scales, self.guide_n, self.guide_button):
-            row.addWidget(w)
-        row.addStretch(1)
-        self.guide_chart = pg.PlotWidget()
-        self.guide_chart.showGrid(x=True, y=True, alpha=0.2)
-        self.guide_chart.setLabel("bottom", "guidance scale")
-        self.guide_chart.setLabel("left", "accuracy / diversity (1 = the data's)")
-        self.guide_chart.addLegend(offset=(-10, 10))
-        self.guide_curves = {k: self.guide_chart.plot([], [], pen=pg.mkPen(colour(i), width=2), symbol="o",
-                                                      symbolSize=6, symbolBrush=colour(i), name=k)
-                             for i, k in enumerate(("accuracy", "diversity"))}
-        w = QWidget()
-        lay = QVBoxLayout(w)
-        lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(row)
-        lay.addWidget(self.guide_chart, 1)
-        return w
-
     # -- run selection ------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
         if (run.id if run else None) != (self._run.id if self._run else None):  # another run: drop the old views
             self._play.stop()
             self.play_button.setChecked(False)
             self.set_trajectories([], [])
-            self.set_rows([])
-            self.set_guidance_rows([])
             self.clear_paths()
             self.b_run.blockSignals(True)
             self.b_run.setCurrentIndex(0)  # B follows the new run until another is picked
@@ -556,41 +472,14 @@ class TrajectoryPanel(Panel):
             pass
         self._fill_samplers(self.b, samplers, self.a.sampler.currentData(), keep)
 
-    def _can_sample(self) -> str:
-        """Why the selected run cannot be sampled ('' = it can)."""
-        if self._run is None:
-            return "select a run"
-        if self._problem:
-            return self._problem
-        return "" if self._run.checkpoints() else "no checkpoint yet: train first"
-
     def _update_buttons(self) -> None:
         why = self._can_sample()
-        ab_busy, nfe_busy = self.ctx.job_running("compare"), self.ctx.job_running("nfe")
-        self.compare_button.setEnabled(ab_busy or not why)  # while busy it is the Stop button
-        self.compare_button.setText("Stop" if ab_busy else "Compare")
-        self.nfe_button.setEnabled(nfe_busy or not why)
-        self.nfe_button.setText("Stop sweep" if nfe_busy else "Run NFE sweep")
-        guide_busy = self.ctx.job_running("guidance")
-        guide_why = why or self.why_not("guidance", self._run)
-        self.guide_button.setEnabled(guide_busy or not guide_why)
-        self.guide_button.setText("Stop sweep" if guide_busy else "Run guidance sweep")
-        self.guide_button.setToolTip(guide_why)
+        self._job_button(self.compare_button, "compare", "Compare", "Stop", why)
         for w in (self.play_button, self.ab_png_button):
             w.setEnabled(bool(self.a.states or self.b.states))
-        has = bool(self._rows)
-        self.png_button.setEnabled(has)
-        self.csv_button.setEnabled(has)
         if why:
             self.status.setText(why)
-        for name, busy in (("compare", ab_busy), ("nfe", nfe_busy), ("guidance", guide_busy)):
-            if name in self._awaiting and not busy:  # a result event may still be a tick behind
-                self._awaiting[name] += 1
-                if self._awaiting[name] >= 3:  # ~0.5 s after the job ended and still no result
-                    del self._awaiting[name]
-                    self.status.setText(f"{name} job ended without a result (stopped or failed)")
-        if not self._awaiting and self._poll.isActive():
-            self._poll.stop()
+        self._poll_jobs()
 
     # -- A/B ------------------------------------------------------------------------------------
     def _sample_kwargs(self, side: _Side) -> dict[str, Any]:
@@ -602,27 +491,8 @@ class TrajectoryPanel(Panel):
                 kw["guidance"] = float(self.guidance.value())
         return kw
 
-    def _toggle(self, name: str, button: QPushButton, start: Any) -> None:
-        """A job button: Stop while it says so (even if the job ended a moment ago and the label
-        is a poll behind: a click meant as Stop must never start a new job), else start."""
-        if button.text().startswith("Stop") or self.ctx.job_running(name):
-            control = self._controls.get(name)
-            if control is not None:
-                control.cancel()
-            self._update_buttons()
-        else:
-            start()
-
     def _compare_clicked(self) -> None:
         self._toggle("compare", self.compare_button, self.start_compare)
-
-    def _new_token(self, name: str) -> int:
-        """A fresh token for job ``name``: events of its older jobs no longer match."""
-        self._tokens[name] = next(self._token_counter)
-        return self._tokens[name]
-
-    def _current(self, e: Event, name: str) -> bool:
-        return e.data.get("token") == self._tokens.get(name)
 
     def start_compare(self) -> Control | None:
         """Sample both sides from their runs' newest checkpoints in one job (one model load when B
@@ -649,13 +519,7 @@ class TrajectoryPanel(Panel):
         self._ab_run = run.id
         self.clear_paths()
         self._marg_stale = True
-        self.status.setText("sampling A and B…")
-        control = self.ctx.start_job("compare", run, job)
-        self._awaiting["compare"] = 0
-        self._controls["compare"] = control
-        self._poll.start()
-        self._update_buttons()
-        return control
+        return self._launch("compare", run, job, "sampling A and B…")
 
     def _side_label(self, side: _Side) -> str:
         """"A: ddim, 10 steps, seed 0"; with two runs the run's short name comes first."""
@@ -758,183 +622,18 @@ class TrajectoryPanel(Panel):
         if path:
             self._export(self.export_ab_png, path)
 
-    # -- NFE ------------------------------------------------------------------------------------
-    def _nfe_clicked(self) -> None:
-        self._toggle("nfe", self.nfe_button, self.start_nfe)
-
-    def start_nfe(self, samplers: list[str] | None = None) -> Control | None:
-        """Sweep every sampler of the run over NFE budgets 1, 2, 4, ... in a worker job; rows
-        stream back as NFE_ROW events (the chart grows while it runs)."""
-        run = self._run
-        if run is None or self._can_sample():
-            return None
-        max_nfe, n, bus, token = self.max_nfe.value(), self.nfe_n.value(), self.ctx.bus, self._new_token("nfe")
-
-        def job(control: Control):
-            rows, metric = yield from nfe_job(
-                run, samplers, max_nfe, n, control,
-                lambda row, metric: bus.emit(NFE_ROW, run.id, row=row, metric=metric, token=token))
-            bus.emit(NFE_RESULT, run.id, rows=rows, metric=metric, token=token)
-
-        self._nfe_run = run.id
-        self._rows = []
-        self._metric = "quality"
-        self._redraw_chart()
-        self.status.setText("NFE sweep running…")
-        control = self.ctx.start_job("nfe", run, job)
-        self._awaiting["nfe"] = 0
-        self._controls["nfe"] = control
-        self._poll.start()
-        self._update_buttons()
-        return control
-
-    def _guide_clicked(self) -> None:
-        self._toggle("guidance", self.guide_button, self.start_guidance)
-
-    def start_guidance(self) -> Control | None:
-        """Sweep the guidance scales in a worker job; rows stream back as GUIDE_ROW events."""
-        run = self._run
-        if run is None or self._can_sample() or not self._classes:
-            return None
-        try:
-            scales = [float(v) for v in self.guide_scales.text().split(",") if v.strip()]
-        except ValueError:
-            self.status.setText("scales: give comma-separated numbers, e.g. 0,1,2,4")
-            return None
-        n, bus, token = self.guide_n.value(), self.ctx.bus, self._new_token("guidance")
-
-        def job(control: Control):
-            rows = yield from guidance_job(run, scales, n, control,
-                                           lambda row: bus.emit(GUIDE_ROW, run.id, row=row, token=token))
-            bus.emit(GUIDE_RESULT, run.id, rows=rows, token=token)
-
-        self._guide_run = run.id
-        self.set_guidance_rows([])
-        self.status.setText("guidance sweep running…")
-        control = self.ctx.start_job("guidance", run, job)
-        self._awaiting["guidance"] = 0
-        self._controls["guidance"] = control
-        self._poll.start()
-        self._update_buttons()
-        return control
-
-    def set_guidance_rows(self, rows: list[dict[str, Any]]) -> None:
-        self._guide_rows = list(rows)
-        for k, item in self.guide_curves.items():
-            item.setData([r["scale"] for r in self._guide_rows], [r[k] for r in self._guide_rows])
-
-    def guidance_rows(self) -> list[dict[str, Any]]:
-        return list(self._guide_rows)
-
-    def set_rows(self, rows: list[dict[str, Any]], metric: str | None = None) -> None:
-        self._rows = list(rows)
-        if metric:
-            self._metric = metric
-        self._redraw_chart()
-        self._update_buttons()
-
-    def rows(self) -> list[dict[str, Any]]:
-        return list(self._rows)
-
-    def curves(self) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-        """sampler -> (nfe, quality) as plotted."""
-        out: dict[str, tuple[np.ndarray, np.ndarray]] = {}
-        for s in dict.fromkeys(r["sampler"] for r in self._rows):
-            rs = [r for r in self._rows if r["sampler"] == s]
-            out[s] = (np.array([r["nfe"] for r in rs], float), np.array([r["quality"] for r in rs], float))
-        return out
-
-    def _redraw_chart(self) -> None:
-        self.chart.clear()
-        self.legend.clear()
-        self._curves = {}
-        for i, (s, (x, y)) in enumerate(self.curves().items()):
-            y = np.maximum(y, 1e-6)  # log-y: energy distance can touch 0 by noise
-            item = self.chart.plot(x, y, pen=pg.mkPen(colour(i), width=2), symbol="o", symbolSize=6,
-                                   symbolBrush=colour(i), name=s)
-            self._curves[s] = item
-        ys = np.concatenate([np.maximum(y, 1e-6) for _, y in self.curves().values()]) if self._rows else None
-        ticks = None  # pyqtgraph's own log ticks, unless the values span less than a decade (no labels then)
-        if ys is not None and ys.max() < 10 * ys.min():
-            vals = np.unique(np.geomspace(ys.min(), ys.max(), 5) if ys.max() > ys.min() else ys[:1])
-            ticks = [[(float(np.log10(v)), f"{v:.4g}") for v in vals]]
-        self.chart.getAxis("left").setTicks(ticks)
-        self.chart.setLabel("left", {"energy": "energy distance", "fcd": "FCD"}.get(self._metric, self._metric)
-                            + " (lower is better)")
-
-    def export_csv(self, path: str | Path) -> Path:
-        if not self._rows:
-            raise RuntimeError("no NFE sweep yet")
-        path = Path(path)
-        with path.open("w", newline="") as f:
-            w = csv.DictWriter(f, fieldnames=["sampler", "steps", "nfe", "quality", "seconds"],
-                               extrasaction="ignore")
-            w.writeheader()
-            w.writerows(self._rows)
-        return path
-
-    def export_chart_png(self, path: str | Path) -> Path:
-        if not self._rows:
-            raise RuntimeError("no NFE sweep yet")
-        path = Path(path)
-        if not self.chart.grab().save(str(path)):
-            raise OSError(f"could not write {path}")
-        return path
-
-    def _default_path(self, suffix: str) -> str:
-        folder = self._run.sample_dir() if self._run is not None else Path.home()
-        return str(folder / f"nfe{suffix}")
-
-    def _png_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export chart", self._default_path(".png"), "PNG (*.png)")
-        if path:
-            self._export(self.export_chart_png, path)
-
-    def _csv_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export rows", self._default_path(".csv"), "CSV (*.csv)")
-        if path:
-            self._export(self.export_csv, path)
-
-    def _export(self, fn: Any, path: str) -> None:
-        try:
-            out = fn(path)
-        except (OSError, RuntimeError) as e:
-            self.ctx.show_error(f"Export failed: {e}")
-            return
-        self.ctx.status_message(f"wrote {out}")
-
     # -- events -----------------------------------------------------------------------------------
     def on_events(self, events: list[Event]) -> None:
-        redraw = refresh_b = False
+        refresh_b = False
         for e in events:
             if e.kind == AB_RESULT and e.run_id == self._ab_run and self._current(e, "compare"):
-                self._awaiting.pop("compare", None)
+                self._done("compare")
                 self._two_runs = bool(e.data.get("two_runs", False))
                 self.set_trajectories(e.data["a"], e.data["b"], tuple(e.data["labels"]))
                 self.status.setText(self._ab_status(e.data))
-            elif e.kind == NFE_ROW and e.run_id == self._nfe_run and self._current(e, "nfe"):
-                self._rows.append(e.data["row"])
-                self._metric = e.data.get("metric", self._metric)
-                redraw = True
-            elif e.kind == NFE_RESULT and e.run_id == self._nfe_run and self._current(e, "nfe"):
-                self._awaiting.pop("nfe", None)
-                self._rows = list(e.data["rows"])
-                self._metric = e.data.get("metric", self._metric)
-                self.status.setText(f"NFE sweep done: {len(self._rows)} points")
-                redraw = True
-            elif e.kind == GUIDE_ROW and e.run_id == self._guide_run and self._current(e, "guidance"):
-                self.set_guidance_rows([*self._guide_rows, e.data["row"]])
-            elif e.kind == GUIDE_RESULT and e.run_id == self._guide_run and self._current(e, "guidance"):
-                self._awaiting.pop("guidance", None)
-                self.set_guidance_rows(e.data["rows"])
-                self.status.setText(f"guidance sweep done: {len(self._guide_rows)} scales")
-                self._update_buttons()
             elif e.kind == "status":
                 refresh_b = True
                 if self._run is not None and e.run_id == self._run.id:
                     self._update_buttons()
-        if redraw:
-            self._redraw_chart()
-            self._update_buttons()
         if refresh_b and not self.b_run.view().isVisible():  # a run got (or lost) checkpoints: B's list follows
             self.refresh_b_runs()

@@ -45,6 +45,14 @@ class JobPanel(Panel):
             return self._problem
         return "" if self._run.checkpoints() else "no checkpoint yet: train first"
 
+    def _show_why(self, why: str) -> None:
+        """Say why the run cannot be used; take that back (only that) once it can."""
+        if why:
+            self.status.setText(why)
+        elif self.status.text() == getattr(self, "_why_shown", None):
+            self.status.clear()
+        self._why_shown = why
+
     def _job_button(self, button: QPushButton, name: str, idle: str, stop: str, why: str) -> bool:
         """Label and enable a job's button; returns whether the job is running."""
         busy = self.ctx.job_running(name)
@@ -100,5 +108,7 @@ class JobPanel(Panel):
                 if self._awaiting[name] >= 3:  # ~0.5 s after the job ended and still no result
                     del self._awaiting[name]
                     self.status.setText(f"{name} job ended without a result (stopped or failed)")
-        if not self._awaiting and self._poll.isActive():
+        # keep polling while a job of ours still runs: its button must turn back from Stop
+        if (not self._awaiting and self._poll.isActive()
+                and not any(self.ctx.job_running(n) for n in self._controls)):
             self._poll.stop()

@@ -112,8 +112,7 @@ class NfePanel(_SweepPanel):
         self._job_button(self.nfe_button, "nfe", "Run NFE sweep", "Stop sweep", why)
         self.png_button.setEnabled(bool(self._rows))
         self.csv_button.setEnabled(bool(self._rows))
-        if why:
-            self.status.setText(why)
+        self._show_why(why)
         self._poll_jobs()
 
     def start_nfe(self, samplers: list[str] | None = None) -> Control | None:
@@ -254,8 +253,7 @@ class GuidancePanel(_SweepPanel):
     def _update_buttons(self) -> None:
         why = self._can_sample() or self.why_not("guidance", self._run)
         self._job_button(self.guide_button, "guidance", "Run guidance sweep", "Stop sweep", why)
-        if why:
-            self.status.setText(why)
+        self._show_why(why)
         self._poll_jobs()
 
     def start_guidance(self) -> Control | None:

@@ -477,8 +477,7 @@ class TrajectoryPanel(JobPanel):
         self._job_button(self.compare_button, "compare", "Compare", "Stop", why)
         for w in (self.play_button, self.ab_png_button):
             w.setEnabled(bool(self.a.states or self.b.states))
-        if why:
-            self.status.setText(why)
+        self._show_why(why)
         self._poll_jobs()
 
     # -- A/B ------------------------------------------------------------------------------------

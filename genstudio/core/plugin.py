@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, Protocol, runtime_checkable
+from typing import Any, ClassVar, Generic, Protocol, TypeVar, runtime_checkable
 
 import torch
 
@@ -174,11 +174,15 @@ def final_state(states: Iterator[SampleState]) -> SampleState:
 LatentModel, LikelihoodModel, SceneModel, ViewsModel = Latent, Likelihood, Scene, Views
 
 
-class BasePlugin:
+C = TypeVar("C", bound=ModelConfig)  # a plugin's config type: BasePlugin[DDPMConfig].config is a DDPMConfig
+
+
+class BasePlugin(Generic[C]):
     """Convenience base: keeps ``config`` and ``device`` and saves/loads every ``nn.Module`` and
     ``torch.optim.Optimizer`` attribute automatically, so a family only writes its maths.
 
-    Subclasses set ``info`` and implement ``setup``, ``train_step`` and ``sample``.
+    Subclasses name their config type (``class DDPMPlugin(BasePlugin[DDPMConfig])``, so
+    ``self.config.timesteps`` type-checks), set ``info`` and implement ``setup``, ``train_step`` and ``sample``.
 
     Runs of other plugins (a distillation teacher, latent diffusion's VAE) are named by config
     fields declared with ``param(runs_of=...)``. The plugin never loads them itself: the job
@@ -190,7 +194,9 @@ class BasePlugin:
 
     info: ClassVar[PluginInfo]
 
-    def __init__(self, config: ModelConfig, device: torch.device | str = "cpu") -> None:
+    config: C
+
+    def __init__(self, config: C, device: torch.device | str = "cpu") -> None:
         self.config = config
         self.device = torch.device(device)
         self.data: DataSpec | None = None

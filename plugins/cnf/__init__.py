@@ -213,7 +213,7 @@ class _AdjointIntegrate(torch.autograd.Function):
         return (a[:, :d], None, None, None, *grads)
 
 
-class CNFPlugin(BasePlugin):
+class CNFPlugin(BasePlugin[CNFConfig]):
     info: ClassVar[PluginInfo] = PluginInfo(
         "cnf", "Continuous flow (FFJORD)", "flow", CNFConfig, ("points2d",), ("rk4",),
         "Neural-ODE normalising flow on 2-D points: Hutchinson trace estimate, fixed-step RK4, "

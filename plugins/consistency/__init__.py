@@ -65,7 +65,7 @@ class ConsistencyConfig(NetConfig):
         return cls(batch_size=16, hidden=32, depth=1, channels=8, total_steps=10, sample_steps=2)
 
 
-class ConsistencyPlugin(BasePlugin):
+class ConsistencyPlugin(BasePlugin[ConsistencyConfig]):
     """Trains ``net`` by consistency training; samples with its EMA copy."""
 
     info = PluginInfo(
@@ -74,7 +74,6 @@ class ConsistencyPlugin(BasePlugin):
         description="Consistency training from scratch (improved recipe) or distillation of a trained DDPM: "
                     "one-step or few-step generation.",
     )
-    config: ConsistencyConfig
 
     def setup(self, data: DataSpec) -> None:
         cfg = self.config

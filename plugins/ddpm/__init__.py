@@ -72,7 +72,7 @@ class DDPMConfig(NetConfig):
         return cls(batch_size=16, timesteps=20, hidden=32, depth=1, channels=8, sample_steps=5)
 
 
-class DDPMPlugin(BasePlugin):
+class DDPMPlugin(BasePlugin[DDPMConfig]):
     """Trains ``net`` with the simple epsilon loss; samples with ``ema`` (both saved by BasePlugin)."""
 
     info = PluginInfo(
@@ -81,7 +81,6 @@ class DDPMPlugin(BasePlugin):
         description="Denoising diffusion (Ho et al. 2020), epsilon loss; DDPM ancestral or DDIM sampling, "
                     "EMA weights.",
     )
-    config: DDPMConfig
     sample_options = (
         SampleOption("eta", "DDIM noise: 0 = deterministic, 1 = as stochastic as DDPM", 0.0, (0.0, 1.0),
                      samplers=("ddim",)),

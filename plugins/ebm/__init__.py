@@ -62,7 +62,7 @@ class EBMConfig(ModelConfig):
         return cls(batch_size=16, hidden=8, depth=1, langevin_steps=2, buffer_size=64, sample_steps=4)
 
 
-class EBMPlugin(BasePlugin):
+class EBMPlugin(BasePlugin[EBMConfig]):
     info: ClassVar[PluginInfo] = PluginInfo(
         "ebm", "Energy-based model", "energy",
         EBMConfig, ("points2d",),

@@ -51,7 +51,7 @@ def build_network(c: FieldsConfig, in_dim: int, out_dim: int) -> nn.Module:
     return make_mlp(in_dim, c.hidden, c.depth, out_dim)
 
 
-class FieldsPlugin(BasePlugin):
+class FieldsPlugin(BasePlugin[FieldsConfig]):
     info = PluginInfo(
         "fields", "Neural fields (SIREN / Fourier features)", "3d",
         FieldsConfig, data_kinds=("field",),
@@ -59,7 +59,6 @@ class FieldsPlugin(BasePlugin):
                     "function (sphere-traced preview, marching-cubes mesh)",
     )
 
-    config: FieldsConfig
     scene_items = (MeshScene, ImageScene)  # Scene face: an SDF mesh, or a 2-D image field
 
     def setup(self, data: DataSpec) -> None:

@@ -101,7 +101,7 @@ class FlowMatchingConfig(NetConfig):
                    reflow_pairs=32, reflow_steps=2, straightness_every=2)
 
 
-class FlowMatchingPlugin(BasePlugin):
+class FlowMatchingPlugin(BasePlugin[FlowMatchingConfig]):
     """Trains ``net`` as a velocity field; samples with its EMA copy."""
 
     info = PluginInfo(
@@ -110,7 +110,6 @@ class FlowMatchingPlugin(BasePlugin):
         description="Conditional flow matching, OT-CFM (exact minibatch OT) and rectified flow with reflow; "
                     "Euler/Heun sampling at any step count; path straightness.",
     )
-    config: FlowMatchingConfig
 
     def setup(self, data: DataSpec) -> None:
         cfg = self.config

@@ -50,7 +50,7 @@ class FlowConfig(ModelConfig):
         return cls(batch_size=16, hidden=8, steps=1)
 
 
-class _FlowPlugin(BasePlugin):
+class _FlowPlugin(BasePlugin[FlowConfig]):
     """Shared training / sampling; subclasses only choose the flow builder."""
 
     info: ClassVar[PluginInfo]

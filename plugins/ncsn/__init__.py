@@ -58,7 +58,7 @@ class NCSNConfig(NetConfig):
         return cls(batch_size=16, hidden=32, depth=1, channels=8, levels=3, langevin_steps=2, sample_steps=3)
 
 
-class NCSNPlugin(BasePlugin):
+class NCSNPlugin(BasePlugin[NCSNConfig]):
     """Trains ``net`` (score times sigma); samples with its EMA copy."""
 
     info = PluginInfo(
@@ -68,7 +68,6 @@ class NCSNPlugin(BasePlugin):
         description="Noise-conditional score network (Song & Ermon): denoising, sliced or exact score matching; "
                     "annealed Langevin dynamics, or Euler/Heun/DPM-Solver++ on the same sigmas.",
     )
-    config: NCSNConfig
 
     def setup(self, data: DataSpec) -> None:
         cfg = self.config

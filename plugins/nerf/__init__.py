@@ -74,7 +74,7 @@ class NerfField(nn.Module):
         return sigma, rgb
 
 
-class NerfPlugin(HeldOutViews, BasePlugin):
+class NerfPlugin(HeldOutViews, BasePlugin[NerfConfig]):
     info = PluginInfo(
         "nerf", "NeRF", "3d", NerfConfig,
         data_kinds=("scene",),
@@ -82,7 +82,6 @@ class NerfPlugin(HeldOutViews, BasePlugin):
                     "volume rendering; held-out PSNR live",
     )
 
-    config: NerfConfig
     scene_items = (VolumeScene,)  # Scene face: export_scene() gives a density volume
 
     def setup(self, data: DataSpec) -> None:

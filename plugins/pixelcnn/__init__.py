@@ -82,7 +82,7 @@ class PixelCNNConfig(ModelConfig):
         return cls(batch_size=8, hidden=8, layers=2, levels=4)
 
 
-class PixelCNNPlugin(BasePlugin):
+class PixelCNNPlugin(BasePlugin[PixelCNNConfig]):
     info: ClassVar[PluginInfo] = PluginInfo(
         "pixelcnn", "PixelCNN", "autoregressive",
         PixelCNNConfig, ("image",), ("ancestral",),

@@ -85,7 +85,7 @@ class RBMConfig(ModelConfig):
         return cls(batch_size=16, n_hidden=8, sample_steps=4)
 
 
-class RBMPlugin(BasePlugin):
+class RBMPlugin(BasePlugin[RBMConfig]):
     info: ClassVar[PluginInfo] = PluginInfo(
         "rbm", "RBM", "energy", RBMConfig,
         ("image",), ("gibbs", "from_bias"),

@@ -64,7 +64,7 @@ class ScoreSDEConfig(NetConfig):
         return cls(batch_size=16, hidden=32, depth=1, channels=8, sample_steps=4, rtol=1e-2)
 
 
-class ScoreSDEPlugin(BasePlugin):
+class ScoreSDEPlugin(BasePlugin[ScoreSDEConfig]):
     """Trains ``net`` on continuous-time DSM; samples and scores with its EMA copy."""
 
     info = PluginInfo(
@@ -73,7 +73,6 @@ class ScoreSDEPlugin(BasePlugin):
         description="Score-based SDE (Song et al. 2021): VP / sub-VP / VE; reverse SDE, predictor-corrector, "
                     "probability-flow ODE (Euler, Heun, RK45); exact PF-ODE log-likelihood.",
     )
-    config: ScoreSDEConfig
 
     def setup(self, data: DataSpec) -> None:
         cfg = self.config

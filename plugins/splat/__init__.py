@@ -71,7 +71,7 @@ class SplatConfig(ModelConfig):
                    densify_until=6, max_gaussians=400, eval_every=3)
 
 
-class SplatPlugin(HeldOutViews, BasePlugin):
+class SplatPlugin(HeldOutViews, BasePlugin[SplatConfig]):
     info = PluginInfo(
         "splat", "3D Gaussian splatting", "3d",
         SplatConfig, data_kinds=("scene",),
@@ -79,7 +79,6 @@ class SplatPlugin(HeldOutViews, BasePlugin):
                     "densify / prune; exports INRIA .ply and .splat",
     )
 
-    config: SplatConfig
     scene_items = (Gaussians,)  # Scene face: export_scene() gives Gaussians
 
     def setup(self, data: DataSpec) -> None:

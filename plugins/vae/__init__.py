@@ -186,7 +186,7 @@ class BetaVAEConfig(VAEConfig):
 
 
 
-class VAEPlugin(BasePlugin):
+class VAEPlugin(BasePlugin[VAEConfig]):
     info: ClassVar[PluginInfo] = PluginInfo(
         "vae", "VAE", "latent", VAEConfig, ("points2d", "image"), ("prior",),
         "Variational autoencoder: amortised inference with the reparameterisation trick; ELBO, "

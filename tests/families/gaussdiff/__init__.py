@@ -65,12 +65,11 @@ class GaussStats(torch.nn.Module):
         return ((1 - ab).sqrt() * (x.double() - ab.sqrt() * mu) / (ab * var + 1 - ab)).to(x.dtype)
 
 
-class GaussDiffPlugin(BasePlugin):
+class GaussDiffPlugin(BasePlugin[GaussDiffConfig]):
     info = PluginInfo(
         id="gaussdiff", name="Exact Gaussian diffusion (test family)", family="diffusion",
         config_cls=GaussDiffConfig, data_kinds=("points2d",), samplers=("ddim",),
         description="Closed-form Gaussian denoiser per class; DDIM through the Denoiser face.")
-    config: GaussDiffConfig
     sample_options = (SampleOption("guidance", "Classifier-free guidance scale with a class", 1.0, (0.0, 20.0),
                                    needs="Conditional"),)
 

@@ -39,9 +39,9 @@ from genstudio_plugins.ncsn import NCSNConfig, NCSNPlugin  # noqa: E402
 from genstudio_plugins.score_sde import ScoreSDEConfig, ScoreSDEPlugin  # noqa: E402
 
 from genstudio.core.data import TensorDataset, get_dataset  # noqa: E402
-from genstudio.core.diffusion.nfe import budgets, nfe_curve  # noqa: E402
 from genstudio.core.metrics import bootstrap_ci, energy_distance, fid_from_features  # noqa: E402
 from genstudio.core.plugin import apply_lr_schedule  # noqa: E402
+from genstudio.core.tools.nfe import budgets, nfe_curve  # noqa: E402
 
 
 def families(steps: int, image: bool, cd_steps: int) -> dict[str, tuple[type, Any]]:

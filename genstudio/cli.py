@@ -224,8 +224,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
 
 def cmd_nfe(args: argparse.Namespace) -> int:
-    from genstudio.core.diffusion.nfe import nfe_curve, quality_fn
     from genstudio.core.jobs import load_model
+    from genstudio.core.tools.nfe import nfe_curve, quality_fn
 
     run = _trained_run(args.run)
     model, ds, step = load_model(run, args.device)
@@ -246,8 +246,8 @@ def cmd_nfe(args: argparse.Namespace) -> int:
 
 
 def cmd_guidance(args: argparse.Namespace) -> int:
-    from genstudio.core.diffusion.guidance import guidance_sweep
     from genstudio.core.jobs import load_model
+    from genstudio.core.tools.guidance import guidance_sweep
 
     run = _trained_run(args.run)
     model, ds, step = load_model(run, args.device)
@@ -274,9 +274,9 @@ def cmd_guidance(args: argparse.Namespace) -> int:
 
 
 def cmd_interp(args: argparse.Namespace) -> int:
-    from genstudio.core.diffusion import edit
     from genstudio.core.imaging import save_png
     from genstudio.core.jobs import load_model
+    from genstudio.core.tools import edit
 
     a, b = edit.parse_item(args.a), edit.parse_item(args.b)  # bad specs fail before the model loads
     run = _trained_run(args.run)

@@ -1,4 +1,4 @@
-"""DDIM inversion, reconstruction and noise interpolation (core/diffusion/edit.py) and
+"""DDIM inversion, reconstruction and noise interpolation (core/tools/edit.py) and
 ``genstudio interp``.
 
 Exactness: for data N(mu, s^2 I) the noise predictor is known in closed form,
@@ -20,9 +20,10 @@ from PIL import Image
 from genstudio.cli import main
 from genstudio.core import jobs
 from genstudio.core.data import DataSpec, get_dataset
-from genstudio.core.diffusion import edit, make_schedule
+from genstudio.core.diffusion import make_schedule
 from genstudio.core.imaging import to_uint8
 from genstudio.core.runs import RunStore
+from genstudio.core.tools import edit
 
 
 class GaussEps:

@@ -8,8 +8,8 @@ import torch
 from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
 from genstudio.core.data import get_dataset
-from genstudio.core.diffusion.guidance import guidance_sweep, mean_pairwise_distance, responsibilities, score
 from genstudio.core.plugin import SampleState
+from genstudio.core.tools.guidance import guidance_sweep, mean_pairwise_distance, responsibilities, score
 
 
 def test_exact_quantities():

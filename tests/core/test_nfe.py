@@ -8,7 +8,7 @@ from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 from genstudio_plugins.flow_matching import FlowMatchingConfig, FlowMatchingPlugin
 
 from genstudio.core.data import get_dataset
-from genstudio.core.diffusion.nfe import budgets, nfe_curve, steps_for
+from genstudio.core.tools.nfe import budgets, nfe_curve, steps_for
 
 
 def _trained(cls, cfg, steps=300):

@@ -9,12 +9,12 @@ from pathlib import Path
 import pytest
 
 from genstudio.core import jobs, tools
-from genstudio.core.diffusion import edit
-from genstudio.core.diffusion.guidance import guidance_sweep
-from genstudio.core.diffusion.nfe import nfe_curve
 from genstudio.core.eval import run_eval
 from genstudio.core.registry import PATH_ENV, registry
 from genstudio.core.runs import RunStore
+from genstudio.core.tools import edit
+from genstudio.core.tools.guidance import guidance_sweep
+from genstudio.core.tools.nfe import nfe_curve
 
 FAMILIES = Path(__file__).resolve().parents[1] / "families"
 

@@ -12,10 +12,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from genstudio.core import jobs  # noqa: E402
-from genstudio.core.diffusion import edit  # noqa: E402
 from genstudio.core.imaging import image_grid  # noqa: E402
 from genstudio.core.plugin import sample_options  # noqa: E402
 from genstudio.core.registry import registry  # noqa: E402
+from genstudio.core.tools import edit  # noqa: E402
 from genstudio.qt.panels.sampler import SamplerPanel  # noqa: E402
 from tests.qt.test_panels import FakeCtx  # noqa: E402
 

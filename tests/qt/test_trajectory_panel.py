@@ -200,7 +200,7 @@ def test_nfe_sweep_stops(qtbot, store_root, gauss_run, monkeypatch):
     while it runs; nfe_curve itself is tested in tests/core/test_nfe.py."""
     import time
 
-    import genstudio.core.diffusion.nfe as traj  # the job the panel starts calls nfe_curve there
+    import genstudio.core.tools.nfe as traj  # the job the panel starts calls nfe_curve there
 
     def slow_curve(model, ds, samplers, *, callback, **kw):
         rows = []
@@ -244,8 +244,8 @@ def test_x_t_of_flow_matching_is_its_ode_start(store_root):
     x_T + v(x_T, 0) (independent of how the plugin draws its noise)."""
     from dataclasses import asdict
 
-    from genstudio.core.compare import run_trajectory
     from genstudio.core.jobs import Control
+    from genstudio.core.tools.compare import run_trajectory
 
     cfg = registry().get("flow_matching").info.config_cls.tiny()
     run = jobs.create_run(FakeCtx(store_root, registry()).store, jobs.TrainSpec(

@@ -8,7 +8,7 @@ is picked) get a control each, shown where they apply.
 The "Invert / interpolate" tab (models with the Denoiser face) inverts two start items (a dataset example, a seed's
 noise or an image file) with deterministic DDIM, shows x0 | noise | reconstruction with the
 round-trip error, and decodes the slerp and lerp strips between their noises
-(``genstudio.core.diffusion.edit``).
+(``genstudio.core.tools.edit``).
 
 Sampling and editing run through ``ctx.start_job`` in the worker thread; the panel only collects
 the SAMPLE_STATE events (and its own EDIT_RESULT) it is sent and draws the newest per screen tick.
@@ -41,12 +41,12 @@ from PySide6.QtWidgets import (
 
 from genstudio.core import events as ev
 from genstudio.core import jobs
-from genstudio.core.diffusion import edit
 from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid, samples_image, save_gif, save_png
 from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleOption, SampleState, option_applies, sample_options
 from genstudio.core.runs import Run, RunError
+from genstudio.core.tools import edit
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
 

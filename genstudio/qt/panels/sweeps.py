@@ -22,11 +22,11 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from genstudio.core.diffusion.guidance import guidance_job
-from genstudio.core.diffusion.nfe import nfe_job
 from genstudio.core.events import Event
 from genstudio.core.jobs import Control
 from genstudio.core.runs import Run, RunError
+from genstudio.core.tools.guidance import guidance_job
+from genstudio.core.tools.nfe import nfe_job
 from genstudio.qt.panels.base import AppContext
 from genstudio.qt.panels.jobpanel import JobPanel
 from genstudio.qt.panels.views import colour

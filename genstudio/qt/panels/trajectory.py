@@ -31,7 +31,6 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from genstudio.core.compare import compare_runs
 from genstudio.core.config import from_dict
 from genstudio.core.diffusion.paths import (
     ForwardProcess,
@@ -48,6 +47,7 @@ from genstudio.core.jobs import Control
 from genstudio.core.metrics.functional import energy_distance
 from genstudio.core.plugin import SampleState, sample_options
 from genstudio.core.runs import Run, RunError
+from genstudio.core.tools.compare import compare_runs
 from genstudio.qt.panels.base import AppContext
 from genstudio.qt.panels.jobpanel import JobPanel
 from genstudio.qt.panels.runs import short_name

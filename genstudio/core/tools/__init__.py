@@ -45,13 +45,13 @@ class Tool:
 
 TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("sample", "Sampling", "genstudio.core.jobs.sample"),
-    Tool("invert", "DDIM inversion and interpolation", "genstudio.core.diffusion.edit",
+    Tool("invert", "DDIM inversion and interpolation", "genstudio.core.tools.edit",
          requires=("Denoiser",)),
     Tool("explore", "The latent explorer", "genstudio.core.latent.explore", requires=(),
          any_of=("Latent", "Denoiser")),
-    Tool("compare", "A/B compare", "genstudio.core.compare.run_trajectory"),
-    Tool("nfe", "The NFE sweep", "genstudio.core.diffusion.nfe.nfe_curve"),
-    Tool("guidance", "The guidance sweep", "genstudio.core.diffusion.guidance.guidance_sweep",
+    Tool("compare", "A/B compare", "genstudio.core.tools.compare.run_trajectory"),
+    Tool("nfe", "The NFE sweep", "genstudio.core.tools.nfe.nfe_curve"),
+    Tool("guidance", "The guidance sweep", "genstudio.core.tools.guidance.guidance_sweep",
          requires=("Sampling", "Conditional")),
     Tool("eval", "Evaluation", "genstudio.core.eval.evaluate"),
     Tool("scene", "The 3-D viewer", "genstudio.core.scene", requires=("Scene",)),

@@ -2,7 +2,7 @@
 with one slider on normalised time, and (2-D) the marginal density at that time with forward
 noising paths from a clicked point. The NFE and guidance sweeps are their own panels (sweeps.py).
 
-The A/B job (``core.compare.compare_runs``) runs through ``ctx.start_job``; its result comes back
+The A/B job (``core.tools.compare.compare_runs``) runs through ``ctx.start_job``; its result comes back
 as this panel's own event kind (so the sampler panel, which listens to SAMPLE_STATE/RESULT, is not
 disturbed), with a token so an older comparison never replaces a newer one.
 """

@@ -102,7 +102,7 @@ class Metric:
     disjoint from the reference (digits: 1797 images, so n <= 898 for two disjoint halves)."""
 
     def __init__(self, ds: Any, n: int, device: str = "cpu") -> None:
-        self.image = ds.spec.kind == "image"
+        self.image = ds.spec.modality.spatial  # classifier features (FCD) for pictures
         if isinstance(ds, TensorDataset):
             both, _ = ds.fixed(2 * n, seed=1)  # a permutation: its first n are fixed(n, seed=1)
             ref, other = both[:n], both[n:]

@@ -36,7 +36,8 @@ from genstudio.core import events as ev
 from genstudio.core.faces import Conditional, Likelihood, faces_of
 from genstudio.core.jobs import Control, load_model
 from genstudio.core.metrics import functional as M
-from genstudio.core.metrics.features import Extractor, InceptionExtractor, RawExtractor, classifier_for
+from genstudio.core.metrics.features import Extractor
+from genstudio.core.modality import Modality, modality_of
 from genstudio.core.plugin import final_state
 from genstudio.core.runs import Run, atomic_write_text
 
@@ -61,36 +62,30 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "nfe": ("Network evaluations per sample", "lower"),
     "sample_steps": ("Sampler steps", "lower"),
 }
-IMAGE_METRICS = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll")
-POINT_METRICS = ("energy", "mmd", "w2", "pr", "nll")
 ALIASES = {"pr": ("precision", "recall"), "precision": ("precision", "recall"), "recall": ("precision", "recall"),
            "bpd": ("nll",), "likelihood": ("nll",)}
 
 
-def available_metrics(kind: str) -> tuple[str, ...]:
-    """Metric names ``evaluate`` accepts for a data kind ("image" or "points2d")."""
-    return IMAGE_METRICS if kind == "image" else POINT_METRICS
+def available_metrics(kind: Modality | str) -> tuple[str, ...]:
+    """Metric names ``evaluate`` accepts for a data kind (a modality or its name)."""
+    return modality_of(kind).metrics
 
 
-def default_metrics(kind: str, faces: Collection[type] = frozenset()) -> list[str]:
-    """The metrics a run gets when none are asked for, from its data kind and its model's faces
-    (``faces.faces_of(model)``): class accuracy for Conditional image models, nll for Likelihood."""
-    out = ["fcd", "kid", "is", "pr"] if kind == "image" else ["energy", "mmd", "w2", "pr"]
-    if kind == "image" and Conditional in faces:
-        out.append("accuracy")
-    if Likelihood in faces:
-        out.append("nll")
-    return out
+def default_metrics(kind: Modality | str, faces: Collection[type] = frozenset()) -> list[str]:
+    """The metrics a run gets when none are asked for, from its modality and its model's faces
+    (``faces.faces_of(model)``): see :meth:`Modality.default_metrics`."""
+    return modality_of(kind).default_metrics(faces)
 
 
-def _resolve(metrics: Sequence[str] | str | None, kind: str, faces: Collection[type]) -> list[str]:
+def _resolve(metrics: Sequence[str] | str | None, mod: Modality, faces: Collection[type]) -> list[str]:
+    kind = mod.name
+    if not mod.metrics:
+        raise ValueError(f"no sample-quality metrics for {kind} data yet")
     if metrics is None or metrics == "" or metrics == "default":
-        metrics = default_metrics(kind, faces)
+        metrics = mod.default_metrics(faces)
     if isinstance(metrics, str):
         metrics = [m.strip() for m in metrics.split(",") if m.strip()]
-    if kind not in ("image", "points2d"):
-        raise ValueError(f"no sample-quality metrics for {kind} data yet")
-    allowed = available_metrics(kind)
+    allowed = mod.metrics
     out: list[str] = []
     for m in (m.lower() for m in metrics):
         m = {"inception_score": "is", "energy_distance": "energy"}.get(m, m)
@@ -132,7 +127,7 @@ class _Ctx:
     """What the per-metric functions read: features (real, real probs, fake, fake probs) per extractor."""
 
     n: int
-    kind: str
+    modality: Modality
     feats: dict[str, tuple[np.ndarray, Any, np.ndarray, Any]]
     extractors: dict[str, Extractor]
     pkey: str
@@ -249,13 +244,14 @@ def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
     z = float(norm.ppf(1 - ctx.alpha / 2))
     out = {"nll": _entry(mean, mean - z * se, mean + z * se, f"nats per sample on {n} reference points (mean +- z*se);"
                          " a bound if the plugin's log_prob is one", "model")}
-    levels = M.infer_levels(ctx.x_ref) if ctx.kind == "image" else None
-    continuous = ctx.kind != "image" or bool(getattr(ctx.model, "log_prob_continuous", False))
-    if ctx.kind == "image" and continuous and levels:
+    quantised = ctx.modality.quantised
+    levels = M.infer_levels(ctx.x_ref) if quantised else None
+    continuous = not quantised or bool(getattr(ctx.model, "log_prob_continuous", False))
+    if quantised and continuous and levels:
         conv = partial(M.discrete_bits_per_dim, dim=ctx.dim, levels=levels)
         note = (f"continuous density on [-1, 1] turned into discrete bits/dim for {levels} levels: "
                 "(NLL + D log((levels-1)/2)) / (D ln 2)")
-    elif ctx.kind == "image" and not continuous:
+    elif quantised and not continuous:
         conv = partial(M.bits_per_dim, dim=ctx.dim)
         note = ("log P(discrete x) as image plugins report it (exact, dequantised bound or ELBO): NLL / (D ln 2)"
                 + (f"; data has {levels} levels" if levels else ""))
@@ -298,15 +294,15 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
         step, state = run.load_checkpoint(path)
         model.load_state_dict(state)
         ck_name = path.name
-    kind = ds.spec.kind
-    names = _resolve(metrics, kind, faces)
+    mod = ds.spec.modality
+    names = _resolve(metrics, mod, faces)
     inception = inception or os.environ.get(INCEPTION_ENV) or None
     if "fid" in names and not inception:
         raise ValueError("fid needs the Inception-v3 weights file (pt_inception-2015-12-05-6726825d.pth): pass "
                          f"inception=PATH or set ${INCEPTION_ENV}; without it use fcd (Fréchet classifier distance)")
     dev = getattr(model, "device", None) or torch.device("cpu")
 
-    n = int(n or (1000 if kind == "image" else 2000))
+    n = int(n or mod.eval_n)
     x_ref, y_ref = ds.fixed(n, seed=ref_seed)
     n = len(x_ref)
     conditional = Conditional in faces and y_ref is not None
@@ -338,20 +334,12 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
     bad = int((~torch.isfinite(x_fake)).reshape(len(x_fake), -1).any(1).sum())
     if bad:
         raise ValueError(f"the model produced {bad} non-finite samples out of {n}; metrics would be meaningless")
-    if kind == "image":
-        x_fake = x_fake.clamp(-1, 1)  # as if saved to 8-bit images, the way published numbers are made
+    # clamped as if saved (8-bit images), the way published numbers are made; a wrong shape stops here
+    x_fake = mod.check(mod.clamp(x_fake), ds.spec.shape, "samples")
 
     # 2. features -----------------------------------------------------------------------------
     control.check()
-    extractors: dict[str, Extractor] = {}
-    if kind == "image":
-        needs_cnn = {"fcd", "accuracy"} & set(names) or (not inception and {"kid", "is", "precision"} & set(names))
-        if needs_cnn:
-            extractors["cnn"] = classifier_for(ds, root=extractor_root, device=dev)
-        if inception:
-            extractors["inception"] = InceptionExtractor(inception, device=dev)
-    else:
-        extractors["raw"] = RawExtractor(ds.spec.dim)
+    extractors = mod.extractors(ds, names, inception=inception, root=extractor_root, device=dev)
     primary = extractors.get("inception") or extractors.get("cnn") or extractors.get("raw")
     feats: dict[str, tuple[np.ndarray, Any, np.ndarray, Any]] = {}
     for key, ex in extractors.items():
@@ -362,7 +350,7 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
 
     # 3. metrics ------------------------------------------------------------------------------
     pkey = "inception" if "inception" in extractors else ("cnn" if "cnn" in extractors else "raw")
-    ctx = _Ctx(n=n, kind=kind, feats=feats, extractors=extractors, pkey=pkey, alpha=alpha,
+    ctx = _Ctx(n=n, modality=mod, feats=feats, extractors=extractors, pkey=pkey, alpha=alpha,
                boot=dict(n_boot=n_boot, alpha=alpha, seed=seed), model=model, faces=faces, x_ref=x_ref,
                y_ref=y_ref, conditional=conditional, dim=ds.spec.dim, dev=dev, batch_size=batch_size)
     out: dict[str, dict[str, Any]] = {}

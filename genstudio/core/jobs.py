@@ -21,10 +21,11 @@ import torch
 
 from genstudio.core import events as ev
 from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
-from genstudio.core.data import get_dataset
+from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
 from genstudio.core.faces import Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
+from genstudio.core.modality import Modality, modality_of
 from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
 from genstudio.core.runs import Run, RunError, RunStore
@@ -78,14 +79,15 @@ class Control:
             raise Cancelled()
 
 
-# n_preview = 0: this many samples for these data kinds, else 64 (an 8x8 grid). 400 points show a 2-D
-# set's modes; each preview is a full sampling run, so more would slow training noticeably on a CPU.
-AUTO_PREVIEW = {"points2d": 400}
+def preview_count(n_preview: int, kind: Modality | str) -> int:
+    """Samples in a logged preview: the run's setting, or for 0 what shows the data kind well
+    (``Modality.preview_n``: an 8x8 grid, or a cloud that shows a 2-D set's modes)."""
+    return int(n_preview) or modality_of(kind).preview_n
 
 
-def preview_count(n_preview: int, kind: str) -> int:
-    """Samples in a logged preview: the run's setting, or for 0 what shows the data kind well."""
-    return int(n_preview) or AUTO_PREVIEW.get(kind, 64)
+def preview_image(spec: DataSpec | None, x: torch.Tensor) -> np.ndarray:
+    """The picture of a batch of samples as its data's modality draws it (by shape without a spec)."""
+    return spec.modality.preview(x) if isinstance(spec, DataSpec) else samples_image(x)
 
 
 @dataclass
@@ -102,7 +104,7 @@ class TrainSpec:
     log_every: int = 10
     sample_every: int = 500
     checkpoint_every: int = 500
-    n_preview: int = 0  # samples per preview; 0 = auto (AUTO_PREVIEW: an 8x8 grid, or a cloud that shows modes)
+    n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
     preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
 
 
@@ -245,7 +247,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
 
     try:
         model, ds, start = load_model(run, device)
-        n_preview = preview_count(n_preview, ds.spec.kind)
+        n_preview = preview_count(n_preview, ds.spec.modality)
         if extra_steps:
             run.update(steps=total)
         dev = next(iter(_device_of(model)), None) or pick_device(device)
@@ -272,7 +274,7 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                 for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
                     pass
             x = last.x.detach().cpu()
-            path = save_png(samples_image(x), run.sample_dir() / f"step_{step:08d}.png")
+            path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
 
         def model_views(step: int) -> dict[str, np.ndarray]:
@@ -301,6 +303,8 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                 if run.info().get("status") != "running":
                     status("running", f"resumed at step {done}")
             x, y = ds.batch(model.config.batch_size, gen)
+            if step == start + 1:  # a broken dataset (a user's folder) fails here with a clear message
+                ds.spec.modality.check(x, ds.spec.shape, f"batch of {ds.spec.name}")
             x = x.to(dev)
             y = y.to(dev) if y is not None else None
             apply_lr_schedule(model, step)
@@ -388,8 +392,10 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
     """
     control = control or Control()
     bus = bus or ev.EventBus()
+    spec = None  # a given model's own spec may be an inner one (an LDM's latents): drawn by shape then
     if model is None:
-        model, _, _ = load_model(run, device, checkpoint_path=checkpoint)
+        model, ds, _ = load_model(run, device, checkpoint_path=checkpoint)
+        spec = ds.spec
     kept: list[SampleState] = []
     last: SampleState | None = None
     with torch.no_grad():
@@ -414,7 +420,7 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
             png_path = out
     png_path = png_path or str(base) + ".png"
     npz_path = npz_path or str(base) + ".npz"
-    save_png(samples_image(last.x), png_path)
+    save_png(preview_image(spec, last.x), png_path)
     arrays = {"x": last.x.numpy()}
     if keep_states:
         arrays["traj_x"] = np.stack([s.x.numpy() for s in kept])

@@ -385,7 +385,7 @@ def explore(model: Any, dataset: Any, n: int = 1000, method: str = "pca", cluste
         yield "factors"
         assignment = assign_factors(codes, factors, names)
     density = None
-    if dataset.spec.kind == "points2d" and callable(getattr(model, "log_prob", None)):
+    if dataset.spec.modality.scatter2d and callable(getattr(model, "log_prob", None)):
         yield "density"
         lim = float(np.nanpercentile(np.abs(x.numpy()), 99.5)) * 1.3 if len(x) else 3.0
         density = density_grid(model.log_prob, lim)

@@ -44,6 +44,7 @@ from genstudio.core.data import dataset_table, get_dataset
 from genstudio.core.device import describe, pick_device, worker_threads
 from genstudio.core.events import Event, EventBus
 from genstudio.core.jobs import Control, TrainSpec, create_run, train
+from genstudio.core.modality import MODALITIES
 from genstudio.core.registry import Registry
 from genstudio.core.registry import registry as core_registry
 from genstudio.core.runs import Run, RunError, RunStore
@@ -83,6 +84,12 @@ def dataset_kind(name: str) -> str | None:
             log.exception("dataset %s cannot be built", name)
             _dataset_kinds[name] = None
     return _dataset_kinds[name]
+
+
+def user_data_sources(kinds: Sequence[str]) -> set[str]:
+    """Dataset-name prefixes of the user's own data that plugins of these kinds train on
+    (``Modality.user_data``: "folder" image folders, "transforms" scene folders)."""
+    return {MODALITIES[k].user_data for k in kinds if k in MODALITIES} - {""}
 
 
 def load_panel_classes(specs: Sequence[PanelSpec] | None = None) -> tuple[list[tuple[type, str]], dict[str, str]]:
@@ -389,6 +396,7 @@ class MainWindow(QMainWindow):
         """Datasets the current plugin accepts, recent image folders, and "Open image folder…"."""
         pid = self.current_plugin()
         kinds = self.registry.entries[pid].info.data_kinds if pid else ()
+        sources = user_data_sources(kinds)
         keep = self.dataset_combo.currentData()
         combo = self.dataset_combo
         combo.blockSignals(True)
@@ -398,12 +406,12 @@ class MainWindow(QMainWindow):
                 continue
             combo.addItem(name, name)
             combo.setItemData(combo.count() - 1, desc, Qt.ToolTipRole)
-        if "image" in kinds:
+        if "folder" in sources:
             for folder in self._recent_folders():
                 self._add_folder_item(folder)
             combo.addItem("Open image folder…", OPEN_FOLDER)
             combo.setItemData(combo.count() - 1, "Train on your own images (png/jpg), resized", Qt.ToolTipRole)
-        if "scene" in kinds:
+        if "transforms" in sources:
             for scene in self._recent_folders("scenes"):
                 self._add_folder_item(scene, OPEN_SCENE)
             combo.addItem("Open scene folder (transforms.json)…", OPEN_SCENE)
@@ -467,7 +475,7 @@ class MainWindow(QMainWindow):
             self.show_error(f"Cannot use {path}: {exc}", traceback.format_exc())
             return False
         pid = self.current_plugin()
-        if pid and "image" not in self.registry.entries[pid].info.data_kinds:
+        if pid and "folder" not in user_data_sources(self.registry.entries[pid].info.data_kinds):
             self.show_error(f"{pid} does not train on images; pick an image plugin first")
             return False
         folders = [spec] + [f for f in self._recent_folders() if f != spec]

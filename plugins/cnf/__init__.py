@@ -220,7 +220,7 @@ class CNFPlugin(BasePlugin[CNFConfig]):
         "optional adjoint gradients; sampling shows the points' trajectories")
 
     def setup(self, data: DataSpec) -> None:
-        if data.kind != "points2d":
+        if not data.modality.scatter2d:
             raise ValueError("the CNF plugin trains on 2-D points")
         self.data = data
         c = self.config

@@ -138,7 +138,7 @@ class DDPMPlugin(BasePlugin[DDPMConfig]):
         """Images live in [-1, 1]; other data in the range seen while training (None before any).
         Eps-prediction divides by sqrt(abar) ~ 0.006 at t = T, so without a bound one bad eps at
         high noise sends x0_hat (and a deterministic DDIM path) far off the data."""
-        if self.data is not None and self.data.kind == "image":
+        if self.data is not None and self.data.modality.value_range is not None:
             return 1.0
         return self.x_absmax if self.x_absmax > 0 else None
 

@@ -209,7 +209,7 @@ class FlowMatchingPlugin(BasePlugin[FlowMatchingConfig]):
         noise) coloured by time over the data density, each with its straight chord in grey and the
         straightness S written in: the picture of what reflow and OT couplings buy (S -> 0, one
         Euler step suffices)."""
-        if self.data is None or self.data.kind != "points2d":
+        if self.data is None or not self.data.modality.scatter2d:
             return {}
         g = torch.Generator(device=self.device).manual_seed(0)
         z = torch.randn((64, *self.data.shape), generator=g, device=self.device)

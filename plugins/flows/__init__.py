@@ -61,9 +61,9 @@ class _FlowPlugin(BasePlugin[FlowConfig]):
     def setup(self, data: DataSpec) -> None:
         self.data = data
         c = self.config
-        if data.kind == "image" and (data.shape[1] % 2 or data.shape[2] % 2):
+        if data.modality.spatial and (data.shape[1] % 2 or data.shape[2] % 2):
             raise ValueError(f"{self.info.name} needs even image sides; got {data.shape}")
-        self.quant = Quantization(c.levels or default_levels(data.name)) if data.kind == "image" else None
+        self.quant = Quantization(c.levels or default_levels(data.name)) if data.modality.quantised else None
         self.model = self.build(tuple(data.shape), self.quant).to(self.device)
         self.opt = torch.optim.Adam(self.model.parameters(), lr=c.lr)
 
@@ -95,7 +95,7 @@ class _FlowPlugin(BasePlugin[FlowConfig]):
         x = z
         for left, name, x in self.model.flow.inverse_iter(z):
             done = total - left
-            if self.data.kind == "points2d" and left > 0 and done % max(1, every) == 0:
+            if self.data.modality.scatter2d and left > 0 and done % max(1, every) == 0:
                 yield SampleState(done, total, left / total, x.reshape(shape).clone(), extras={"layer": name})
         if self.quant is not None:
             x = x.clamp(-1, 1)
@@ -115,7 +115,7 @@ class _FlowPlugin(BasePlugin[FlowConfig]):
 
     def views(self) -> dict[str, Any]:
         """ViewsModel: the learned density exp(log p) on a grid over the data (2-D only)."""
-        if self.data.kind != "points2d":
+        if not self.data.modality.scatter2d:
             return {}
         self.model.eval()
         return {"density": density_image(self.model.log_prob, device=self.device)}

@@ -173,7 +173,7 @@ class NCSNPlugin(BasePlugin[NCSNConfig]):
     def views(self) -> dict[str, Any]:
         """ViewsModel (2-D only): the EMA score at a small noise level (``view_sigma``, kept inside the
         trained sigma range) as arrows over the data density smoothed by that same noise."""
-        if self.data is None or self.data.kind != "points2d":
+        if self.data is None or not self.data.modality.scatter2d:
             return {}
         cfg = self.config
         sigma = min(max(cfg.view_sigma, cfg.sigma_min), cfg.sigma_max)

@@ -176,7 +176,7 @@ class ScoreSDEPlugin(BasePlugin[ScoreSDEConfig]):
         """ViewsModel (2-D only): "score", the EMA score at std/m = ``view_sigma`` as arrows over the data density
         smoothed by that noise; "fokker_planck", see :meth:`fokker_planck`. The Fokker-Planck energy
         distance is kept in ``self.fp_distance``."""
-        if self.data is None or self.data.kind != "points2d":
+        if self.data is None or not self.data.modality.scatter2d:
             return {}
         self.ema.eval()
         t = self.view_time()

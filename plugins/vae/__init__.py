@@ -202,7 +202,7 @@ class VAEPlugin(BasePlugin[VAEConfig]):
         self.enc = Encoder(shape, c.latent_dim, c.hidden, c.depth, conv).to(self.device)
         self.dec = Decoder(shape, c.latent_dim, c.hidden, c.depth, conv).to(self.device)
         self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=c.lr)
-        self.quant = Quantization(c.levels or default_levels(data.name)) if data.kind == "image" else None
+        self.quant = Quantization(c.levels or default_levels(data.name)) if data.modality.quantised else None
         self.step = 0
 
     # -- likelihood pieces --------------------------------------------------------------------
@@ -302,7 +302,7 @@ class VAEPlugin(BasePlugin[VAEConfig]):
     def views(self) -> dict[str, Any]:
         """ViewsModel (images): 8 fixed inputs (top row) over their reconstructions (bottom row):
         the dataset's reference set, or the first training batch where the dataset has no name."""
-        if self.data.kind != "image":
+        if not self.data.modality.spatial:
             return {}
         x = getattr(self, "_view_batch", None)
         try:

@@ -18,9 +18,7 @@ def test_datasets_shape_and_reproducible(name):
     x, y = ds.batch(100, torch.Generator().manual_seed(1))
     x2, _ = ds.batch(100, torch.Generator().manual_seed(1))
     assert torch.equal(x, x2)
-    assert x.shape == (100, *ds.spec.shape) and torch.isfinite(x).all()
-    if ds.spec.kind == "image":
-        assert x.min() >= -1 and x.max() <= 1
+    ds.spec.modality.check(x, ds.spec.shape)  # (100, *shape), finite, inside the value range (images)
     if ds.spec.num_classes:
         assert y is not None and int(y.max()) < ds.spec.num_classes
     assert name in dataset_names()

@@ -9,8 +9,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import torch
+
+if TYPE_CHECKING:
+    from genstudio.core.modality import Modality
 
 
 @dataclass(frozen=True)
@@ -18,11 +22,18 @@ class DataSpec:
     """Shape and kind of a dataset: what a plugin needs to build its networks."""
 
     name: str
-    kind: str  # "points2d" | "image"
+    kind: str  # a genstudio.core.modality.MODALITIES name: "points2d", "image", "scene", "field"
     shape: tuple[int, ...]  # one sample, e.g. (2,) or (1, 8, 8)
     num_classes: int = 0  # 0 = unlabelled
     size: int = 0  # number of stored examples; 0 = infinite (procedural)
     description: str = ""
+
+    @property
+    def modality(self) -> Modality:
+        """What this kind of data is (``kind`` is its serialised name)."""
+        from genstudio.core.modality import modality_of
+
+        return modality_of(self.kind)
 
     @property
     def dim(self) -> int:

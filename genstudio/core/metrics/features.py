@@ -233,7 +233,7 @@ def classifier_for(dataset: Dataset, *, root: Path | str | None = None, device: 
                    steps: int = 300, log: Any = None) -> ClassifierExtractor:
     """The cached classifier for an image dataset, training it on first use. Procedural image
     datasets train on a fixed draw of 4096 images."""
-    if dataset.spec.kind != "image":
+    if not dataset.spec.modality.spatial:  # the classifier is a small CNN over (C, H, W)
         raise ValueError(f"no classifier extractor for {dataset.spec.name} ({dataset.spec.kind} data)")
     if isinstance(dataset, TensorDataset):
         x, y = dataset.x, dataset.y

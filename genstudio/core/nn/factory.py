@@ -1,7 +1,8 @@
-"""Pick a network body for a dataset shape: ResidualMLP for vectors, UNet or DiT for images."""
+"""Pick a network body for a dataset's modality: ResidualMLP for vectors, UNet or DiT for images."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -15,28 +16,46 @@ from genstudio.core.nn.mlp import ResidualMLP
 from genstudio.core.nn.unet import UNet, default_mults
 
 
-def net_for(spec: DataSpec, *, hidden: int = 128, depth: int = 3, channels: int = 32, num_res: int = 1,
-            num_classes: int = 0, out_mult: int = 1, dropout: float = 0.0, fourier: int = 0,
-            backbone: str = "unet", dit_depth: int = 4) -> nn.Module:
-    """``net(x, t, y=None)`` with output shaped like x (times ``out_mult`` channels/features, e.g.
-    2 for models that also predict a variance). MLP settings apply to vectors, U-Net ones to images.
-    ``backbone="dit"`` gives images a DiT of width 4 * ``channels`` and ``dit_depth`` blocks instead."""
-    if backbone not in ("unet", "dit"):
-        raise ValueError(f"unknown backbone {backbone!r} (unet or dit)")
-    if spec.kind == "image":
-        c, h, w = spec.shape
-        if backbone == "dit":
-            return DiT(c, (h, w), default_patch(h, w), dim=4 * channels, depth=dit_depth, num_classes=num_classes,
-                       out_ch=c * out_mult)
-        mults = default_mults(min(h, w))
-        while h % 2 ** (len(mults) - 1) or w % 2 ** (len(mults) - 1):  # odd sizes: fewer levels
-            mults = mults[:-1]
-        return UNet(c, channels, mults, num_res=num_res, num_classes=num_classes, out_ch=c * out_mult,
-                    dropout=dropout)
+def _grid_net(spec: DataSpec, *, channels: int, num_res: int, num_classes: int, out_mult: int, dropout: float,
+              backbone: str, dit_depth: int, **_: Any) -> nn.Module:
+    """(C, H, W) data: a U-Net, or a DiT of width 4 * ``channels``."""
+    c, h, w = spec.shape
+    if backbone == "dit":
+        return DiT(c, (h, w), default_patch(h, w), dim=4 * channels, depth=dit_depth, num_classes=num_classes,
+                   out_ch=c * out_mult)
+    mults = default_mults(min(h, w))
+    while h % 2 ** (len(mults) - 1) or w % 2 ** (len(mults) - 1):  # odd sizes: fewer levels
+        mults = mults[:-1]
+    return UNet(c, channels, mults, num_res=num_res, num_classes=num_classes, out_ch=c * out_mult, dropout=dropout)
+
+
+def _vector_net(spec: DataSpec, *, hidden: int, depth: int, num_classes: int, out_mult: int, fourier: int,
+                **_: Any) -> nn.Module:
+    """(D,) data: a residual MLP."""
     if len(spec.shape) != 1:
         raise ValueError(f"no network for data of shape {spec.shape} (kind {spec.kind!r})")
     return ResidualMLP(spec.shape[0], hidden, depth, num_classes=num_classes, out_dim=spec.shape[0] * out_mult,
                        fourier=fourier)
+
+
+# Modality.network -> body builder; a new modality with a new body adds its builder here from its module.
+NETWORKS: dict[str, Callable[..., nn.Module]] = {"grid": _grid_net, "vector": _vector_net}
+
+
+def net_for(spec: DataSpec, *, hidden: int = 128, depth: int = 3, channels: int = 32, num_res: int = 1,
+            num_classes: int = 0, out_mult: int = 1, dropout: float = 0.0, fourier: int = 0,
+            backbone: str = "unet", dit_depth: int = 4) -> nn.Module:
+    """``net(x, t, y=None)`` with output shaped like x (times ``out_mult`` channels/features, e.g.
+    2 for models that also predict a variance), the body the data's modality names
+    (:data:`NETWORKS`). MLP settings apply to vectors, U-Net ones to images.
+    ``backbone="dit"`` gives images a DiT of width 4 * ``channels`` and ``dit_depth`` blocks instead."""
+    if backbone not in ("unet", "dit"):
+        raise ValueError(f"unknown backbone {backbone!r} (unet or dit)")
+    build = NETWORKS.get(spec.modality.network)
+    if build is None:
+        raise ValueError(f"no network for {spec.kind} data (shape {spec.shape})")
+    return build(spec, hidden=hidden, depth=depth, channels=channels, num_res=num_res, num_classes=num_classes,
+                 out_mult=out_mult, dropout=dropout, fourier=fourier, backbone=backbone, dit_depth=dit_depth)
 
 
 @dataclass

@@ -36,7 +36,7 @@ def classifier(dataset: Dataset, device: torch.device | str = "cpu", log: Any = 
     2-D mixture, the cached classifier's features and softmax for images."""
     if hasattr(dataset, "means") and hasattr(dataset, "std"):
         return lambda x: (x.double().numpy(), responsibilities(dataset, x.cpu()).numpy())
-    if dataset.spec.kind != "image" or not dataset.spec.num_classes:
+    if not dataset.spec.modality.spatial or not dataset.spec.num_classes:
         raise ValueError(f"no classifier for {dataset.spec.name}: needs a labelled image dataset or a 2-D mixture")
     from genstudio.core.metrics.features import classifier_for
 

@@ -2,9 +2,10 @@
 
 Each sampler of a trained model runs at budgets 1, 2, 4, ... NFE; the network calls are *counted*
 (a forward hook on the sampling network), not inferred, so multi-evaluation steps (Heun, the
-predictor-corrector, guidance batches) are charged what they really cost. Quality is the energy
-distance to the data for 2-D sets and the Fréchet distance in the dataset classifier's features
-(FCD) for images. This is the curve that shows why DDIM, DPM-Solver, reflow and distillation exist.
+predictor-corrector, guidance batches) are charged what they really cost. Quality is what the
+data's modality measures: the energy distance to the data for 2-D sets, the Fréchet distance in the
+dataset classifier's features (FCD) for images. This is the curve that shows why DDIM, DPM-Solver,
+reflow and distillation exist.
 """
 
 from __future__ import annotations
@@ -58,17 +59,9 @@ def count_nfe(model: Any) -> Iterator[list[int]]:
 
 def quality_fn(dataset: Any, n: int, seed: int = 0, device: torch.device | str = "cpu",
                ) -> tuple[str, Callable[[torch.Tensor], float]]:
-    """(metric name, samples -> value) comparing against ``n`` fixed reference points."""
-    from genstudio.core.metrics import energy_distance, fid_from_features
-
-    ref, _ = dataset.fixed(n, seed=seed)
-    if dataset.spec.kind == "image":
-        from genstudio.core.metrics.features import classifier_for
-
-        ex = classifier_for(dataset, device=device)
-        fr, _ = ex.features_and_probs(ref)
-        return "fcd", lambda x: float(fid_from_features(fr, ex.features_and_probs(x.clamp(-1, 1))[0]))
-    return "energy", lambda x: float(energy_distance(x.double().cpu(), ref.double()))
+    """(metric name, samples -> value) comparing against ``n`` fixed reference points: the data's
+    modality decides (:meth:`genstudio.core.modality.Modality.quality`)."""
+    return dataset.spec.modality.quality(dataset, n, seed=seed, device=device)
 
 
 def nfe_curve(model: Any, dataset: Any, samplers: Sequence[str] | None = None, max_nfe: int = 1000,

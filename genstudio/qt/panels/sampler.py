@@ -361,7 +361,7 @@ class SamplerPanel(Panel):
         options: tuple[SampleOption, ...] = ()
         config: dict[str, Any] = {}
         self._faces = set()
-        classes, kind, edit_why = 0, "", "select a run"
+        classes, spatial, edit_why = 0, False, "select a run"
         if run is not None:
             try:
                 info = run.info()
@@ -376,7 +376,7 @@ class SamplerPanel(Panel):
                     from genstudio.core.data import get_dataset
 
                     spec = get_dataset(info["dataset"]).spec
-                    kind = spec.kind
+                    spatial = spec.modality.spatial  # image files can be inverted
                     classes = int(info.get("classes") or spec.num_classes or 0) if cond else 0
             except (KeyError, RunError, ValueError, OSError) as e:
                 problem = str(e).strip("'\"")
@@ -401,7 +401,7 @@ class SamplerPanel(Panel):
         self._sampler_changed()
         self._edit_why = edit_why
         for picker in (self.item_a, self.item_b):
-            picker.set_images_allowed(kind == "image")
+            picker.set_images_allowed(spatial)
         self._problem = problem
         self._refresh_checkpoints()
 

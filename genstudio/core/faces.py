@@ -81,7 +81,9 @@ class Latent(Protocol):
 
 @runtime_checkable
 class Likelihood(Protocol):
-    """Exact or bounded log-density in nats per sample."""
+    """Log-density in nats per sample. What it is can be said by a class attribute
+    ``log_prob_kind`` (default "exact"): "exact" (change of variables: integrates to 1), "bound"
+    (ELBO/IWAE: integrates to at most 1) or "ode" (exact up to a probability-flow ODE solve)."""
 
     def log_prob(self, x: torch.Tensor) -> torch.Tensor: ...
 
@@ -113,6 +115,11 @@ _APPLIES: dict[type, Callable[[Any], bool]] = {
 }
 FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Denoiser, Conditional, Latent, Likelihood, Scene,
                           Views)
+
+
+def log_prob_kind(model: Any) -> str:
+    """"exact", "bound" or "ode": what a Likelihood model's ``log_prob`` is (see :class:`Likelihood`)."""
+    return str(getattr(model, "log_prob_kind", "exact"))
 
 
 def has_face(model: Any, face: type) -> bool:

@@ -74,6 +74,8 @@ class ScoreSDEPlugin(BasePlugin[ScoreSDEConfig]):
                     "probability-flow ODE (Euler, Heun, RK45); exact PF-ODE log-likelihood.",
     )
 
+    log_prob_kind = "ode"  # Likelihood face: exact up to the PF-ODE solve
+
     def setup(self, data: DataSpec) -> None:
         cfg = self.config
         self.data = data

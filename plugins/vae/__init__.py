@@ -172,7 +172,8 @@ class VAEConfig(ModelConfig):
 class BetaVAEConfig(VAEConfig):
     latent_dim: int = param(10, "Latent dimensions", range=(1, 512))
     likelihood: str = param("bernoulli", "Decoder: Gaussian with learned per-pixel sigma (on dequantised "
-                            "pixels) or Bernoulli (for near-binary images)", choices=("gaussian", "bernoulli"))
+                            "pixels) or Bernoulli (for near-binary images; 2-D points always use the Gaussian)",
+                            choices=("gaussian", "bernoulli"))
     beta: float = param(4.0, "Weight of the KL term (beta-VAE: > 1 favours disentangled codes)",
                         range=(0.0, 1000.0))
     beta_start: float = param(0.0, "KL weight at step 0 (annealed linearly to beta)", range=(0.0, 1000.0))
@@ -192,6 +193,8 @@ class VAEPlugin(BasePlugin[VAEConfig]):
         "Variational autoencoder: amortised inference with the reparameterisation trick; ELBO, "
         "reconstruction and KL curves")
 
+    log_prob_kind = "bound"  # Likelihood face: a lower bound (ELBO / IWAE)
+
     def setup(self, data: DataSpec) -> None:
         self.data = data
         c = self.config
@@ -203,13 +206,16 @@ class VAEPlugin(BasePlugin[VAEConfig]):
         self.dec = Decoder(shape, c.latent_dim, c.hidden, c.depth, conv).to(self.device)
         self.opt = torch.optim.Adam([*self.enc.parameters(), *self.dec.parameters()], lr=c.lr)
         self.quant = Quantization(c.levels or default_levels(data.name)) if data.modality.quantised else None
+        # Bernoulli is a distribution over binarised pixels; on unbounded data (2-D points) it is no
+        # density at all (its exp(log_prob) integrated to 65 over the plane), so those use the Gaussian
+        self.likelihood = c.likelihood if data.modality.value_range is not None else "gaussian"
         self.step = 0
 
     # -- likelihood pieces --------------------------------------------------------------------
     def _target(self, x: Tensor, train: bool) -> Tensor:
         """What the decoder's density is over: dequantised pixels (Gaussian on images), [0, 1]
         intensities (Bernoulli; binarised outside training), or the raw points."""
-        if self.config.likelihood == "bernoulli":
+        if self.likelihood == "bernoulli":
             x01 = (x + 1) / 2
             return x01.clamp(0, 1) if train else (x01 > 0.5).float()
         if self.quant is not None:
@@ -217,13 +223,13 @@ class VAEPlugin(BasePlugin[VAEConfig]):
         return x
 
     def _log_lik(self, target: Tensor) -> Callable[[Tensor], Tensor]:
-        if self.config.likelihood == "bernoulli":
+        if self.likelihood == "bernoulli":
             return lambda z: bernoulli_log_likelihood(target, self.dec(z))
         return lambda z: gaussian_log_likelihood(target, self.dec(z), self.dec.log_sigma.clamp(min=-7))
 
     def _to_bound(self, lp: Tensor) -> Tensor:
         """Continuous Gaussian bound -> bound on the discrete log-probability (images)."""
-        if self.quant is not None and self.config.likelihood == "gaussian":
+        if self.quant is not None and self.likelihood == "gaussian":
             return lp + self.quant.log_bin_volume(self.data.dim)
         return lp
 
@@ -246,14 +252,14 @@ class VAEPlugin(BasePlugin[VAEConfig]):
         bound = self._to_bound(rec - kl)
         out = {"loss": loss.item(), "elbo": bound.mean().item(), "recon": -rec.mean().item(),
                "kl": kl.mean().item(), "beta": beta}
-        if self.quant is not None and c.likelihood == "gaussian":
+        if self.quant is not None and self.likelihood == "gaussian":
             out["bits_per_dim"] = float(bits_per_dim(bound, self.data.dim).mean())
         return out
 
     @torch.no_grad()
     def _mean(self, z: Tensor) -> Tensor:
         out = self.dec(z)
-        if self.config.likelihood == "bernoulli":
+        if self.likelihood == "bernoulli":
             return torch.sigmoid(out) * 2 - 1
         return out.clamp(-1, 1) if self.quant is not None else out
 

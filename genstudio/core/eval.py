@@ -324,7 +324,8 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
         cond = y_ref[lo:hi].to(dev) if conditional else None
         t0 = time.perf_counter()
         with torch.no_grad():
-            st = final_state(model.sample(hi - lo, seed=seed * 100_003 + i, steps=steps, sampler=sampler, cond=cond))
+            kw = {"cond": cond} if conditional else {}  # only Conditional models take cond
+            st = final_state(model.sample(hi - lo, seed=seed * 100_003 + i, steps=steps, sampler=sampler, **kw))
         t_sample += time.perf_counter() - t0
         fakes.append(st.x.detach().cpu().float())
         nfe = st.extras.get("nfe", nfe)

@@ -230,3 +230,12 @@ def test_cli_eval_prints_table_and_stores_record(tmp_path, capsys):
     assert sorted(r["step"] for r in load_evals(run)) == [2, 4, 4]
     assert main(["eval", str(run.path), "--metrics", "fid"]) == 2  # one-line error, no traceback
     assert "unknown metric 'fid'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("plugin", ["score_sde", "flow_matching"])
+def test_eval_a_model_whose_sampler_takes_no_cond(tmp_path, plugin):
+    """Only Conditional models are handed ``cond`` (score SDE and flow matching's sample() have
+    no such keyword: the Metrics panel's Evaluate failed on them with a TypeError)."""
+    run = make_run(tmp_path, plugin, "8gaussians", steps=2, **{"hidden": 16, "depth": 1, "sample_steps": 4})
+    rec = run_eval(run, "energy", n=64, n_boot=2)
+    assert rec["metrics"]["energy"]["value"] >= 0

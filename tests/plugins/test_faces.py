@@ -132,6 +132,21 @@ def test_every_2d_likelihood_integrates_to_one(pid, dataset):
         assert kind == "bound" and 0.05 < mass <= 1.05  # a bound, up to the grid's quadrature error
 
 
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Latent))
+def test_latent_codes_decode_to_data(pid, dataset):
+    """encode gives one finite code per sample, decode maps codes back to data-shaped samples; a
+    bijective model (an exact-density flow) gives the data back exactly."""
+    m = _model(pid, dataset)
+    x, _ = get_dataset(dataset).fixed(N, seed=0)
+    with torch.no_grad():
+        z = m.encode(x)
+        back = m.decode(z)
+    assert z.shape[0] == N and torch.isfinite(z).all()
+    assert back.shape == x.shape and torch.isfinite(back).all()
+    if F.has_face(m, F.Likelihood) and F.log_prob_kind(m) == "exact" and dataset == DATASETS["points2d"]:
+        assert torch.allclose(back.cpu(), x, atol=1e-3), float((back.cpu() - x).abs().max())
+
+
 @pytest.mark.parametrize("pid,dataset", _face_cases(F.Scene))
 def test_scene_exports_a_declared_item(pid, dataset):
     m = _model(pid, dataset)

@@ -22,6 +22,9 @@ from genstudio.core.faces import class_faces
 from genstudio.core.plugin import PluginInfo, contract_errors
 
 GROUP = "genstudio.plugins"
+# The one place outside plugins/ that names plugins: what a fresh install offers first (the
+# reference slice) and what `genstudio shot --demo` trains. Everything else asks models for faces.
+DEFAULT_PLUGINS: tuple[str, ...] = ("ddpm",)
 PATH_ENV = "GENSTUDIO_PLUGIN_PATH"
 
 

@@ -45,7 +45,7 @@ from genstudio.core.device import describe, pick_device, worker_threads
 from genstudio.core.events import Event, EventBus
 from genstudio.core.jobs import Control, TrainSpec, create_run, train
 from genstudio.core.modality import MODALITIES
-from genstudio.core.registry import Registry
+from genstudio.core.registry import DEFAULT_PLUGINS, Registry
 from genstudio.core.registry import registry as core_registry
 from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
@@ -66,7 +66,6 @@ SETTINGS_ENV = "GENSTUDIO_SETTINGS"
 STATE_VERSION = 1
 OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
 OPEN_SCENE = "__open_scene__"  # dataset picker entry that asks for a transforms.json scene folder
-DEFAULT_PLUGINS = ("ddpm",)  # first choice on a fresh install: the reference slice
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}

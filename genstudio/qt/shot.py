@@ -17,11 +17,12 @@ from typing import Any
 from PySide6.QtCore import QEventLoop, QTimer
 from PySide6.QtWidgets import QApplication
 
+from genstudio.core.registry import DEFAULT_PLUGINS
 from genstudio.core.runs import RunStore
 from genstudio.qt.app import create_app
 from genstudio.qt.main_window import MainWindow
 
-DEMO = {"plugin": "ddpm", "dataset": "8gaussians", "steps": 1000, "log_every": 10, "sample_every": 250,
+DEMO = {"plugin": DEFAULT_PLUGINS[0], "dataset": "8gaussians", "steps": 1000, "log_every": 10, "sample_every": 250,
         "n_sample": 1000, "sample_steps": 100}
 
 

@@ -16,7 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 import torch
 from torch import Tensor
 
-from genstudio.core.diffusion.schedules import NoiseSchedule, gather, spaced_timesteps
+from genstudio.core.diffusion.schedules import NoiseSchedule, coeffs, gather, spaced_timesteps
 
 EpsFn = Callable[[Tensor, Tensor], Tensor]
 Callback = Callable[[int, int, Tensor, Tensor], None]
@@ -26,28 +26,31 @@ StepOut = tuple[int, int, Tensor, Tensor]
 # -- forward process and conversions ------------------------------------------------------------
 
 def q_sample(x0: Tensor, t: int | Tensor, noise: Tensor, sched: NoiseSchedule) -> Tensor:
-    """Draw x_t ~ q(x_t | x_0): sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise."""
-    return gather(sched.sqrt_alphas_cumprod, t, x0) * x0 + gather(sched.sqrt_one_minus_alphas_cumprod, t, x0) * noise
+    """Draw x_t ~ q(x_t | x_0): sqrt(abar_t) x_0 + sqrt(1 - abar_t) noise (t = -1: x_0 itself)."""
+    a, s = coeffs(sched, t, x0)
+    return a * x0 + s * noise
 
 
 def predict_x0(eps: Tensor, t: int | Tensor, x_t: Tensor, sched: NoiseSchedule) -> Tensor:
     """Invert q_sample for x_0 given the noise: (x_t - sqrt(1 - abar_t) eps) / sqrt(abar_t)."""
-    return (x_t - gather(sched.sqrt_one_minus_alphas_cumprod, t, x_t) * eps) / gather(sched.sqrt_alphas_cumprod, t, x_t)
+    a, s = coeffs(sched, t, x_t)
+    return (x_t - s * eps) / a
 
 
 def predict_eps(x0: Tensor, t: int | Tensor, x_t: Tensor, sched: NoiseSchedule) -> Tensor:
     """Invert q_sample for the noise given x_0 (used after clipping x0_hat)."""
-    return (x_t - gather(sched.sqrt_alphas_cumprod, t, x_t) * x0) / gather(sched.sqrt_one_minus_alphas_cumprod, t, x_t)
+    a, s = coeffs(sched, t, x_t)
+    return (x_t - a * x0) / s
 
 
 def eps_from_score(score: Tensor, t: int | Tensor, sched: NoiseSchedule) -> Tensor:
     """eps = -sqrt(1 - abar_t) * grad log p_t(x_t) (Tweedie), so an exact or learned score drives
     the epsilon samplers."""
-    return -gather(sched.sqrt_one_minus_alphas_cumprod, t, score) * score
+    return -coeffs(sched, t, score)[1] * score
 
 
 def score_from_eps(eps: Tensor, t: int | Tensor, sched: NoiseSchedule) -> Tensor:
-    return -eps / gather(sched.sqrt_one_minus_alphas_cumprod, t, eps)
+    return -eps / coeffs(sched, t, eps)[1]
 
 
 def vp_eps_from_data_score(data_score: Callable[[Tensor, float], Tensor], sched: NoiseSchedule) -> EpsFn:
@@ -93,6 +96,8 @@ def ddpm_step(eps: Tensor, t: int | Tensor, x_t: Tensor, sched: NoiseSchedule, n
     """One ancestral step x_t -> x_{t-1} ~ q(x_{t-1} | x_t, x0_hat) with variance beta-tilde_t
     (Ho et al. eq. 6-7). ``noise`` None gives the posterior mean; at t = 0 the variance is 0 anyway.
     ``clip`` clamps x0_hat to [-clip, clip] (images in [-1, 1]). Returns (x_{t-1}, x0_hat)."""
+    if bool((torch.as_tensor(t) < 0).any()):
+        raise ValueError("ddpm_step from t = -1: that is clean data, there is no step below it")
     x0 = _clip(predict_x0(eps, t, x_t, sched), clip)
     mean = gather(sched.posterior_mean_coef1, t, x_t) * x0 + gather(sched.posterior_mean_coef2, t, x_t) * x_t
     if noise is None:

@@ -86,12 +86,26 @@ def gather(a: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
     """``a[t]`` shaped to broadcast against ``like`` (batch first), on its device and dtype.
 
     ``t`` is an int or a (B,) integer tensor; the result is (B, 1, ..., 1) or a 0-d tensor.
+    A negative ``t`` is refused: Python's wrap-around would read a[-1], the *noisiest* entry,
+    where the convention says -1 is clean data (use :meth:`NoiseSchedule.abar` / :func:`coeffs`).
     """
     t = torch.as_tensor(t, dtype=torch.long).cpu()
+    if bool((t < 0).any()):
+        raise IndexError(f"timestep {int(t.min())} < 0: index -1 (clean data) has no entry in a schedule table")
     v = a[t]
     if v.dim() == 1:
         v = v.reshape(-1, *([1] * (like.dim() - 1)))
     return v.to(like.dtype).to(like.device)  # cast on the CPU first: MPS has no float64
+
+
+def coeffs(sched: NoiseSchedule, t: int | Tensor, like: Tensor) -> tuple[Tensor, Tensor]:
+    """(sqrt(abar_t), sqrt(1 - abar_t)) shaped like :func:`gather`'s result, with t = -1 clean
+    data (abar = 1), so x_t = a x_0 + s eps holds at every index the samplers use."""
+    abar = sched.abar(torch.as_tensor(t, dtype=torch.long).cpu()).double()
+    if abar.dim() == 1:
+        abar = abar.reshape(-1, *([1] * (like.dim() - 1)))
+    abar = abar.to(like.dtype).to(like.device)
+    return abar.sqrt(), (1 - abar).clamp(min=0).sqrt()
 
 
 def linear_schedule(T: int, beta_start: float | None = None, beta_end: float | None = None) -> NoiseSchedule:  # noqa: N803

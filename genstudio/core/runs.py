@@ -57,9 +57,13 @@ class RunBusy(RunError):
 
 
 def _open_append(path: Path) -> int:
-    """An O_APPEND fd that refuses a symlink (O_NOFOLLOW: a planted link cannot redirect writes)."""
+    """An O_APPEND fd that refuses a symlink (O_NOFOLLOW: a planted link cannot redirect writes;
+    where the OS lacks it, a racy is_symlink check stands in)."""
+    if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+        raise RunError(f"refusing to write through the symlink {path}")
     try:
-        return os.open(path, os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0), 0o644)
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        return os.open(path, flags, 0o644)
     except OSError as e:
         if e.errno == errno.ELOOP or path.is_symlink():
             raise RunError(f"refusing to write through the symlink {path}") from None
@@ -72,7 +76,8 @@ def append_lines(path: Path, lines: list[str]) -> None:
     fd = _open_append(path)
     try:
         size = os.fstat(fd).st_size
-        lead = b"\n" if size and os.pread(fd, 1, size - 1) != b"\n" else b""
+        torn = size and os.lseek(fd, size - 1, os.SEEK_SET) >= 0 and os.read(fd, 1) != b"\n"
+        lead = b"\n" if torn else b""  # (O_APPEND: the write still lands at the end)
         os.write(fd, lead + "".join(line.rstrip("\n") + "\n" for line in lines).encode("utf-8"))
     finally:
         os.close(fd)

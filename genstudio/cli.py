@@ -91,9 +91,28 @@ class _Progress:
             self.bar.write(f"[{event.data['status']}] {event.data['message']}")
 
 
+def _stop_on_signals(control: Any) -> Any:
+    """Ctrl-C (SIGINT) and SIGTERM (kill, systemd, a batch scheduler) both stop the job cleanly:
+    checkpoint and status written. A second signal acts as usual. Returns the undo function."""
+    defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
+
+    def on_signal(signum: int, frame: Any) -> None:
+        control.cancel()
+        signal.signal(signum, defaults[signum])
+
+    old = {sig: signal.signal(sig, on_signal) for sig in defaults}
+
+    def restore() -> None:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+
+    return restore
+
+
 def _drive_training(run: Any, extra_steps: int | None, device: str | None) -> int:
     from genstudio.core import jobs
     from genstudio.core.events import EventBus
+    from genstudio.core.runs import RunBusy
 
     bus = EventBus()
     control = jobs.Control()
@@ -104,20 +123,18 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None) -> in
     # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
     bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
 
-    def on_sigint(signum: int, frame: Any) -> None:  # first Ctrl-C stops cleanly with a checkpoint
-        control.cancel()
-        signal.signal(signal.SIGINT, signal.default_int_handler)
-
-    old = signal.signal(signal.SIGINT, on_sigint)
+    restore = _stop_on_signals(control)
     try:
         for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
             pass
+    except RunBusy:  # another process trains it: nothing was written, say so as it is
+        raise
     except Exception as e:  # plugin errors: one line here, the traceback is in the run's log.txt
         if os.environ.get("GENSTUDIO_DEBUG"):
             raise
         raise CliError(f"run {run.id} failed: {e.__class__.__name__}: {e} (traceback in {run.path / 'log.txt'})") from e
     finally:
-        signal.signal(signal.SIGINT, old)
+        restore()
         prog.bar.close()
     status = run.info().get("status")
     print(run.path)

@@ -7,6 +7,7 @@ A driver just iterates: ``for _ in train(run, control=c, bus=b): pass``.
 
 from __future__ import annotations
 
+import logging
 import math
 import threading
 import time
@@ -29,6 +30,8 @@ from genstudio.core.modality import Modality, modality_of
 from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
 from genstudio.core.runs import Run, RunError, RunStore
+
+_log = logging.getLogger(__name__)
 
 # a run may name a run that names a run ...; deeper than this is taken for a cycle in the making
 MAX_RUN_DEPTH = 4
@@ -226,7 +229,15 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
 
     NaN/inf scalars pause the run with a message; on resume the model is rolled back to the last
     checkpoint. A plugin exception marks the run failed (traceback in log.txt) and re-raises.
+    The run's lock is held throughout: a second trainer gets RunBusy before anything is written.
     """
+    with run.owned():
+        yield from _train(run, control=control, bus=bus, device=device, extra_steps=extra_steps)
+
+
+def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device: str | None,
+           extra_steps: int | None) -> Iterator[int]:
+    """:func:`train` with the run's lock held."""
     control = control or Control()
     bus = bus or ev.EventBus()
     rid = run.id
@@ -356,13 +367,28 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
         save(done)
         status("stopped", f"stopped at step {done}; resume continues from here")
     except Exception as exc:
-        tb = traceback.format_exc()
-        run.log(tb)
-        try:
-            status("failed", f"{exc.__class__.__name__}: {exc}")
-        finally:
-            bus.emit(ev.ERROR, rid, message=f"{exc.__class__.__name__}: {exc}", traceback=tb)
+        _record_failure(run, bus, exc, traceback.format_exc())
         raise
+
+
+def _record_failure(run: Run, bus: ev.EventBus, exc: Exception, tb: str) -> None:
+    """Mark ``run`` failed, best-effort: on a full disk these writes fail too, and that must be
+    logged, never raised over the error that failed the run."""
+    message = f"{exc.__class__.__name__}: {exc}"
+    for what, write in (("traceback", lambda: run.log(tb)),
+                        ("status", lambda: run.update(status="failed", message=message)),
+                        ("status", lambda: run.log(f"[failed] {message}"))):
+        try:
+            write()
+        except Exception as e:  # noqa: BLE001 - OSError (ENOSPC), RunError, anything: keep the first error
+            _log.warning("run %s: cannot record the %s of its failure (%s: %s)", run.id, what,
+                         e.__class__.__name__, e)
+    for kind, data in ((ev.STATUS, {"status": "failed", "message": message}),
+                       (ev.ERROR, {"message": message, "traceback": tb})):
+        try:
+            bus.emit(kind, run.id, **data)
+        except Exception as e:  # noqa: BLE001 - a broken subscriber must not hide the failure either
+            _log.warning("run %s: a %s subscriber failed: %s", run.id, kind, e)
 
 
 def _device_of(model: Any) -> list[torch.device]:

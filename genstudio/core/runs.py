@@ -8,18 +8,26 @@ Layout of a run folder::
     samples/            step_00001000.png / .npz, sample_*.png|npz from `genstudio sample`
     evals/              metric results (JSON) written by evaluation jobs
     log.txt             human-readable log
+    run.lock            held (filelock) by the one process training the run; run.json's ``owner``
+                        names it (pid, host, start time)
 
 Every file that is rewritten (run.json, checkpoints) goes through write-temp-then-rename, so a
-process killed mid-write leaves the previous version intact.
+process killed mid-write leaves the previous version intact. Appends start on a fresh line, so a
+torn line (kill, disk full) costs only itself. Nothing is written or deleted through a symlink: a
+run folder cannot be made to write or rotate files outside itself.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
 import json
+import logging
 import os
 import re
 import secrets
 import shutil
+import socket
 import tempfile
 import time
 from collections.abc import Iterator
@@ -32,11 +40,84 @@ import torch
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
+LOCK_FILE = "run.lock"
 CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
+TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # what atomic_write_* leaves when killed mid-write
+REQUIRED_KEYS = ("plugin", "dataset", "config", "steps")
+
+log = logging.getLogger(__name__)
 
 
 class RunError(Exception):
     """A missing or unreadable run."""
+
+
+class RunBusy(RunError):
+    """Another process (or job) holds the run's lock."""
+
+
+def _open_append(path: Path) -> int:
+    """An O_APPEND fd that refuses a symlink (O_NOFOLLOW: a planted link cannot redirect writes;
+    where the OS lacks it, a racy is_symlink check stands in)."""
+    if not hasattr(os, "O_NOFOLLOW") and path.is_symlink():
+        raise RunError(f"refusing to write through the symlink {path}")
+    try:
+        flags = os.O_RDWR | os.O_APPEND | os.O_CREAT | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_BINARY", 0)
+        return os.open(path, flags, 0o644)
+    except OSError as e:
+        if e.errno == errno.ELOOP or path.is_symlink():
+            raise RunError(f"refusing to write through the symlink {path}") from None
+        raise
+
+
+def append_lines(path: Path, lines: list[str]) -> None:
+    """Append text lines, first ending a torn last line (a killed or disk-full writer) so the first
+    new line is not glued onto it and lost."""
+    fd = _open_append(path)
+    try:
+        size = os.fstat(fd).st_size
+        torn = size and os.lseek(fd, size - 1, os.SEEK_SET) >= 0 and os.read(fd, 1) != b"\n"
+        lead = b"\n" if torn else b""  # (O_APPEND: the write still lands at the end)
+        os.write(fd, lead + "".join(line.rstrip("\n") + "\n" for line in lines).encode("utf-8"))
+    finally:
+        os.close(fd)
+
+
+_HELD: set[Path] = set()  # run folders whose lock this process holds (Run.owned)
+
+
+def _owner_alive(run_dir: Path, owner: Any) -> bool:
+    """Whether the process an ``owner`` record names still trains the run. This process knows its
+    own locks; a dead pid on this host is gone; otherwise (another host, or a live pid that may
+    have been reused) the run's lock is probed: a free lock means nobody trains it."""
+    if not isinstance(owner, dict) or not isinstance(owner.get("pid"), int):
+        return _lock_held(run_dir)
+    here = owner.get("host") == socket.gethostname()
+    if here and owner["pid"] == os.getpid():
+        return run_dir in _HELD
+    if here:
+        try:
+            os.kill(owner["pid"], 0)
+        except ProcessLookupError:
+            return False
+        except PermissionError:  # exists, someone else's
+            pass
+    return _lock_held(run_dir)
+
+
+def _lock_held(run_dir: Path) -> bool:
+    """Probe the run's lock without waiting (taken and dropped at once if free)."""
+    from filelock import FileLock, Timeout
+
+    if not (run_dir / LOCK_FILE).exists():
+        return False
+    try:
+        with FileLock(run_dir / LOCK_FILE, timeout=0):
+            return False
+    except Timeout:
+        return True
+    except OSError:  # read-only store, odd filesystem: cannot tell, keep what run.json says
+        return True
 
 
 def default_root() -> Path:
@@ -70,9 +151,11 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(obj, tmp)
+    try:  # through a Python file: a full disk is OSError(ENOSPC), not torch's "iostream error"
+        with os.fdopen(fd, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
@@ -80,11 +163,19 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 
 
 def safe_torch_load(path: Path) -> Any:
-    """Load a checkpoint without unpickling arbitrary objects."""
+    """Load a checkpoint without unpickling arbitrary objects. torch's own text is not shown: for a
+    truncated file it advises ``weights_only=False``, which would run whatever the file holds."""
     try:
-        return torch.load(path, map_location="cpu", weights_only=True)
+        ck = torch.load(path, map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise RunError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # corrupt / truncated / foreign file
-        raise RunError(f"cannot read checkpoint {path.name}: {e.__class__.__name__}: {str(e)[:200]}") from e
+        log.debug("torch.load(%s) failed: %s", path, e)
+        raise RunError(f"checkpoint {path.name} is unreadable (truncated, corrupt or not a GenStudio "
+                       f"checkpoint; {e.__class__.__name__})") from None
+    if not isinstance(ck, dict) or not isinstance(ck.get("step"), int) or "state" not in ck:
+        raise RunError(f"checkpoint {path.name} is not a GenStudio checkpoint (no step/state)")
+    return ck
 
 
 @dataclass
@@ -98,13 +189,46 @@ class Run:
         return self.path.name
 
     # -- run.json -------------------------------------------------------------------------
-    def info(self) -> dict[str, Any]:
+    def raw_info(self) -> dict[str, Any]:
+        """run.json as written, checked to be a run record (RunError naming the run otherwise)."""
+        where = f"run {self.id}: run.json"
         try:
-            return json.loads((self.path / RUN_FILE).read_text("utf-8"))
+            text = (self.path / RUN_FILE).read_bytes().decode("utf-8")
         except FileNotFoundError:
             raise RunError(f"not a run folder (no run.json): {self.path}") from None
+        except UnicodeDecodeError:
+            raise RunError(f"{where} is not UTF-8 text") from None
+        except OSError as e:
+            raise RunError(f"{where} cannot be read: {e.strerror or e}") from None
+        try:
+            info = json.loads(text)
         except json.JSONDecodeError as e:
-            raise RunError(f"run.json of {self.id} is corrupt: {e}") from None
+            raise RunError(f"{where} is corrupt: {e}") from None
+        if not isinstance(info, dict):
+            raise RunError(f"{where} is a JSON {type(info).__name__}, not an object")
+        missing = [k for k in REQUIRED_KEYS if k not in info]
+        if missing:
+            raise RunError(f"{where} lacks {', '.join(missing)}")
+        return info
+
+    def info(self) -> dict[str, Any]:
+        """run.json; a ``running`` run whose owner process is gone (kill -9, crash, reboot) reads
+        as ``interrupted`` so it can be resumed."""
+        info = self.raw_info()
+        if info.get("status") == "running" and not _owner_alive(self.path, info.get("owner")):
+            owner = info.get("owner") or {}
+            info["status"] = "interrupted"
+            info["message"] = (f"the process training it (pid {owner.get('pid', '?')}) is gone; "
+                               "resume continues from the last checkpoint")
+        return info
+
+    def problem(self) -> str | None:
+        """Why this run cannot be used (an unreadable run.json), or None."""
+        try:
+            self.raw_info()
+        except RunError as e:
+            return str(e)
+        return None
 
     def update(self, **fields: Any) -> dict[str, Any]:
         info = self.info()
@@ -112,42 +236,111 @@ class Run:
         atomic_write_text(self.path / RUN_FILE, json.dumps(info, indent=2, sort_keys=True))
         return info
 
+    # -- ownership ------------------------------------------------------------------------------
+    @contextlib.contextmanager
+    def owned(self) -> Iterator[Run]:
+        """Hold the run's exclusive lock while training it: a second trainer (another process or
+        job) gets RunBusy naming the owner. Records the owner in run.json and clears orphan
+        temp files of killed atomic writes (safe: nobody else writes while we hold the lock)."""
+        from filelock import FileLock, Timeout
+
+        lock = FileLock(self.path / LOCK_FILE, timeout=0)
+        try:
+            lock.acquire()
+        except Timeout:
+            owner = self._owner_of_record()
+            raise RunBusy(f"run {self.id} is being trained by pid {owner.get('pid', '?')}"
+                          + (f" on {owner['host']}" if owner.get("host") not in (None, socket.gethostname()) else "")
+                          ) from None
+        _HELD.add(self.path)
+        try:
+            self.clean_orphans()
+            self.update(owner={"pid": os.getpid(), "host": socket.gethostname(), "started": time.time()})
+            yield self
+        finally:
+            _HELD.discard(self.path)
+            lock.release()
+
+    def busy(self) -> bool:
+        """Whether some job (here or in another process) holds the run's lock right now."""
+        return self.path in _HELD or _lock_held(self.path)
+
+    def _owner_of_record(self) -> dict[str, Any]:
+        try:
+            owner = self.raw_info().get("owner")
+        except RunError:
+            return {}
+        return owner if isinstance(owner, dict) else {}
+
+    def clean_orphans(self) -> list[Path]:
+        """Delete ``.*.tmp`` leftovers of atomic writes in this run folder and its checkpoints/
+        (never following symlinks). Call only while holding the lock."""
+        gone = []
+        for d in (self.path, self.path / "checkpoints"):
+            if d.is_symlink() or not d.is_dir():
+                continue
+            for p in d.iterdir():
+                if TMP_RE.match(p.name) and not p.is_symlink() and p.is_file():
+                    p.unlink(missing_ok=True)
+                    gone.append(p)
+        return gone
+
+    def _dir(self, name: str) -> Path:
+        """A subfolder of the run, created if missing, refused if it is a symlink."""
+        d = self.path / name
+        if d.is_symlink():
+            raise RunError(f"run {self.id}: refusing to use the symlinked folder {name}/ "
+                           "(it could point outside the run)")
+        d.mkdir(exist_ok=True)
+        return d
+
     # -- metrics ----------------------------------------------------------------------------
     def append_metrics(self, rows: list[dict[str, Any]]) -> None:
         if not rows:
             return
-        with open(self.path / METRICS_FILE, "a", encoding="utf-8") as f:
-            for r in rows:
-                f.write(json.dumps(r) + "\n")
-            f.flush()
+        append_lines(self.path / METRICS_FILE, [json.dumps(r) for r in rows])
+
+    def read_metrics(self) -> tuple[list[dict[str, Any]], int]:
+        """(rows in file order, number of bad lines skipped). A bad line (torn by a kill or a full
+        disk, not UTF-8, not a JSON object, a non-integer step) is skipped, never raised."""
+        try:
+            data = (self.path / METRICS_FILE).read_bytes()
+        except FileNotFoundError:
+            return [], 0
+        rows: list[dict[str, Any]] = []
+        bad = 0
+        for raw in data.split(b"\n"):
+            if not raw.strip():
+                continue
+            try:
+                row = json.loads(raw.decode("utf-8"))
+            except (UnicodeDecodeError, json.JSONDecodeError):
+                row = None
+            step = row.get("step") if isinstance(row, dict) else None
+            if isinstance(step, int) and not isinstance(step, bool):
+                rows.append(row)
+            else:
+                bad += 1
+        return rows, bad
 
     def metrics(self) -> list[dict[str, Any]]:
-        """All metric rows; a torn line from a killed process is skipped, and rows logged after
+        """All metric rows; bad lines are skipped (logged once per count), and rows logged after
         the checkpoint a resume restarted from are superseded by the resumed ones."""
-        rows: list[dict[str, Any]] = []
-        try:
-            with open(self.path / METRICS_FILE, encoding="utf-8") as f:
-                for line in f:
-                    try:
-                        row = json.loads(line)
-                    except json.JSONDecodeError:
-                        continue
-                    if isinstance(row, dict):
-                        rows.append(row)
-        except FileNotFoundError:
-            return []
+        rows, bad = self.read_metrics()
+        if bad and _SKIPPED.get(self.path) != bad:
+            _SKIPPED[self.path] = bad
+            log.warning("run %s: skipped %d unreadable line(s) of %s", self.id, bad, METRICS_FILE)
         out: list[dict[str, Any]] = []
         for r in rows:  # a resume rewinds: drop earlier rows at or after its step
-            step = r.get("step", 0)
-            while out and out[-1].get("step", 0) >= step:
+            step = r["step"]
+            while out and out[-1]["step"] >= step:
                 out.pop()
             out.append(r)
         return out
 
     # -- log --------------------------------------------------------------------------------
     def log(self, message: str) -> None:
-        with open(self.path / LOG_FILE, "a", encoding="utf-8") as f:
-            f.write(time.strftime("%Y-%m-%d %H:%M:%S ") + message.rstrip() + "\n")
+        append_lines(self.path / LOG_FILE, [time.strftime("%Y-%m-%d %H:%M:%S ") + message.rstrip()])
 
     def read_log(self) -> str:
         p = self.path / LOG_FILE
@@ -155,18 +348,20 @@ class Run:
 
     # -- checkpoints ----------------------------------------------------------------------------
     def checkpoints(self) -> list[tuple[int, Path]]:
+        """(step, file) of each checkpoint, oldest first; symlinked files or folders are not
+        counted (rotation would delete what they point at, loading would read outside the run)."""
         d = self.path / "checkpoints"
-        if not d.is_dir():
+        if d.is_symlink() or not d.is_dir():
             return []
         out = []
         for p in d.iterdir():
             m = CKPT_RE.match(p.name)
-            if m:
+            if m and not p.is_symlink():
                 out.append((int(m.group(1)), p))
         return sorted(out)
 
     def save_checkpoint(self, step: int, state: dict[str, Any], keep: int = 3) -> Path:
-        path = self.path / "checkpoints" / f"step_{step:08d}.pt"
+        path = self._dir("checkpoints") / f"step_{step:08d}.pt"
         atomic_torch_save({"step": step, "state": state}, path)
         for _, old in self.checkpoints()[:-keep]:
             old.unlink(missing_ok=True)
@@ -181,21 +376,31 @@ class Run:
         for _, p in reversed(self.checkpoints()):
             try:
                 ck = safe_torch_load(p)
-                return int(ck["step"]), ck["state"]
-            except (RunError, KeyError) as e:
+            except RunError as e:
                 errors.append(str(e))
+                continue
+            if errors:  # falling back is fine, silently is not
+                self._warn(f"{'; '.join(errors)}; using the older {p.name}")
+            return int(ck["step"]), ck["state"]
         raise RunError(f"run {self.id} has no readable checkpoint" + (f" ({'; '.join(errors)})" if errors else ""))
+
+    def _warn(self, message: str) -> None:
+        """A warning in log.txt and the Python log; a failing log write (disk full) is only logged."""
+        log.warning("run %s: %s", self.id, message)
+        try:
+            self.log(f"[warning] {message}")
+        except (OSError, RunError) as e:
+            log.warning("run %s: cannot write %s: %s", self.id, LOG_FILE, e)
 
     # -- files ------------------------------------------------------------------------------
     def sample_dir(self) -> Path:
-        d = self.path / "samples"
-        d.mkdir(exist_ok=True)
-        return d
+        return self._dir("samples")
 
     def eval_dir(self) -> Path:
-        d = self.path / "evals"
-        d.mkdir(exist_ok=True)
-        return d
+        return self._dir("evals")
+
+
+_SKIPPED: dict[Path, int] = {}  # bad metric lines already logged, per run folder
 
 
 class RunStore:
@@ -237,7 +442,12 @@ class RunStore:
         raise RunError(f"no run {ref!r} under {self.runs_dir}")
 
     def list(self) -> list[Run]:
+        """Every run folder, broken ones included (``Run.problem()`` says why one is unusable)."""
         return sorted((Run(p) for p in self.runs_dir.iterdir() if (p / RUN_FILE).exists()), key=lambda r: r.id)
+
+    def broken(self) -> list[tuple[Run, str]]:
+        """(run, reason) for each run folder whose run.json is unreadable."""
+        return [(r, why) for r in self.list() if (why := r.problem())]
 
     def __iter__(self) -> Iterator[Run]:
         return iter(self.list())

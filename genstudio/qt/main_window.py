@@ -666,7 +666,8 @@ class MainWindow(QMainWindow):
         run = t.run_ref
         if t.name == "train" and run is not None:
             try:  # the train job marks itself failed; cover failures before it got that far
-                if run.info().get("status") in ("created", "running", "paused"):
+                # (not a run another trainer holds: this job was refused, that one is fine)
+                if not run.busy() and run.info().get("status") in ("created", "running", "paused"):
                     run.update(status="failed", message=message)
             except RunError:
                 pass

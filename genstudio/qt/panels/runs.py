@@ -30,7 +30,8 @@ from genstudio.qt.panels.base import AppContext, Panel
 COLUMNS = ("Run", "Status", "Step", "Plugin", "Dataset", "Created")
 STATUS_COLOURS = {
     "running": "#4c8dff", "completed": "#5cb85c", "failed": "#e05561", "diverged": "#e0a030",
-    "paused": "#c8b060", "stopped": "#8a90a0", "created": "#8a90a0",
+    "paused": "#c8b060", "stopped": "#8a90a0", "created": "#8a90a0", "interrupted": "#e0a030",
+    "broken": "#e05561",
 }
 
 
@@ -121,10 +122,12 @@ class RunsPanel(Panel):
     def _fill(self, item: QTreeWidgetItem, run: Run) -> None:
         try:
             info = run.info()
-        except RunError as e:
+        except RunError as e:  # a broken run.json: listed, marked, with the reason
             item.setText(0, short_name(run.id))
-            item.setText(1, "unreadable")
-            item.setToolTip(0, str(e))
+            item.setText(1, "broken")
+            item.setForeground(1, QBrush(QColor(STATUS_COLOURS["broken"])))
+            for col in (0, 1):
+                item.setToolTip(col, str(e))
             return
         created = info.get("created")
         status = str(info.get("status", "?"))

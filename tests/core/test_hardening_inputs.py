@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from PIL import Image
+from PIL import Image, ImageFile
 
 from genstudio.cli import main
 from genstudio.core.data.folder import FolderError, load_folder
@@ -150,8 +150,8 @@ def test_header_declaring_20000_squared_is_refused(tmp_path):
 def test_large_real_image_is_refused_before_decoding(tmp_path, side, monkeypatch):
     Image.new("1", (side, side)).save(tmp_path / "big.png")
     decoded: list[int] = []
-    real_load = Image.Image.load
-    monkeypatch.setattr(Image.Image, "load", lambda self: decoded.append(1) or real_load(self))
+    real_load = ImageFile.ImageFile.load  # where a file's pixels get decoded
+    monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(1) or real_load(self))
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # pillow's DecompressionBombWarning would be a second line
         with pytest.raises(ImageFileError, match=rf"big\.png: image is {side}x{side} .* at most {MAX_PIXELS // 10**6} Mpx"):

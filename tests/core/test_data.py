@@ -68,8 +68,8 @@ def test_transforms_scene_reopens_by_name(tmp_path):
     cams = sphere_cameras(4, 3.0, width=16, height=16)
     imgs = []
     for i, c in enumerate(cams):
-        p = tmp_path / "imgs" / f"{c.name}.png"
-        p.parent.mkdir(exist_ok=True)
+        p = tmp_path / "scene" / "imgs" / f"{c.name}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((16, 16, 3), 60 * i, np.uint8)).save(p)
         imgs.append(p)
     path = save_transforms(tmp_path / "scene", cams, imgs)

@@ -73,10 +73,10 @@ def test_rays_pass_through_projected_points():
 
 def test_transforms_round_trip(tmp_path):
     cams = sphere_cameras(5, 3.0, width=40, height=30)
-    imgs = [tmp_path / "imgs" / f"{c.name}.png" for c in cams]
+    imgs = [tmp_path / "out" / "imgs" / f"{c.name}.png" for c in cams]
     path = save_transforms(tmp_path / "out", cams, imgs)
     doc = json.loads(path.read_text())
-    assert doc["frames"][0]["file_path"] == "../imgs/view_000.png"  # relative to the file's folder
+    assert doc["frames"][0]["file_path"] == "imgs/view_000.png"  # relative to the file's folder
     back = load_transforms(path)
     for a, b in zip(cams, back):
         torch.testing.assert_close(a.c2w, b.c2w)

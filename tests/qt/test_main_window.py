@@ -111,15 +111,15 @@ def test_scene_plugins_open_a_transforms_folder(main_window, tmp_path, monkeypat
     cams = sphere_cameras(3, 3.0, width=16, height=16)
     imgs = []
     for c in cams:
-        p = tmp_path / "imgs" / f"{c.name}.png"
-        p.parent.mkdir(exist_ok=True)
+        p = tmp_path / "scene" / "imgs" / f"{c.name}.png"
+        p.parent.mkdir(parents=True, exist_ok=True)
         Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(p)
         imgs.append(p)
     path = save_transforms(tmp_path / "scene", cams, imgs)
     monkeypatch.setattr(w, "choose_folder", lambda: str(path.parent))
     w.dataset_combo.activated.emit(w.dataset_combo.findData("__open_scene__"))
     assert w.current_dataset() == f"transforms:{path.parent.resolve()}" and not w.errors
-    monkeypatch.setattr(w, "choose_folder", lambda: str(tmp_path / "imgs"))  # no transforms.json there
+    monkeypatch.setattr(w, "choose_folder", lambda: str(tmp_path / "scene" / "imgs"))  # no transforms.json there
     w.dataset_combo.activated.emit(w.dataset_combo.findData("__open_scene__"))
     assert w.errors and "Cannot use" in w.errors[-1][0]
     assert w.current_dataset() == f"transforms:{path.parent.resolve()}"  # the previous choice stays

@@ -1,5 +1,7 @@
 """The user's own images: every png/jpg/bmp/webp under a folder, resized to a square size.
-Sub-folder names become class labels (like torchvision's ImageFolder) when there are several."""
+Sub-folder names become class labels (like torchvision's ImageFolder) when there are several.
+Files pillow cannot read are skipped (and counted); an image over the pixel limit of
+:mod:`genstudio.core.data.images` stops the load, since skipping it would hide the limit."""
 
 from __future__ import annotations
 
@@ -10,12 +12,14 @@ import torch
 from PIL import Image, UnidentifiedImageError
 
 from genstudio.core.data import DataSpec, TensorDataset
+from genstudio.core.data.images import read_image
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".gif"}
+MAX_SIZE = 1024  # the side images are resized to; beyond it a folder of images no longer fits in memory
 
 
 class FolderError(ValueError):
-    pass
+    """A ``folder:`` argument that names no usable images (or a bad size)."""
 
 
 def load_folder(arg: str, default_size: int = 32) -> TensorDataset:
@@ -24,6 +28,8 @@ def load_folder(arg: str, default_size: int = 32) -> TensorDataset:
     head, sep, tail = arg.rpartition(":")
     if sep and tail.isdigit():
         path, size = head, int(tail)
+        if not 1 <= size <= MAX_SIZE:
+            raise FolderError(f"folder:{arg}: SIZE must be between 1 and {MAX_SIZE}, got {size}")
     root = Path(path).expanduser()
     if not root.is_dir():
         raise FolderError(f"image folder not found: {root}")
@@ -33,9 +39,8 @@ def load_folder(arg: str, default_size: int = 32) -> TensorDataset:
     images, classes, skipped = [], [], 0
     for p in files:
         try:
-            with Image.open(p) as im:
-                images.append(im.convert("RGB").resize((size, size), Image.BILINEAR))
-                classes.append(p.parent.relative_to(root).as_posix())
+            images.append(read_image(p, "RGB").resize((size, size), Image.BILINEAR))
+            classes.append(p.parent.relative_to(root).as_posix())
         except (UnidentifiedImageError, OSError):
             skipped += 1
     if not images:

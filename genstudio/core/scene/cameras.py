@@ -184,37 +184,71 @@ gl_c2w_to_opencv = opencv_c2w_to_gl  # the flip is an involution
 
 
 # -- nerfstudio / instant-ngp transforms.json --------------------------------------------------
-def _intrinsics(d: dict, fallback: dict | None = None) -> dict:
-    """fl_x, fl_y, cx, cy, w, h from a transforms dict (frame-level keys override global ones)."""
-    src = {**(fallback or {}), **d}
+def _number(src: dict, key: str, where: str, *, positive: bool = True) -> float:
+    """``src[key]`` as a finite float (> 0 unless ``positive`` is False): JSON null, strings,
+    booleans, NaN and zero focal lengths otherwise fail later, far from the file."""
+    v = src[key]
     try:
-        w, h = int(src["w"]), int(src["h"])
-    except KeyError:
-        raise CameraFileError("transforms.json gives no image size (w, h)") from None
+        x = float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+    except OverflowError:  # a JSON integer of hundreds of digits
+        x = math.inf
+    if not math.isfinite(x) or (positive and x <= 0):
+        raise CameraFileError(f"{where}: {key} must be a {'positive' if positive else 'finite'} number, got {v!r}")
+    return x
+
+
+def _pixels(src: dict, key: str, where: str) -> int:
+    """An image side (``w`` or ``h``): a positive whole number of pixels."""
+    x = _number(src, key, where)
+    if x != int(x):
+        raise CameraFileError(f"{where}: {key} must be a whole number of pixels, got {src[key]!r}")
+    return int(x)
+
+
+def _angle(src: dict, key: str, where: str) -> float:
+    """A field of view in radians, in (0, pi) (0 makes the focal length infinite)."""
+    a = _number(src, key, where)
+    if a >= math.pi:
+        raise CameraFileError(f"{where}: {key} must be in (0, pi) radians, got {src[key]!r}")
+    return a
+
+
+def _intrinsics(d: dict, fallback: dict | None = None, where: str = "transforms.json") -> dict:
+    """fl_x, fl_y, cx, cy, w, h from a transforms dict (frame-level keys override global ones);
+    ``where`` (file and frame) starts the message of a :class:`CameraFileError` on a bad value."""
+    src = {**(fallback or {}), **d}
+    if "w" not in src or "h" not in src:
+        raise CameraFileError(f"{where}: no image size (w, h)")
+    w, h = _pixels(src, "w", where), _pixels(src, "h", where)
     if "fl_x" in src:
-        fl_x = float(src["fl_x"])
+        fl_x = _number(src, "fl_x", where)
     elif "camera_angle_x" in src:
-        fl_x = focal_from_fov(float(src["camera_angle_x"]), w)
+        fl_x = focal_from_fov(_angle(src, "camera_angle_x", where), w)
     else:
-        raise CameraFileError("transforms.json gives neither fl_x nor camera_angle_x")
+        raise CameraFileError(f"{where}: neither fl_x nor camera_angle_x")
     if "fl_y" in src:
-        fl_y = float(src["fl_y"])
+        fl_y = _number(src, "fl_y", where)
     elif "camera_angle_y" in src:
-        fl_y = focal_from_fov(float(src["camera_angle_y"]), h)
+        fl_y = focal_from_fov(_angle(src, "camera_angle_y", where), h)
     else:
         fl_y = fl_x
-    return {"fl_x": fl_x, "fl_y": fl_y, "cx": float(src.get("cx", w / 2)), "cy": float(src.get("cy", h / 2)),
-            "width": w, "height": h}
+    cx = _number(src, "cx", where, positive=False) if "cx" in src else w / 2
+    cy = _number(src, "cy", where, positive=False) if "cy" in src else h / 2
+    return {"fl_x": fl_x, "fl_y": fl_y, "cx": cx, "cy": cy, "width": w, "height": h}
 
 
 def _image_size(path: Path) -> tuple[int, int] | None:
-    try:
-        from PIL import Image
+    from genstudio.core.data.images import image_size
 
-        with Image.open(path) as im:
-            return im.size
+    try:
+        return image_size(path)
     except OSError:
         return None
+
+
+def _inside(path: Path, root: Path) -> bool:
+    """Whether ``path`` lies under ``root``, by absolute names (abspath folds ``..``)."""
+    return Path(os.path.abspath(path)).is_relative_to(os.path.abspath(root))
 
 
 def _read_json(path: Path) -> dict | list:
@@ -244,8 +278,11 @@ def load_transforms(path: str | os.PathLike) -> list[Camera]:
     """Cameras of a nerfstudio / instant-ngp ``transforms.json`` (a file, or a folder holding one).
 
     Each camera's ``image_path`` is the frame's ``file_path`` resolved against the file's folder
-    (a missing extension is tried as .png, as the NeRF Blender sets omit it). When the file gives
-    no ``w``/``h`` (the original Blender sets), the size is read from the first image.
+    (a missing extension is tried as .png, as the NeRF Blender sets omit it). A ``file_path`` that
+    leads outside that folder (absolute, or through ``..``) is refused: a downloaded scene must not
+    make us open ``/etc/passwd``. Symbolic links inside the folder are followed (the user put them
+    there). When the file gives no ``w``/``h`` (the original Blender sets), the size is read from
+    the first image.
     """
     p = Path(path)
     if p.is_dir():
@@ -257,19 +294,22 @@ def load_transforms(path: str | os.PathLike) -> list[Camera]:
     glob = {k: v for k, v in data.items() if k != "frames"}
     cams = []
     for k, fr in enumerate(data["frames"]):
+        where = f"{p} frame {k}"
         if not isinstance(fr, dict) or "transform_matrix" not in fr:
-            raise CameraFileError(f"frame {k} has no transform_matrix")
+            raise CameraFileError(f"{where}: no transform_matrix")
         img = None
         if fr.get("file_path"):
-            img = (root / str(fr["file_path"])).resolve()
+            img = Path(os.path.abspath(root / str(fr["file_path"])))
+            if not _inside(img, root):
+                raise CameraFileError(f"{where}: file_path {fr['file_path']!r} is outside the scene folder {root}")
             if not img.suffix and not img.exists() and img.with_suffix(".png").exists():
                 img = img.with_suffix(".png")
         if ("w" not in glob and "w" not in fr) and img is not None:
             size = _image_size(img)
             if size:
                 glob["w"], glob["h"] = size
-        intr = _intrinsics({k2: v for k2, v in fr.items() if k2 != "transform_matrix"}, glob)
-        c2w = _matrix(fr["transform_matrix"], (4, 4), f"frame {k} transform_matrix")
+        intr = _intrinsics({k2: v for k2, v in fr.items() if k2 != "transform_matrix"}, glob, where)
+        c2w = _matrix(fr["transform_matrix"], (4, 4), f"{where}: transform_matrix")
         cams.append(Camera(c2w, name=Path(str(fr.get("file_path", f"frame_{k:04d}"))).stem,
                            image_path=str(img) if img else None, **intr))
     return cams
@@ -278,10 +318,15 @@ def load_transforms(path: str | os.PathLike) -> list[Camera]:
 def save_transforms(path: str | os.PathLike, cameras: Sequence[Camera],
                     image_paths: Sequence[str | os.PathLike | None] | None = None) -> Path:
     """Write a nerfstudio ``transforms.json``. Intrinsics shared by all cameras are written once at
-    the top level, others per frame; image paths are stored relative to the file's folder."""
+    the top level, others per frame; image paths are stored relative to the file's folder, so they
+    must lie inside it (:func:`load_transforms` refuses the others; CameraFileError here)."""
     p = Path(path)
     if p.suffix != ".json":
         p = p / "transforms.json"
+    images = list(image_paths) if image_paths is not None else [c.image_path for c in cameras]
+    outside = [str(i) for i in images if i is not None and not _inside(Path(i), p.parent)]
+    if outside:
+        raise CameraFileError(f"image {outside[0]} is outside the scene folder {p.parent}; move it inside")
     p.parent.mkdir(parents=True, exist_ok=True)
     keys = ("fl_x", "fl_y", "cx", "cy", "w", "h")
 
@@ -292,14 +337,10 @@ def save_transforms(path: str | os.PathLike, cameras: Sequence[Camera],
     shared = {k: first[k] for k in keys if all(intr(c)[k] == first[k] for c in cameras)}
     frames = []
     for k, c in enumerate(cameras):
-        img = image_paths[k] if image_paths is not None else c.image_path
+        img = images[k]
         fr: dict = {}
         if img is not None:
-            ip = Path(img)
-            try:
-                fr["file_path"] = Path(os.path.relpath(ip.resolve(), p.parent.resolve())).as_posix()
-            except ValueError:  # another drive on Windows
-                fr["file_path"] = ip.as_posix()
+            fr["file_path"] = Path(os.path.relpath(os.path.abspath(img), os.path.abspath(p.parent))).as_posix()
         fr["transform_matrix"] = c.c2w.double().tolist()
         fr.update({kk: v for kk, v in intr(c).items() if kk not in shared})
         frames.append(fr)

@@ -12,7 +12,9 @@ uchar red green blue, e.g. COLMAP's points3D.ply) loads as small isotropic Gauss
 scale 3 x float32, RGBA 4 x uint8 (colour from the SH DC term, alpha = sigmoid(opacity)),
 quaternion 4 x uint8 as round(q * 128 + 128), w first. View-dependent colour is dropped.
 
-Every reader raises :class:`SceneFileError` with a readable message on a truncated or corrupt file.
+Every reader raises :class:`SceneFileError` with a readable message on a truncated or corrupt file,
+and on values no renderer can draw (:func:`_check_values`): non-finite numbers, log scales beyond
++-:data:`MAX_ABS_LOG_SCALE`, zero quaternions.
 """
 
 from __future__ import annotations
@@ -34,6 +36,32 @@ _PLY_TYPES = {"char": "i1", "int8": "i1", "uchar": "u1", "uint8": "u1", "short":
               "ushort": "<u2", "uint16": "<u2", "int": "<i4", "int32": "<i4", "uint": "<u4", "uint32": "<u4",
               "float": "<f4", "float32": "<f4", "double": "<f8", "float64": "<f8"}
 _MAX_HEADER = 1 << 16
+# |log scale| limit: exp(30) ~ 1e13 and its square (a covariance entry) stay finite and nonzero in
+# float32, while exp(1e30) is inf; real 3DGS scenes keep log scales within about [-15, 5].
+MAX_ABS_LOG_SCALE = 30.0
+
+
+def _check_values(name: str, count: int, columns: dict[str, torch.Tensor]) -> None:
+    """Refuse what no renderer can draw, naming the field and how many rows: ``columns`` maps a
+    field label (e.g. ``"x, y, z"``, ``"scale_0..2"``) to its (N, k) values; a label that starts
+    with ``scale`` holds log scales (what .ply stores; .splat's linear scales go in as their log)
+    and one with ``rot`` quaternions."""
+    for label, t in columns.items():
+        if not t.numel():
+            continue
+        bad = int((~torch.isfinite(t)).any(1).sum())
+        if bad:
+            raise SceneFileError(f"{name}: {bad} of {count} rows have NaN or infinite {label}")
+        if label.startswith("scale"):
+            bad = int((t.abs() > MAX_ABS_LOG_SCALE).any(1).sum())
+            if bad:
+                raise SceneFileError(f"{name}: {bad} of {count} rows have {label} beyond exp(+-{MAX_ABS_LOG_SCALE:g}) "
+                                     f"(log scale beyond +-{MAX_ABS_LOG_SCALE:g}): such sizes overflow")
+        if label.startswith("rot"):
+            bad = int((t == 0).all(1).sum())
+            if bad:
+                raise SceneFileError(f"{name}: {bad} of {count} rows have an all-zero quaternion {label} "
+                                     f"(no rotation; a valid one has a nonzero length)")
 
 
 def _ply_fields(sh_degree: int) -> list[str]:
@@ -147,12 +175,13 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
 
     means = cols(["x", "y", "z"])
     if not {"f_dc_0", "opacity", "scale_0", "rot_0"} <= names:  # a plain point cloud
-        colors = None
+        colors, checked = None, {"x, y, z": means}
         if {"red", "green", "blue"} <= names:
             colors = cols(["red", "green", "blue"])
-            colors = colors / (255.0 if rec["red"].dtype.kind in "ui" else 1.0)
+            colors = checked["red, green, blue"] = colors / (255.0 if rec["red"].dtype.kind in "ui" else 1.0)
         if count == 0:
             raise SceneFileError(f"{p.name} holds no points")
+        _check_values(p.name, count, checked)
         return Gaussians.create(means, colors, opacity=0.5)
     n_rest = sum(1 for k in names if k.startswith("f_rest_"))
     if n_rest % 3:
@@ -162,12 +191,13 @@ def load_ply(path: str | os.PathLike) -> Gaussians:
     except ValueError as exc:
         raise SceneFileError(f"{p.name}: {exc}") from None
     k = sh_coeffs(degree)
-    rest = cols([f"f_rest_{i}" for i in range(n_rest)]).reshape(count, 3, k - 1).transpose(1, 2).contiguous()
-    g = Gaussians(means, cols(["scale_0", "scale_1", "scale_2"]), cols(["rot_0", "rot_1", "rot_2", "rot_3"]),
-                  cols(["opacity"])[:, 0].contiguous(), cols(["f_dc_0", "f_dc_1", "f_dc_2"]), rest)
-    if not all(torch.isfinite(t).all() for t in g.tensors().values()):
-        raise SceneFileError(f"{p.name} contains NaN or infinite values")
-    return g
+    rest = cols([f"f_rest_{i}" for i in range(n_rest)])
+    scales, quats = cols(["scale_0", "scale_1", "scale_2"]), cols(["rot_0", "rot_1", "rot_2", "rot_3"])
+    opacity, dc = cols(["opacity"]), cols(["f_dc_0", "f_dc_1", "f_dc_2"])
+    _check_values(p.name, count, {"x, y, z": means, "scale_0..2": scales, "rot_0..3": quats, "opacity": opacity,
+                                  "f_dc_0..2": dc, "f_rest_*": rest})
+    return Gaussians(means, scales, quats, opacity[:, 0].contiguous(), dc,
+                     rest.reshape(count, 3, k - 1).transpose(1, 2).contiguous())
 
 
 SPLAT_DTYPE = np.dtype([("pos", "<f4", 3), ("scale", "<f4", 3), ("rgba", "u1", 4), ("rot", "u1", 4)])
@@ -210,15 +240,16 @@ def load_splat(path: str | os.PathLike) -> Gaussians:
     rec = np.frombuffer(data, dtype=SPLAT_DTYPE)
     pos = torch.from_numpy(rec["pos"].copy())
     scale = torch.from_numpy(rec["scale"].copy())
-    if not (torch.isfinite(pos).all() and torch.isfinite(scale).all()) or (scale <= 0).any():
-        raise SceneFileError(f"{p.name} is corrupt: non-finite positions or non-positive scales")
-    rgba = torch.from_numpy(rec["rgba"].astype(np.float32)) / 255.0
+    bad = int((scale <= 0).any(1).sum())
+    if bad:
+        raise SceneFileError(f"{p.name}: {bad} of {len(rec)} rows have a zero or negative scale")
     q = (torch.from_numpy(rec["rot"].astype(np.float32)) - 128.0) / 128.0
-    norm = q.norm(dim=1, keepdim=True)
-    q = torch.where(norm > 1e-6, q / norm.clamp_min(1e-6), torch.tensor([1.0, 0, 0, 0]))
+    log_scale = torch.log(scale)
+    _check_values(p.name, len(rec), {"position": pos, "scale": log_scale, "rotation": q})
+    rgba = torch.from_numpy(rec["rgba"].astype(np.float32)) / 255.0
     a = rgba[:, 3].clamp(1e-6, 1 - 1e-6)
-    return Gaussians(pos, torch.log(scale), q, torch.log(a / (1 - a)), rgb_to_sh_dc(rgba[:, :3]),
-                     torch.zeros(len(rec), 0, 3))
+    return Gaussians(pos, log_scale, q / q.norm(dim=1, keepdim=True), torch.log(a / (1 - a)),
+                     rgb_to_sh_dc(rgba[:, :3]), torch.zeros(len(rec), 0, 3))
 
 
 def load_scene(path: str | os.PathLike) -> Gaussians:

@@ -61,16 +61,25 @@ class SceneLoadError(ValueError):
 
 
 def _load_image(path: str | None, cam: Camera, size: tuple[int, int], background: Tensor) -> Tensor:
+    """The view's image resized to ``size``. Its own size must be the one its camera declares: the
+    intrinsics are in that camera's pixels, so another size (even of the same aspect) would mean
+    resizing to a guess, and another aspect would stretch the picture silently."""
     from PIL import Image, UnidentifiedImageError
+
+    from genstudio.core.data.images import ImageFileError, read_image
 
     if not path or not os.path.exists(path):
         raise SceneLoadError(f"image for camera {cam.name!r} not found: {path}")
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGBA").resize(size, Image.BILINEAR)
-            a = np.asarray(im, dtype=np.float32) / 255.0
+        im = read_image(path, "RGBA")
+    except ImageFileError as exc:
+        raise SceneLoadError(str(exc)) from None
     except (UnidentifiedImageError, OSError) as exc:
         raise SceneLoadError(f"cannot read image {path}: {exc}") from None
+    if im.size != (cam.width, cam.height):
+        raise SceneLoadError(f"{path}: image is {im.size[0]}x{im.size[1]} but its camera says "
+                             f"{cam.width}x{cam.height} (w, h); all views must match their cameras' sizes")
+    a = np.asarray(im.resize(size, Image.BILINEAR), dtype=np.float32) / 255.0
     rgb, alpha = torch.from_numpy(a[..., :3]), torch.from_numpy(a[..., 3:])
     return rgb * alpha + (1 - alpha) * background  # transparent pixels show the background
 

@@ -200,13 +200,14 @@ def load_image(path: str | Path, shape: tuple[int, ...]) -> Tensor:
     converted to grey or RGB and resized (pillow)."""
     from PIL import Image, UnidentifiedImageError
 
+    from genstudio.core.data.images import read_image
+
     if len(shape) != 3 or shape[0] not in (1, 3):
         raise ValueError(f"image files need an image dataset (1 or 3 channels), not shape {tuple(shape)}")
     c, h, w = shape
-    try:
-        with Image.open(path) as im:
-            im = im.convert("L" if c == 1 else "RGB").resize((w, h), Image.Resampling.LANCZOS)
-            a = np.asarray(im, np.float32) / 127.5 - 1.0
+    try:  # read_image: the pixel limit and 16-bit greyscale (ImageFileError is a ValueError already)
+        im = read_image(path, "L" if c == 1 else "RGB").resize((w, h), Image.Resampling.LANCZOS)
+        a = np.asarray(im, np.float32) / 127.5 - 1.0
     except (OSError, UnidentifiedImageError) as e:
         raise ValueError(f"cannot read image {path}: {e}") from e
     a = a[None] if c == 1 else a.transpose(2, 0, 1)

@@ -4,7 +4,8 @@
 Only folder plugins (``GENSTUDIO_PLUGIN_PATH``) are probed; entry-point plugins are installed
 packages and trusted. A passed or failed probe is cached per plugin by the newest mtime of its
 ``.py`` files (editing the plugin probes it again); a time-out is not cached, since a busy machine
-may cause it. This module loads neither torch nor Qt: the child must start fast.
+may cause it. A frozen app (PyInstaller) has no interpreter to start, so it imports unprobed.
+This module loads neither torch nor Qt: the child must start fast.
 
     python -m genstudio.core.plugin_probe TARGET MODNAME    (what the probe runs)
 """
@@ -91,7 +92,7 @@ def probe_all(targets: dict[Path, str], cache: Path | None = None) -> dict[Path,
     """Plugin file -> why it must not be imported in this process, for ``targets`` (file -> module
     name); the plugins that may be imported are left out (all of them when probing is off)."""
     limit = timeout()
-    if not limit or not targets:
+    if not limit or not targets or getattr(sys, "frozen", False):  # frozen: sys.executable is the app itself
         return {}
     seen = _read(cache)
     stamps = {t: _stamp(t) for t in targets}

@@ -93,6 +93,14 @@ def test_probe_off_and_entry_points_are_not_probed(plugin_dir, monkeypatch):
     assert reg.entries["good"].ok and reg.entries["ddpm"].ok
 
 
+def test_no_probe_in_a_frozen_app(plugin_dir, monkeypatch):
+    """In a PyInstaller bundle sys.executable is the app: `-m plugin_probe` would start another app."""
+    monkeypatch.setattr(plugin_probe.sys, "frozen", True, raising=False)
+    monkeypatch.setattr(plugin_probe, "_run_probes", lambda *a: pytest.fail("probed"))
+    _write_plugin(plugin_dir, "imports", "PLUGIN = type('X', (), {})\n")
+    assert discover(entry_points_too=False).entries["imports"].error.startswith("contract:")
+
+
 # -- plugins that misbehave while training ----------------------------------------------------------
 
 def _fake(name: str, **methods) -> type:

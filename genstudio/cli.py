@@ -21,12 +21,56 @@ import argparse
 import os
 import signal
 import sys
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+MAX_SEED = 2**32 - 1  # numpy's limit; torch takes more, but a seed is handed to both
 
 
 class CliError(Exception):
     """An error worth one line to the user."""
+
+
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line and status 2, like every other error (argparse would exit itself)."""
+
+    def error(self, message: str) -> NoReturn:
+        raise CliError(f"{message} (see `{self.prog} -h`)")
+
+
+def _int_in(lo: int, hi: int | None = None) -> Callable[[str], int]:
+    """An argparse type: a whole number in [lo, hi], checked before anything is loaded or created."""
+
+    def parse(text: str) -> int:
+        try:
+            v = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected a whole number, got {text!r}") from None
+        if v < lo or (hi is not None and v > hi):
+            raise argparse.ArgumentTypeError(f"must be >= {lo}, got {v}" if hi is None else
+                                             f"must be in [{lo}, {hi}], got {v}")
+        return v
+
+    return parse
+
+
+COUNT, EVERY, SEED = _int_in(1), _int_in(0), _int_in(0, MAX_SEED)  # EVERY: 0 = never / auto / none
+
+
+def _out_file(text: str) -> str:
+    """An argparse type for a file to write: its folder must exist (a typo must not create folders)."""
+    parent = Path(text).expanduser().parent
+    if not parent.is_dir():
+        raise argparse.ArgumentTypeError(f"folder {str(parent)!r} does not exist")
+    return text
+
+
+def _in_file(text: str) -> str:
+    """An argparse type for a file to read."""
+    if not Path(text).expanduser().is_file():
+        raise argparse.ArgumentTypeError(f"no file {text!r}")
+    return text
 
 
 def _table(rows: Sequence[Sequence[str]], header: Sequence[str]) -> str:
@@ -91,13 +135,16 @@ class _Progress:
             self.bar.write(f"[{event.data['status']}] {event.data['message']}")
 
 
-def _stop_on_signals(control: Any) -> Any:
+def _stop_on_signals(control: Any, notice: Any = None) -> Any:
     """Ctrl-C (SIGINT) and SIGTERM (kill, systemd, a batch scheduler) both stop the job cleanly:
-    checkpoint and status written. A second signal acts as usual. Returns the undo function."""
+    checkpoint and status written; ``notice()`` says so. A second signal acts as usual. Returns
+    the undo function."""
     defaults = {signal.SIGINT: signal.default_int_handler, signal.SIGTERM: signal.SIG_DFL}
 
     def on_signal(signum: int, frame: Any) -> None:
         control.cancel()
+        if notice is not None:
+            notice()
         signal.signal(signum, defaults[signum])
 
     old = {sig: signal.signal(sig, on_signal) for sig in defaults}
@@ -123,12 +170,15 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None) -> in
     # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
     bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
 
-    restore = _stop_on_signals(control)
+    restore = _stop_on_signals(
+        control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
     try:
         for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
             pass
     except RunBusy:  # another process trains it: nothing was written, say so as it is
         raise
+    except KeyboardInterrupt:  # the second Ctrl-C, e.g. in a plugin step that never returns
+        raise CliError(_interrupted(run)) from None
     except Exception as e:  # plugin errors: one line here, the traceback is in the run's log.txt
         if os.environ.get("GENSTUDIO_DEBUG"):
             raise
@@ -141,6 +191,16 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None) -> in
     if status not in ("completed", "stopped"):
         raise CliError(f"run {run.id} ended {status}: {run.info().get('message', '')}")
     return 0
+
+
+def _interrupted(run: Any) -> str:
+    """Mark a run whose job was killed by Ctrl-C (it never reached a check) and say what is left."""
+    ck = run.checkpoints()
+    left = f"resume continues from the checkpoint of step {run.info().get('step', 0)}" if ck else "no checkpoint"
+    msg = f"interrupted by Ctrl-C; {left}"
+    run.update(status="interrupted", message=msg)
+    run.log(f"[interrupted] {msg}")
+    return f"run {run.id} {msg}"
 
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -160,6 +220,11 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _drive_training(run, args.steps, args.device)
 
 
+def _flag(option: str) -> str:
+    """The command-line flag of a sample() keyword."""
+    return "--" + ("class" if option == "cond" else option.replace("_", "-"))
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -169,7 +234,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule)) if v is not None}
     if extra:
-        from genstudio.core.plugin import sample_options
+        from genstudio.core.plugin import option_error, sample_options
         from genstudio.core.registry import registry
 
         info = run.info()
@@ -179,9 +244,13 @@ def cmd_sample(args: argparse.Namespace) -> int:
             takes.add("cond")
         bad = [k for k in extra if k not in takes]
         if bad:
-            flags = ", ".join("--" + ("class" if k == "cond" else k.replace("_", "-")) for k in bad)
+            flags = ", ".join(map(_flag, bad))
             why = " (the run is not class-conditional)" if "cond" in bad else ""
             raise CliError(f"plugin {plugin}'s sampler does not take {flags}{why}")
+        for opt in sample_options(registry().get(plugin)):
+            why = option_error(opt, extra[opt.name]) if opt.name in extra else None
+            if why:
+                raise CliError(f"{_flag(opt.name)}: {why} (plugin {plugin})")
     gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
                       every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
@@ -335,7 +404,7 @@ def cmd_shot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="genstudio", description="GenStudio: train and watch generative models.")
+    p = _Parser(prog="genstudio", description="GenStudio: train and watch generative models.")
     sub = p.add_subparsers(dest="cmd")
     s = sub.add_parser("gui", help="launch the desktop app (the default)")
     s.set_defaults(fn=cmd_gui)
@@ -347,33 +416,35 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("train", help="train a model; prints the run folder")
     s.add_argument("plugin")
     s.add_argument("--data", required=True, help="dataset name (see `genstudio datasets`) or folder:PATH")
-    s.add_argument("--steps", type=int, default=2000)
+    s.add_argument("--steps", type=COUNT, default=2000)
     s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
     s.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--log-every", type=int, default=10)
-    s.add_argument("--sample-every", type=int, default=500)
-    s.add_argument("--checkpoint-every", type=int, default=500)
-    s.add_argument("--n-preview", type=int, default=0,
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--log-every", type=COUNT, default=10)
+    s.add_argument("--sample-every", type=EVERY, default=500, help="preview grid every N steps (0 = only at the end)")
+    s.add_argument("--checkpoint-every", type=EVERY, default=500,
+                   help="checkpoint every N steps (0 = only at the end)")
+    s.add_argument("--n-preview", type=EVERY, default=0,
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
-    s.add_argument("--preview-steps", type=int, default=0,
+    s.add_argument("--preview-steps", type=EVERY, default=0,
                    help="sampling steps of each logged grid (0 = the plugin's default)")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")
-    s.add_argument("--steps", type=int, default=None, help="extra steps beyond the planned total")
+    s.add_argument("--steps", type=COUNT, default=None, help="extra steps beyond the planned total")
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_resume)
     s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
     s.add_argument("run", help="run folder or run id (prefix)")
-    s.add_argument("--n", type=int, default=64)
-    s.add_argument("--steps", type=int, default=None)
+    s.add_argument("--n", type=COUNT, default=64)
+    s.add_argument("--steps", type=COUNT, default=None)
     s.add_argument("--sampler", default=None)
-    s.add_argument("--seed", type=int, default=0)
-    s.add_argument("--out", default=None, help="output .png or .npz (default: the run's samples/ folder)")
+    s.add_argument("--seed", type=SEED, default=0)
+    s.add_argument("--out", type=_out_file, default=None,
+                   help="output .png or .npz (default: the run's samples/ folder)")
     s.add_argument("--device", default=None)
     s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
-    s.add_argument("--class", dest="cls", type=int, default=None,
+    s.add_argument("--class", dest="cls", type=EVERY, default=None,
                    help="class label (class-conditional runs)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")
     s.add_argument("--eta", type=float, default=None, help="DDIM stochasticity (0 = deterministic)")
@@ -383,31 +454,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--metrics", default=None, help="comma list: fcd,fid,kid,is,pr,accuracy,nll (images) or "
                    "energy,mmd,w2,pr,nll (2-D); default depends on the data")
-    s.add_argument("--n", type=int, default=None, help="samples and reference points (default 1000 images / 2000 2-D)")
+    s.add_argument("--n", type=COUNT, default=None,
+                   help="samples and reference points (default 1000 images / 2000 2-D)")
     s.add_argument("--checkpoint", default=None, help="step number, checkpoint file, or 'all' (default: newest)")
-    s.add_argument("--inception", default=None, help="pt_inception-2015-12-05 weights file (enables fid)")
-    s.add_argument("--boot", type=int, default=100, help="bootstrap resamples for intervals (0 = none)")
-    s.add_argument("--steps", type=int, default=None, help="sampling steps passed to the plugin")
+    s.add_argument("--inception", type=_in_file, default=None, help="pt_inception-2015-12-05 weights file (enables fid)")
+    s.add_argument("--boot", type=EVERY, default=100, help="bootstrap resamples for intervals (0 = none)")
+    s.add_argument("--steps", type=COUNT, default=None, help="sampling steps passed to the plugin")
     s.add_argument("--sampler", default=None)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_eval)
     s = sub.add_parser("nfe", help="sample quality against network evaluations for each sampler of a run")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--samplers", default=None, help="comma list (default: all the plugin offers)")
-    s.add_argument("--max-nfe", type=int, default=1000, help="largest budget; runs 1, 2, 4, ... up to it")
-    s.add_argument("--n", type=int, default=1000, help="samples and reference points per measurement")
-    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--max-nfe", type=COUNT, default=1000, help="largest budget; runs 1, 2, 4, ... up to it")
+    s.add_argument("--n", type=COUNT, default=1000, help="samples and reference points per measurement")
+    s.add_argument("--csv", type=_out_file, default=None, help="also write the table to this CSV file")
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_nfe)
     s = sub.add_parser("guidance", help="class accuracy and diversity against the guidance scale (class-conditional runs)")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--scales", default="0,1,2,4,8", help="comma list of classifier-free guidance scales")
-    s.add_argument("--n", type=int, default=100, help="samples per class and scale")
-    s.add_argument("--steps", type=int, default=None, help="sampling steps passed to the plugin")
-    s.add_argument("--csv", default=None, help="also write the table to this CSV file")
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("--n", type=COUNT, default=100, help="samples per class and scale")
+    s.add_argument("--steps", type=COUNT, default=None, help="sampling steps passed to the plugin")
+    s.add_argument("--csv", type=_out_file, default=None, help="also write the table to this CSV file")
+    s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_guidance)
     s = sub.add_parser("interp", help="DDIM-invert two items, reconstruct them and decode slerp/lerp strips "
@@ -415,32 +487,32 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--a", required=True, help="data:INDEX, seed:N or an image file")
     s.add_argument("--b", required=True, help="data:INDEX, seed:N or an image file")
-    s.add_argument("--frames", type=int, default=8, help="frames of each strip, ends included")
-    s.add_argument("--steps", type=int, default=50, help="DDIM steps of the inversion and the decodes")
-    s.add_argument("--out", default=None, help="PNG to write (default: the run's samples/ folder)")
+    s.add_argument("--frames", type=_int_in(2), default=8, help="frames of each strip, ends included")
+    s.add_argument("--steps", type=COUNT, default=50, help="DDIM steps of the inversion and the decodes")
+    s.add_argument("--out", type=_out_file, default=None, help="PNG to write (default: the run's samples/ folder)")
     s.add_argument("--device", default=None)
-    s.add_argument("--class-in", type=int, default=None,
+    s.add_argument("--class-in", type=EVERY, default=None,
                    help="class-conditional runs: invert along this class's ODE (default: unconditional)")
-    s.add_argument("--class-out", type=int, default=None,
+    s.add_argument("--class-out", type=EVERY, default=None,
                    help="decode as this class (default: --class-in); another class = class editing")
     s.set_defaults(fn=cmd_interp)
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None)
-    s.add_argument("--out", required=True)
+    s.add_argument("--out", type=_out_file, required=True)
     s.add_argument("--demo", action="store_true", help="train a small demo run first so panels show data")
     s.set_defaults(fn=cmd_shot)
     return p
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
-    if not getattr(args, "fn", None):
-        args = build_parser().parse_args(["gui"])
     from genstudio.core.config import ConfigError
     from genstudio.core.data import UnknownDataset
     from genstudio.core.runs import RunError
 
     try:
+        args = build_parser().parse_args(argv)
+        if not getattr(args, "fn", None):
+            args = build_parser().parse_args(["gui"])
         return args.fn(args)
     except (CliError, ConfigError, RunError, UnknownDataset, KeyError, ValueError, FileNotFoundError) as e:
         if os.environ.get("GENSTUDIO_DEBUG"):
@@ -448,6 +520,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)
         print(f"genstudio: error: {msg}", file=sys.stderr)
         return 2
+    except KeyboardInterrupt:  # Ctrl-C outside training (sampling, eval, ...): nothing to save
+        if os.environ.get("GENSTUDIO_DEBUG"):
+            raise
+        print("genstudio: interrupted", file=sys.stderr)
+        return 130
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import types
 import typing
 from dataclasses import dataclass
@@ -114,6 +115,16 @@ def run_refs(cfg: Any) -> dict[str, str]:
     return {s.name: str(getattr(cfg, s.name)) for s in fields_of(cfg) if s.runs_of and getattr(cfg, s.name)}
 
 
+def _int_from_text(text: str) -> int:
+    """``"1e3"`` is 1000; a mantissa with a fraction (``"1.5"``) or an overflow (``"1e400"``) is an error."""
+    if "e" not in text.lower():
+        return int(text)
+    f = float(text)
+    if not f.is_integer():  # inf and nan are not integers either
+        raise ValueError(text)
+    return int(f)
+
+
 def coerce(spec: FieldSpec, value: Any) -> Any:
     """Convert a user value (often a string) to the field's type and check range/choices."""
     try:
@@ -123,13 +134,15 @@ def coerce(spec: FieldSpec, value: Any) -> Any:
                 raise ValueError(value)
             v: Any = low in ("1", "true", "yes", "on")
         elif spec.type is int and isinstance(value, str):
-            v = int(float(value)) if "e" in value.lower() else int(value)
+            v = _int_from_text(value)
         elif spec.type in (int, float, str, bool):
             v = spec.type(value)
         else:
             v = value
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # int("1e400"), int(float("inf")), "abc"
         raise ConfigError(f"{spec.name}: expected {spec.type.__name__}, got {value!r}") from None
+    if isinstance(v, float) and not math.isfinite(v):  # nan slips through every range check
+        raise ConfigError(f"{spec.name}: expected a finite number, got {value!r}")
     if spec.choices and v not in spec.choices:
         raise ConfigError(f"{spec.name}: {v!r} is not one of {', '.join(map(str, spec.choices))}")
     if spec.range and isinstance(v, (int, float)) and not isinstance(v, bool):

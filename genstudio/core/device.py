@@ -6,6 +6,8 @@ import os
 
 import torch
 
+VALID = "auto, cpu, cuda, cuda:N, mps"
+
 
 def pick_device(name: str | None = None) -> torch.device:
     """``name`` may be None/"auto", "cpu", "cuda", "cuda:1", "mps"; an unavailable one is an error."""
@@ -16,9 +18,16 @@ def pick_device(name: str | None = None) -> torch.device:
         if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
             return torch.device("mps")
         return torch.device("cpu")
-    dev = torch.device(name)
+    try:
+        dev = torch.device(name)
+    except RuntimeError:  # torch's message lists some 20 backends, most of which GenStudio never runs on
+        dev = None
+    if dev is None or dev.type not in ("cpu", "cuda", "mps"):
+        raise ValueError(f"unknown device {name!r}; valid: {VALID}")
     if dev.type == "cuda" and not torch.cuda.is_available():
         raise ValueError("device 'cuda' requested but torch sees no CUDA GPU")
+    if dev.type == "cuda" and dev.index is not None and dev.index >= torch.cuda.device_count():
+        raise ValueError(f"device {name!r} requested but torch sees {torch.cuda.device_count()} CUDA GPU(s)")
     if dev.type == "mps" and not (getattr(torch.backends, "mps", None) and torch.backends.mps.is_available()):
         raise ValueError("device 'mps' requested but it is not available")
     return dev

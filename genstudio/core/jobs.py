@@ -219,6 +219,19 @@ def _saved_device(info: dict[str, Any]) -> str | None:
         return None
 
 
+def _check_step_result(plugin: str, m: Any) -> None:
+    """The train_step contract, checked once per run so a plugin returning junk fails with one line
+    instead of 'completing' with tracebacks from every metrics consumer (NaN is allowed: it pauses)."""
+    loss = m.get("loss") if isinstance(m, dict) else None
+    if not isinstance(loss, (int, float, np.floating, np.integer)) or isinstance(loss, bool):
+        raise TypeError(f"plugin {plugin}: train_step must return {{'loss': float, ...}}; got {_short(m)}")
+
+
+def _short(value: Any, limit: int = 80) -> str:
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
 def _finite(metrics: dict[str, float]) -> bool:
     return all(math.isfinite(v) for v in metrics.values() if isinstance(v, (int, float)))
 
@@ -283,7 +296,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             with torch.no_grad():
                 last = None
                 for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
-                    pass
+                    if control.cancelled:  # a long preview must not hold up Stop / Ctrl-C (a pause waits)
+                        raise Cancelled()
             x = last.x.detach().cpu()
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
@@ -320,6 +334,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             y = y.to(dev) if y is not None else None
             apply_lr_schedule(model, step)
             m = model.train_step(x, y, step)
+            if step == start + 1:
+                _check_step_result(info["plugin"], m)
             if not _finite(m):
                 bad = ", ".join(f"{k}={v}" for k, v in m.items() if not math.isfinite(v))
                 run.append_metrics(rows)

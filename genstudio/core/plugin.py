@@ -155,6 +155,17 @@ def sample_options(cls: type) -> tuple[SampleOption, ...]:
     return tuple(getattr(cls, "sample_options", ()) or ())
 
 
+def option_error(opt: SampleOption, value: Any) -> str | None:
+    """Why ``value`` is not a valid value of ``opt`` (outside its declared range or choices), or None:
+    the Sampler panel's spin box cannot leave the range; the command line has to check."""
+    if opt.choices:
+        return None if value in opt.choices else f"{value!r} is not one of {', '.join(opt.choices)}"
+    lo, hi = opt.range
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and lo <= value <= hi:
+        return None
+    return f"{value!r} is outside [{lo:g}, {hi:g}]"
+
+
 def option_applies(opt: SampleOption, sampler: str | None, faces: set[str] | frozenset[str]) -> bool:
     """Whether ``opt`` means anything for this sampler and a run with these face names."""
     return (not opt.samplers or sampler in opt.samplers) and (opt.needs is None or opt.needs in faces)

@@ -3,13 +3,12 @@ exactly like third-party ones; folders listed in ``GENSTUDIO_PLUGIN_PATH`` (os.p
 add packages that expose ``PLUGIN`` (a class) or ``PLUGINS`` (a list).
 
 A plugin that fails to import or breaks the contract is recorded with its error and listed as
-broken; discovery itself never raises.
+broken; discovery itself never raises. Folder plugins are imported in a child process first
+(:mod:`genstudio.core.plugin_probe`), so one that hangs or ends the process at import is only listed.
 """
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import os
 import sys
 import traceback
@@ -18,6 +17,7 @@ from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
+from genstudio.core import plugin_probe
 from genstudio.core.faces import class_faces
 from genstudio.core.plugin import PluginInfo, contract_errors
 
@@ -97,31 +97,49 @@ def _load_entry_points(reg: Registry) -> None:
             reg.add_failure(ep.name, src, exc)
 
 
-def _load_folder(reg: Registry, folder: Path) -> None:
+def _modname(name: str) -> str:
+    return f"genstudio_ext_{name}"
+
+
+def _folder_plugins(folder: Path) -> list[tuple[str, Path]]:
+    """(name, file to import) of each plugin in ``folder``: a package or a single ``.py`` file."""
     if not folder.is_dir():
-        return
+        return []
+    found = []
     for pkg in sorted(folder.iterdir()):
         init = pkg / "__init__.py"
-        if not init.is_file() and not (pkg.suffix == ".py" and pkg.is_file()):
-            continue
-        name = pkg.stem
-        modname = f"genstudio_ext_{name}"
-        src = str(pkg)
-        try:
-            target = init if init.is_file() else pkg
-            spec = importlib.util.spec_from_file_location(
-                modname, target, submodule_search_locations=[str(pkg)] if init.is_file() else None)
-            mod = importlib.util.module_from_spec(spec)
-            sys.modules[modname] = mod
-            spec.loader.exec_module(mod)
-            classes = getattr(mod, "PLUGINS", None) or ([mod.PLUGIN] if hasattr(mod, "PLUGIN") else [])
-            if not classes:
-                raise AttributeError(f"{pkg.name} defines neither PLUGIN nor PLUGINS")
-            for cls in classes:
-                reg.add_class(cls, src, name)
-        except BaseException as exc:  # noqa: BLE001
-            sys.modules.pop(modname, None)
-            reg.add_failure(name, src, exc)
+        if init.is_file():
+            found.append((pkg.stem, init))
+        elif pkg.suffix == ".py" and pkg.is_file():
+            found.append((pkg.stem, pkg))
+    return found
+
+
+def _load_file(reg: Registry, name: str, target: Path, refused: str | None) -> None:
+    """Import one folder plugin, unless its probe ``refused`` it (then it is only recorded)."""
+    modname = _modname(name)
+    src = str(target.parent if target.name == "__init__.py" else target)
+    if refused:
+        reg._record(PluginEntry(name, src, error=refused, details=f"{refused} when imported in a child process (time "
+                                f"limit: ${plugin_probe.TIMEOUT_ENV}), so it was not imported in this one"))
+        return
+    try:
+        mod = plugin_probe.import_file(modname, target)
+        classes = getattr(mod, "PLUGINS", None) or ([mod.PLUGIN] if hasattr(mod, "PLUGIN") else [])
+        if not classes:
+            raise AttributeError(f"{Path(src).name} defines neither PLUGIN nor PLUGINS")
+        for cls in classes:
+            reg.add_class(cls, src, name)
+    except BaseException as exc:  # noqa: BLE001
+        sys.modules.pop(modname, None)
+        reg.add_failure(name, src, exc)
+
+
+def _probe_cache() -> Path:
+    """Where probe results of folder plugins are kept (the data directory)."""
+    from genstudio.core.runs import default_root
+
+    return default_root() / "plugin_probe.json"
 
 
 def discover(extra_paths: list[str | Path] | None = None, *, entry_points_too: bool = True) -> Registry:
@@ -131,8 +149,10 @@ def discover(extra_paths: list[str | Path] | None = None, *, entry_points_too: b
         _load_entry_points(reg)
     paths = [Path(p) for p in (extra_paths or [])]
     paths += [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
-    for p in paths:
-        _load_folder(reg, p)
+    found = [f for p in paths for f in _folder_plugins(p)]
+    refused = plugin_probe.probe_all({target: _modname(name) for name, target in found}, _probe_cache())
+    for name, target in found:
+        _load_file(reg, name, target, refused.get(target))
     return reg
 
 

@@ -10,6 +10,7 @@ the user points GenStudio at the weights file.
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import torch
@@ -160,11 +161,20 @@ class FIDInceptionV3(nn.Module):
 def load_fid_inception(path: str | Path, device: torch.device | str = "cpu") -> FIDInceptionV3:
     """Build the network and load a pt_inception-2015-12-05 state dict (weights_only).
     Missing BatchNorm ``num_batches_tracked`` counters are fine; any other mismatch is an error."""
-    state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    bad = f"{Path(path).name} is not an FID Inception-v3 state dict"
+    try:
+        state = torch.load(Path(path).expanduser(), map_location="cpu", weights_only=True)
+    except FileNotFoundError:
+        raise
+    except pickle.UnpicklingError:  # torch's own message is a page about weights_only
+        raise ValueError(f"{bad}: it holds pickled objects other than tensors, which are not loaded "
+                         "(torch.load weights_only)") from None
+    except Exception as e:  # a truncated or foreign file: one line, not a traceback
+        first = (str(e).strip().splitlines() or [""])[0][:160]
+        raise ValueError(f"{bad}: cannot read it ({e.__class__.__name__}: {first})") from None
     if isinstance(state, dict) and "state_dict" in state and isinstance(state["state_dict"], dict):
         state = state["state_dict"]
     net = FIDInceptionV3()
-    bad = f"{Path(path).name} is not an FID Inception-v3 state dict"
     if not isinstance(state, dict):
         raise ValueError(f"{bad} (got {type(state).__name__})")
     try:

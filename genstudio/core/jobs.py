@@ -29,7 +29,7 @@ from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.modality import Modality, modality_of
 from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
-from genstudio.core.runs import Run, RunError, RunStore
+from genstudio.core.runs import HEARTBEAT_S, Run, RunError, RunStore
 
 _log = logging.getLogger(__name__)
 
@@ -283,6 +283,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         rows: list[dict[str, Any]] = []
         t0 = time.time()
         t_last, step_last = t0, start
+        run.beat()
+        last_beat = t0
         elapsed0 = float(info.get("elapsed", 0.0))
         step = done = start  # done = last step whose update was applied
 
@@ -374,6 +376,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             if ckpt_every and step % ckpt_every == 0:
                 save(step)
             bus.emit(ev.PROGRESS, rid, done=step, total=total)
+            if time.time() - last_beat > HEARTBEAT_S:  # a live trainer that stops beating is stalled
+                run.beat()
+                last_beat = time.time()
             yield step
         save(done)
         if not (sample_every and done % sample_every == 0):

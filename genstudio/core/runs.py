@@ -86,6 +86,18 @@ def append_lines(path: Path, lines: list[str]) -> None:
 _HELD: set[Path] = set()  # run folders whose lock this process holds (Run.owned)
 
 
+HEARTBEAT_FILE = "heartbeat"  # touched by the training loop (at most every HEARTBEAT_S): its mtime says when
+HEARTBEAT_S = 5.0  # a step last finished, so a live but hung trainer can be told from a slow one
+STALL_ENV = "GENSTUDIO_STALL_SECONDS"  # no step for this long while running = stalled (default 600)
+
+
+def stall_seconds() -> float:
+    try:
+        return float(os.environ.get(STALL_ENV, "600"))
+    except ValueError:
+        return 600.0
+
+
 def _owner_alive(run_dir: Path, owner: Any) -> bool:
     """Whether the process an ``owner`` record names still trains the run. This process knows its
     own locks; a dead pid on this host is gone; otherwise (another host, or a live pid that may
@@ -220,7 +232,27 @@ class Run:
             info["status"] = "interrupted"
             info["message"] = (f"the process training it (pid {owner.get('pid', '?')}) is gone; "
                                "resume continues from the last checkpoint")
+        elif info.get("status") == "running":
+            quiet = self.seconds_since_step()
+            if quiet is not None and quiet > stall_seconds():
+                owner = info.get("owner") or {}
+                info["stalled"] = round(quiet)
+                info["message"] = (f"stalled: no training step for {quiet / 60:.0f} min (the plugin may hang); "
+                                   f"Stop it or end pid {owner.get('pid', '?')}: the run becomes interrupted "
+                                   "and resumes from its last checkpoint")
         return info
+
+    def beat(self) -> None:
+        """A training step finished (the mtime of the heartbeat file; never through a symlink)."""
+        os.close(_open_append(self.path / HEARTBEAT_FILE))
+        os.utime(self.path / HEARTBEAT_FILE)
+
+    def seconds_since_step(self) -> float | None:
+        """Seconds since the trainer last beat (None before the first beat)."""
+        try:
+            return max(0.0, time.time() - (self.path / HEARTBEAT_FILE).stat().st_mtime)
+        except OSError:
+            return None
 
     def problem(self) -> str | None:
         """Why this run cannot be used (an unreadable run.json), or None."""

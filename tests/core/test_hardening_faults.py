@@ -10,6 +10,7 @@ import logging
 import os
 import signal
 import subprocess
+import sys
 import time
 
 import pytest
@@ -149,3 +150,51 @@ def test_busy_says_whether_a_trainer_holds_the_lock(store):
     with run.owned():
         assert run.busy()
     assert not run.busy()
+
+
+HANG_DRIVER = """
+import sys, time
+from genstudio.core.registry import registry
+from tests.fakeplugins import GaussFit
+real = GaussFit.train_step
+def hang(self, batch, labels, step):
+    if step > 30:
+        time.sleep(3600)  # a plugin that never returns
+    return real(self, batch, labels, step)
+GaussFit.train_step = hang
+import genstudio.core.registry as reg
+reg._cached = reg.Registry()
+registry().add_class(GaussFit, "tests", "gaussfit")
+from genstudio.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def test_a_hung_trainer_reads_stalled_then_interrupted_once_killed(store, monkeypatch):
+    """A live process whose plugin hangs keeps the lock, so the run is not 'interrupted'; with no
+    step for longer than GENSTUDIO_STALL_SECONDS it reads (and the Runs panel shows) 'stalled',
+    saying what to do; once the process is killed it is interrupted and resumable."""
+    from tests.core.test_hardening_runstore import REPO
+
+    env = {**os.environ, "GENSTUDIO_DATA_DIR": str(store.root), "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen([sys.executable, "-c", HANG_DRIVER, "train", "gaussfit", "--data", "8gaussians",
+                             "--steps", "1000", "--set", "lr=0.1", "--log-every", "5", "--checkpoint-every", "10",
+                             "--sample-every", "0"], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.time() + 30
+        while time.time() < deadline and not (store.list() and store.list()[0].seconds_since_step() is not None
+                                              and store.list()[0].checkpoints()):
+            assert proc.poll() is None, proc.communicate()[1]
+            time.sleep(0.1)
+        run = store.list()[0]
+        assert run.info()["status"] == "running" and "stalled" not in run.info()  # default limit: 10 min
+        monkeypatch.setenv(R.STALL_ENV, "1")
+        time.sleep(1.5)
+        info = run.info()
+        assert info["status"] == "running" and info["stalled"] >= 1, info
+        assert "stalled" in info["message"] and str(proc.pid) in info["message"]
+    finally:
+        proc.kill()
+        proc.wait(10)
+    info = run.info()
+    assert info["status"] == "interrupted" and run.checkpoints()

@@ -31,7 +31,7 @@ COLUMNS = ("Run", "Status", "Step", "Plugin", "Dataset", "Created")
 STATUS_COLOURS = {
     "running": "#4c8dff", "completed": "#5cb85c", "failed": "#e05561", "diverged": "#e0a030",
     "paused": "#c8b060", "stopped": "#8a90a0", "created": "#8a90a0", "interrupted": "#e0a030",
-    "broken": "#e05561",
+    "broken": "#e05561", "stalled": "#e0a030",
 }
 
 
@@ -131,12 +131,13 @@ class RunsPanel(Panel):
             return
         created = info.get("created")
         status = str(info.get("status", "?"))
-        values = (short_name(run.id), status, f"{info.get('step', 0)}/{info.get('steps', '?')}",
+        shown = "stalled" if info.get("stalled") else status  # running, but no step for minutes
+        values = (short_name(run.id), shown, f"{info.get('step', 0)}/{info.get('steps', '?')}",
                   info.get("plugin", "?"), info.get("dataset", "?"),
                   time.strftime("%Y-%m-%d %H:%M", time.localtime(created)) if created else "")
         for i, v in enumerate(values):
             item.setText(i, str(v))
-        item.setForeground(1, QBrush(QColor(STATUS_COLOURS.get(status, "#d0d4dc"))))
+        item.setForeground(1, QBrush(QColor(STATUS_COLOURS.get(shown, STATUS_COLOURS.get(status, "#d0d4dc")))))
         if info.get("message"):
             item.setToolTip(1, str(info["message"]))
         item.setToolTip(0, f"{run.id}\n{run.path}")

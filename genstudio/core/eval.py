@@ -316,6 +316,10 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
         bus.emit(ev.PROGRESS, rid, done=done, total=total, rate=0.0, stage=stage, job="eval")
         return {"stage": stage, "done": done, "total": total}
 
+    # the feature extractors first: a bad weights file (say, a pickle passed as --inception) fails
+    # before minutes of sampling, not after
+    extractors = mod.extractors(ds, names, inception=inception, root=extractor_root, device=dev)
+
     # 1. samples ------------------------------------------------------------------------------
     fakes, nfe, t_sample, last_total = [], None, 0.0, None
     for i in range(n_batches):
@@ -340,7 +344,6 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
 
     # 2. features -----------------------------------------------------------------------------
     control.check()
-    extractors = mod.extractors(ds, names, inception=inception, root=extractor_root, device=dev)
     primary = extractors.get("inception") or extractors.get("cnn") or extractors.get("raw")
     feats: dict[str, tuple[np.ndarray, Any, np.ndarray, Any]] = {}
     for key, ex in extractors.items():

@@ -128,3 +128,19 @@ def test_inception_file_that_is_a_pickle_is_one_line(capsys, tmp_path):
     _one_line_error(["eval", run, "--metrics", "fid", "--inception", str(bad), "--n", "8", "--boot", "0"], capsys,
                     "weights.pth is not an FID Inception-v3 state dict: it holds pickled objects")
     assert not (_runs()[0] / "evals").exists() or not list((_runs()[0] / "evals").iterdir())
+
+
+def test_bad_inception_file_fails_before_any_sampling(capsys, tmp_path, monkeypatch):
+    """The weights are checked before the samples are drawn (minutes on a real run), not after."""
+    import genstudio.core.eval as E
+
+    bad = tmp_path / "weights.pth"
+    bad.write_bytes(pickle.dumps(argparse.Namespace(a=1)))
+    run = _trained(capsys, "gaussfit", "digits")
+
+    def no_sampling(*a, **k):
+        raise AssertionError("sampled before checking the weights")
+
+    monkeypatch.setattr(E, "final_state", no_sampling)
+    _one_line_error(["eval", run, "--metrics", "fid", "--inception", str(bad), "--n", "8", "--boot", "0"], capsys,
+                    "is not an FID Inception-v3 state dict")

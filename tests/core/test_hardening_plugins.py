@@ -44,7 +44,7 @@ def plugin_dir(tmp_path, monkeypatch) -> Path:
     return folder
 
 
-def test_plugin_hanging_or_exiting_at_import_is_only_listed(plugin_dir, capsys):
+def test_plugin_hanging_or_exiting_at_import_is_only_listed(plugin_dir, capsys, monkeypatch):
     """Neither freezes discovery nor ends this process; `genstudio plugins` lists both as broken."""
     _write_plugin(plugin_dir, "hangs", "import time\ntime.sleep(60)\n")
     _write_plugin(plugin_dir, "exits", "import os\nos._exit(3)\n")
@@ -53,7 +53,11 @@ def test_plugin_hanging_or_exiting_at_import_is_only_listed(plugin_dir, capsys):
     assert time.monotonic() - t0 < 3
     assert reg.entries["hangs"].error == "import timed out after 1 s"
     assert reg.entries["exits"].error.startswith("import exited the process with code 3")
-    registry(refresh=True)  # what `genstudio plugins` shows (another test may have filled the cache)
+    import genstudio.core.registry as registry_module
+
+    # what `genstudio plugins` shows, from a fresh discovery; the process-wide registry (with the
+    # plugins other tests registered at import) comes back afterwards
+    monkeypatch.setattr(registry_module, "_cached", None)
     assert main(["plugins"]) == 0
     rows = {line.split()[0]: line for line in capsys.readouterr().out.splitlines()[2:]}
     assert "broken: import timed out after 1 s" in rows["hangs"]

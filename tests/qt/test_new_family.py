@@ -21,12 +21,16 @@ FAMILIES = Path(__file__).resolve().parents[1] / "families"
 
 @pytest.fixture(scope="module")
 def family():
+    """The registry with tests/families on the plugin path; afterwards the process-wide registry
+    as it was (other tests' plugins, registered at import, included)."""
+    import genstudio.core.registry as registry_module
+
     mp = pytest.MonkeyPatch()
     mp.setenv(PATH_ENV, str(FAMILIES))
-    reg = registry(refresh=True)
+    mp.setattr(registry_module, "_cached", None)
+    reg = registry()
     yield reg
     mp.undo()
-    registry(refresh=True)
 
 
 @pytest.fixture(scope="module")

@@ -143,15 +143,12 @@ class DDPMPlugin(BasePlugin[DDPMConfig]):
         return self.x_absmax if self.x_absmax > 0 else None
 
     def denoise_times(self, steps: int) -> torch.Tensor:
-        """Denoiser face: ``steps`` spaced training timesteps, then -1 (clean), as the "ddim" sampler visits."""
-        ks = spaced_timesteps(self.sched.T, int(steps)).to(torch.float64)
-        return torch.cat([ks, torch.tensor([-1.0], dtype=torch.float64)])
+        """Denoiser face: the chain's spaced timesteps, then -1 (clean), as the "ddim" sampler visits."""
+        return self.sched.denoise_times(steps)
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Denoiser face: (sqrt(abar_t), sqrt(1 - abar_t)) with abar_{-1} = 1."""
-        abar = torch.cat([torch.ones(1, dtype=torch.float64), self.sched.alphas_cumprod.double()])
-        a = abar[torch.as_tensor(t).round().long().cpu() + 1]
-        return a.sqrt(), (1 - a).clamp(min=0).sqrt()
+        return self.sched.alpha_sigma(t)
 
     def denoise(self, x: torch.Tensor, t: torch.Tensor, cond: Any = None,
                 guidance: float = 1.0) -> tuple[torch.Tensor, torch.Tensor]:

@@ -81,6 +81,17 @@ class NoiseSchedule:
         out = self.alphas_cumprod[t.clamp(min=0)]
         return torch.where(t < 0, torch.ones_like(out), out)
 
+    def denoise_times(self, steps: int) -> Tensor:
+        """The Denoiser face's times on this chain: ``steps`` spaced indices (as DDIM visits them),
+        then -1 (clean), float64."""
+        ks = spaced_timesteps(self.T, int(steps)).to(torch.float64)
+        return torch.cat([ks, torch.tensor([-1.0], dtype=torch.float64)])
+
+    def alpha_sigma(self, t: Tensor) -> tuple[Tensor, Tensor]:
+        """The Denoiser face's coefficients at (float) indices ``t``: (sqrt(abar), sqrt(1 - abar))."""
+        a = self.abar(torch.as_tensor(t).round().long().cpu()).double()
+        return a.sqrt(), (1 - a).clamp(min=0).sqrt()
+
 
 def gather(a: Tensor, t: int | Tensor, like: Tensor) -> Tensor:
     """``a[t]`` shaped to broadcast against ``like`` (batch first), on its device and dtype.

@@ -19,7 +19,7 @@ import torch
 
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec
-from genstudio.core.diffusion import make_schedule, spaced_timesteps
+from genstudio.core.diffusion import make_schedule
 from genstudio.core.diffusion.denoiser import ddim_steps
 from genstudio.core.plugin import BasePlugin, PluginInfo, SampleOption, SampleState
 
@@ -90,13 +90,12 @@ class GaussDiffPlugin(BasePlugin[GaussDiffConfig]):
         return 1.0
 
     def denoise_times(self, steps: int) -> torch.Tensor:
-        ks = spaced_timesteps(self.sched.T, int(steps)).to(torch.float64)
-        return torch.cat([ks, torch.tensor([-1.0], dtype=torch.float64)])
+        """Denoiser face: the chain's spaced timesteps, then -1 (clean), as the "ddim" sampler visits."""
+        return self.sched.denoise_times(steps)
 
     def alpha_sigma(self, t: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        abar = torch.cat([torch.ones(1, dtype=torch.float64), self.sched.alphas_cumprod.double()])
-        a = abar[torch.as_tensor(t).round().long().cpu() + 1]
-        return a.sqrt(), (1 - a).sqrt()
+        """Denoiser face: (sqrt(abar_t), sqrt(1 - abar_t)) with abar_{-1} = 1."""
+        return self.sched.alpha_sigma(t)
 
     def _eps(self, x: torch.Tensor, abar: torch.Tensor, cond: Any) -> torch.Tensor:
         flat = x.flatten(1)

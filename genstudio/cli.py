@@ -156,13 +156,16 @@ def _stop_on_signals(control: Any, notice: Any = None) -> Any:
     return restore
 
 
-def _drive_training(run: Any, extra_steps: int | None, device: str | None) -> int:
+def _drive_training(run: Any, extra_steps: int | None, device: str | None,
+                    steer: dict[str, Any] | None = None) -> int:
     from genstudio.core import jobs
     from genstudio.core.events import EventBus
     from genstudio.core.runs import RunBusy
 
     bus = EventBus()
     control = jobs.Control()
+    if steer:
+        control.steer(**steer)  # taken at the first step and recorded with it, like a GUI edit
     info = run.info()
     total = int(info["steps"]) + (extra_steps or 0)
     prog = _Progress(total, int(info.get("step", 0)), info["plugin"])
@@ -217,7 +220,30 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     run = _store().get(args.run)
-    return _drive_training(run, args.steps, args.device)
+    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []))
+
+
+def _steering(run: Any, items: list[str]) -> dict[str, Any]:
+    """``resume --set KEY=VALUE``: live settings only (the same check as steering in the GUI); a
+    setting that shapes the model is refused, it applies to a new run."""
+    if not items:
+        return {}
+    from genstudio.core.config import from_dict
+    from genstudio.core.jobs import check_steering
+    from genstudio.core.registry import registry
+
+    info = run.info()
+    config = from_dict(registry().get(info["plugin"]).info.config_cls, info.get("config", {}))
+    changes = {}
+    for item in items:
+        if "=" not in item:
+            raise CliError(f"bad --set {item!r}: expected key=value")
+        k, v = item.split("=", 1)
+        changes[k.strip()] = v.strip()
+    try:
+        return check_steering(config, changes)
+    except ValueError as e:
+        raise CliError(str(e)) from None
 
 
 def _flag(option: str) -> str:
@@ -433,6 +459,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run")
     s.add_argument("--steps", type=COUNT, default=None, help="extra steps beyond the planned total")
     s.add_argument("--device", default=None)
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="change a live setting (lr, ema_decay, grad_clip, sample_every, ...) from the first "
+                        "resumed step; recorded in the run with that step (repeatable)")
     s.set_defaults(fn=cmd_resume)
     s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -31,13 +31,15 @@ def param(
     label: str | None = None,
     log: bool = False,
     runs_of: typing.Sequence[str] | None = None,
+    live: bool = False,
 ) -> Any:
     """A dataclass field with UI metadata (``log`` asks the form for a log-scale spin box;
     ``runs_of`` marks a str field that names a run of one of these plugin ids: the form offers a
     picker of such runs, and the job loads the named run and hands its model to the plugin, see
-    ``BasePlugin.use_run``)."""
+    ``BasePlugin.use_run``; ``live`` marks a setting the plugin reads at every step, so a running
+    or paused run can take a new value from the next step on: live steering, ``jobs.Control.steer``)."""
     meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None, "label": label, "log": log,
-            "runs_of": tuple(runs_of) if runs_of else None}
+            "runs_of": tuple(runs_of) if runs_of else None, "live": bool(live)}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -51,7 +53,7 @@ class ModelConfig:
     """
 
     batch_size: int = param(256, "Samples per training step", range=(1, 4096))
-    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True)
+    lr: float = param(1e-3, "Adam learning rate", range=(1e-6, 1.0), log=True, live=True)
     lr_decay_steps: int = param(0, "Cosine decay of the learning rate to 0 over this many steps (0 = constant). "
                                 "A diffusion model trained with it has ODE samplers (DDIM, DPM-Solver++) nearly "
                                 "as good as its ancestral sampler (bench/bench_ode_gap.py)", range=(0, 100_000_000))
@@ -75,6 +77,7 @@ class FieldSpec:
     label: str
     log: bool
     runs_of: tuple[str, ...] | None = None
+    live: bool = False  # may change while the run trains (param(live=True))
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> type:
@@ -105,9 +108,15 @@ def fields_of(cls_or_obj: Any) -> list[FieldSpec]:
                 label=m.get("label") or f.name.replace("_", " "),
                 log=m.get("log", False),
                 runs_of=m.get("runs_of"),
+                live=bool(m.get("live", False)),
             )
         )
     return out
+
+
+def live_fields(cls_or_obj: Any) -> set[str]:
+    """Names of the settings a running run can take a new value of (``param(live=True)``)."""
+    return {s.name for s in fields_of(cls_or_obj) if s.live}
 
 
 def run_refs(cfg: Any) -> dict[str, str]:

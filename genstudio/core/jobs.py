@@ -52,6 +52,19 @@ class Control:
         self._run = threading.Event()
         self._run.set()
         self._cancel = threading.Event()
+        self._steer: dict[str, Any] = {}
+        self._steer_lock = threading.Lock()
+
+    def steer(self, **changes: Any) -> None:
+        """Ask a training job to take new values of live settings from its next step (the model's
+        ``param(live=True)`` fields and the run options in ``LIVE_RUN_OPTIONS``); checked there."""
+        with self._steer_lock:
+            self._steer.update(changes)
+
+    def take_steering(self) -> dict[str, Any]:
+        with self._steer_lock:
+            out, self._steer = self._steer, {}
+        return out
 
     def pause(self) -> None:
         if not self._cancel.is_set():
@@ -80,6 +93,47 @@ class Control:
             pass
         if self._cancel.is_set():
             raise Cancelled()
+
+
+LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps")
+
+
+def check_steering(config: Any, changes: dict[str, Any]) -> dict[str, Any]:
+    """``changes`` coerced and validated against a run's config: only live settings (model fields
+    declared ``param(live=True)``, and the run options) may change mid-run; anything else raises
+    ConfigError saying it applies to a new run."""
+    from genstudio.core.config import ConfigError, coerce, fields_of
+
+    specs = {f.name: f for f in fields_of(config)}
+    out: dict[str, Any] = {}
+    for k, v in changes.items():
+        if k in LIVE_RUN_OPTIONS:
+            try:
+                n = int(v)
+            except (TypeError, ValueError):
+                raise ConfigError(f"{k}: expected int, got {v!r}") from None
+            if n < 0 or (k == "log_every" and n < 1):
+                raise ConfigError(f"{k}: must be >= {1 if k == 'log_every' else 0}")
+            out[k] = n
+        elif k in specs and specs[k].live:
+            out[k] = coerce(specs[k], v)
+        elif k in specs:
+            raise ConfigError(f"{k} cannot change while a run trains: it applies to a new run")
+        else:
+            raise ConfigError(f"unknown setting {k!r}")
+    return out
+
+
+def _set_lr(model: Any, old: float, new: float) -> None:
+    """Scale every optimiser group's (initial) lr by new / old, so per-group ratios and the cosine
+    schedule (which multiplies ``initial_lr``) both follow the new base rate."""
+    r = new / old if old else 1.0
+    for opt in vars(model).values():
+        if isinstance(opt, torch.optim.Optimizer):
+            for g in opt.param_groups:
+                g["lr"] = g["lr"] * r
+                if "initial_lr" in g:
+                    g["initial_lr"] = g["initial_lr"] * r
 
 
 def preview_count(n_preview: int, kind: Modality | str) -> int:
@@ -323,12 +377,53 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             save(done)
             status("paused", f"paused at step {done}")
 
+        def steer(step: int) -> None:
+            """Live steering: the settings asked for since the last step take effect now, and the
+            run records them with that step (run.json ``config``/options and ``steering``)."""
+            nonlocal log_every, sample_every, ckpt_every, n_preview, preview_steps
+            asked = control.take_steering()
+            if not asked:
+                return
+            try:
+                changes = check_steering(model.config, asked)
+            except ValueError as e:
+                run.log(f"[steer] refused at step {step}: {e}")
+                bus.emit(ev.STATUS, rid, status="running", message=f"not applied: {e}")
+                return
+            diff: dict[str, list[Any]] = {}
+            for k, v in changes.items():
+                if k in LIVE_RUN_OPTIONS:
+                    old = run.info().get(k)
+                else:
+                    old = getattr(model.config, k)
+                    if k == "lr":
+                        _set_lr(model, float(old), float(v))
+                    setattr(model.config, k, v)
+                if old != v:
+                    diff[k] = [old, v]
+            if not diff:
+                return
+            log_every = max(1, int(changes.get("log_every", log_every)))
+            sample_every = int(changes.get("sample_every", sample_every))
+            ckpt_every = int(changes.get("checkpoint_every", ckpt_every))
+            if "n_preview" in changes:
+                n_preview = preview_count(int(changes["n_preview"]), ds.spec.modality)
+            if "preview_steps" in changes:
+                preview_steps = int(changes["preview_steps"]) or None
+            history = list(run.info().get("steering") or []) + [{"step": step, "changes": diff}]
+            run.update(config=to_dict(model.config), steering=history,
+                       **{k: v for k, v in changes.items() if k in LIVE_RUN_OPTIONS})
+            text = ", ".join(f"{k} {a} → {b}" for k, (a, b) in diff.items())
+            run.log(f"[steer] {text} @ {step}")
+            bus.emit(ev.STEERED, rid, step=step, changes=diff)
+
         while done < total:
             step = done + 1
             if control.paused or control.cancelled:
                 control.check(on_pause)
                 if run.info().get("status") != "running":
                     status("running", f"resumed at step {done}")
+            steer(step)
             x, y = ds.batch(model.config.batch_size, gen)
             if step == start + 1:  # a broken dataset (a user's folder) fails here with a clear message
                 ds.spec.modality.check(x, ds.spec.shape, f"batch of {ds.spec.name}")

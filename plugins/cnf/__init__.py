@@ -47,7 +47,7 @@ class CNFConfig(ModelConfig):
     reg: float = param(0.01, "Weight of the kinetic-energy and Jacobian-norm regularisers (RNODE, Finlay "
                        "et al. 2020): straight, smooth paths keep a fixed-step solver accurate, so the "
                        "likelihood cannot exploit its error", range=(0.0, 100.0))
-    grad_clip: float = param(10.0, "Clip the gradient norm at this value (0 = off)", range=(0.0, 1e6))
+    grad_clip: float = param(10.0, "Clip the gradient norm at this value (0 = off)", range=(0.0, 1e6), live=True)
 
     @classmethod
     def tiny(cls) -> CNFConfig:

@@ -58,7 +58,7 @@ class DDPMConfig(NetConfig):
                           "sampling (keeps high-noise errors from exploding; [-1, 1] for images)")
     class_cond: bool = param(False, "Condition on class labels (datasets with labels); sample(cond=labels)")
     cond_drop: float = param(0.1, "With class_cond: probability a label is dropped (trains the null class)",
-                             range=(0.0, 1.0))
+                             range=(0.0, 1.0), live=True)
     sigma_schedule: str = param("model", "Noise levels visited by the Euler/Heun/DPM-Solver++ samplers: the "
                                 "model's own (trailing) timesteps, Karras rho=7, or exponential. On 8 Gaussians "
                                 "with the exact score, 4-step DPM-Solver++ scores energy 0.007 on the model's own "

@@ -154,7 +154,7 @@ class VAEConfig(ModelConfig):
     likelihood: str = param("gaussian", "Decoder: Gaussian with learned per-pixel sigma (on dequantised "
                             "pixels) or Bernoulli (for near-binary images)", choices=("gaussian", "bernoulli"))
     beta: float = param(1.0, "Weight of the KL term (beta-VAE: > 1 favours disentangled codes)",
-                        range=(0.0, 1000.0))
+                        range=(0.0, 1000.0), live=True)
     beta_start: float = param(1.0, "KL weight at step 0 (annealed linearly to beta)", range=(0.0, 1000.0))
     anneal_steps: int = param(0, "Steps over which the KL weight goes from beta_start to beta (0 = none)",
                               range=(0, 10**7))
@@ -175,7 +175,7 @@ class BetaVAEConfig(VAEConfig):
                             "pixels) or Bernoulli (for near-binary images; 2-D points always use the Gaussian)",
                             choices=("gaussian", "bernoulli"))
     beta: float = param(4.0, "Weight of the KL term (beta-VAE: > 1 favours disentangled codes)",
-                        range=(0.0, 1000.0))
+                        range=(0.0, 1000.0), live=True)
     beta_start: float = param(0.0, "KL weight at step 0 (annealed linearly to beta)", range=(0.0, 1000.0))
     anneal_steps: int = param(2000, "Steps over which the KL weight goes from beta_start to beta (0 = none)",
                               range=(0, 10**7))

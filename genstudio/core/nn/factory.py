@@ -71,8 +71,8 @@ class NetConfig(ModelConfig):
     num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
     backbone: str = param("unet", "Image network: U-Net or DiT (patch transformer, adaLN-Zero)",
                           choices=("unet", "dit"))
-    ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999))
-    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0))
+    ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999), live=True)
+    grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0), live=True)
 
     def net_kwargs(self) -> dict[str, Any]:
         """The :func:`net_for` arguments these settings choose."""

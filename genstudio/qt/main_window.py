@@ -141,6 +141,7 @@ class MainWindow(QMainWindow):
         self.settings = settings or make_settings(settings_path)
         self.errors: list[tuple[str, str]] = []  # every error shown (tests read it)
         self.panels: dict[str, Panel] = {}
+        self._pending_steer: dict[str, dict[str, Any]] = {}  # run id -> live settings for its next job
         self.docks: dict[str, QDockWidget] = {}
         self._run: Run | None = None
         self._jobs: dict[str, JobThread] = {}
@@ -589,7 +590,37 @@ class MainWindow(QMainWindow):
     def _train(self, run: Run, extra_steps: int | None = None) -> None:
         self.progress.setVisible(True)
         self.throughput_label.setText("–")
-        self.start_job("train", run, lambda c: train(run, control=c, bus=self.bus, extra_steps=extra_steps))
+        pending = self._pending_steer.pop(run.id, {})  # steered while no job ran it: taken at its first step
+
+        def job(c: Control) -> Any:
+            if pending:
+                c.steer(**pending)
+            return train(run, control=c, bus=self.bus, extra_steps=extra_steps)
+
+        self.start_job("train", run, job)
+
+    def steer_run(self, run: Run, changes: dict[str, Any]) -> str:
+        """Live settings for ``run``: to its training job from the next step, or kept for the step
+        it resumes at (never into another run's form). Returns what happens, for the status bar."""
+        from genstudio.core.config import from_dict
+        from genstudio.core.jobs import check_steering
+
+        try:
+            info = run.info()
+            cfg = from_dict(self.registry.get(info["plugin"]).info.config_cls, info.get("config") or {})
+            checked = check_steering(cfg, changes)
+        except (ValueError, KeyError, RunError) as exc:
+            self.show_error(f"Not applied: {exc}")
+            return f"not applied: {exc}"
+        t = self._jobs.get("train")
+        if t is not None and t.run_ref is not None and t.run_ref.id == run.id:
+            t.control.steer(**checked)
+            msg = "applies from the next step" + (" (when it resumes)" if t.control.paused else "")
+        else:
+            self._pending_steer[run.id] = {**self._pending_steer.get(run.id, {}), **checked}
+            msg = "applies when the run resumes"
+        self.status_message(f"{', '.join(checked)}: {msg}")
+        return msg
 
     def _training_run_id(self) -> str | None:
         t = self._jobs.get("train")

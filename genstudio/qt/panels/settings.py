@@ -7,6 +7,7 @@ window persists them between launches via :meth:`all_values` / :meth:`load_all`.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -34,6 +35,22 @@ class RunOptions:
     preview_steps: int = param(_SPEC_DEFAULTS.preview_steps, "Sampling steps of each logged grid (0 = the "
                                "plugin's default; e.g. 50 makes a 1000-step DDPM preview 20x faster)",
                                range=(0, 100_000))
+
+
+_RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
+
+
+def live_settings_cls(config_cls: type) -> type:
+    """A dataclass of ``config_cls``'s live fields followed by the run options (all live), for the
+    steering form (same metadata, so the form looks like the settings form)."""
+    from genstudio.core.config import live_fields
+
+    live = live_fields(config_cls)
+    specs = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+             for f in dataclasses.fields(config_cls) if f.name in live]
+    specs += [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
+              for f in dataclasses.fields(RunOptions)]
+    return dataclasses.make_dataclass(f"Live{config_cls.__name__}", specs)
 
 
 class SettingsPanel(Panel):
@@ -65,9 +82,26 @@ class SettingsPanel(Panel):
         self.run_form = ConfigForm(RunOptions)
         QVBoxLayout(run_box).addWidget(self.run_form)
 
+        # live steering of the *selected* run: its own values, never the next run's form
+        self.steer_box = QGroupBox("Steer the selected run")
+        self.steer_layout = QVBoxLayout(self.steer_box)
+        self.steer_note = QLabel()
+        self.steer_note.setWordWrap(True)
+        self.steer_layout.addWidget(self.steer_note)
+        self.steer_form: ConfigForm | None = None
+        self.steer_button = QPushButton("Apply to the run")
+        self.steer_button.setToolTip("Live settings take effect from the next training step (or when the run "
+                                     "resumes) and are written to the run with that step; the others apply "
+                                     "to a new run only")
+        self.steer_button.clicked.connect(self.apply_steering)
+        self.steer_layout.addWidget(self.steer_button)
+        self.steer_box.setVisible(False)
+        self._steer_run: Any = None
+
         inner = QWidget()
         lay = QVBoxLayout(inner)
         lay.setContentsMargins(2, 2, 2, 2)
+        lay.addWidget(self.steer_box)
         lay.addWidget(self.model_box)
         lay.addWidget(run_box)
         lay.addStretch(1)
@@ -77,6 +111,55 @@ class SettingsPanel(Panel):
         outer = QVBoxLayout(self)
         outer.setContentsMargins(0, 0, 0, 0)
         outer.addWidget(scroll)
+
+    # -- live steering --------------------------------------------------------------------------
+    def set_run(self, run: Any) -> None:
+        """The steering box shows the selected run's live settings (model fields declared
+        ``param(live=True)`` and the run options), filled from its run.json."""
+        self._steer_run = run
+        if self.steer_form is not None:
+            self.steer_layout.removeWidget(self.steer_form)
+            self.steer_form.hide()
+            self.steer_form.setParent(None)
+            self.steer_form.deleteLater()
+            self.steer_form = None
+        info, cls = None, None
+        if run is not None:
+            try:
+                info = run.info()
+                cls = self.ctx.registry.get(info["plugin"]).info.config_cls
+            except (KeyError, ValueError, OSError):
+                info = None
+        if info is None or cls is None:
+            self.steer_box.setVisible(False)
+            return
+        self.steer_form = ConfigForm(live_settings_cls(cls))
+        self.steer_form.setObjectName("steer_form")
+        values = {**(info.get("config") or {}), **{k: info[k] for k in _RUN_OPTION_NAMES if k in info}}
+        self.steer_form.set_values({k: v for k, v in values.items() if k in self.steer_form.values()})
+        self.steer_layout.insertWidget(1, self.steer_form)
+        from genstudio.qt.panels.runs import short_name
+
+        self.steer_note.setText(f"<b>{short_name(run.id)}</b> ({info.get('status', '?')}): "
+                                "these settings can change while it trains; the Model and Run boxes below "
+                                "are for the next new run.")
+        self.steer_box.setVisible(True)
+
+    def steering_changes(self) -> dict[str, Any]:
+        """What the steering form changes against the run's recorded values."""
+        if self.steer_form is None or self._steer_run is None:
+            return {}
+        info = self._steer_run.info()
+        now = {**(info.get("config") or {}), **{k: info.get(k) for k in _RUN_OPTION_NAMES}}
+        return {k: v for k, v in self.steer_form.values().items() if now.get(k) != v}
+
+    def apply_steering(self) -> str:
+        """Hand the changes to the main window (``steer_run``); returns what it said."""
+        changes = self.steering_changes()
+        if not changes:
+            return "nothing changed"
+        steer = getattr(self.ctx, "steer_run", None)
+        return steer(self._steer_run, changes) if steer is not None else "no window to steer through"
 
     def set_plugin(self, plugin_id: str | None, config_cls: type | None) -> None:
         """Show the form of ``config_cls``; the previous plugin's edits are remembered."""

@@ -268,6 +268,12 @@ class TrainingPanel(Panel):
     # -- public API -------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
         self._run = run
+        self._steering: list[dict] = []  # the run's live-setting changes: markers on the chart
+        if run is not None:
+            try:
+                self._steering = list(run.info().get("steering") or [])
+            except RunError:
+                pass
         self._samples = {}
         self._views = {}
         self._total_steps = None
@@ -381,6 +387,9 @@ class TrainingPanel(Panel):
             elif e.kind == ev.STATUS:
                 self._status = str(e.data.get("status", ""))
                 changed = True
+            elif e.kind == ev.STEERED:
+                self._steering.append({"step": int(e.data["step"]), "changes": dict(e.data["changes"])})
+                changed = True
         if samples_changed:
             self._refresh_samples(follow=self.sample_slider.value() >= self.sample_slider.maximum())
         if changed:
@@ -480,7 +489,31 @@ class TrainingPanel(Panel):
             smooth.setData(x, ema(y, w), skipFiniteCheck=True)
             raw.setVisible(w > 0)  # without smoothing the "smoothed" curve is the raw one
             self._drawn[key] = stamp
+        self._draw_steering()
         self._update_throughput()
+
+    def steering_labels(self) -> list[str]:
+        """The markers' texts, e.g. "lr 0.001 → 0.0005 @ 600" (tests and screenshots read them)."""
+        return [", ".join(f"{k} {a:g} → {b:g}" if isinstance(a, (int, float)) and isinstance(b, (int, float))
+                          else f"{k} {a} → {b}" for k, (a, b) in m["changes"].items()) + f" @ {m['step']}"
+                for m in getattr(self, "_steering", [])]
+
+    def _draw_steering(self) -> None:
+        """A dashed vertical line per live-setting change of the selected run, labelled with it
+        (at its step; on the wall-time axis the markers are left out: no time is recorded)."""
+        for line in getattr(self, "_steer_lines", []):
+            self.plot_item.removeItem(line)
+        self._steer_lines = []
+        if self.x_axis.currentData() != "step":
+            return
+        for m, text in zip(getattr(self, "_steering", []), self.steering_labels(), strict=True):
+            x = float(m["step"])
+            line = pg.InfiniteLine(pos=np.log10(x) if self.log_x.isChecked() and x > 0 else x, angle=90,
+                                   pen=pg.mkPen("#e0a030", width=1, style=Qt.DashLine), label=text,
+                                   labelOpts={"position": 0.95, "color": "#e0a030", "anchors": [(0, 0), (0, 0)],
+                                              "fill": (20, 22, 28, 200)})
+            self.plot_item.addItem(line, ignoreBounds=True)
+            self._steer_lines.append(line)
 
     def _new_curve(self, pen: object, name: str | None) -> pg.PlotDataItem:
         item = pg.PlotDataItem(pen=pen, name=name)

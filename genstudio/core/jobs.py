@@ -339,6 +339,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         t_last, step_last = t0, start
         run.beat()
         last_beat = t0
+        # a first look within the first 5 % of the run, not half-way in (sample_every 500 of 1000)
+        first_preview = max(1, math.ceil(0.05 * total)) if sample_every and start == 0 else -1
         elapsed0 = float(info.get("elapsed", 0.0))
         step = done = start  # done = last step whose update was applied
 
@@ -466,7 +468,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 if len(rows) >= 50:
                     run.append_metrics(rows)
                     rows.clear()
-            if sample_every and step % sample_every == 0:
+            if sample_every and (step % sample_every == 0 or step == first_preview):
                 preview(step)
             if ckpt_every and step % ckpt_every == 0:
                 save(step)

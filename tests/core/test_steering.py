@@ -93,3 +93,11 @@ def test_cli_resume_set_uses_the_same_path(tmp_path, monkeypatch, capsys):
     assert info["config"]["lr"] == 3e-4 and info["steering"][0]["step"] == 7
     assert main(["resume", path.name, "--steps", "2", "--set", "timesteps=50"]) == 2
     assert "applies to a new run" in capsys.readouterr().err
+
+
+def test_first_preview_comes_within_the_first_5_percent(tmp_path):
+    run = _run(tmp_path, steps=40)
+    run.update(sample_every=30)
+    list(jobs.train(run))
+    steps = sorted(int(p.stem.split("_")[1]) for p in run.sample_dir().glob("step_*.png"))
+    assert steps[0] == 2 and 30 in steps and 40 in steps  # ceil(5 % of 40), the cadence, the end

@@ -14,9 +14,12 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import Signal
+from PySide6.QtCore import QEvent, QObject, Qt, Signal
 from PySide6.QtGui import QValidator
 from PySide6.QtWidgets import (
+    QAbstractSlider,
+    QAbstractSpinBox,
+    QApplication,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -30,6 +33,42 @@ from genstudio.core.config import ConfigError, FieldSpec, coerce, fields_of
 
 INT_LIMIT = 2**31 - 1
 FLOAT_LIMIT = 1e12
+
+
+WHEEL_GUARDED = (QAbstractSpinBox, QComboBox, QAbstractSlider)  # widgets whose value a wheel turn changes
+
+
+class WheelGuard(QObject):
+    """Application event filter: a wheel turn over a spin box, combo box or slider changes it only
+    while it has keyboard focus (click or Tab into it first); otherwise the event goes on to the
+    scroll area around it, so scrolling a form never edits a hyperparameter on its way. Guarded
+    widgets get ``Qt.StrongFocus`` (the wheel alone never focuses them)."""
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        t = event.type()
+        if t == QEvent.Wheel:
+            if isinstance(obj, WHEEL_GUARDED):
+                if obj.focusPolicy() == Qt.WheelFocus:
+                    obj.setFocusPolicy(Qt.StrongFocus)
+                if not obj.hasFocus():
+                    event.ignore()  # not accepted: Qt passes it on to the parent (the scroll area)
+                    return True
+        elif t == QEvent.Polish and isinstance(obj, WHEEL_GUARDED) and obj.focusPolicy() == Qt.WheelFocus:
+            obj.setFocusPolicy(Qt.StrongFocus)
+        return False
+
+
+def guard_wheel(app: QApplication | None = None) -> WheelGuard | None:
+    """Install the :class:`WheelGuard` on the application once (later calls return the same one)."""
+    app = app or QApplication.instance()
+    if app is None:
+        return None
+    guard = getattr(app, "_genstudio_wheel_guard", None)
+    if guard is None:
+        guard = WheelGuard(app)
+        app.installEventFilter(guard)
+        app._genstudio_wheel_guard = guard
+    return guard
 
 
 class SciSpinBox(QDoubleSpinBox):
@@ -209,6 +248,7 @@ class ConfigForm(QWidget):
     def __init__(self, config_cls: type, parent: QWidget | None = None,
                  run_choices: RunChoices | None = None) -> None:
         super().__init__(parent)
+        guard_wheel()
         self.config_cls = config_cls
         self.specs = {s.name: s for s in fields_of(config_cls)}
         self.fields: dict[str, _Field] = {}
@@ -217,6 +257,8 @@ class ConfigForm(QWidget):
         for name, spec in self.specs.items():
             f = _make_field(spec, run_choices)
             f.widget.setObjectName(f"field_{name}")
+            if isinstance(f.widget, WHEEL_GUARDED):
+                f.widget.setFocusPolicy(Qt.StrongFocus)  # see WheelGuard
             tip = spec.help + (f"  [{spec.range[0]:g} … {spec.range[1]:g}]" if spec.range else "")
             f.widget.setToolTip(tip.strip())
             f.changed.connect(self.changed)

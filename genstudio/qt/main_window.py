@@ -49,6 +49,7 @@ from genstudio.core.registry import DEFAULT_PLUGINS, Registry
 from genstudio.core.registry import registry as core_registry
 from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
+from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
 from genstudio.qt.worker import FAILED, GuiGarbageCollector, JobThread
 
@@ -133,6 +134,7 @@ class MainWindow(QMainWindow):
                  panels: Sequence[PanelSpec] | None = None, restore: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
+        guard_wheel()  # a wheel turn never edits an unfocused spin box, combo box or slider
         self.setObjectName("main_window")
         self.setWindowTitle("GenStudio")
         self.store = store or RunStore()
@@ -553,6 +555,8 @@ class MainWindow(QMainWindow):
     def select_run(self, run: Run | None) -> None:
         """Make ``run`` current: every panel's ``set_run`` is called."""
         self._run = run
+        if run is not None:
+            self._follow_run(run)
         for p in self.panels.values():
             self._safely(p.set_run, run)
         self.setWindowTitle(f"GenStudio – {run.id}" if run else "GenStudio")
@@ -561,6 +565,25 @@ class MainWindow(QMainWindow):
         self._update_header()
         self._update_controls()
         self.run_changed.emit(run)
+
+    def _follow_run(self, run: Run) -> None:
+        """The toolbar's plugin and dataset pickers show the selected run's (nothing starts), so
+        Start trains that family; a run of a missing or broken plugin leaves them as they are."""
+        try:
+            info = run.info()
+        except RunError:
+            return
+        pid, ds = info.get("plugin"), info.get("dataset")
+        if pid != self.current_plugin() and not self.select_plugin(pid):
+            return
+        if not ds or ds == self.current_dataset() or self.select_dataset(ds):
+            return
+        pid = self.current_plugin()
+        sources = user_data_sources(self.registry.entries[pid].info.data_kinds) if pid else set()
+        if str(ds).startswith("folder:") and "folder" in sources:
+            self.dataset_combo.setCurrentIndex(self._add_folder_item(ds))
+        elif str(ds).startswith("transforms:") and "transforms" in sources:
+            self.dataset_combo.setCurrentIndex(self._add_folder_item(ds, OPEN_SCENE))
 
     def start_training(self) -> Run | None:
         """Start: create a run from the pickers and the settings form, then train it in the worker."""

@@ -11,6 +11,7 @@ from typing import Any
 from PySide6.QtCore import QTimer
 from PySide6.QtWidgets import QLabel, QPushButton, QSizePolicy, QWidget
 
+from genstudio.core import events as ev
 from genstudio.core.events import Event
 from genstudio.core.jobs import Control
 from genstudio.core.runs import Run
@@ -44,6 +45,22 @@ class JobPanel(Panel):
         if self._problem:
             return self._problem
         return "" if self._run.checkpoints() else "no checkpoint yet: train first"
+
+    def _run_switched(self) -> None:
+        """Another run was selected: the status line (a result, a reason) was about the old one, and
+        so are the results of jobs started for it (their tokens no longer match)."""
+        self.status.clear()
+        self._why_shown = None
+        self._tokens.clear()
+        self._awaiting.clear()
+
+    def _checkpoint_may_have_come(self, events: list[Event]) -> bool:
+        """Whether to look for a first checkpoint again: the panel says the selected run has none,
+        and the run trained a step (checkpoints are written mid-run, with no STATUS event)."""
+        if self._run is None or not str(getattr(self, "_why_shown", "") or "").startswith("no checkpoint"):
+            return False
+        rid = self._run.id
+        return any(e.run_id == rid and e.kind in (ev.PROGRESS, ev.STATUS) for e in events)
 
     def _show_why(self, why: str) -> None:
         """Say why the run cannot be used; take that back (only that) once it can."""

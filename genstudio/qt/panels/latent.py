@@ -39,6 +39,7 @@ from genstudio.core.events import Event
 from genstudio.core.imaging import image_grid
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.runs import short_name
 from genstudio.qt.panels.views import PALETTE, SampleView
 
 JOB = "latent"
@@ -249,8 +250,15 @@ class LatentPanel(Panel):
             self.clear()
         self._update_buttons()
 
+    def _about(self) -> str:
+        """' — <short run name>' for titles: the run the panel is about."""
+        return f" — {short_name(self._run.id)}" if self._run is not None else ""
+
     def clear(self) -> None:
+        """Forget the shown explorer (its map, decodes and titles belong to another run)."""
         self.explorer = None
+        self.map.setTitle("latent map" + self._about())
+        self.density_plot.setTitle(None)
         self._picks = []
         self.scatter.setData([])
         self.pick_marks.setData([])
@@ -339,7 +347,7 @@ class LatentPanel(Panel):
             t.setVisible(False)
         self.scatter.setData(pos=ex.embedding, data=np.arange(len(ex.embedding)))
         self.map.setTitle(f"{METHOD_NAMES.get(ex.method, ex.method)} of {len(ex.codes)} codes "
-                          f"(d = {ex.dim}, step {ex.step:,})")
+                          f"(d = {ex.dim}, step {ex.step:,}){self._about()}")
         self.map.setLabel("bottom", "PC1" if ex.method == "pca" else f"{ex.method} 1")
         self.map.setLabel("left", "PC2" if ex.method == "pca" else f"{ex.method} 2")
         self.colour_by.blockSignals(True)

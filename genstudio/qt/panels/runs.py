@@ -41,6 +41,12 @@ def short_name(run_id: str) -> str:
     return m.group(1) if m else run_id
 
 
+def is_training_progress(e: Event) -> bool:
+    """Whether a PROGRESS event counts training steps (an eval or sample job's carries its ``job``
+    or a ``stage``: its "2/10" is not the run's step)."""
+    return "job" not in e.data and "stage" not in e.data
+
+
 def _created(run: Run) -> tuple[float, str]:
     """Sort key: creation time (ids made in the same second differ only by a random suffix)."""
     try:
@@ -198,7 +204,7 @@ class RunsPanel(Panel):
                     self.refresh()
                 else:
                     self._fill(item, Run(self.ctx.store.runs_dir / e.run_id))
-            elif e.kind == ev.PROGRESS:
+            elif e.kind == ev.PROGRESS and is_training_progress(e):
                 item = self._items.get(e.run_id)
                 if item is not None and "done" in e.data:
                     item.setText(2, f"{e.data['done']}/{e.data.get('total', '?')}")

@@ -48,6 +48,7 @@ from genstudio.core.plugin import SampleOption, SampleState, option_applies, sam
 from genstudio.core.runs import Run, RunError
 from genstudio.core.tools import edit
 from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.runs import short_name
 from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
 
 MAX_GIF_FRAMES = 120
@@ -234,6 +235,11 @@ class SamplerPanel(Panel):
 
         top = QHBoxLayout()
         top.setContentsMargins(4, 2, 4, 2)
+        self.run_label = QLabel()  # the run this panel is about
+        self.run_label.setObjectName("sampler_run")
+        self.run_label.setMinimumWidth(40)  # a long run name clips (the tooltip has it), never widens the window
+        self.run_label.setMaximumWidth(240)
+        top.addWidget(self.run_label)
         top.addWidget(self.checkpoint)
         self.sample_controls = QWidget()  # what only the Sample tab uses (hidden on the Invert tab)
         row = QHBoxLayout(self.sample_controls)
@@ -355,7 +361,10 @@ class SamplerPanel(Panel):
     def set_run(self, run: Run | None) -> None:
         if (run.id if run else None) != (self._run.id if self._run else None):
             self._clear_edit()
+            self._clear_trajectory()
         self._run = run
+        self.run_label.setText(f"<b>{short_name(run.id)}</b>" if run is not None else "<i>no run</i>")
+        self.run_label.setToolTip(f"The run this panel samples: {run.id}" if run is not None else "")
         samplers: tuple[str, ...] = ()
         problem = ""
         options: tuple[SampleOption, ...] = ()
@@ -409,6 +418,7 @@ class SamplerPanel(Panel):
         """One control per declared option, starting from the run config's value of that name."""
         for c in self.options.values():
             self.option_row.removeWidget(c)
+            c.hide()  # the old run's option is gone at once, not at the next event-loop turn
             c.deleteLater()
         self.options = {}
         for opt in options:
@@ -503,7 +513,7 @@ class SamplerPanel(Panel):
         self._update_buttons()
         return self._control
 
-    def _begin_trajectory(self, run_id: str) -> None:
+    def _begin_trajectory(self, run_id: str | None) -> None:
         self._play.stop()
         self.play_button.setChecked(False)
         self._states = []
@@ -512,6 +522,17 @@ class SamplerPanel(Panel):
         self._done = False
         self._traj_run = run_id
         self.slider.setRange(0, 0)  # an empty trajectory "is at its end": the view follows new states
+
+    def _clear_trajectory(self) -> None:
+        """Another run was selected: its views, slider and status were about the old run's samples."""
+        self._begin_trajectory(None)
+        self._sampling_run = None  # a job still sampling the old run no longer draws here
+        self.view_x.clear_content()
+        self.view_x0.clear_content()
+        self.step_label.clear()
+        self.step_label.setToolTip("")
+        self.status.clear()
+        self._hint = ""
 
     def on_events(self, events: list[Event]) -> None:
         new = False

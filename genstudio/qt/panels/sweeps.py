@@ -56,6 +56,7 @@ class _SweepPanel(JobPanel):
     def set_run(self, run: Run | None) -> None:
         if (run.id if run else None) != (self._run.id if self._run else None):
             self._clear()
+            self._run_switched()
         self._run = run
         self._problem = ""
         if run is not None:
@@ -71,6 +72,9 @@ class _SweepPanel(JobPanel):
         for e in events:
             if e.kind == "status" and self._run is not None and e.run_id == self._run.id:
                 self._update_buttons()
+                return
+        if self._checkpoint_may_have_come(events):
+            self._update_buttons()
 
 
 class NfePanel(_SweepPanel):

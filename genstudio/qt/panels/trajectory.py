@@ -339,6 +339,7 @@ class TrajectoryPanel(JobPanel):
             self.b_run.blockSignals(True)
             self.b_run.setCurrentIndex(0)  # B follows the new run until another is picked
             self.b_run.blockSignals(False)
+            self._run_switched()
         self._run = run
         self._samplers = ()
         self._guided = False  # the plugin declares a guidance scale (SampleOption)
@@ -634,5 +635,7 @@ class TrajectoryPanel(JobPanel):
                 refresh_b = True
                 if self._run is not None and e.run_id == self._run.id:
                     self._update_buttons()
+        if self._checkpoint_may_have_come(events):
+            self._update_buttons()
         if refresh_b and not self.b_run.view().isVisible():  # a run got (or lost) checkpoints: B's list follows
             self.refresh_b_runs()

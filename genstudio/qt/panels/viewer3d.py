@@ -104,6 +104,7 @@ class SceneViewerPanel(Panel):
         self.view: Any = None
         self.cameras: dict[str, Any] = {}
         self._press: tuple[float, float] | None = None
+        self._scene_run: str | None = None  # run whose scene is shown (None: none, or a file)
 
         top = QHBoxLayout()
         self.open_btn, self.save_btn = QPushButton("Open…"), QPushButton("Save…")
@@ -282,9 +283,33 @@ class SceneViewerPanel(Panel):
         return f"scene:{self.panel_id}"
 
     def set_run(self, run: Run | None) -> None:
+        changed = (run.id if run else None) != (self._run.id if self._run else None)
         self._run = run
+        if changed and self._scene_run is not None:  # the shown scene was the old run's
+            self.clear_scene()
         if self._ours(run):
             self.refresh()
+
+    def clear_scene(self) -> None:
+        """Drop the shown scene, its model and its renders."""
+        self._token += 1  # a scene job still running for the old run no longer lands here
+        self.scene_item = self.model = self.step = None
+        self._scene_run = None
+        self.show_item("scene", None)
+        self.show_item("frustums", None)
+        self.side_image.clear()
+        self.side_caption.clear()
+        self.gt_image.clear()
+        self.gt_caption.clear()
+        self.status.setText(self.hint)
+
+    def accepts(self, item: Any) -> bool:
+        """Whether this viewer draws ``item`` (an instance of one of its ``shows`` types)."""
+        return isinstance(item, self.shows)
+
+    def _mine(self, e: Event) -> bool:
+        """A scene or view event of this viewer's own jobs (the other viewer's carry its id)."""
+        return e.data.get("viewer", self.panel_id) == self.panel_id
 
     def refresh(self) -> bool:
         """Load the selected run's newest checkpoint in a worker and export its scene."""
@@ -297,7 +322,7 @@ class SceneViewerPanel(Panel):
             return False
         self._stale = False
         self._token += 1
-        token, bus = self._token, self.ctx.bus
+        token, bus, viewer = self._token, self.ctx.bus, self.panel_id
 
         def job(control: Any) -> Any:
             from genstudio.core.jobs import load_model
@@ -306,10 +331,10 @@ class SceneViewerPanel(Panel):
                 control.check()
                 scene = model.export_scene()
             except Exception as exc:  # noqa: BLE001 - e.g. no checkpoint yet: say so in the panel
-                bus.emit(SCENE_READY, run.id, error=f"{exc.__class__.__name__}: {exc}", token=token)
+                bus.emit(SCENE_READY, run.id, error=f"{exc.__class__.__name__}: {exc}", token=token, viewer=viewer)
                 return None
             bus.emit(SCENE_READY, run.id, scene=scene, step=step, dataset=getattr(ds, "scene", None), model=model,
-                     token=token)
+                     token=token, viewer=viewer)
             yield step
             return step
 
@@ -327,12 +352,14 @@ class SceneViewerPanel(Panel):
         for e in events:
             if e.run_id != current:
                 continue
+            if e.kind in (SCENE_READY, VIEW_READY) and not self._mine(e):
+                continue
             if e.kind == SCENE_READY and e.data.get("token") == self._token:
                 if "error" in e.data:
                     self.status.setText(f"no scene yet ({e.data['error']})")
-                else:
-                    self.set_scene(e.data["scene"], dataset=e.data.get("dataset"), model=e.data.get("model"),
-                                   step=e.data.get("step"))
+                elif self.set_scene(e.data["scene"], dataset=e.data.get("dataset"), model=e.data.get("model"),
+                                    step=e.data.get("step")) is not False:
+                    self._scene_run = current or None
             elif e.kind == VIEW_READY:
                 self.show_render(e.data["image"], e.data.get("caption", ""))
             elif e.kind == ev.SAMPLES and self._ours(self._run):
@@ -340,8 +367,19 @@ class SceneViewerPanel(Panel):
         if refresh:
             self.refresh()
 
-    def set_scene(self, item: Any, *, dataset: Any = None, model: Any = None, step: int | None = None) -> None:
-        """Show an exported scene (and the training cameras of its dataset, if any)."""
+    def _refused(self, item: Any) -> bool:
+        """True (and says so) when ``item`` is not a scene this viewer draws."""
+        if self.accepts(item):
+            return False
+        self.status.setText(f"{type(item).__name__} is not drawn here ({self.title} shows "
+                            f"{', '.join(t.__name__ for t in self.shows)})")
+        return True
+
+    def set_scene(self, item: Any, *, dataset: Any = None, model: Any = None, step: int | None = None) -> bool:
+        """Show an exported scene (and the training cameras of its dataset, if any); False (and
+        nothing changes) for a scene of item types this viewer does not draw."""
+        if self._refused(item):
+            return False
         self.scene_item, self.model, self.step = item, model, step
         if dataset is not None:
             self.dataset = dataset
@@ -353,6 +391,7 @@ class SceneViewerPanel(Panel):
         self.show_item("scene", item)
         self.show_item("frustums", Frustums(cams, self._frustum_scale()) if cams else None)
         self.status.setText(self.describe() + (f" (step {step:,})" if step is not None else ""))
+        return True
 
     def describe(self) -> str:
         return type(self.scene_item).__name__
@@ -398,8 +437,9 @@ class SplatViewerPanel(SceneViewerPanel):
         s.budget = max(1, round(s.count * self.budget.value() / 1000))
         self.budget_label.setText(f"{s.drawn:,} / {s.count:,}")
 
-    def set_scene(self, item: Any, **kw: Any) -> None:
-        super().set_scene(item, **kw)
+    def set_scene(self, item: Any, **kw: Any) -> bool:
+        if not super().set_scene(item, **kw):
+            return False
         if self.splats() is not None:
             self.splats().mode = self.mode_box.currentText()
             self._budget_changed()
@@ -407,6 +447,7 @@ class SplatViewerPanel(SceneViewerPanel):
                 m = item.means.detach().cpu().numpy()
                 pad = 3 * float(np.percentile(item.scales.detach().cpu().numpy().max(1), 98))
                 self.frame(np.percentile(m, 2, 0) - pad, np.percentile(m, 98, 0) + pad)
+        return True
 
     def describe(self) -> str:
         n = len(self.scene_item) if self.scene_item is not None else 0
@@ -420,8 +461,8 @@ class SplatViewerPanel(SceneViewerPanel):
             self.ctx.show_error(f"Cannot open {path}: {exc}")
             return False
         self.dataset = None
-        self.set_scene(g)
-        return True
+        self._scene_run = None  # a file: no run's
+        return self.set_scene(g)
 
     def save_file(self, path: str) -> bool:
         from genstudio.core.scene.io import SceneFileError, save_scene
@@ -503,7 +544,7 @@ class NerfViewerPanel(SceneViewerPanel):
         if self.ctx.job_running(name):
             return
         cam, self._want = self._want, None
-        model, bus, mode = self.model, self.ctx.bus, self.mode_box.currentText()
+        model, bus, mode, viewer = self.model, self.ctx.bus, self.mode_box.currentText(), self.panel_id
         run_id = self._run.id if self._run is not None else ""
 
         def job(control: Any) -> Any:
@@ -516,7 +557,7 @@ class NerfViewerPanel(SceneViewerPanel):
             img = img.numpy()
             if img.ndim == 2:
                 img = np.repeat((img / max(float(img.max()), 1e-6))[..., None], 3, -1)
-            bus.emit(VIEW_READY, run_id, image=img,
+            bus.emit(VIEW_READY, run_id, image=img, viewer=viewer,
                      caption=f"{'NeRF' if hasattr(model, 'render_all') else 'field'} {mode} {cam.width}x{cam.height} ({time.perf_counter() - t:.2f} s)")
             yield
         self.renders += 1
@@ -531,14 +572,16 @@ class NerfViewerPanel(SceneViewerPanel):
             self.request_render(self.moving_size)
             self._still.start()
 
-    def set_scene(self, item: Any, **kw: Any) -> None:
+    def set_scene(self, item: Any, **kw: Any) -> bool:
         first = self.scene_item is None
-        super().set_scene(item, **kw)
+        if not super().set_scene(item, **kw):
+            return False
         if first and getattr(item, "lo", None) is not None:
             self.frame(item.lo, item.hi)
         elif first and len(getattr(item, "vertices", ())):
             self.frame(item.vertices.min(0), item.vertices.max(0))
         self.request_render(self.still_size)
+        return True
 
     def describe(self) -> str:
         d = getattr(self.scene_item, "density", None)

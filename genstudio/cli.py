@@ -4,15 +4,16 @@
     genstudio plugins               table: id, family, faces, status
     genstudio datasets              built-in datasets
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
+    genstudio train PLUGIN --list-settings    the --set keys: default, range or choices, help
     genstudio resume RUN [--steps N]
     genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
-    genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--csv FILE]
+    genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--sampler NAME] [--csv FILE]
     genstudio interp RUN --a data:12|seed:3|img.png --b ... [--frames 8] [--steps 50] [--out FILE.png]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
-Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
+Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import argparse
 import os
 import signal
 import sys
+import textwrap
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
@@ -32,8 +34,30 @@ class CliError(Exception):
     """An error worth one line to the user."""
 
 
+class _Help(argparse.ArgumentDefaultsHelpFormatter):
+    """``--help`` shows each option's default, except where there is none to show (None, a flag off)
+    or the help text already says it."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        if (not action.option_strings or any(action.default is x for x in (None, False, argparse.SUPPRESS))
+                or "%(default)" in text or "default" in text.lower()):
+            return text
+        return f"{text} (default: %(default)s)".lstrip()
+
+
 class _Parser(argparse.ArgumentParser):
     """Usage errors as one line and status 2, like every other error (argparse would exit itself)."""
+
+    def __init__(self, *a: Any, **kw: Any) -> None:
+        kw.setdefault("formatter_class", _Help)
+        super().__init__(*a, **kw)
+
+    def add_argument(self, *a: Any, **kw: Any) -> argparse.Action:
+        default = kw.get("default")
+        if kw.get("help") is None and default is not None and default is not False and a and a[0].startswith("-"):
+            kw["help"] = "(default: %(default)s)"  # argparse shows nothing for an option without help
+        return super().add_argument(*a, **kw)
 
     def error(self, message: str) -> NoReturn:
         raise CliError(f"{message} (see `{self.prog} -h`)")
@@ -120,6 +144,7 @@ class _Progress:
     def __init__(self, total: int, initial: int, desc: str) -> None:
         from tqdm import tqdm
 
+        self.desc = desc
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
                         disable=None if sys.stderr.isatty() else False, mininterval=0.5)
 
@@ -127,12 +152,26 @@ class _Progress:
         from genstudio.core import events as ev
 
         if event.kind == ev.PROGRESS:
-            self.bar.n = event.data["done"]
-            self.bar.refresh() if self.bar.n % 50 == 0 else None
+            self.stage("")
+            self.bar.update(event.data["done"] - self.bar.n)  # redraws at most every mininterval s
         elif event.kind == ev.METRICS:
             self.bar.set_postfix(loss=f"{event.data.get('loss', float('nan')):.4g}", refresh=False)
         elif event.kind == ev.STATUS and event.data.get("message"):
             self.bar.write(f"[{event.data['status']}] {event.data['message']}")
+
+    def stage(self, what: str) -> None:
+        """Show what the job does between steps (the preview it draws, the final checkpoint)."""
+        if what != getattr(self, "_stage", ""):
+            self._stage = what
+            self.bar.set_description(f"{self.desc} [{what}]" if what else self.desc, refresh=True)
+
+
+def _next_is_preview(step: int, total: int, sample_every: int) -> str:
+    """What ``jobs.train`` does after yielding ``step`` before the next PROGRESS: draw a preview
+    (every ``sample_every`` steps and at the end) and/or save the final checkpoint."""
+    if step >= total:
+        return "final checkpoint" if sample_every and total % sample_every == 0 else "final checkpoint, preview"
+    return "preview" if sample_every and (step + 1) % sample_every == 0 else ""
 
 
 def _stop_on_signals(control: Any, notice: Any = None) -> Any:
@@ -176,8 +215,9 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
     restore = _stop_on_signals(
         control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
     try:
-        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
-            pass
+        sample_every = int(info.get("sample_every", 500) or 0)  # as jobs.train reads it
+        for step in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
+            prog.stage(_next_is_preview(int(step), total, sample_every))
     except RunBusy:  # another process trains it: nothing was written, say so as it is
         raise
     except KeyboardInterrupt:  # the second Ctrl-C, e.g. in a plugin step that never returns
@@ -206,8 +246,31 @@ def _interrupted(run: Any) -> str:
     return f"run {run.id} {msg}"
 
 
+def settings_table(plugin: str) -> str:
+    """Every config field of ``plugin`` (what ``--set KEY=VALUE`` takes): default, type, range or
+    choices, then its help indented."""
+    from genstudio.core.config import fields_of
+    from genstudio.core.registry import registry
+
+    lines = []
+    for f in fields_of(registry().get(plugin).info.config_cls):
+        kind = getattr(f.type, "__name__", str(f.type))
+        allowed = (f"  choices: {', '.join(map(str, f.choices))}" if f.choices else
+                   f"  range: {f.range[0]:g} .. {f.range[1]:g}" if f.range else "")
+        default = repr(f.default) if isinstance(f.default, str) else str(f.default)
+        lines.append(f"{f.name}={default}  ({kind}){allowed}")
+        lines += [f"    {ln}" for ln in textwrap.wrap(f.help, 88)] if f.help else []
+    return "\n".join(lines)
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     from genstudio.core import jobs
+
+    if args.list_settings:
+        print(settings_table(args.plugin))
+        return 0
+    if not args.data:
+        raise CliError("the following arguments are required: --data (see `genstudio train -h`)")
 
     spec = jobs.TrainSpec(
         plugin=args.plugin, dataset=args.data, steps=args.steps, seed=args.seed, device=args.device,
@@ -218,8 +281,17 @@ def cmd_train(args: argparse.Namespace) -> int:
     return _drive_training(run, None, args.device)
 
 
+def _refuse_completed(run: Any, extra_steps: int | None) -> None:
+    """Resuming a completed run without --steps would do nothing but rewrite its checkpoint: refuse."""
+    info = run.info()
+    done, planned = int(info.get("step", 0) or 0), int(info.get("steps", 0) or 0)
+    if not extra_steps and (info.get("status") == "completed" or (planned and done >= planned)):
+        raise CliError(f"run {run.id} is completed ({done}/{planned} steps); pass --steps to train further")
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     run = _store().get(args.run)
+    _refuse_completed(run, args.steps)
     return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []))
 
 
@@ -305,9 +377,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     run = _trained_run(args.run)
     bus = EventBus()
-    bar = tqdm(desc="eval", disable=None if sys.stderr.isatty() else False)
+    bar: Any = None  # made at the first progress: a bad --metrics fails as one line, no empty bar
 
     def on_progress(e: Any) -> None:
+        nonlocal bar
+        if bar is None:
+            bar = tqdm(desc="eval", disable=None if sys.stderr.isatty() else False)
         bar.total, bar.n = e.data["total"], e.data["done"]
         bar.set_postfix_str(str(e.data.get("stage", "")), refresh=True)
 
@@ -324,7 +399,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     except StopIteration as stop:
         records = stop.value if isinstance(stop.value, list) else [stop.value]
     finally:
-        bar.close()
+        if bar is not None:
+            bar.close()
     for rec in records:
         print(f"{run.id}  step {rec['step']}  n={rec['n']}  extractor {(rec.get('extractor') or {}).get('name')}")
         rows = [(k, format_value(e), e.get("extractor", ""), e.get("note", ""))
@@ -357,9 +433,32 @@ def cmd_nfe(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scale_bars() -> tuple[Callable[[float, int, int], None], Callable[[], None]]:
+    """A tqdm bar per guidance scale, fed by ``guidance_sweep(on_step=...)``; returns (on_step, close)."""
+    from tqdm import tqdm
+
+    bars: dict[float, Any] = {}
+
+    def on_step(scale: float, step: int, total: int) -> None:
+        if scale not in bars:
+            for b in bars.values():
+                b.close()
+            bars[scale] = tqdm(total=total, desc=f"scale {scale:g}", unit="step", leave=False,
+                               disable=None if sys.stderr.isatty() else False, mininterval=0.5)
+        bar = bars[scale]
+        bar.total = total
+        bar.update(step - bar.n)
+
+    def close() -> None:
+        for b in bars.values():
+            b.close()
+
+    return on_step, close
+
+
 def cmd_guidance(args: argparse.Namespace) -> int:
     from genstudio.core.jobs import load_model
-    from genstudio.core.tools.guidance import guidance_sweep
+    from genstudio.core.tools.guidance import default_sampler, guidance_sweep
 
     run = _trained_run(args.run)
     model, ds, step = load_model(run, args.device)
@@ -367,12 +466,19 @@ def cmd_guidance(args: argparse.Namespace) -> int:
         scales = [float(s) for s in args.scales.split(",")]
     except ValueError as e:
         raise CliError(f"--scales: {e}") from e
+    sampler = args.sampler or default_sampler(model)
+    on_step, close = _scale_bars()
     try:
         rows = guidance_sweep(model, ds, scales, n_per_class=args.n, seed=args.seed, steps=args.steps,
-                              callback=lambda r: print(f"  scale {r['scale']:g}  accuracy {r['accuracy']:.3f}  "
-                                                       f"diversity {r['diversity']:.3f}", file=sys.stderr))
+                              sampler=sampler, on_step=on_step,
+                              callback=lambda r: (close(), print(
+                                  f"  scale {r['scale']:g}  accuracy {r['accuracy']:.3f}  "
+                                  f"diversity {r['diversity']:.3f}  ({r['seconds']:.1f} s)", file=sys.stderr)))
     except ValueError as e:
         raise CliError(str(e)) from e
+    finally:
+        close()
+    print(f"sampler {sampler or 'plugin default'}, steps {args.steps or 'plugin default'}")
     print(f"{run.id}  step {step}  {args.n} per class  data accuracy {rows[0]['data_accuracy']:.3f}  "
           "(diversity: within-class spread / the data's)" if rows else run.id)
     print(_table([(f"{r['scale']:g}", f"{r['accuracy']:.4f}", f"{r['diversity']:.4f}", f"{r['seconds']:.2f}")
@@ -383,6 +489,19 @@ def cmd_guidance(args: argparse.Namespace) -> int:
             f.writelines(f"{r['scale']},{r['accuracy']},{r['diversity']},{r['seconds']}\n" for r in rows)
         print(args.csv)
     return 0
+
+
+def _stage_bar(desc: str) -> tuple[Any, Callable[[str, int, int], None]]:
+    """A tqdm bar over a job's stages (``progress(stage, done, total)`` callbacks)."""
+    from tqdm import tqdm
+
+    bar = tqdm(desc=desc, unit="stage", disable=None if sys.stderr.isatty() else False)
+
+    def on_stage(stage: str, done: int, total: int) -> None:
+        bar.total, bar.n = total, done
+        bar.set_postfix_str(stage, refresh=True)
+
+    return bar, on_stage
 
 
 def cmd_interp(args: argparse.Namespace) -> int:
@@ -396,11 +515,14 @@ def cmd_interp(args: argparse.Namespace) -> int:
     if not edit.supports(model):
         raise CliError(f"run {run.id} ({run.info()['plugin']}): {edit.NEEDS_DDIM}")
     class_out = args.class_in if args.class_out is None else args.class_out
+    bar, on_stage = _stage_bar("interp")
     try:
         res = edit.edit_pair(model, ds, a, b, frames=args.frames, steps=args.steps, cond_in=args.class_in,
-                             cond_out=class_out)
+                             cond_out=class_out, progress=on_stage)
     except edit.EditUnsupported as e:
         raise CliError(f"run {run.id}: {e}") from None
+    finally:
+        bar.close()
     stem = "_".join("".join(c for c in str(it) if c.isalnum()) for it in (a, b))
     out = args.out or str(run.sample_dir() / f"interp_{stem}_s{res.steps}.png")
     print(f"{run.id}  step {step}  {res.summary()}")
@@ -415,6 +537,14 @@ def cmd_gui(args: argparse.Namespace) -> int:
     from genstudio.qt.app import main as gui_main
 
     return gui_main([sys.argv[0]])
+
+
+def panel_ids() -> list[str]:
+    """The ids `genstudio shot PANEL` takes: the names of the ``genstudio.panels`` entry points
+    (each equal to its class's ``panel_id``; read without importing Qt)."""
+    from importlib.metadata import entry_points
+
+    return sorted({ep.name for ep in entry_points(group="genstudio.panels")})
 
 
 def cmd_shot(args: argparse.Namespace) -> int:
@@ -441,9 +571,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.set_defaults(fn=cmd_datasets)
     s = sub.add_parser("train", help="train a model; prints the run folder")
     s.add_argument("plugin")
-    s.add_argument("--data", required=True, help="dataset name (see `genstudio datasets`) or folder:PATH")
+    s.add_argument("--data", default=None,
+                   help="dataset name (see `genstudio datasets`) or folder:PATH; required to train")
+    s.add_argument("--list-settings", action="store_true",
+                   help="print the plugin's --set keys with defaults, ranges and help, then exit")
     s.add_argument("--steps", type=COUNT, default=2000)
-    s.add_argument("--set", action="append", metavar="KEY=VALUE", help="config override (repeatable)")
+    s.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="config override (repeatable; keys: `genstudio train PLUGIN --list-settings`)")
     s.add_argument("--device", default=None, help="auto (default), cpu, cuda, cuda:N, mps")
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--log-every", type=COUNT, default=10)
@@ -505,8 +639,10 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("guidance", help="class accuracy and diversity against the guidance scale (class-conditional runs)")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--scales", default="0,1,2,4,8", help="comma list of classifier-free guidance scales")
-    s.add_argument("--n", type=COUNT, default=100, help="samples per class and scale")
-    s.add_argument("--steps", type=COUNT, default=None, help="sampling steps passed to the plugin")
+    s.add_argument("--n", type=COUNT, default=25, help="samples per class and scale")
+    s.add_argument("--steps", type=COUNT, default=None,
+                   help="sampling steps passed to the plugin (default: the plugin's; DDIM: the run's sample_steps)")
+    s.add_argument("--sampler", default=None, help="default: ddim where the plugin has it, else the plugin's own")
     s.add_argument("--csv", type=_out_file, default=None, help="also write the table to this CSV file")
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default=None)
@@ -525,8 +661,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class-out", type=EVERY, default=None,
                    help="decode as this class (default: --class-in); another class = class editing")
     s.set_defaults(fn=cmd_interp)
+    ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
-    s.add_argument("panel", nargs="?", default=None)
+    s.add_argument("panel", nargs="?", default=None,
+                   help=f"a panel id ({', '.join(ids) or 'none installed'}); none = the whole window")
     s.add_argument("--out", type=_out_file, required=True)
     s.add_argument("--demo", action="store_true", help="train a small demo run first so panels show data")
     s.set_defaults(fn=cmd_shot)

@@ -37,8 +37,7 @@ from genstudio.core.faces import Conditional, Likelihood, faces_of
 from genstudio.core.jobs import Control, load_model
 from genstudio.core.metrics import functional as M
 from genstudio.core.metrics.features import Extractor
-from genstudio.core.modality import Modality, modality_of
-from genstudio.core.plugin import final_state
+from genstudio.core.modality import MODALITIES, Modality, modality_of
 from genstudio.core.runs import Run, atomic_write_text
 
 SCHEMA = 1
@@ -90,12 +89,27 @@ def _resolve(metrics: Sequence[str] | str | None, mod: Modality, faces: Collecti
     for m in (m.lower() for m in metrics):
         m = {"inception_score": "is", "energy_distance": "energy"}.get(m, m)
         if m not in allowed and m not in ALIASES:
-            hint = " (FID needs image data; 2-D runs use energy, mmd, w2)" if m in ("fid", "fcd", "kid", "is") else ""
-            raise ValueError(f"unknown metric {m!r} for {kind} data{hint}; choose from {', '.join(allowed)}")
+            others = [k for k, md in MODALITIES.items() if k != kind and m in md.metrics]
+            hint = f" ({m} is for {' and '.join(others)} data)" if others else ""
+            raise ValueError(f"unknown metric {m!r} for {kind} data{hint}; {kind} data has: {', '.join(allowed)}")
         for x in ALIASES.get(m, (m,)):
             if x not in out:
                 out.append(x)
     return out
+
+
+def _last_state(states: Iterator[Any], on_state: Any, every_s: float = 0.5) -> Any:
+    """Run a sampler to its end, calling ``on_state(state)`` at most every ``every_s`` seconds (and
+    at its first step): one batch of 1000 DDPM steps takes minutes, its progress must show."""
+    last, t_emit = None, -math.inf
+    for last in states:
+        now = time.perf_counter()
+        if now - t_emit > every_s:
+            t_emit = now
+            on_state(last)
+    if last is None:
+        raise RuntimeError("sampler yielded no state")
+    return last
 
 
 def _entry(value: float | None, lo: float | None = None, hi: float | None = None, note: str = "",
@@ -329,7 +343,10 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
         t0 = time.perf_counter()
         with torch.no_grad():
             kw = {"cond": cond} if conditional else {}  # only Conditional models take cond
-            st = final_state(model.sample(hi - lo, seed=seed * 100_003 + i, steps=steps, sampler=sampler, **kw))
+            st = _last_state(
+                model.sample(hi - lo, seed=seed * 100_003 + i, steps=steps, sampler=sampler, **kw),
+                lambda s, lo=lo: bus.emit(ev.PROGRESS, rid, done=done, total=total, rate=0.0, job="eval",
+                                          stage=f"sampling {lo}/{n} (batch step {s.step}/{s.total})"))
         t_sample += time.perf_counter() - t0
         fakes.append(st.x.detach().cpu().float())
         nfe = st.extras.get("nfe", nfe)

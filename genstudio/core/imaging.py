@@ -37,6 +37,14 @@ def image_grid(x: torch.Tensor | np.ndarray, ncol: int | None = None, pad: int =
     return grid
 
 
+MIN_CELL = 64  # px: the smallest image cell a saved grid shows (8x8 digits are unreadable at 1:1)
+
+
+def readable_scale(h: int, w: int, cell: int = MIN_CELL) -> int:
+    """The whole-number (nearest-neighbour) factor that makes an ``h`` x ``w`` cell at least ``cell`` px."""
+    return max(1, math.ceil(cell / max(1, min(h, w))))
+
+
 def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float = 3.0,
                   color: tuple[int, int, int] = (80, 160, 255)) -> np.ndarray:
     """Render (N, 2) points as a dark square image with axes at 0 (for PNGs and GIFs)."""

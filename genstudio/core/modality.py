@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from genstudio.core.imaging import image_grid, samples_image, scatter_image
+from genstudio.core.imaging import image_grid, readable_scale, samples_image, scatter_image
 
 if TYPE_CHECKING:
     from genstudio.core.data import Dataset, DataSpec
@@ -131,7 +131,9 @@ class Image(Modality):
     base_metrics = ("fcd", "kid", "is", "pr")
 
     def preview(self, x: torch.Tensor) -> np.ndarray:
-        return image_grid(x)
+        """A grid upscaled (nearest neighbour) so each cell is at least MIN_CELL px: the PNGs of
+        `genstudio sample` and the training previews stay readable for 8x8 digits."""
+        return image_grid(x, scale=readable_scale(int(x.shape[-2]), int(x.shape[-1])))
 
     def extractors(self, dataset: Dataset, names: Collection[str], *, inception: str | None = None,
                    root: Any = None, device: Any = "cpu") -> dict[str, Extractor]:

@@ -190,6 +190,9 @@ def safe_torch_load(path: Path) -> Any:
     return ck
 
 
+_PRUNE_TOLD: set[Path] = set()  # runs whose log says old checkpoints are deleted (Run.save_checkpoint)
+
+
 @dataclass
 class Run:
     """A handle on one run folder. Cheap to create; reads files on demand."""
@@ -395,8 +398,13 @@ class Run:
     def save_checkpoint(self, step: int, state: dict[str, Any], keep: int = 3) -> Path:
         path = self._dir("checkpoints") / f"step_{step:08d}.pt"
         atomic_torch_save({"step": step, "state": state}, path)
-        for _, old in self.checkpoints()[:-keep]:
+        pruned = self.checkpoints()[:-keep]
+        for _, old in pruned:
             old.unlink(missing_ok=True)
+        if pruned and self.path not in _PRUNE_TOLD:  # said once per run and process, not per save
+            _PRUNE_TOLD.add(self.path)
+            self.log(f"[checkpoints] keeping the newest {keep}; older ones are deleted "
+                     f"(deleted {', '.join(p.name for _, p in pruned)})")
         return path
 
     def load_checkpoint(self, path: Path | None = None) -> tuple[int, dict[str, Any]]:

@@ -335,6 +335,9 @@ class MainWindow(QMainWindow):
         reset = QAction("Reset layout", self)
         reset.triggered.connect(lambda: self.restoreState(self._default_state, STATE_VERSION))
         view.addAction(reset)
+        shot_act = QAction("Save screenshot…", self)
+        shot_act.triggered.connect(lambda: self.save_screenshot())
+        view.addAction(shot_act)
         help_menu = mb.addMenu("&Help")
         about = QAction("Plugins…", self)
         about.triggered.connect(self._show_plugins)
@@ -459,6 +462,26 @@ class MainWindow(QMainWindow):
             self.dataset_combo.itemData(index))
         if action is not None and not action():
             self.dataset_combo.setCurrentIndex(self._last_dataset_index)
+
+    def choose_screenshot_file(self) -> str | None:
+        """Ask where to save a screenshot (tests monkeypatch this: a modal dialog would block them)."""
+        path, _ = QFileDialog.getSaveFileName(self, "Save screenshot", "genstudio.png", "PNG images (*.png)")
+        return path or None
+
+    def save_screenshot(self, path: str | Path | None = None) -> Path | None:
+        """View → Save screenshot…: the window as it is now (``QWidget.grab``) to a PNG (or the format
+        the file's suffix names), like
+        ``genstudio shot --out FILE.png``. Returns the path, None when cancelled or not written."""
+        path = path or self.choose_screenshot_file()
+        if not path:
+            return None
+        path = Path(path)
+        path = path if path.suffix else path.with_suffix(".png")  # Qt picks the format by suffix
+        if not self.grab().save(str(path)):
+            self.show_error(f"Cannot write the screenshot {path}", "")
+            return None
+        self.statusBar().showMessage(f"screenshot saved: {path}", 5000)
+        return path
 
     def choose_folder(self) -> str | None:
         """Ask for an image folder (tests monkeypatch this: a modal dialog would block them)."""

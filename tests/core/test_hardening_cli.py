@@ -141,6 +141,6 @@ def test_bad_inception_file_fails_before_any_sampling(capsys, tmp_path, monkeypa
     def no_sampling(*a, **k):
         raise AssertionError("sampled before checking the weights")
 
-    monkeypatch.setattr(E, "final_state", no_sampling)
+    monkeypatch.setattr(E, "_last_state", no_sampling)
     _one_line_error(["eval", run, "--metrics", "fid", "--inception", str(bad), "--n", "8", "--boot", "0"], capsys,
                     "is not an FID Inception-v3 state dict")

@@ -271,24 +271,42 @@ class EditResult:
 
 def edit_pair(model: Any, dataset: Any, a: str | ItemSpec, b: str | ItemSpec, frames: int = 8,
               steps: int = 50, interpolate: bool = True, check: Callable[[], None] | None = None,
-              cond_in: int | None = None, cond_out: int | None = None) -> EditResult:
+              cond_in: int | None = None, cond_out: int | None = None,
+              progress: Callable[[str, int, int], None] | None = None) -> EditResult:
     """Invert A and B (one batch), reconstruct them and (``interpolate``) decode the slerp and lerp
     strips between their noises. ``check`` is called between the stages (a job's
     ``Control.check``, so Stop takes effect without waiting for the end). Class-conditional runs:
-    invert as class ``cond_in`` and decode (reconstructions, seeds, strips) as ``cond_out``."""
+    invert as class ``cond_in`` and decode (reconstructions, seeds, strips) as ``cond_out``.
+    ``progress(stage, done, total)`` is called as each stage starts (a progress line)."""
     check = check or (lambda: None)
+    stages = ["loading A and B", "inverting A and B", "reconstructing A and B",
+              *(("decoding the slerp strip", "decoding the lerp strip") if interpolate else ())]
+
+    def stage(i: int) -> None:
+        if progress is not None:
+            progress(stages[i], i, len(stages))
+
     face = face_for(model, steps, cond_in, cond_out)
+    stage(0)
     ia, ib = resolve_item(face, dataset, a, steps), resolve_item(face, dataset, b, steps)
     check()
     x0 = torch.cat([ia.x0, ib.x0])
-    noise, recon, err = invert_reconstruct(face, x0, steps)
+    stage(1)
+    noise = face.encode(x0)  # as invert_reconstruct, in two stages
+    stage(2)
+    recon = face.decode(noise)
+    err = rms(recon, x0.cpu())
     z = torch.stack([it.noise[0] if it.noise is not None else noise[i] for i, it in enumerate((ia, ib))])
     frames = max(2, int(frames))
     paths = {m: noise_path(z[0], z[1], frames, m) for m in ("slerp", "lerp")}
     decoded = {}
-    for m, p in paths.items():
+    for j, (m, p) in enumerate(paths.items()):
         check()
+        if interpolate:
+            stage(3 + j)
         decoded[m] = face.decode(p) if interpolate else torch.empty(0)
+    if progress is not None:
+        progress("done", len(stages), len(stages))
     norms = {m: p.flatten(1).double().norm(dim=1).numpy() for m, p in paths.items()}
     spec = face.data_spec
     return EditResult((ia.label, ib.label), x0, noise, recon, err, z, decoded["slerp"], decoded["lerp"],

@@ -69,20 +69,31 @@ def score(feats: np.ndarray, probs: np.ndarray, labels: np.ndarray, num_classes:
     return acc, float(np.mean(div)) if div else 0.0
 
 
+def default_sampler(model: Any) -> str | None:
+    """The sampler a sweep uses when none is asked for: DDIM where the plugin has it (its own
+    ``sample_steps``, e.g. 50, instead of DDPM's 1000 ancestral steps per scale), else the plugin's."""
+    samplers = tuple(getattr(getattr(model, "info", None), "samplers", ()) or ())
+    return "ddim" if "ddim" in samplers else None
+
+
 def guidance_sweep(model: Any, dataset: Dataset, scales: Sequence[float] = (0, 1, 2, 4, 8), *,
-                   n_per_class: int = 100, seed: int = 0, steps: int | None = None,
+                   n_per_class: int = 25, seed: int = 0, steps: int | None = None,
+                   sampler: str | None = None,
                    classify: Classify | None = None,
                    callback: Callable[[dict[str, Any]], None] | None = None,
-                   should_stop: Callable[[], bool] | None = None) -> list[dict[str, Any]]:
+                   should_stop: Callable[[], bool] | None = None,
+                   on_step: Callable[[float, int, int], None] | None = None) -> list[dict[str, Any]]:
     """One row per scale: ``accuracy`` (fraction of samples the classifier puts in the requested
     class), ``diversity`` (mean within-class pairwise feature distance divided by the data's own,
     so 1 = as varied as the data), plus the raw numbers and ``seconds``. ``model`` must be class
-    conditional (``sample(cond=..., guidance=...)``)."""
+    conditional (``sample(cond=..., guidance=...)``). ``sampler`` None = :func:`default_sampler`;
+    ``on_step(scale, step, total)`` is called after each sampler step (progress bars)."""
     k = dataset.spec.num_classes
     if not k or not getattr(model, "num_classes", 0):
         raise ValueError("guidance needs a class-conditional model (class_cond) on a labelled dataset")
     classify = classify or classifier(dataset, getattr(model, "device", "cpu"))
     labels = torch.arange(k).repeat_interleave(n_per_class)
+    sampler = sampler or default_sampler(model)
     # The data's own accuracy and diversity: the reference the diversity is normalised by.
     g = torch.Generator().manual_seed(seed + 1)
     xd, yd = dataset.batch(k * n_per_class, g)
@@ -94,13 +105,23 @@ def guidance_sweep(model: Any, dataset: Dataset, scales: Sequence[float] = (0, 1
             break
         t0 = time.perf_counter()
         with torch.no_grad():
-            x = final_state(model.sample(len(labels), seed=seed, steps=steps, cond=labels, guidance=float(w),
-                                         every=10**9)).x.float().cpu()
+            kw = {"sampler": sampler} if sampler else {}  # a plugin without samplers takes no sampler=
+            states = model.sample(len(labels), seed=seed, steps=steps, cond=labels, guidance=float(w),
+                                  every=1 if on_step is not None else 10**9, **kw)
+            if on_step is None:
+                x = final_state(states).x.float().cpu()
+            else:
+                last = None
+                for last in states:
+                    on_step(float(w), int(last.step), int(last.total))
+                if last is None:
+                    raise RuntimeError("sampler yielded no state")
+                x = last.x.float().cpu()
         f, p = classify(x)
         acc, div = score(f, p, labels.numpy(), k)
         row = {"scale": float(w), "accuracy": acc, "diversity": div / data_div if data_div > 0 else math.nan,
                "diversity_raw": div, "data_accuracy": data_acc, "data_diversity": data_div,
-               "n": len(labels), "seconds": time.perf_counter() - t0}
+               "n": len(labels), "sampler": sampler, "seconds": time.perf_counter() - t0}
         rows.append(row)
         if callback is not None:
             callback(row)

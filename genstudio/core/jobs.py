@@ -339,8 +339,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         t_last, step_last = t0, start
         run.beat()
         last_beat = t0
-        # a first look within the first 5 % of the run, not half-way in (sample_every 500 of 1000)
-        first_preview = max(1, math.ceil(0.05 * total)) if sample_every and start == 0 else -1
+        # a first look within the first 5 % of the run, not half-way in (sample_every 500 of 1000);
+        # short runs (< 100 steps) reach their cadence soon enough
+        first_preview = math.ceil(0.05 * total) if sample_every and start == 0 and total >= 100 else -1
         elapsed0 = float(info.get("elapsed", 0.0))
         step = done = start  # done = last step whose update was applied
 

@@ -96,8 +96,13 @@ def test_cli_resume_set_uses_the_same_path(tmp_path, monkeypatch, capsys):
 
 
 def test_first_preview_comes_within_the_first_5_percent(tmp_path):
-    run = _run(tmp_path, steps=40)
-    run.update(sample_every=30)
+    run = _run(tmp_path, steps=120)
+    run.update(sample_every=100)
     list(jobs.train(run))
     steps = sorted(int(p.stem.split("_")[1]) for p in run.sample_dir().glob("step_*.png"))
-    assert steps[0] == 2 and 30 in steps and 40 in steps  # ceil(5 % of 40), the cadence, the end
+    assert steps == [6, 100, 120]  # ceil(5 % of 120), the cadence, the end
+    short = _run(tmp_path, steps=40)
+    short.update(sample_every=30)
+    list(jobs.train(short))
+    assert sorted(p.name for p in short.sample_dir().glob("step_*.png")) == [  # short runs: just the cadence
+        "step_00000030.png", "step_00000040.png"]

@@ -350,10 +350,20 @@ class MainWindow(QMainWindow):
         combo = self.plugin_combo
         combo.blockSignals(True)
         combo.clear()
-        entries = sorted(self.registry.entries.values(), key=lambda e: (not e.ok, e.id))
+        entries = sorted(self.registry.entries.values(),
+                         key=lambda e: (not e.ok, e.info.family if e.ok else "", e.info.name if e.ok else e.id))
+        family = None
         for e in entries:
+            if e.ok and e.info.family != family:  # a header per family (not selectable), so 19 ids read as groups
+                family = e.info.family
+                combo.addItem(f"— {family} —", None)
+                header = combo.model().item(combo.count() - 1)
+                header.setEnabled(False)
+                font = header.font()
+                font.setBold(True)
+                header.setFont(font)
             if e.ok:
-                combo.addItem(f"{e.info.name}", e.id)
+                combo.addItem(e.info.name, e.id)
                 tip = f"{e.id} ({e.info.family}): {e.info.description or ''}".strip()
             else:
                 combo.addItem(f"{e.id} (broken)", e.id)

@@ -1,0 +1,23 @@
+"""The plugin picker reads as groups (issue 12): a bold, unselectable header per family, then that
+family's plugins by name, each with its one-line description as tooltip."""
+
+from __future__ import annotations
+
+from PySide6.QtCore import Qt
+
+
+def test_plugins_are_grouped_by_family(main_window):
+    combo = main_window.plugin_combo
+    items = [(combo.itemText(i), combo.itemData(i), combo.model().item(i).isEnabled()) for i in range(combo.count())]
+    headers = [t for t, d, _ in items if d is None]
+    assert "— diffusion —" in headers and "— flow —" in headers
+    assert all(not ok for t, d, ok in items if d is None)  # headers cannot be picked
+    family = None
+    for t, d, _ in items:
+        if d is None:
+            family = t.strip("— ").strip()
+        elif family is not None and main_window.registry.entries[d].ok:
+            assert main_window.registry.get(d).info.family == family, (d, family)
+    i = combo.findData("ddpm")
+    assert "ddpm (diffusion)" in combo.itemData(i, Qt.ToolTipRole)
+    assert main_window.select_plugin("vae") and main_window.current_plugin() == "vae"

@@ -533,7 +533,21 @@ def cmd_interp(args: argparse.Namespace) -> int:
     return 0
 
 
+def _display_problem() -> str:
+    """Why the GUI cannot open a window here ('' = it can). Without this check Qt aborts the
+    process (SIGABRT) with a hint about libxcb-cursor0 even when that is installed."""
+    if not sys.platform.startswith("linux") or os.environ.get("QT_QPA_PLATFORM", "") not in ("", "xcb", "wayland"):
+        return ""
+    if os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY"):
+        return ""
+    return ("no display: the GUI needs an X11 or Wayland session (DISPLAY and WAYLAND_DISPLAY are unset). "
+            "Run it on a desktop, over `ssh -X`, or under `xvfb-run genstudio`; the CLI commands and "
+            "`genstudio shot` work without one")
+
+
 def cmd_gui(args: argparse.Namespace) -> int:
+    if why := _display_problem():
+        raise CliError(why)
     from genstudio.qt.app import main as gui_main
 
     return gui_main([sys.argv[0]])

@@ -209,3 +209,15 @@ def test_sample_digits_png_is_readable_npz_unchanged(capsys, tmp_path):
     w, h = Image.open(png).size
     assert w >= 2 * 64 and h >= 2 * 64
     assert np.load(npz)["x"].shape == (4, 1, 8, 8)
+
+
+def test_gui_without_a_display_is_one_line_not_an_abort(monkeypatch, capsys):
+    """Qt would abort (SIGABRT) with a misleading libxcb-cursor0 hint; the CLI says what is missing."""
+    import sys as _sys
+
+    monkeypatch.setattr(_sys, "platform", "linux")
+    for var in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"):
+        monkeypatch.delenv(var, raising=False)
+    assert main(["gui"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("genstudio: error: no display") and "xvfb-run" in err and "\n" not in err

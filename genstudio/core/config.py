@@ -32,14 +32,18 @@ def param(
     log: bool = False,
     runs_of: typing.Sequence[str] | None = None,
     live: bool = False,
+    kinds: typing.Sequence[str] | None = None,
 ) -> Any:
     """A dataclass field with UI metadata (``log`` asks the form for a log-scale spin box;
     ``runs_of`` marks a str field that names a run of one of these plugin ids: the form offers a
     picker of such runs, and the job loads the named run and hands its model to the plugin, see
     ``BasePlugin.use_run``; ``live`` marks a setting the plugin reads at every step, so a running
-    or paused run can take a new value from the next step on: live steering, ``jobs.Control.steer``)."""
+    or paused run can take a new value from the next step on: live steering, ``jobs.Control.steer``;
+    ``kinds`` names the data kinds the field matters for, e.g. ("image",) for U-Net widths: the form
+    greys it out for other data)."""
     meta = {"help": help, "range": range, "choices": tuple(choices) if choices else None, "label": label, "log": log,
-            "runs_of": tuple(runs_of) if runs_of else None, "live": bool(live)}
+            "runs_of": tuple(runs_of) if runs_of else None, "live": bool(live),
+            "kinds": tuple(kinds) if kinds else None}
     return dataclasses.field(default=default, metadata=meta)
 
 
@@ -78,6 +82,7 @@ class FieldSpec:
     log: bool
     runs_of: tuple[str, ...] | None = None
     live: bool = False  # may change while the run trains (param(live=True))
+    kinds: tuple[str, ...] | None = None  # data kinds the field matters for (None = all)
 
 
 def _resolve_type(cls: type, f: dataclasses.Field) -> type:
@@ -109,6 +114,7 @@ def fields_of(cls_or_obj: Any) -> list[FieldSpec]:
                 log=m.get("log", False),
                 runs_of=m.get("runs_of"),
                 live=bool(m.get("live", False)),
+                kinds=m.get("kinds"),
             )
         )
     return out

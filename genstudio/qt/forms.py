@@ -291,5 +291,23 @@ class ConfigForm(QWidget):
     def reset(self) -> None:
         self.set_values({n: s.default for n, s in self.specs.items()})
 
+    def set_data_kind(self, kind: str | None) -> None:
+        """Grey out the fields that do not matter for this data kind (``param(kinds=...)``: U-Net
+        widths for 2-D points, MLP widths for images); their values stay, for other data."""
+        layout = self.layout()
+        for name, f in self.fields.items():
+            kinds = self.specs[name].kinds
+            on = kind is None or not kinds or kind in kinds
+            f.widget.setEnabled(on)
+            label = layout.labelForField(f.widget) if isinstance(layout, QFormLayout) else None
+            if label is not None:
+                label.setEnabled(on)
+            spec = self.specs[name]
+            tip = (spec.help + (f"  [{spec.range[0]:g} … {spec.range[1]:g}]" if spec.range else "")).strip()
+            f.widget.setToolTip(tip if on else f"{tip} (only for {', '.join(kinds or ())} data)")
+
+    def disabled_fields(self) -> list[str]:
+        return [n for n, f in self.fields.items() if not f.widget.isEnabled()]
+
     def widget(self, name: str) -> QWidget:
         return self.fields[name].widget

@@ -405,6 +405,7 @@ class MainWindow(QMainWindow):
         settings = self.panels.get("settings")
         if settings is not None and hasattr(settings, "set_plugin"):
             settings.set_plugin(pid, cls.info.config_cls if cls else None)
+        self._form_follows_data()
         self._update_controls()
 
     def populate_datasets(self) -> None:
@@ -465,7 +466,17 @@ class MainWindow(QMainWindow):
     def _dataset_changed(self, index: int) -> None:
         if self.dataset_combo.itemData(index) not in (OPEN_FOLDER, OPEN_SCENE):
             self._last_dataset_index = index
+        self._form_follows_data()
         self._update_controls()
+
+    def _form_follows_data(self) -> None:
+        """The settings form greys out fields that do not apply to the picked data's kind."""
+        settings = self.panels.get("settings")
+        form = getattr(settings, "form", None)
+        name = self.current_dataset()
+        if form is not None and hasattr(form, "set_data_kind"):
+            form.set_data_kind(dataset_kind(name) if name and not name.startswith(("folder:", "transforms:"))
+                               else ("image" if name and name.startswith("folder:") else None))
 
     def _dataset_activated(self, index: int) -> None:
         action = {OPEN_FOLDER: self.open_image_folder, OPEN_SCENE: self.open_scene_folder}.get(

@@ -21,3 +21,16 @@ def test_plugins_are_grouped_by_family(main_window):
     i = combo.findData("ddpm")
     assert "ddpm (diffusion)" in combo.itemData(i, Qt.ToolTipRole)
     assert main_window.select_plugin("vae") and main_window.current_plugin() == "vae"
+
+
+def test_settings_grey_out_fields_that_do_not_apply_to_the_data(main_window):
+    """U-Net widths are greyed for 2-D points, MLP widths for images; the values are kept."""
+    w = main_window
+    assert w.select_plugin("ddpm") and w.select_dataset("8gaussians")
+    form = w.panels["settings"].form
+    assert {"channels", "num_res", "backbone"} <= set(form.disabled_fields())
+    assert "hidden" not in form.disabled_fields() and "lr" not in form.disabled_fields()
+    assert "only for image data" in form.widget("channels").toolTip()
+    assert w.select_dataset("digits")
+    assert {"hidden", "depth", "fourier"} <= set(form.disabled_fields()) and "channels" not in form.disabled_fields()
+    assert form.values()["hidden"] == 128  # greyed, not lost

@@ -63,14 +63,14 @@ class NetConfig(ModelConfig):
     """Network and optimiser settings shared by every family built on :func:`net_for` (DDPM, flow
     matching, consistency, NCSN, score SDEs): one definition, so their forms and defaults agree."""
 
-    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096))
-    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32))
+    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096), kinds=("points2d", "latent"))
+    depth: int = param(3, "MLP residual blocks (2-D data)", range=(1, 32), kinds=("points2d", "latent"))
     fourier: int = param(4, "Fourier-feature octaves of the MLP input (2-D data; 0 = off): sharper modes "
-                         "for the same width", range=(0, 12))
-    channels: int = param(16, "U-Net base channels (images); DiT width is 4x this", range=(4, 512))
-    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4))
+                         "for the same width", range=(0, 12), kinds=("points2d", "latent"))
+    channels: int = param(16, "U-Net base channels (images); DiT width is 4x this", range=(4, 512), kinds=("image",))
+    num_res: int = param(1, "U-Net residual blocks per resolution (images)", range=(1, 4), kinds=("image",))
     backbone: str = param("unet", "Image network: U-Net or DiT (patch transformer, adaLN-Zero)",
-                          choices=("unet", "dit"))
+                          choices=("unet", "dit"), kinds=("image",))
     ema_decay: float = param(0.999, "EMA decay of the sampling weights", range=(0.0, 0.99999), live=True)
     grad_clip: float = param(1.0, "Clip the gradient norm (0 = off)", range=(0.0, 1000.0), live=True)
 

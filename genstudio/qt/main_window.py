@@ -324,10 +324,15 @@ class MainWindow(QMainWindow):
         quit_act.triggered.connect(self.close)
         file_menu.addAction(quit_act)
         run_menu = mb.addMenu("&Run")
-        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+        self.run_actions: dict[str, QAction] = {}
+        for b, keys in ((self.start_button, "Ctrl+Return"), (self.pause_button, "Ctrl+P"),
+                        (self.resume_button, "Ctrl+R"), (self.stop_button, "Ctrl+.")):
             a = QAction(b.text(), self)
-            a.triggered.connect(b.click)
+            a.setShortcut(QKeySequence(keys))  # the button's own enabled state decides (click() no-ops)
+            a.triggered.connect(lambda *_, b=b: b.isEnabled() and b.click())
+            b.setToolTip(f"{b.toolTip() or b.text()} ({QKeySequence(keys).toString(QKeySequence.NativeText)})")
             run_menu.addAction(a)
+            self.run_actions[b.text()] = a
         view = mb.addMenu("&View")
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
@@ -336,6 +341,7 @@ class MainWindow(QMainWindow):
         reset.triggered.connect(lambda: self.restoreState(self._default_state, STATE_VERSION))
         view.addAction(reset)
         shot_act = QAction("Save screenshot…", self)
+        shot_act.setShortcut(QKeySequence("Ctrl+Shift+S"))
         shot_act.triggered.connect(lambda: self.save_screenshot())
         view.addAction(shot_act)
         help_menu = mb.addMenu("&Help")

@@ -34,3 +34,12 @@ def test_settings_grey_out_fields_that_do_not_apply_to_the_data(main_window):
     assert w.select_dataset("digits")
     assert {"hidden", "depth", "fourier"} <= set(form.disabled_fields()) and "channels" not in form.disabled_fields()
     assert form.values()["hidden"] == 128  # greyed, not lost
+
+
+def test_run_controls_have_keyboard_shortcuts(main_window):
+    w = main_window
+    keys = {name: a.shortcut().toString() for name, a in w.run_actions.items()}
+    assert keys == {"Start": "Ctrl+Return", "Pause": "Ctrl+P", "Resume": "Ctrl+R", "Stop": "Ctrl+."}
+    assert "Ctrl+Return" in w.start_button.toolTip()
+    w.run_actions["Stop"].trigger()  # nothing trains: a disabled button's shortcut does nothing
+    assert not w.errors

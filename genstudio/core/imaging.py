@@ -46,8 +46,9 @@ def readable_scale(h: int, w: int, cell: int = MIN_CELL) -> int:
 
 
 def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float = 3.0,
-                  color: tuple[int, int, int] = (80, 160, 255)) -> np.ndarray:
-    """Render (N, 2) points as a dark square image with axes at 0 (for PNGs and GIFs)."""
+                  color: tuple[int, int, int] = (80, 160, 255), radius: float | None = None) -> np.ndarray:
+    """Render (N, 2) points as a dark square image with axes at 0 (for PNGs and GIFs); dots of
+    ``radius`` px (default: about 1 % of ``size``)."""
     p = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     im = Image.new("RGB", (size, size), (20, 22, 28))
     d = ImageDraw.Draw(im)
@@ -57,7 +58,7 @@ def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float
     px = (p[:, 0] + lim) / (2 * lim) * (size - 1)
     py = (lim - p[:, 1]) / (2 * lim) * (size - 1)
     ok = np.isfinite(px) & np.isfinite(py)
-    r = max(1.5, size / 100)  # dots stay visible when the image is shown small (the monitor shows ~40 %)
+    r = radius if radius is not None else max(1.5, size / 100)  # dots stay visible when the image is shown small (the monitor shows ~40 %)
     for x, y in zip(px[ok], py[ok]):
         d.ellipse((float(x) - r, float(y) - r, float(x) + r, float(y) + r), fill=color)
     return np.asarray(im)
@@ -124,12 +125,13 @@ def trajectory_frame(x: torch.Tensor, x0: torch.Tensor | None, label: str = "", 
         titles = ["x_t", "x0 predicted"]
     elif x.dim() == 2 and x.shape[1] == 2:
         lim = data_lim(x) if lim is None else lim
-        panels = [scatter_image(x, size=size, lim=lim)]
+        r = max(1.5, size / 200)  # a full-size frame: smaller dots than a thumbnail needs
+        panels = [scatter_image(x, size=size, lim=lim, radius=r)]
         titles = ["x_t", "x0 predicted"]
         if x0 is not None:
             keep = ~outside(x0, lim)
             panels.append(scatter_image(np.asarray(x0.detach().cpu())[keep], size=size, lim=lim,
-                                        color=(255, 140, 66)))
+                                        color=(255, 140, 66), radius=r))
             n_out = int((~keep).sum())
             if n_out:
                 titles[1] += f" ({n_out} of {len(keep)} outside)"
@@ -140,7 +142,9 @@ def trajectory_frame(x: torch.Tensor, x0: torch.Tensor | None, label: str = "", 
     w = max(sum(p.shape[1] for p in panels) + gap * (len(panels) - 1), 260)  # room for the label
     out = np.full((h + 2 * _HEADER, w, 3), (20, 22, 28), np.uint8)
     col = 0
-    for p in panels:
+    for k, p in enumerate(panels):
+        if k:
+            out[_HEADER:, col - gap:col] = (90, 90, 100)  # a rule between the halves
         out[2 * _HEADER:2 * _HEADER + p.shape[0], col:col + p.shape[1]] = p
         col += p.shape[1] + gap
     im = Image.fromarray(out)

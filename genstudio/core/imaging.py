@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -108,6 +108,14 @@ def data_lim(points: torch.Tensor | np.ndarray, floor: float = 2.5) -> float:
     return max(floor, 1.1 * q)
 
 
+def _font(size: int):
+    """Pillow's bundled font at ``size`` px (Pillow < 10.1: its fixed bitmap font)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
 GIF_SCATTER = 512  # px per side of each 2-D panel of a trajectory frame
 _HEADER = 18  # px of the label strip above a trajectory frame
 
@@ -149,10 +157,10 @@ def trajectory_frame(x: torch.Tensor, x0: torch.Tensor | None, label: str = "", 
         col += p.shape[1] + gap
     im = Image.fromarray(out)
     d = ImageDraw.Draw(im)
-    d.text((4, 3), label, fill=(255, 255, 255))
+    d.text((4, 2), label, fill=(255, 255, 255), font=_font(14))
     col = 0
     for p, title in zip(panels, titles):
-        d.text((col + 4, _HEADER + 3), title, fill=(190, 190, 200))
+        d.text((col + 4, _HEADER + 3), title, fill=(190, 190, 200), font=_font(12))
         col += p.shape[1] + gap
     return np.asarray(im)
 

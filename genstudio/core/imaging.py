@@ -10,7 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from PIL import Image, ImageDraw
+from PIL import Image, ImageDraw, ImageFont
 
 
 def to_uint8(x: torch.Tensor | np.ndarray) -> np.ndarray:
@@ -46,8 +46,9 @@ def readable_scale(h: int, w: int, cell: int = MIN_CELL) -> int:
 
 
 def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float = 3.0,
-                  color: tuple[int, int, int] = (80, 160, 255)) -> np.ndarray:
-    """Render (N, 2) points as a dark square image with axes at 0 (for PNGs and GIFs)."""
+                  color: tuple[int, int, int] = (80, 160, 255), radius: float | None = None) -> np.ndarray:
+    """Render (N, 2) points as a dark square image with axes at 0 (for PNGs and GIFs); dots of
+    ``radius`` px (default: about 1 % of ``size``)."""
     p = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
     im = Image.new("RGB", (size, size), (20, 22, 28))
     d = ImageDraw.Draw(im)
@@ -57,7 +58,7 @@ def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float
     px = (p[:, 0] + lim) / (2 * lim) * (size - 1)
     py = (lim - p[:, 1]) / (2 * lim) * (size - 1)
     ok = np.isfinite(px) & np.isfinite(py)
-    r = max(1.5, size / 100)  # dots stay visible when the image is shown small (the monitor shows ~40 %)
+    r = radius if radius is not None else max(1.5, size / 100)  # dots stay visible when the image is shown small (the monitor shows ~40 %)
     for x, y in zip(px[ok], py[ok]):
         d.ellipse((float(x) - r, float(y) - r, float(x) + r, float(y) + r), fill=color)
     return np.asarray(im)
@@ -90,6 +91,83 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 12.0) 
     dur[-1] = 1000
     ims[0].save(path, save_all=True, append_images=ims[1:], duration=dur, loop=0, optimize=False)
     return path
+
+
+def outside(points: torch.Tensor | np.ndarray, lim: float) -> np.ndarray:
+    """(N,) mask of the (N, 2) points outside the square [-lim, lim]^2 (or not finite)."""
+    p = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, np.float64)
+    return ~(np.isfinite(p).all(1) & (np.abs(p) <= lim).all(1))
+
+
+def data_lim(points: torch.Tensor | np.ndarray, floor: float = 2.5) -> float:
+    """The half-width of a square that holds (N, 2) points (their 99.5th |coordinate| percentile,
+    +10 %, at least ``floor``): the range the Sampler fits to x_T and keeps for the whole trajectory."""
+    p = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, np.float64)
+    p = p[np.isfinite(p)]
+    q = float(np.percentile(np.abs(p), 99.5)) if p.size else 3.0
+    return max(floor, 1.1 * q)
+
+
+def _font(size: int):
+    """Pillow's bundled font at ``size`` px (Pillow < 10.1: its fixed bitmap font)."""
+    try:
+        return ImageFont.load_default(size=size)
+    except TypeError:
+        return ImageFont.load_default()
+
+
+GIF_SCATTER = 512  # px per side of each 2-D panel of a trajectory frame
+_HEADER = 18  # px of the label strip above a trajectory frame
+
+
+def trajectory_frame(x: torch.Tensor, x0: torch.Tensor | None, label: str = "", lim: float | None = None,
+                     size: int = GIF_SCATTER) -> np.ndarray:
+    """One frame of a sampling trajectory: x_t and the predicted x0 side by side under a ``label``
+    strip (e.g. "step 3/50 · t=0.94"). Image batches keep the grid's native resolution (cells below
+    MIN_CELL px are upscaled by a whole factor, nearest); 2-D points draw as ``size`` px scatters
+    over [-lim, lim]^2 (default: :func:`data_lim` of ``x``), x0 points outside that square left out
+    (the count is in the panel's title). Every frame of one trajectory has the same size."""
+    if x.dim() == 4:
+        s = readable_scale(x.shape[-2], x.shape[-1])
+        panels = [image_grid(x, scale=s)] + ([image_grid(x0, scale=s)] if x0 is not None else [])
+        titles = ["x_t", "x0 predicted"]
+    elif x.dim() == 2 and x.shape[1] == 2:
+        lim = data_lim(x) if lim is None else lim
+        r = max(1.5, size / 200)  # a full-size frame: smaller dots than a thumbnail needs
+        panels = [scatter_image(x, size=size, lim=lim, radius=r)]
+        titles = ["x_t", "x0 predicted"]
+        if x0 is not None:
+            keep = ~outside(x0, lim)
+            panels.append(scatter_image(np.asarray(x0.detach().cpu())[keep], size=size, lim=lim,
+                                        color=(255, 140, 66), radius=r))
+            n_out = int((~keep).sum())
+            if n_out:
+                titles[1] += f" ({n_out} of {len(keep)} outside)"
+    else:
+        raise ValueError(f"don't know how to draw samples of shape {tuple(x.shape)}")
+    h = max(p.shape[0] for p in panels)
+    gap = 4
+    w = max(sum(p.shape[1] for p in panels) + gap * (len(panels) - 1), 260)  # room for the label
+    out = np.full((h + 2 * _HEADER, w, 3), (20, 22, 28), np.uint8)
+    col = 0
+    for k, p in enumerate(panels):
+        if k:
+            out[_HEADER:, col - gap:col] = (90, 90, 100)  # a rule between the halves
+        out[2 * _HEADER:2 * _HEADER + p.shape[0], col:col + p.shape[1]] = p
+        col += p.shape[1] + gap
+    im = Image.fromarray(out)
+    d = ImageDraw.Draw(im)
+    d.text((4, 2), label, fill=(255, 255, 255), font=_font(14))
+    col = 0
+    for p, title in zip(panels, titles):
+        d.text((col + 4, _HEADER + 3), title, fill=(190, 190, 200), font=_font(12))
+        col += p.shape[1] + gap
+    return np.asarray(im)
+
+
+def trajectory_label(step: int, total: int, t: float) -> str:
+    """The label of a trajectory frame ("step k/N · t=0.xx")."""
+    return f"step {step}/{total} \u00b7 t={t:.2f}"
 
 
 # -- model views: heat maps of 2-D fields and tiled filters ---------------------------------------

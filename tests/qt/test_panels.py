@@ -299,7 +299,7 @@ def test_sampler_points_trajectory_scrub_and_export(qtbot, ctx, tmp_path):
     with Image.open(png) as im:
         assert im.size == (256, 256)
     with Image.open(gif) as im:
-        assert im.n_frames == 13 and im.size == (256, 256)
+        assert im.n_frames == 13 and im.size == (2 * 512 + 4, 512 + 36)  # x_t | x0 under a label strip
 
 
 def test_sampler_picks_older_checkpoint(qtbot, ctx):
@@ -338,7 +338,7 @@ def test_sampler_images_and_play(qtbot, ctx, tmp_path):
     qtbot.waitUntil(lambda: not panel.play_button.isChecked(), timeout=10_000)
     assert panel.slider.value() == 30
     with Image.open(panel.export_gif(tmp_path / "digits.gif")) as im:
-        assert im.n_frames == 31 and im.size == (grid_h, grid_h)
+        assert im.n_frames == 31 and im.size == (2 * 8 * grid_h + 4, 8 * grid_h + 36)  # 8 px digits x8: 64 px cells
 
 
 def test_sampler_stop_while_running(qtbot, tmp_path, reg):

@@ -42,7 +42,16 @@ from PySide6.QtWidgets import (
 from genstudio.core import events as ev
 from genstudio.core import jobs
 from genstudio.core.events import Event
-from genstudio.core.imaging import image_grid, samples_image, save_gif, save_png
+from genstudio.core.imaging import (
+    colormap,
+    data_lim,
+    image_grid,
+    samples_image,
+    save_gif,
+    save_png,
+    trajectory_frame,
+    trajectory_label,
+)
 from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleOption, SampleState, option_applies, sample_options
 from genstudio.core.runs import Run, RunError
@@ -259,6 +268,15 @@ class SamplerPanel(Panel):
             canvas = pg.GraphicsLayoutWidget()
             canvas.addItem(view)
             views.addWidget(canvas, 1)
+            if view is self.view_x:  # the t colour bar of "paths coloured by t", right of x_t
+                self.time_bar = pg.ColorBarItem(values=(0.0, 1.0), width=12, interactive=False,
+                                                colorMap=pg.ColorMap(np.linspace(0, 1, 9), colormap(np.linspace(0, 1, 9))),
+                                                colorMapMenu=False)
+                self.time_bar.axis.setTicks([[(0.0, "noise"), (1.0, "data")]])
+                self.time_bar.axis.setLabel("noise → data")
+                self.time_bar.setToolTip("Path colour: dark = noise (t = T, start), bright = data (t = 0)")
+                canvas.addItem(self.time_bar)
+                self.time_bar.setVisible(False)
 
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
@@ -423,6 +441,9 @@ class SamplerPanel(Panel):
         self.options = {}
         for opt in options:
             c = OptionControl(opt)
+            policy = c.sizePolicy()
+            policy.setRetainSizeWhenHidden(True)  # a sampler change never shifts the fields after it
+            c.setSizePolicy(policy)
             if config.get(opt.name) is not None:
                 c.setValue(config[opt.name])
             self.option_row.addWidget(c)
@@ -529,6 +550,7 @@ class SamplerPanel(Panel):
         self._sampling_run = None  # a job still sampling the old run no longer draws here
         self.view_x.clear_content()
         self.view_x0.clear_content()
+        self.time_bar.setVisible(False)
         self.step_label.clear()
         self.step_label.setToolTip("")
         self.status.clear()
@@ -618,19 +640,20 @@ class SamplerPanel(Panel):
         if _is_points(st.x):
             fit = None
             if self._lim is None:  # fit once per trajectory (then the cloud visibly contracts; zoom stays)
-                first = self._states[0].x.numpy()
-                q = float(np.nanpercentile(np.abs(first), 99.5)) if first.size else 3.0
-                self._lim = fit = max(2.5, 1.1 * q)
+                self._lim = fit = data_lim(self._states[0].x)
             hist, times = particle_history(self._states, i, self.whole_paths.isChecked())
             self.view_x.show_points(st.x.numpy(), hist, fit, times=times)
+            self.time_bar.setVisible(times is not None)
             if st.x0 is not None:
                 lo = max(0, i - TRAIL + 1)
                 hist0 = np.stack([s.x0[:MAX_TRAILS].numpy() for s in self._states[lo:i + 1]
                                   if s.x0 is not None])
-                self.view_x0.show_points(st.x0.numpy(), hist0, fit)
+                # at high t x̂0 can lie far outside the data: draw only what the view's range holds
+                self.view_x0.show_points(st.x0.numpy(), hist0, fit, clip=self._lim)
             else:
                 self.view_x0.clear_content()
         elif st.x.dim() == 4:
+            self.time_bar.setVisible(False)
             self.view_x.show_image(image_grid(st.x))
             if st.x0 is not None:
                 self.view_x0.show_image(image_grid(st.x0))
@@ -667,10 +690,15 @@ class SamplerPanel(Panel):
         return save_png(samples_image(self._states[-1].x), path)
 
     def export_gif(self, path: str | Path, fps: float = 12.0) -> Path:
-        """The x_t trajectory as an animated GIF (at most MAX_GIF_FRAMES evenly spaced frames)."""
+        """The trajectory as an animated GIF, x_t and x̂0 side by side, each frame labelled with its
+        step and t (at most MAX_GIF_FRAMES evenly spaced frames; image grids at native resolution,
+        2-D scatters 512 px a side over the range the view uses)."""
         if not self._states:
             raise RuntimeError("nothing sampled yet")
-        frames = [samples_image(self._states[i].x) for i in frame_indices(len(self._states))]
+        lim = self._lim if self._lim is not None else (
+            data_lim(self._states[0].x) if _is_points(self._states[0].x) else None)
+        frames = [trajectory_frame(st.x, st.x0, trajectory_label(st.step, st.total, st.t), lim=lim)
+                  for st in (self._states[i] for i in frame_indices(len(self._states)))]
         return save_gif(frames, path, fps=fps)
 
     def _default_path(self, suffix: str) -> str:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import pyqtgraph as pg
 
-from genstudio.core.imaging import colormap
+from genstudio.core.imaging import colormap, outside
 
 PALETTE = [
     (77, 166, 255), (255, 140, 66), (102, 204, 102), (240, 84, 84), (186, 134, 255),
@@ -74,6 +74,9 @@ class SampleView(pg.PlotItem):
 
     def __init__(self, title: str = "", point_colour: tuple[int, int, int] = PALETTE[0]) -> None:
         super().__init__(title=title)
+        self.base_title = title
+        self.note = ""  # appended to the title (e.g. how many points lie outside the view)
+        self.outside = 0  # points of the last show_points(clip=...) left undrawn
         self.setMenuEnabled(False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.trails = pg.PlotCurveItem(pen=pg.mkPen(*point_colour, 60, width=1))
@@ -109,14 +112,37 @@ class SampleView(pg.PlotItem):
             self._image_shape = img.shape
             self.getViewBox().setRange(xRange=(0, img.shape[1]), yRange=(0, img.shape[0]), padding=0.02)
 
+    def set_note(self, note: str) -> None:
+        """A note after the title ('' = the plain title)."""
+        if note != self.note:
+            self.note = note
+            self.setTitle(f"{self.base_title} · {note}" if note else self.base_title)
+
     def show_points(self, pts: np.ndarray, history: np.ndarray | None = None, lim: float | None = None,
-                    times: np.ndarray | None = None) -> None:
+                    times: np.ndarray | None = None, clip: float | None = None) -> None:
         """Show (N, 2) points; ``history`` (L, N, 2) draws faint trails, or with ``times`` (L,) whole
         paths coloured by time (viridis: dark = noise, t = 1; yellow = data, t = 0); ``lim`` sets
-        the range to ±lim."""
+        the range to ±lim. With ``clip`` only what lies inside [-clip, clip]^2 is drawn (points
+        and trail segments outside are left out; far-off predictions would otherwise streak
+        across the view) and the title says how many points were outside."""
         self._set_mode("points")
-        self.scatter.setData(pos=np.asarray(pts, dtype=np.float64))
-        if history is not None and times is not None:
+        pts = np.asarray(pts, dtype=np.float64)
+        self.outside = 0
+        if clip is not None:
+            out = outside(pts, clip)
+            self.outside = int(out.sum())
+            pts = pts[~out]
+            self.set_note(f"{self.outside} of {len(out)} outside the view" if self.outside else "")
+        self.scatter.setData(pos=pts)
+        if history is not None and clip is not None and times is None and len(history) > 1:
+            self._show_bands([])
+            history = np.asarray(history, np.float64)
+            x, y, connect = trail_arrays(history)
+            bad = outside(np.stack([x, y], 1), clip)
+            connect = connect & ~bad & ~np.append(bad[1:], True)  # no segment touches a point outside
+            x, y = np.clip(np.nan_to_num(x), -clip, clip), np.clip(np.nan_to_num(y), -clip, clip)
+            self.trails.setData(x, y, connect=connect, skipFiniteCheck=True)
+        elif history is not None and times is not None:
             self.trails.setData([], [])
             self._show_bands(time_segments(np.asarray(history, np.float64), times))
         elif history is not None and len(history) > 1:
@@ -151,3 +177,5 @@ class SampleView(pg.PlotItem):
         self.trails.setData([], [])
         self._show_bands([])
         self._image_shape = None
+        self.outside = 0
+        self.set_note("")

@@ -193,6 +193,9 @@ def test_reference_is_a_dashed_line_and_in_the_cell_tooltip(panel2d, qtbot):
 
     assert lines[0].pen.style() == Qt.DashLine
     assert len(panel.curve_plot.getPlotItem().listDataItems()) == 1  # the line is not a data series
+    vb = panel.curve_plot.getPlotItem().getViewBox()
+    vb.updateAutoRange()
+    assert vb.viewRange()[1][0] <= 0.0011  # the floor stays in view though every point is above it
     h = _headers(panel)
     row = panel.table_rows().index(runs[0].id)
     assert "real-vs-real floor at n=1000: 0.0011" in panel.table.item(row, h.index("energy ↓")).toolTip()
@@ -201,6 +204,19 @@ def test_reference_is_a_dashed_line_and_in_the_cell_tooltip(panel2d, qtbot):
     assert len(panel.reference_lines) == 1
     panel.curve_combo.setCurrentText("precision")  # no reference there
     assert panel.reference_lines == []
+
+
+def test_inception_score_shows_what_real_data_scores(qtbot, tmp_path):
+    store = RunStore(tmp_path)
+    run = store.create(plugin="ddpm", dataset="digits", config={}, seed=0, device="cpu", steps=10)
+    for step, v in ((5, 4.0), (10, 6.5)):
+        write_eval(run, step, {"is": {**entry(v, 0.2), "ref": 9.1}}, t=1000.0 + step)
+    panel = MetricsPanel(Ctx(tmp_path))
+    qtbot.addWidget(panel)
+    panel.curve_combo.setCurrentText("is")
+    panel.set_run(run)
+    assert [ln.value() for ln in panel.reference_lines] == [pytest.approx(9.1)]
+    assert "real data scores 9.1" in panel.table.item(0, _headers(panel).index("is ↑")).toolTip()
 
 
 def test_eval_records_the_real_vs_real_floor(tmp_path):

@@ -506,6 +506,7 @@ class MetricsPanel(Panel):
         shown = [sel] if sel in self._records else list(self._records)
         exts: set[str] = set()
         refs: list[tuple[float, tuple[int, ...], Any]] = []
+        real_data: list[tuple[float, tuple[int, ...], Any]] = []
         for i, rid in enumerate(shown):
             by_step: dict[int, dict[str, Any]] = {}
             for r in self._records[rid]:  # sorted by (step, time): the latest eval per step wins
@@ -524,14 +525,18 @@ class MetricsPanel(Panel):
             ref = metric_reference(ents[-1])
             if ref is not None:
                 refs.append((ref, col, ents[-1].get("n") or self._records[rid][-1].get("n")))
+            elif m == "is" and isinstance(ents[-1].get("ref"), (int, float)):  # what real images score
+                real_data.append((float(ents[-1]["ref"]), col, None))
         self._draw_references(p, m, refs)
+        self._draw_references(p, m, real_data, "real data", "the score of the reference images themselves")
         label, better = METRIC_INFO.get(m, (m, ""))
         ext = ", ".join(sorted(exts - NOT_FEATURES))
         arrow = {"lower": " ↓ better", "higher": " ↑ better"}.get(better, "")
         p.setLabel("left", f"{m}" + (f" ({ext})" if ext else "") + arrow)
         p.setTitle(f"{label} over training" + (f" — {short_id(sel)}" if sel in self._records else ""), size="9pt")
 
-    def _draw_references(self, p: pg.PlotWidget, m: str, refs: list[tuple[float, tuple[int, ...], Any]]) -> None:
+    def _draw_references(self, p: pg.PlotWidget, m: str, refs: list[tuple[float, tuple[int, ...], Any]],
+                         label: str = "real vs real", what: str = "") -> None:
         """One dashed horizontal line per distinct real-vs-real floor (runs on the same data at the same n
         share one, drawn grey; a floor of one run only takes that run's colour)."""
         groups: list[list[tuple[float, tuple[int, ...], Any]]] = []
@@ -547,9 +552,10 @@ class MetricsPanel(Panel):
             rgb = tuple(col[:3]) if len(g) == 1 and len(refs) > 1 else (190, 190, 190)
             line = pg.InfiniteLine(pos=ref, angle=0, movable=False,
                                    pen=pg.mkPen(*rgb, 200, width=1.5, style=Qt.DashLine),
-                                   label="real vs real", labelOpts={"position": 0.08, "color": rgb,
+                                   label=label, labelOpts={"position": 0.08, "color": rgb,
                                                                     "anchors": [(0, 1), (0, 1)]})
-            line.setToolTip(f"{m} between two independent draws of the data (n={n}): {ref:.4g} -- "
+            line.setToolTip(f"{m}, {what}: {ref:.4g}" if what else
+                            f"{m} between two independent draws of the data (n={n}): {ref:.4g} -- "
                             "the floor a perfect model reaches")
             p.addItem(line)
             self.reference_lines.append(line)

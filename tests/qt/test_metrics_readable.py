@@ -104,6 +104,10 @@ def test_table_shows_every_row_and_the_split_resizes(panel_with_data, qtbot):
     a, b = split.sizes()
     split.setSizes([a + 100, b - 100])
     assert split.sizes()[0] == a + 100
+    split.splitterMoved.emit(a + 100, 1)  # what a drag of the handle sends
+    panel.refresh()  # a new eval arriving rebuilds the table: the dragged size stays
+    _settle(qtbot)
+    assert split.sizes()[0] == a + 100
     assert panel.charts.height() >= panel.charts.minimumHeight() > 0
 
 

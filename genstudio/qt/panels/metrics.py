@@ -269,6 +269,8 @@ class MetricsPanel(Panel):
         split.addWidget(self.charts)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        self._user_split = False  # once the handle is dragged, new rows no longer re-fit the table
+        split.splitterMoved.connect(self._split_dragged)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
@@ -435,9 +437,14 @@ class MetricsPanel(Panel):
             h += t.horizontalScrollBar().sizeHint().height()
         return h + 2
 
+    def _split_dragged(self, *_: Any) -> None:
+        self._user_split = True
+
     def _fit_table(self) -> None:
         """Give the table the height of all its rows (up to 60 % of the split; the rest scrolls and the
-        handle still resizes): the charts keep the remainder."""
+        handle still resizes): the charts keep the remainder. A size the user dragged to is kept."""
+        if self._user_split:
+            return
         total = sum(self.split.sizes())
         if total <= 0:
             total = max(self.split.height(), 400)

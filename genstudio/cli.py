@@ -403,7 +403,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
             bar.close()
     for rec in records:
         print(f"{run.id}  step {rec['step']}  n={rec['n']}  extractor {(rec.get('extractor') or {}).get('name')}")
-        rows = [(k, format_value(e), e.get("extractor", ""), e.get("note", ""))
+        rows = [(k, format_value(e, name=k), e.get("extractor", ""),  # interval clipped to the metric's range
+                 e.get("note", "") + (f" (real-vs-real floor {e['reference']:.4g})" if e.get("reference") is not None
+                                      else ""))
                 for k, e in rec["metrics"].items()]
         rows += [(k, "skipped", "", why) for k, why in rec.get("skipped", {}).items()]
         print(_table(rows, ("metric", "value [95% interval]", "extractor", "note")))

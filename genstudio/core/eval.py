@@ -61,6 +61,38 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "nfe": ("Network evaluations per sample", "lower"),
     "sample_steps": ("Sampler steps", "lower"),
 }
+# name -> (lowest, highest) value the metric can take (None = unbounded): intervals are shown clipped
+# to it (a bootstrap interval of an unbiased MMD² can dip below 0; a distance never does). The
+# stored record keeps the raw bounds.
+METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
+    "fcd": (0.0, None), "fid": (0.0, None), "kid": (0.0, None), "is": (1.0, None),
+    "precision": (0.0, 1.0), "recall": (0.0, 1.0), "accuracy": (0.0, 1.0),
+    "energy": (0.0, None), "mmd": (0.0, None), "w2": (0.0, None),
+    "nll": (None, None), "bpd": (None, None),  # continuous densities can exceed 1: negative NLL is valid
+    "sampling_time": (0.0, None), "nfe": (0.0, None), "sample_steps": (0.0, None),
+}
+# metrics whose record may carry ``reference``: the same metric between two independent draws of
+# the data at the evaluated n (the noise floor a perfect model reaches)
+REFERENCE_METRICS = ("energy", "mmd", "w2")
+
+
+def clip_to_range(name: str, v: float | None) -> float | None:
+    """``v`` clipped to ``METRIC_RANGE[name]`` (None stays None; unknown metrics are unbounded)."""
+    if v is None:
+        return None
+    lo, hi = METRIC_RANGE.get(name, (None, None))
+    if lo is not None and v < lo:
+        v = lo
+    if hi is not None and v > hi:
+        v = hi
+    return v
+
+
+def clipped_interval(name: str, entry: dict[str, Any]) -> tuple[float | None, float | None]:
+    """The entry's (ci_low, ci_high) clipped to the metric's valid range (for display)."""
+    return clip_to_range(name, entry.get("ci_low")), clip_to_range(name, entry.get("ci_high"))
+
+
 ALIASES = {"pr": ("precision", "recall"), "precision": ("precision", "recall"), "recall": ("precision", "recall"),
            "bpd": ("nll",), "likelihood": ("nll",)}
 
@@ -155,6 +187,27 @@ class _Ctx:
     dim: int
     dev: Any
     batch_size: int
+    ds: Any = None
+    ref_seed: int = 0
+    _real2: np.ndarray | None = None
+
+    def second_draw(self) -> np.ndarray | None:
+        """Primary features of a second, independent draw of n reference points (raw 2-D points
+        only: cheap there; None elsewhere). Cached."""
+        if self._real2 is None and self.pkey == "raw" and self.ds is not None:
+            x2, _ = self.ds.fixed(self.n, seed=self.ref_seed + 7919)
+            if len(x2) == self.n:
+                self._real2 = self.extractors["raw"].features_and_probs(x2)[0]
+        return self._real2
+
+    def reference(self, fn: Any) -> float | None:
+        """``fn(real, second real draw)``: the value a perfect model scores at this n."""
+        fr = self.feats[self.pkey][0]
+        r2 = self.second_draw()
+        if r2 is None:
+            return None
+        v = float(fn(fr, r2))
+        return v if math.isfinite(v) else None
 
     @property
     def primary(self) -> tuple[np.ndarray, Any, np.ndarray, Any, Extractor]:
@@ -228,23 +281,27 @@ def _accuracy(ctx: _Ctx, name: str) -> dict[str, Any]:
 def _energy(ctx: _Ctx, name: str) -> dict[str, Any]:
     fr, _, ff, _, ex = ctx.primary
     ci = M.bootstrap_ci(M.energy_distance, fr, ff, **ctx.boot)
-    return {"energy": _entry(ci.value, ci.low, ci.high, f"2E|X-Y|-E|X-X'|-E|Y-Y'| on raw points, n={ctx.n}", ex.name)}
+    return {"energy": _entry(ci.value, ci.low, ci.high, f"2E|X-Y|-E|X-X'|-E|Y-Y'| on raw points, n={ctx.n}", ex.name,
+                             reference=ctx.reference(M.energy_distance))}
 
 
 def _mmd(ctx: _Ctx, name: str) -> dict[str, Any]:
     fr, _, ff, _, ex = ctx.primary
     med = M.median_bandwidth(fr)
     bws = (0.5 * med, med, 2 * med)
-    ci = M.bootstrap_ci(partial(M.mmd_rbf, bandwidths=bws), fr, ff, **ctx.boot)
+    fn = partial(M.mmd_rbf, bandwidths=bws)
+    ci = M.bootstrap_ci(fn, fr, ff, **ctx.boot)
     return {"mmd": _entry(ci.value, ci.low, ci.high, f"unbiased, RBF bandwidths {', '.join(f'{b:.3g}' for b in bws)}"
-                          " (0.5/1/2 x reference median distance)", ex.name, bandwidths=list(bws))}
+                          " (0.5/1/2 x reference median distance)", ex.name, bandwidths=list(bws),
+                          reference=ctx.reference(fn))}
 
 
 def _w2(ctx: _Ctx, name: str) -> dict[str, Any]:
     fr, _, ff, _, ex = ctx.primary
     m = min(ctx.n, 1000)
     return {"w2": _entry(M.w2_exact(fr[:m], ff[:m]), note=f"exact optimal assignment on {m} vs {m} points; no "
-                         "interval (O(n^3))", extractor=ex.name)}
+                         "interval (O(n^3))", extractor=ex.name,
+                         reference=ctx.reference(lambda a, b: M.w2_exact(a[:m], b[:m])))}
 
 
 def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
@@ -373,7 +430,8 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
     pkey = "inception" if "inception" in extractors else ("cnn" if "cnn" in extractors else "raw")
     ctx = _Ctx(n=n, modality=mod, feats=feats, extractors=extractors, pkey=pkey, alpha=alpha,
                boot=dict(n_boot=n_boot, alpha=alpha, seed=seed), model=model, faces=faces, x_ref=x_ref,
-               y_ref=y_ref, conditional=conditional, dim=ds.spec.dim, dev=dev, batch_size=batch_size)
+               y_ref=y_ref, conditional=conditional, dim=ds.spec.dim, dev=dev, batch_size=batch_size,
+               ds=ds, ref_seed=ref_seed)
     out: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for name in names:
@@ -447,13 +505,14 @@ def load_evals(run: Run) -> list[dict[str, Any]]:
     return sorted(out, key=lambda r: (r.get("step", 0), r.get("time", 0)))
 
 
-def format_value(entry: dict[str, Any], digits: int = 4) -> str:
-    """``12.3 [11.9, 12.8]`` -- the text the table and the CLI print."""
+def format_value(entry: dict[str, Any], digits: int = 4, name: str = "") -> str:
+    """``12.3 [11.9, 12.8]`` -- the text the table and the CLI print; with the metric's ``name`` the
+    interval is clipped to its valid range (:data:`METRIC_RANGE`)."""
     v = entry.get("value")
     if v is None:
         return "—"
     s = f"{v:.{digits}g}"
-    lo, hi = entry.get("ci_low"), entry.get("ci_high")
+    lo, hi = clipped_interval(name, entry) if name else (entry.get("ci_low"), entry.get("ci_high"))
     if lo is not None and hi is not None:
         s += f" [{lo:.{digits - 1}g}, {hi:.{digits - 1}g}]"
     return s

@@ -9,6 +9,7 @@ produced it, because an FCD on one classifier is not comparable with one on anot
 from __future__ import annotations
 
 import csv
+import math
 from pathlib import Path
 from typing import Any
 
@@ -35,7 +36,15 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import events as ev
-from genstudio.core.eval import METRIC_INFO, evaluate, evaluate_checkpoints, format_value, load_evals
+from genstudio.core.eval import (
+    METRIC_INFO,
+    METRIC_RANGE,
+    clip_to_range,
+    evaluate,
+    evaluate_checkpoints,
+    format_value,
+    load_evals,
+)
 from genstudio.core.events import Event
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
@@ -60,6 +69,78 @@ def metric_header(name: str) -> str:
 def ordered_metrics(names: set[str]) -> list[str]:
     known = [m for m in METRIC_INFO if m in names]
     return known + sorted(names - set(known))
+
+
+def tick_label(v: float, spacing: float) -> str:
+    """A tick label with the decimals the tick spacing needs and at most ~4 significant digits:
+    ``1.076`` not ``1.0761389279996``, ``0.0012`` not ``1.2 ×0.001``, ``2.5e+04`` for big numbers."""
+    if not math.isfinite(v):
+        return ""
+    if spacing > 0 and abs(v) < 0.5 * spacing:
+        return "0"
+    big = max(abs(v), spacing)
+    if big >= 1e5 or big < 1e-3:
+        return f"{v:.3g}"
+    decimals = 3
+    if spacing > 0:  # enough decimals to tell ticks apart (a spacing of 2.5 needs one)
+        decimals = max(0, -math.floor(math.log10(spacing)))
+        while decimals < 8 and abs(round(spacing, decimals) - spacing) > 1e-6 * spacing:
+            decimals += 1
+    digits = decimals + (math.floor(math.log10(abs(v))) + 1 if abs(v) >= 1 else 0)
+    if decimals > 0 and digits > 4:  # a narrow range far from 0: round instead of listing 6 digits
+        return f"{v:.4g}"
+    return f"{v:.{decimals}f}"
+
+
+class ReadableAxis(pg.AxisItem):
+    """An axis with plain tick numbers: no auto SI prefix (no "945 ×0.001"), ~4 significant digits."""
+
+    def __init__(self, orientation: str, **kw: Any) -> None:
+        super().__init__(orientation, **kw)
+        self.enableAutoSIPrefix(False)
+
+    def tickStrings(self, values: list[float], scale: float, spacing: float) -> list[str]:  # noqa: N802
+        return [tick_label(float(v) * scale, float(spacing) * scale) for v in values]
+
+
+def _plot_widget() -> pg.PlotWidget:
+    return pg.PlotWidget(axisItems={"left": ReadableAxis("left"), "bottom": ReadableAxis("bottom")})
+
+
+def metric_range_text(name: str) -> str:
+    lo, hi = METRIC_RANGE.get(name, (None, None))
+    if lo is None and hi is None:
+        return ""
+    if hi is None:
+        return f"≥ {lo:g}"
+    return f"in [{lo:g}, {hi:g}]"
+
+
+def metric_reference(e: dict[str, Any]) -> float | None:
+    """The real-vs-real floor stored with a 2-D metric (None when the record has none)."""
+    r = e.get("reference")
+    return float(r) if isinstance(r, (int, float)) and math.isfinite(r) else None
+
+
+def header_tooltip(name: str, refs: list[float] | None = None) -> str:
+    """What a metric column means and what is good: direction, valid range, reference values."""
+    label, better = METRIC_INFO.get(name, (name, ""))
+    lines = [label]
+    if better:
+        lines.append(f"{better.capitalize()} is better" + {"lower": " (↓)", "higher": " (↑)"}[better] + ".")
+    rng = metric_range_text(name)
+    if rng:
+        lines.append(f"Valid range {rng}: intervals are shown clipped to it (the stored record keeps the raw ones).")
+    if refs:
+        lo, hi = min(refs), max(refs)
+        val = f"{lo:.3g}" if math.isclose(lo, hi, rel_tol=1e-3) else f"{lo:.3g}–{hi:.3g}"
+        lines.append(f"Real-vs-real floor (two independent draws of the data, n as evaluated): {val}. "
+                     "A perfect model scores about this; values near it are at noise level.")
+    elif name in ("fcd", "fid", "kid", "energy", "mmd", "w2"):
+        lines.append("0 = identical distributions; finite n keeps it above 0 even for a perfect model.")
+    elif name in ("precision", "recall", "accuracy"):
+        lines.append("1 = perfect.")
+    return "\n".join(lines)
 
 
 class _Item(QTableWidgetItem):
@@ -129,7 +210,9 @@ class MetricsPanel(Panel):
         self.table.setSelectionMode(QAbstractItemView.SingleSelection)
         self.table.setAlternatingRowColors(True)
         self.table.verticalHeader().setVisible(False)
+        self.table.verticalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
         self.table.horizontalHeader().setSectionResizeMode(QHeaderView.ResizeToContents)
+        self.table.setMinimumHeight(110)  # header + two rows of value/extractor text at the least
         self.table.setSortingEnabled(True)
         self.table.itemSelectionChanged.connect(self._row_selected)
 
@@ -137,7 +220,7 @@ class MetricsPanel(Panel):
         self.curve_combo = QComboBox()
         self.curve_combo.setToolTip("Metric to follow over training checkpoints")
         self.curve_combo.currentIndexChanged.connect(self._draw_curve)
-        self.curve_plot = pg.PlotWidget()
+        self.curve_plot = _plot_widget()
         self.curve_plot.showGrid(x=True, y=True, alpha=0.2)
         self.curve_plot.setLabel("bottom", "training step")
         self.curve_legend = self.curve_plot.addLegend(offset=(-10, 10), labelTextColor=(200, 200, 200))
@@ -146,7 +229,7 @@ class MetricsPanel(Panel):
         self.y_combo.setToolTip("y axis: metric across runs (latest eval of each)")
         self.x_combo.currentIndexChanged.connect(self._draw_scatter)
         self.y_combo.currentIndexChanged.connect(self._draw_scatter)
-        self.scatter_plot = pg.PlotWidget()
+        self.scatter_plot = _plot_widget()
         self.scatter_plot.showGrid(x=True, y=True, alpha=0.2)
         self.scatter_plot.getPlotItem().getViewBox().setDefaultPadding(0.08)
         self.scatter_legend = self.scatter_plot.addLegend(offset=(-10, 10), labelTextColor=(200, 200, 200))
@@ -178,11 +261,16 @@ class MetricsPanel(Panel):
 
         self.info_label = QLabel("No evaluations yet: select a run and press Evaluate.")
         self.info_label.setWordWrap(True)
-        split = QSplitter(Qt.Vertical)
+        self.charts.setMinimumHeight(220)
+        split = self.split = QSplitter(Qt.Vertical)  # drag the handle to trade table rows for chart height
+        split.setObjectName("metrics_split")
+        split.setChildrenCollapsible(False)
         split.addWidget(self.table)
         split.addWidget(self.charts)
         split.setStretchFactor(0, 2)
         split.setStretchFactor(1, 3)
+        self._user_split = False  # once the handle is dragged, new rows no longer re-fit the table
+        split.splitterMoved.connect(self._split_dragged)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(4, 4, 4, 4)
         layout.addLayout(top)
@@ -314,8 +402,8 @@ class MetricsPanel(Panel):
         t.setColumnCount(len(cols))
         t.setHorizontalHeaderLabels(cols)
         for c, m in enumerate(self._metrics, start=len(FIXED_COLUMNS)):
-            label, better = METRIC_INFO.get(m, (m, ""))
-            t.horizontalHeaderItem(c).setToolTip(f"{label}" + (f" ({better} is better)" if better else ""))
+            refs = [r for rec in latest.values() if (r := metric_reference(rec["metrics"].get(m) or {})) is not None]
+            t.horizontalHeaderItem(c).setToolTip(header_tooltip(m, refs))
         t.setRowCount(len(latest))
         for row, (rid, rec) in enumerate(sorted(latest.items())):
             fixed = (short_id(rid), rec.get("plugin", ""), rec.get("dataset", ""), rec.get("step"), rec.get("n"))
@@ -329,7 +417,7 @@ class MetricsPanel(Panel):
                 t.setItem(row, c, it)
             for c, m in enumerate(self._metrics, start=len(FIXED_COLUMNS)):
                 e = rec["metrics"].get(m)
-                it = _Item(cell_text(e) if e else ("skipped" if m in rec.get("skipped", {}) else ""))
+                it = _Item(cell_text(e, m) if e else ("skipped" if m in rec.get("skipped", {}) else ""))
                 it.setData(SORT_ROLE, e.get("value") if e else None)
                 it.setData(Qt.UserRole, rid)
                 it.setTextAlignment(Qt.AlignRight | Qt.AlignVCenter)
@@ -338,6 +426,41 @@ class MetricsPanel(Panel):
                 t.setItem(row, c, it)
         t.setSortingEnabled(True)
         t.resizeRowsToContents()
+        self._fit_table()
+
+    def table_content_height(self) -> int:
+        """Pixels the table needs to show its header and every row without scrolling."""
+        t = self.table
+        h = t.horizontalHeader().height() + 2 * t.frameWidth()
+        h += sum(t.rowHeight(r) for r in range(t.rowCount()))
+        if t.horizontalScrollBar().isVisible() or t.horizontalHeader().length() > t.viewport().width():
+            h += t.horizontalScrollBar().sizeHint().height()
+        return h + 2
+
+    def _split_dragged(self, *_: Any) -> None:
+        self._user_split = True
+
+    def _fit_table(self) -> None:
+        """Give the table the height of all its rows (up to 60 % of the split; the rest scrolls and the
+        handle still resizes): the charts keep the remainder. A size the user dragged to is kept."""
+        if self._user_split:
+            return
+        total = sum(self.split.sizes())
+        if total <= 0:
+            total = max(self.split.height(), 400)
+        want = self.table_content_height()
+        table_h = max(self.table.minimumHeight(), min(want, int(0.6 * total)))
+        self.split.setSizes([table_h, max(total - table_h, self.charts.minimumHeight())])
+
+    def showEvent(self, event: Any) -> None:  # noqa: N802 -- sizes are only known once shown
+        super().showEvent(event)
+        QTimer.singleShot(0, self._fit_table)
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802
+        super().resizeEvent(event)
+        if not getattr(self, "_fitted_once", False) and self.isVisible():
+            self._fitted_once = True
+            QTimer.singleShot(0, self._fit_table)
 
     def _select_row(self, run_id: str | None) -> None:
         self.table.blockSignals(True)
@@ -382,12 +505,15 @@ class MetricsPanel(Panel):
         p = self.curve_plot
         p.clear()
         self.curve_legend.clear()
+        self.reference_lines: list[pg.InfiniteLine] = []
         m = self.curve_combo.currentText()
         if not m:
             return
         sel = self._run.id if self._run else None
         shown = [sel] if sel in self._records else list(self._records)
         exts: set[str] = set()
+        refs: list[tuple[float, tuple[int, ...], Any]] = []
+        real_data: list[tuple[float, tuple[int, ...], Any]] = []
         for i, rid in enumerate(shown):
             by_step: dict[int, dict[str, Any]] = {}
             for r in self._records[rid]:  # sorted by (step, time): the latest eval per step wins
@@ -402,11 +528,44 @@ class MetricsPanel(Panel):
             col = colour(i)
             p.plot(steps, y, pen=pg.mkPen(*col[:3], width=2), symbol="o", symbolSize=7,
                    symbolBrush=pg.mkBrush(*col[:3]), name=short_id(rid))
-            _error_bars(p, steps, y, ents, None, col)
-        label, _ = METRIC_INFO.get(m, (m, ""))
+            _error_bars(p, steps, y, ents, None, col, m)
+            ref = metric_reference(ents[-1])
+            if ref is not None:
+                refs.append((ref, col, ents[-1].get("n") or self._records[rid][-1].get("n")))
+            elif m == "is" and isinstance(ents[-1].get("ref"), (int, float)):  # what real images score
+                real_data.append((float(ents[-1]["ref"]), col, None))
+        self._draw_references(p, m, refs)
+        self._draw_references(p, m, real_data, "real data", "the score of the reference images themselves")
+        label, better = METRIC_INFO.get(m, (m, ""))
         ext = ", ".join(sorted(exts - NOT_FEATURES))
-        p.setLabel("left", f"{m}" + (f" ({ext})" if ext else ""))
+        arrow = {"lower": " ↓ better", "higher": " ↑ better"}.get(better, "")
+        p.setLabel("left", f"{m}" + (f" ({ext})" if ext else "") + arrow)
         p.setTitle(f"{label} over training" + (f" — {short_id(sel)}" if sel in self._records else ""), size="9pt")
+
+    def _draw_references(self, p: pg.PlotWidget, m: str, refs: list[tuple[float, tuple[int, ...], Any]],
+                         label: str = "real vs real", what: str = "") -> None:
+        """One dashed horizontal line per distinct real-vs-real floor (runs on the same data at the same n
+        share one, drawn grey; a floor of one run only takes that run's colour)."""
+        groups: list[list[tuple[float, tuple[int, ...], Any]]] = []
+        for r in refs:
+            for g in groups:
+                if math.isclose(g[0][0], r[0], rel_tol=1e-6, abs_tol=1e-12):
+                    g.append(r)
+                    break
+            else:
+                groups.append([r])
+        for g in groups:
+            ref, col, n = g[0]
+            rgb = tuple(col[:3]) if len(g) == 1 and len(refs) > 1 else (190, 190, 190)
+            line = pg.InfiniteLine(pos=ref, angle=0, movable=False,
+                                   pen=pg.mkPen(*rgb, 200, width=1.5, style=Qt.DashLine),
+                                   label=label, labelOpts={"position": 0.08, "color": rgb,
+                                                                    "anchors": [(0, 1), (0, 1)]})
+            line.setToolTip(f"{m}, {what}: {ref:.4g}" if what else
+                            f"{m} between two independent draws of the data (n={n}): {ref:.4g} -- "
+                            "the floor a perfect model reaches")
+            p.addItem(line)
+            self.reference_lines.append(line)
 
     def _draw_scatter(self) -> None:
         p = self.scatter_plot
@@ -431,7 +590,7 @@ class MetricsPanel(Panel):
             col = colour(fi)
             p.plot(x, y, pen=None, symbol="o", symbolSize=10, symbolBrush=pg.mkBrush(*col[:3]),
                    symbolPen=pg.mkPen(20, 20, 20), name=fam)
-            _error_bars(p, x, y, [q[3] for q in sub], [q[2] for q in sub], col)
+            _error_bars(p, x, y, [q[3] for q in sub], [q[2] for q in sub], col, my, mx)
             for (rid, rec, _, _), xi, yi in zip(sub, x, y):
                 right_half = xi > mid  # labels point inwards so none runs off the plot
                 txt = pg.TextItem(f"{short_id(rid)}@{rec.get('step')}", color=(200, 200, 200),
@@ -488,16 +647,26 @@ def _csv(v: Any) -> str:
     return "" if v is None else repr(float(v))
 
 
-def cell_text(e: dict[str, Any]) -> str:
-    """Value, interval and (for feature-based metrics) the extractor that produced it."""
-    s = format_value(e)
+def cell_text(e: dict[str, Any], name: str = "") -> str:
+    """Value, interval (clipped to the metric's range) and (for feature-based metrics) the extractor."""
+    s = format_value(e, name=name)
     ext = e.get("extractor", "")
     return s + (f"\n{ext}" if ext not in NOT_FEATURES else "")
 
 
 def cell_tooltip(m: str, e: dict[str, Any], rec: dict[str, Any]) -> str:
     label, better = METRIC_INFO.get(m, (m, ""))
-    lines = [f"{label}" + (f" — {better} is better" if better else ""), format_value(e, 6)]
+    lines = [f"{label}" + (f" — {better} is better" if better else ""), format_value(e, 6, name=m)]
+    lo, hi = e.get("ci_low"), e.get("ci_high")
+    if (lo is not None and clip_to_range(m, lo) != lo) or (hi is not None and clip_to_range(m, hi) != hi):
+        lines.append(f"interval clipped to the valid range {metric_range_text(m)} (raw bootstrap interval "
+                     f"[{lo:.4g}, {hi:.4g}])")
+    ref = metric_reference(e)
+    if ref is not None:
+        lines.append(f"real-vs-real floor at n={rec.get('n')}: {ref:.4g} (two independent draws of the data; "
+                     "a perfect model scores about this)")
+    elif isinstance(e.get("ref"), (int, float)):
+        lines.append(f"real data scores {e['ref']:.4g}")
     if e.get("note"):
         lines.append(e["note"])
     ext = e.get("extractor", "")
@@ -510,20 +679,24 @@ def cell_tooltip(m: str, e: dict[str, Any], rec: dict[str, Any]) -> str:
 
 
 def _error_bars(p: pg.PlotWidget, x: np.ndarray, y: np.ndarray, ey: list[dict[str, Any]],
-                ex: list[dict[str, Any]] | None, col: tuple[int, ...]) -> None:
-    """Interval whiskers (asymmetric) for the entries that have one."""
+                ex: list[dict[str, Any]] | None, col: tuple[int, ...], my: str = "", mx: str = "") -> None:
+    """Interval whiskers (asymmetric) for the entries that have one, clipped to each metric's range."""
 
-    def halves(ents: list[dict[str, Any]], v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lo = np.array([e.get("ci_low") if e.get("ci_low") is not None else np.nan for e in ents], float)
-        hi = np.array([e.get("ci_high") if e.get("ci_high") is not None else np.nan for e in ents], float)
+    def halves(ents: list[dict[str, Any]], v: np.ndarray, name: str) -> tuple[np.ndarray, np.ndarray]:
+        def bound(e: dict[str, Any], k: str) -> float:
+            b = clip_to_range(name, e.get(k))
+            return np.nan if b is None else b
+
+        lo = np.array([bound(e, "ci_low") for e in ents], float)
+        hi = np.array([bound(e, "ci_high") for e in ents], float)
         return np.nan_to_num(np.clip(v - lo, 0, None)), np.nan_to_num(np.clip(hi - v, 0, None))
 
     kw: dict[str, Any] = {}
-    bottom, top = halves(ey, y)
+    bottom, top = halves(ey, y, my)
     if np.any(bottom + top > 0):
         kw.update(top=top, bottom=bottom)
     if ex is not None:
-        left, right = halves(ex, x)
+        left, right = halves(ex, x, mx)
         if np.any(left + right > 0):
             kw.update(left=left, right=right)
     if kw:

@@ -252,3 +252,11 @@ def test_screenshot_with_three_runs(panel2d, qtbot, tmp_path):
     out = Path(os.environ.get("GENSTUDIO_SHOT_DIR", tmp_path)) / "metrics_readable.png"
     assert panel.grab().save(str(out))
     assert out.stat().st_size > 10_000
+
+
+def test_ticks_of_a_narrow_range_far_from_zero_stay_distinct():
+    """One checkpoint at step 1500: the axis spans 1499.6 … 1500.4; the labels must differ."""
+    from genstudio.qt.panels.metrics import tick_label
+
+    labels = [tick_label(v, 0.2) for v in (1499.6, 1499.8, 1500.0, 1500.2, 1500.4)]
+    assert len(set(labels)) == 5 and labels[0] == "1499.6"

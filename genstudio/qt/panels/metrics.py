@@ -72,8 +72,8 @@ def ordered_metrics(names: set[str]) -> list[str]:
 
 
 def tick_label(v: float, spacing: float) -> str:
-    """A tick label with the decimals the tick spacing needs and at most ~4 significant digits:
-    ``1.076`` not ``1.0761389279996``, ``0.0012`` not ``1.2 ×0.001``, ``2.5e+04`` for big numbers."""
+    """A tick label with the decimals the tick spacing needs, so neighbouring ticks always differ:
+    ``1.076`` not ``1.0761389279996``, ``0.0012`` not ``1.2 ×0.001``, ``2.5e+05`` for big numbers."""
     if not math.isfinite(v):
         return ""
     if spacing > 0 and abs(v) < 0.5 * spacing:
@@ -86,10 +86,7 @@ def tick_label(v: float, spacing: float) -> str:
         decimals = max(0, -math.floor(math.log10(spacing)))
         while decimals < 8 and abs(round(spacing, decimals) - spacing) > 1e-6 * spacing:
             decimals += 1
-    digits = decimals + (math.floor(math.log10(abs(v))) + 1 if abs(v) >= 1 else 0)
-    if decimals > 0 and digits > 4:  # a narrow range far from 0: round instead of listing 6 digits
-        return f"{v:.4g}"
-    return f"{v:.{decimals}f}"
+    return f"{v:.{decimals}f}"  # never fewer: a narrow range far from 0 (1499.6 … 1500.4) must not read 1500 1500
 
 
 class ReadableAxis(pg.AxisItem):

@@ -300,20 +300,14 @@ def _steering(run: Any, items: list[str]) -> dict[str, Any]:
     setting that shapes the model is refused, it applies to a new run."""
     if not items:
         return {}
-    from genstudio.core.config import from_dict
+    from genstudio.core.config import from_dict, parse_overrides
     from genstudio.core.jobs import check_steering
     from genstudio.core.registry import registry
 
     info = run.info()
     config = from_dict(registry().get(info["plugin"]).info.config_cls, info.get("config", {}))
-    changes = {}
-    for item in items:
-        if "=" not in item:
-            raise CliError(f"bad --set {item!r}: expected key=value")
-        k, v = item.split("=", 1)
-        changes[k.strip()] = v.strip()
     try:
-        return check_steering(config, changes)
+        return check_steering(config, parse_overrides(items))
     except ValueError as e:
         raise CliError(str(e)) from None
 

@@ -178,15 +178,20 @@ def replace(cfg: C, **values: Any) -> C:
     return dataclasses.replace(cfg, **clean)
 
 
-def apply_overrides(cfg: C, overrides: typing.Iterable[str]) -> C:
-    """Apply CLI-style ``key=value`` strings."""
+def parse_overrides(overrides: typing.Iterable[str]) -> dict[str, str]:
+    """CLI-style ``key=value`` strings -> {key: value} (values still text)."""
     values = {}
     for item in overrides:
         if "=" not in item:
             raise ConfigError(f"bad --set {item!r}: expected key=value")
         k, v = item.split("=", 1)
         values[k.strip()] = v.strip()
-    return replace(cfg, **values)
+    return values
+
+
+def apply_overrides(cfg: C, overrides: typing.Iterable[str]) -> C:
+    """Apply CLI-style ``key=value`` strings."""
+    return replace(cfg, **parse_overrides(overrides))
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -182,7 +182,7 @@ def safe_torch_load(path: Path) -> Any:
     except FileNotFoundError:
         raise RunError(f"checkpoint {path} does not exist") from None
     except Exception as e:  # corrupt / truncated / foreign file
-        log.debug("torch.load(%s) failed: %s", path, e)
+        log.debug("loading the checkpoint %s failed: %s", path, e)
         raise RunError(f"checkpoint {path.name} is unreadable (truncated, corrupt or not a GenStudio "
                        f"checkpoint; {e.__class__.__name__})") from None
     if not isinstance(ck, dict) or not isinstance(ck.get("step"), int) or "state" not in ck:

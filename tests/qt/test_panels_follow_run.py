@@ -225,3 +225,41 @@ def test_splat_viewer_ignores_the_nerf_viewers_scenes_and_renders(qtbot, ctx):
     assert splats.scene_item is g
     splats.set_run(nerf_run)
     assert splats.scene_item is None and splats.status.text() == splats.hint
+
+
+def test_compare_and_sweep_panels_name_their_run(qtbot, tmp_path):
+    """Compare A/B, Quality vs NFE and Guidance say which run they are about, and follow it."""
+    from genstudio.core import jobs
+    from genstudio.core.registry import registry
+    from genstudio.qt.panels.runs import short_name
+    from genstudio.qt.panels.sweeps import GuidancePanel, NfePanel
+    from genstudio.qt.panels.trajectory import TrajectoryPanel
+    from tests.qt.test_panels import FakeCtx
+
+    ctx = FakeCtx(tmp_path, registry())
+    a = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="ddpm", dataset="8gaussians", steps=2))
+    b = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="flow_matching", dataset="moons", steps=2))
+    for cls in (TrajectoryPanel, NfePanel, GuidancePanel):
+        p = cls(ctx)
+        qtbot.addWidget(p)
+        p.set_run(a)
+        assert short_name(a.id) in p.run_label.text()
+        p.set_run(b)
+        assert short_name(b.id) in p.run_label.text() and short_name(a.id) not in p.run_label.text()
+        p.set_run(None)
+        assert "no run" in p.run_label.text()
+
+
+def test_the_window_fits_a_1400_px_screen_with_a_ddpm_run(main_window, tmp_path):
+    """The Sampler's declared options sit on their own line, so a plugin with several (DDPM: eta,
+    guidance, sigma schedule) never forces the window wider than a laptop screen (it was 1899 px)."""
+    from genstudio.core import jobs
+
+    w = main_window
+    run = jobs.create_run(w.store, jobs.TrainSpec(plugin="ddpm", dataset="8gaussians", steps=2, sample_every=0,
+                                                  overrides=["timesteps=20", "hidden=16", "depth=1",
+                                                             "class_cond=true"]))
+    list(jobs.train(run))
+    w.select_run(run)
+    assert set(w.panels["sampler"].options) == {"eta", "guidance", "sigma_schedule"}
+    assert w.minimumSizeHint().width() <= 1400, {p: x.minimumSizeHint().width() for p, x in w.panels.items()}

@@ -30,6 +30,9 @@ class JobPanel(Panel):
         self._awaiting: dict[str, int] = {}  # job name -> polls since it ended without its result
         self._tokens: dict[str, int] = {}  # job name -> token of its newest job
         self._token_counter = itertools.count(1)
+        self.run_label = QLabel()  # which run the panel is about (it follows the selection)
+        self.run_label.setSizePolicy(QSizePolicy.Maximum, QSizePolicy.Preferred)
+        self.run_label.setMaximumWidth(200)  # a long run name is cut, it never widens the window
         self.status = QLabel()
         self.status.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)  # long messages clip
         self._poll = QTimer(self, interval=250)  # re-enables the buttons once a job has ended
@@ -37,6 +40,12 @@ class JobPanel(Panel):
 
     def _update_buttons(self) -> None:
         self._poll_jobs()
+
+    def _name_run(self, run: Run | None) -> None:
+        from genstudio.qt.panels.runs import short_name
+
+        self.run_label.setText(f"<b>{short_name(run.id)}</b>" if run is not None else "<i>no run</i>")
+        self.run_label.setToolTip(run.id if run is not None else "")
 
     def _can_sample(self) -> str:
         """Why the selected run cannot be sampled ('' = it can)."""

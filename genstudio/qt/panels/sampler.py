@@ -251,12 +251,16 @@ class SamplerPanel(Panel):
         top.addWidget(self.run_label)
         top.addWidget(self.checkpoint)
         self.sample_controls = QWidget()  # what only the Sample tab uses (hidden on the Invert tab)
-        row = QHBoxLayout(self.sample_controls)
-        row.setContentsMargins(0, 0, 0, 0)
+        rows = QVBoxLayout(self.sample_controls)
+        rows.setContentsMargins(0, 0, 0, 0)
+        rows.setSpacing(2)
+        row = QHBoxLayout()
         row.addWidget(self.sampler)
-        row.addLayout(self.option_row)
         for w in (self.steps, self.n, self.seed, self.cls, self.sample_button):
             row.addWidget(w)
+        rows.addLayout(row)
+        rows.addLayout(self.option_row)  # the plugin's declared options on a line of their own: the
+        self.option_row.addStretch(1)     # main row stays narrow whatever a plugin declares
         top.addWidget(self.sample_controls)
         top.addWidget(self.status, 1)
 
@@ -446,7 +450,7 @@ class SamplerPanel(Panel):
             c.setSizePolicy(policy)
             if config.get(opt.name) is not None:
                 c.setValue(config[opt.name])
-            self.option_row.addWidget(c)
+            self.option_row.insertWidget(self.option_row.count() - 1, c)  # before the stretch
             self.options[opt.name] = c
 
     def option(self, name: str) -> OptionControl:

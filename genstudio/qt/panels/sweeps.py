@@ -44,6 +44,7 @@ class _SweepPanel(JobPanel):
     def _layout(self, controls: list[QWidget], chart: pg.PlotWidget) -> None:
         row = QHBoxLayout()
         row.setContentsMargins(4, 2, 4, 2)
+        row.addWidget(self.run_label)
         for w in controls:
             row.addWidget(w)
         row.addStretch(1)
@@ -54,6 +55,7 @@ class _SweepPanel(JobPanel):
         lay.addWidget(self.status)
 
     def set_run(self, run: Run | None) -> None:
+        self._name_run(run)
         if (run.id if run else None) != (self._run.id if self._run else None):
             self._clear()
             self._run_switched()

@@ -149,7 +149,7 @@ class TrajectoryPanel(JobPanel):
         self.whole_paths.setToolTip("2-D: draw each particle's whole path from x_T, coloured by time "
                                     "(dark = noise, bright = data), instead of a short trail")
         self.whole_paths.toggled.connect(lambda _: self.show_progress(self.slider.value()))
-        for w in (self.n, self.cls, self.guidance, self.compare_button, self.whole_paths):
+        for w in (self.run_label, self.n, self.cls, self.guidance, self.compare_button, self.whole_paths):
             shared.addWidget(w)
         shared.addStretch(1)
         self.views = QWidget()  # both canvases: what "Export PNG" saves
@@ -331,6 +331,7 @@ class TrajectoryPanel(JobPanel):
 
     # -- run selection ------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
+        self._name_run(run)
         if (run.id if run else None) != (self._run.id if self._run else None):  # another run: drop the old views
             self._play.stop()
             self.play_button.setChecked(False)

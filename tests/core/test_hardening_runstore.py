@@ -18,6 +18,7 @@ from genstudio.core import jobs
 from genstudio.core import runs as R
 from genstudio.core.registry import registry
 from genstudio.core.runs import RunError, RunStore
+from tests.core.test_runs_jobs import _spec as runs_jobs_spec
 from tests.fakeplugins import GaussFit
 
 REPO = Path(__file__).resolve().parents[2]
@@ -48,10 +49,8 @@ def store(tmp_path):
 
 
 def _spec(**kw):
-    base = dict(plugin="gaussfit", dataset="8gaussians", steps=20, log_every=5, sample_every=0,
-                checkpoint_every=10, n_preview=8, overrides=["lr=0.1"])
-    base.update(kw)
-    return jobs.TrainSpec(**base)
+    """test_runs_jobs' spec, shorter and without previews (the store is what is tested here)."""
+    return runs_jobs_spec(**{"steps": 20, "sample_every": 0, "n_preview": 8, **kw})
 
 
 def _trained(store, **kw):

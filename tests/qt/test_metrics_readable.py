@@ -18,7 +18,7 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 from genstudio.core.eval import METRIC_INFO, METRIC_RANGE, clipped_interval, format_value, load_evals  # noqa: E402
 from genstudio.core.runs import RunStore  # noqa: E402
 from genstudio.qt.panels.metrics import MetricsPanel, ReadableAxis, tick_label  # noqa: E402
-from tests.qt.test_metrics_panel import Ctx, entry, synthetic_store, write_eval  # noqa: E402
+from tests.qt.test_metrics_panel import Ctx, entry, panel_with_data, write_eval  # noqa: E402, F401 (a fixture)
 
 
 def _settle(qtbot, ms=50):
@@ -52,18 +52,6 @@ def two_d_store(root):
 
 
 @pytest.fixture
-def panel_with_data(qtbot, tmp_path):
-    """The image-metric runs of test_metrics_panel (fcd/kid/pr/nll over four checkpoints)."""
-    synthetic_store(tmp_path)
-    ctx = Ctx(tmp_path)
-    panel = MetricsPanel(ctx)
-    qtbot.addWidget(panel)
-    panel.resize(1300, 820)
-    panel.show()
-    return panel, ctx, None
-
-
-@pytest.fixture
 def panel2d(qtbot, tmp_path):
     store, runs = two_d_store(tmp_path)
     panel = MetricsPanel(Ctx(tmp_path))
@@ -89,7 +77,7 @@ def test_every_metric_has_a_range_and_distances_are_non_negative():
 
 
 # -- 1. all rows visible, table vs charts resizable ---------------------------------------------------
-def test_table_shows_every_row_and_the_split_resizes(panel_with_data, qtbot):
+def test_table_shows_every_row_and_the_split_resizes(panel_with_data, qtbot):  # noqa: F811 (the fixture)
     panel, ctx, _ = panel_with_data
     _settle(qtbot)
     t = panel.table
@@ -173,7 +161,7 @@ def test_intervals_clipped_in_table_and_error_bars_record_untouched(panel2d, qtb
 
 
 # -- 4. what is good ---------------------------------------------------------------------------------
-def test_header_tooltips_say_what_is_good(panel_with_data, panel2d):
+def test_header_tooltips_say_what_is_good(panel_with_data, panel2d):  # noqa: F811 (the fixture)
     panel, _, _ = panel_with_data
     t, h = panel.table, _headers(panel)
     assert "Lower is better" in t.horizontalHeaderItem(h.index("fcd ↓")).toolTip()

@@ -93,6 +93,36 @@ def save_gif(frames: Sequence[np.ndarray], path: str | Path, fps: float = 12.0) 
     return path
 
 
+ANIMATION_SUFFIXES = (".gif", ".mp4")
+
+
+def save_animation(frames: Sequence[np.ndarray], path: str | Path, fps: float = 12.0) -> Path:
+    """GIF or MP4 by the path's suffix, so every exporter (trajectories, time-lapses, walks) has
+    one writer. MP4 goes through imageio-ffmpeg, whose wheel ships ffmpeg (nothing to install);
+    frames are padded to even sides because H.264 needs them."""
+    path = Path(path)
+    suffix = path.suffix.lower()
+    if suffix == ".gif":
+        return save_gif(frames, path, fps=fps)
+    if suffix != ".mp4":
+        raise ValueError(f"{path.name}: animations are written as {' or '.join(ANIMATION_SUFFIXES)}")
+    if not frames:
+        raise ValueError("no frames to write")
+    import imageio.v2 as iio
+
+    h, w = frames[0].shape[:2]
+    h2, w2 = h + h % 2, w + w % 2
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with iio.get_writer(path, format="FFMPEG", mode="I", fps=fps, codec="libx264", quality=8,
+                        macro_block_size=1, ffmpeg_log_level="error") as writer:
+        for f in frames:
+            f = np.ascontiguousarray(f[..., :3])
+            if f.shape[:2] != (h2, w2):
+                f = np.pad(f, ((0, h2 - f.shape[0]), (0, w2 - f.shape[1]), (0, 0)))
+            writer.append_data(f)
+    return path
+
+
 def outside(points: torch.Tensor | np.ndarray, lim: float) -> np.ndarray:
     """(N,) mask of the (N, 2) points outside the square [-lim, lim]^2 (or not finite)."""
     p = np.asarray(points.detach().cpu() if isinstance(points, torch.Tensor) else points, np.float64)

@@ -109,12 +109,26 @@ class Views(Protocol):
     def views(self) -> dict[str, Any]: ...
 
 
+@runtime_checkable
+class Adversarial(Protocol):
+    """A generator and a critic in a game (the GAN families): ``generate(z, cond)`` maps latent
+    noise (B, ``latent_dim``) to samples; ``critic(x, cond)`` scores samples (B,), larger = judged
+    more real (a logit, an f-GAN V(x) or a WGAN critic value). Tools draw the critic's decision
+    surface under the generated points and count the data modes the generator covers."""
+
+    latent_dim: int
+
+    def generate(self, z: torch.Tensor, cond: Any = None) -> torch.Tensor: ...
+
+    def critic(self, x: torch.Tensor, cond: Any = None) -> torch.Tensor: ...
+
+
 # run-dependent conditions on top of the structural check
 _APPLIES: dict[type, Callable[[Any], bool]] = {
     Conditional: lambda m: int(getattr(m, "num_classes", 0) or 0) > 0,
 }
 FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Denoiser, Conditional, Latent, Likelihood, Scene,
-                          Views)
+                          Views, Adversarial)
 
 
 def log_prob_kind(model: Any) -> str:

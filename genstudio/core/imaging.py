@@ -48,17 +48,27 @@ def readable_scale(h: int, w: int, cell: int = MIN_CELL) -> int:
 def scatter_image(points: torch.Tensor | np.ndarray, size: int = 256, lim: float = 3.0,
                   color: tuple[int, int, int] = (80, 160, 255), radius: float | None = None) -> np.ndarray:
     """Render (N, 2) points as a dark square image with axes at 0 (for PNGs and GIFs); dots of
-    ``radius`` px (default: about 1 % of ``size``)."""
-    p = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
+    ``radius`` px (default: about 1 % of ``size``, so they stay visible when the image is shown small)."""
     im = Image.new("RGB", (size, size), (20, 22, 28))
     d = ImageDraw.Draw(im)
     mid = size // 2
     d.line([(0, mid), (size, mid)], fill=(60, 60, 70))
     d.line([(mid, 0), (mid, size)], fill=(60, 60, 70))
+    return dots_on(np.asarray(im), points, lim, color, radius)
+
+
+def dots_on(img: np.ndarray, points: torch.Tensor | np.ndarray, lim: float = 3.0,
+            color: tuple[int, int, int] = (255, 255, 255), radius: float | None = None) -> np.ndarray:
+    """(N, 2) points drawn as dots over ``img``, a square picture of [-lim, lim]^2 (a heat map,
+    a density), e.g. real and generated points over a GAN critic's decision surface."""
+    p = points.detach().cpu().numpy() if isinstance(points, torch.Tensor) else np.asarray(points)
+    im = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8))
+    size = im.size[0]
+    d = ImageDraw.Draw(im)
     px = (p[:, 0] + lim) / (2 * lim) * (size - 1)
     py = (lim - p[:, 1]) / (2 * lim) * (size - 1)
     ok = np.isfinite(px) & np.isfinite(py)
-    r = radius if radius is not None else max(1.5, size / 100)  # dots stay visible when the image is shown small (the monitor shows ~40 %)
+    r = radius if radius is not None else max(1.5, size / 100)
     for x, y in zip(px[ok], py[ok]):
         d.ellipse((float(x) - r, float(y) - r, float(x) + r, float(y) + r), fill=color)
     return np.asarray(im)

@@ -24,8 +24,9 @@ from genstudio.core import events as ev
 from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
-from genstudio.core.faces import Conditional, face_names, has_face
+from genstudio.core.faces import Adversarial, Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
+from genstudio.core.metrics.modes import coverage_for
 from genstudio.core.modality import Modality, modality_of
 from genstudio.core.plugin import SampleState, apply_lr_schedule
 from genstudio.core.registry import registry
@@ -52,6 +53,7 @@ class Control:
         self._run = threading.Event()
         self._run.set()
         self._cancel = threading.Event()
+        self._single = threading.Event()
         self._steer: dict[str, Any] = {}
         self._steer_lock = threading.Lock()
 
@@ -69,6 +71,19 @@ class Control:
     def pause(self) -> None:
         if not self._cancel.is_set():
             self._run.clear()
+
+    def step_once(self) -> None:
+        """Let a paused training job take exactly one step, show it (a preview: samples and the
+        model's views) and pause again: GAN Lab's step mode, one move at a time."""
+        self._single.set()
+        self.resume()
+
+    def take_single(self) -> bool:
+        """Whether the step just taken was a single step (clears the request)."""
+        if self._single.is_set():
+            self._single.clear()
+            return True
+        return False
 
     def resume(self) -> None:
         self._run.set()
@@ -360,6 +375,30 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             x = last.x.detach().cpu()
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
+            log_coverage(step, x)
+
+        cover: list[Any] = []  # the dataset's mode-coverage function, built at the first preview
+
+        def log_coverage(step: int, x: torch.Tensor) -> None:
+            """Modes the preview samples reach (data with known modes), logged with the step so mode
+            collapse shows as a falling curve; labelled images use their classifier for adversarial
+            runs only (it may train for seconds on first use). Never costs the run more than a log line."""
+            try:
+                if not cover:
+                    cover.append(coverage_for(ds, classify=has_face(model, Adversarial), device=dev))
+                if cover[0] is None:
+                    return
+                row = {"step": step, **cover[0](x)}
+                row.pop("modes_total", None)  # a constant: said once in the log, not drawn as a curve
+                if len(cover) == 1:
+                    cover.append(True)
+                    run.log(f"mode coverage: modes = how many of the data's modes the preview samples reach")
+            except Exception:
+                cover[:] = [None]
+                run.log(f"mode coverage failed at step {step}; not logged:\n{traceback.format_exc()}")
+                return
+            rows.append(row)
+            bus.emit(ev.METRICS, rid, **row)
 
         def model_views(step: int) -> dict[str, np.ndarray]:
             """The plugin's optional ViewsModel pictures, saved next to the samples; a broken
@@ -469,8 +508,11 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 if len(rows) >= 50:
                     run.append_metrics(rows)
                     rows.clear()
-            if sample_every and (step % sample_every == 0 or step == first_preview):
+            single = control.take_single()
+            if single or (sample_every and (step % sample_every == 0 or step == first_preview)):
                 preview(step)
+            if single:
+                control.pause()
             if ckpt_every and step % ckpt_every == 0:
                 save(step)
             bus.emit(ev.PROGRESS, rid, done=step, total=total)

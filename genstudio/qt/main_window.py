@@ -214,13 +214,16 @@ class MainWindow(QMainWindow):
                                           "selected run from its last checkpoint", self.resume_training)
         self.stop_button = self._button("Stop", "stop_button", "Stop after the current step (writes a "
                                         "checkpoint; Resume continues later)", self.stop_training)
+        self.step_button = self._button("Step", "step_button", "Paused: take one training step, show it and pause "
+                                        "again (a GAN with players = alternate moves one player per step)",
+                                        self.step_training)
 
         for label, w in (("Plugin", self.plugin_combo), ("Data", self.dataset_combo), ("Steps", self.steps_spin),
                          ("Seed", self.seed_spin), ("Device", self.device_combo)):
             tb.addWidget(QLabel(label))
             tb.addWidget(w)
         tb.addSeparator()
-        for b in (self.start_button, self.pause_button, self.resume_button, self.stop_button):
+        for b in (self.start_button, self.pause_button, self.resume_button, self.step_button, self.stop_button):
             tb.addWidget(b)
 
     def _button(self, text: str, name: str, tip: str, slot: Callable[[], Any]) -> QPushButton:
@@ -326,7 +329,7 @@ class MainWindow(QMainWindow):
         run_menu = mb.addMenu("&Run")
         self.run_actions: dict[str, QAction] = {}
         for b, keys in ((self.start_button, "Ctrl+Return"), (self.pause_button, "Ctrl+P"),
-                        (self.resume_button, "Ctrl+R"), (self.stop_button, "Ctrl+.")):
+                        (self.resume_button, "Ctrl+R"), (self.step_button, "Ctrl+T"), (self.stop_button, "Ctrl+.")):
             a = QAction(b.text(), self)
             a.setShortcut(QKeySequence(keys))  # the button's own enabled state decides (click() no-ops)
             a.triggered.connect(lambda *_, b=b: b.isEnabled() and b.click())
@@ -716,6 +719,14 @@ class MainWindow(QMainWindow):
         elif self._run is not None:
             self.resume_run(self._run)
 
+    def step_training(self) -> None:
+        """One step of the paused run, then paused again (the job previews that step)."""
+        t = self._jobs.get("train")
+        if t is not None and t.control.paused:
+            t.control.step_once()
+            self.status_message("One step…")
+        self._update_controls()
+
     def stop_training(self) -> None:
         t = self._jobs.get("train")
         if t is not None:
@@ -908,6 +919,7 @@ class MainWindow(QMainWindow):
         self.start_button.setEnabled(not running and bool(self.current_plugin()) and bool(self.current_dataset()))
         self.pause_button.setEnabled(running and not paused and not t.control.cancelled)
         self.resume_button.setEnabled(paused or (not running and self._run is not None))
+        self.step_button.setEnabled(paused)
         self.stop_button.setEnabled(running and not t.control.cancelled)
 
     def _show_plugins(self) -> None:

@@ -277,3 +277,19 @@ def test_class_faces_are_the_models_faces_but_run_dependent_ones(pid: str, datas
     Conditional, which depends on the run's config."""
     model = _model(pid, dataset)
     assert F.class_faces(type(model)) == [n for n in F.face_names(model) if n != "Conditional"]
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.Adversarial))
+def test_adversarial_generates_data_and_scores_it(pid, dataset):
+    """generate(z) is data-shaped, critic(x) one finite score per sample, and sample(seed) is
+    generate of that seed's latent noise (the fixed-noise grid over checkpoints relies on it)."""
+    m = _model(pid, dataset)
+    shape = get_dataset(dataset).spec.shape
+    z = torch.randn(N, m.latent_dim)
+    with torch.no_grad():
+        x = m.generate(z)
+        s = m.critic(x)
+        st = final_state(m.sample(N, seed=3))
+        again = m.generate(st.extras["z"])
+    assert tuple(x.shape) == (N, *shape) and tuple(s.shape) == (N,) and torch.isfinite(s).all()
+    torch.testing.assert_close(st.x, again)

@@ -389,10 +389,11 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 if cover[0] is None:
                     return
                 row = {"step": step, **cover[0](x)}
-                row.pop("modes_total", None)  # a constant: said once in the log, not drawn as a curve
+                total_modes = row.pop("modes_total", None)  # a constant: said once in the log, not a curve
                 if len(cover) == 1:
                     cover.append(True)
-                    run.log(f"mode coverage: modes = how many of the data's modes the preview samples reach")
+                    run.log(f"mode coverage: 'modes' counts how many of the data's {total_modes:g} modes the "
+                            f"{len(x)} preview samples reach")
             except Exception:
                 cover[:] = [None]
                 run.log(f"mode coverage failed at step {step}; not logged:\n{traceback.format_exc()}")

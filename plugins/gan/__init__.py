@@ -94,7 +94,9 @@ class FGANPlugin(AdversarialPlugin):
 class WGANConfig(AdversarialConfig):
     lipschitz: str = param("gp", "How the critic is kept 1-Lipschitz: gp (gradient penalty) or clip (weight "
                            "clipping, the original WGAN)", choices=("gp", "clip"))
-    gp_weight: float = param(10.0, "Gradient-penalty weight lambda", range=(0.0, 1000.0), live=True)
+    lr: float = param(1e-4, "Learning rate of both players", range=(1e-6, 1.0), log=True, live=True)
+    gp_weight: float = param(1.0, "Gradient-penalty weight lambda (10 in the paper's image runs; the 2-D toys "
+                             "train steadier with less)", range=(0.0, 1000.0), live=True)
     clip: float = param(0.01, "Weight clipping bound c", range=(1e-5, 10.0), log=True)
     n_critic: int = param(5, "Critic steps per generator step", range=(1, 100), live=True)
     exact_every: int = param(50, "Log the exact minibatch W1 (optimal transport) every this many steps (0 = never)",

@@ -38,7 +38,7 @@ class AdversarialConfig(ModelConfig):
     critic_lr_ratio: float = param(1.0, "Critic learning rate / generator learning rate (TTUR when > 1)",
                                    range=(0.01, 100.0), log=True)
     latent_dim: int = param(16, "Latent noise dimensions", range=(1, 1024))
-    hidden: int = param(256, "MLP width (2-D data)", range=(8, 4096), kinds=("points2d", "latent"))
+    hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096), kinds=("points2d", "latent"))
     depth: int = param(3, "MLP layers (2-D data)", range=(1, 16), kinds=("points2d", "latent"))
     channels: int = param(32, "Base channels of the convolutional nets (images)", range=(4, 512), kinds=("image",))
     n_critic: int = param(1, "Critic steps per generator step", range=(1, 100), live=True)

@@ -390,7 +390,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from genstudio.core import events as ev
-    from genstudio.core.eval import evaluate, evaluate_checkpoints, format_value
+    from genstudio.core.eval import evaluate, evaluate_checkpoints, format_value, reference_text
     from genstudio.core.events import EventBus
 
     run = _trained_run(args.run)
@@ -422,8 +422,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for rec in records:
         print(f"{run.id}  step {rec['step']}  n={rec['n']}  extractor {(rec.get('extractor') or {}).get('name')}")
         rows = [(k, format_value(e, name=k), e.get("extractor", ""),  # interval clipped to the metric's range
-                 e.get("note", "") + (f" (real-vs-real floor {e['reference']:.4g})" if e.get("reference") is not None
-                                      else ""))
+                 e.get("note", "") + (f" ({ref})" if (ref := reference_text(e)) else ""))
                 for k, e in rec["metrics"].items()]
         rows += [(k, "skipped", "", why) for k, why in rec.get("skipped", {}).items()]
         print(_table(rows, ("metric", "value [95% interval]", "extractor", "note")))

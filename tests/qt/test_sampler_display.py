@@ -232,3 +232,21 @@ def test_colour_bar_never_changes_the_view_widths(panel, qtbot, tmp_path):
     assert panel.view_x.getViewBox().width() == vb_on  # the plot inside x_t keeps its size too
     if shots:
         panel.grab().save(os.path.join(shots, "sampler_bar_off.png"))
+
+
+def test_image_trajectories_have_no_colour_bar_column(qtbot, tmp_path, reg):  # noqa: F811
+    ctx = FakeCtx(tmp_path / "store", reg)
+    p = SamplerPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1200, 500)
+    p.show()
+    p.set_run(new_run(ctx))
+    imgs = [SampleState(k, 3, 1 - k / 3, torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1)
+            for k in range(4)]
+    p.on_events([Event(ev.SAMPLE_STATE, p._run.id, {"state": s}) for s in imgs])
+    p.whole_paths.setChecked(True)  # means nothing for images
+    qtbot.wait(20)
+    p.layout().activate()
+    assert not p.time_canvas.isVisible() and abs(p.canvas_x.width() - p.canvas_x0.width()) <= 1
+    png = p.export_views_png(tmp_path / "views.png")
+    assert Image.open(png).size[0] == 2 * (2 * 9 + 1) * 8 + 4  # two 2x2 grids of 64 px cells

@@ -131,7 +131,8 @@ def header_tooltip(name: str, refs: list[float] | None = None) -> str:
     if refs:
         lo, hi = min(refs), max(refs)
         val = f"{lo:.3g}" if math.isclose(lo, hi, rel_tol=1e-3) else f"{lo:.3g}–{hi:.3g}"
-        lines.append(f"Real-vs-real floor (two disjoint draws of the data, n as evaluated): {val}. "
+        lines.append("Real-vs-real floor (two disjoint draws of the data; each cell's tooltip says at which n): "
+                     f"{val}. "
                      "A perfect model scores about this; values near it are at noise level.")
     elif name in ("fcd", "fid", "kid", "energy", "mmd", "w2"):
         lines.append("0 = identical distributions; finite n keeps it above 0 even for a perfect model.")

@@ -6,7 +6,7 @@
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
     genstudio train PLUGIN --list-settings    the --set keys: default, range or choices, help
     genstudio resume RUN [--steps N]
-    genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE]
+    genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE] [--gif FILE.gif|FILE.mp4]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
     genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--sampler NAME] [--csv FILE]
@@ -88,6 +88,15 @@ def _out_file(text: str) -> str:
     if not parent.is_dir():
         raise argparse.ArgumentTypeError(f"folder {str(parent)!r} does not exist")
     return text
+
+
+def _animation_file(text: str) -> str:
+    """An argparse type for an animation to write: a .gif or .mp4 in an existing folder."""
+    from genstudio.core.imaging import ANIMATION_SUFFIXES
+
+    if Path(text).suffix.lower() not in ANIMATION_SUFFIXES:
+        raise argparse.ArgumentTypeError(f"{text!r}: write the animation as {' or '.join(ANIMATION_SUFFIXES)}")
+    return _out_file(text)
 
 
 def _in_file(text: str) -> str:
@@ -322,6 +331,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
 
     from genstudio.core import jobs
 
+    if args.gif and args.no_trajectory:
+        raise CliError("--gif draws the trajectory: drop --no-trajectory")
     run = _trained_run(args.run)
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule)) if v is not None}
@@ -359,14 +370,27 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bar.close()
     print(result.png)
     print(result.npz)
+    if args.gif:
+        print(_write_trajectory(result.states, args.gif))
     return 0
+
+
+def _write_trajectory(states: Sequence[Any], path: str) -> Path:
+    """The Sampler's x_t | x0 animation (the same frames as its export), with a bar over the frames."""
+    from tqdm import tqdm
+
+    from genstudio.core.imaging import frame_indices, save_animation, trajectory_frames
+
+    frames = list(tqdm(trajectory_frames(states), total=len(frame_indices(len(states))), desc="frames",
+                       unit="frame", disable=None if sys.stderr.isatty() else False, mininterval=0.5))
+    return save_animation(frames, path)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from genstudio.core import events as ev
-    from genstudio.core.eval import evaluate, evaluate_checkpoints, format_value
+    from genstudio.core.eval import evaluate, evaluate_checkpoints, format_value, reference_text
     from genstudio.core.events import EventBus
 
     run = _trained_run(args.run)
@@ -398,8 +422,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     for rec in records:
         print(f"{run.id}  step {rec['step']}  n={rec['n']}  extractor {(rec.get('extractor') or {}).get('name')}")
         rows = [(k, format_value(e, name=k), e.get("extractor", ""),  # interval clipped to the metric's range
-                 e.get("note", "") + (f" (real-vs-real floor {e['reference']:.4g})" if e.get("reference") is not None
-                                      else ""))
+                 e.get("note", "") + (f" ({ref})" if (ref := reference_text(e)) else ""))
                 for k, e in rec["metrics"].items()]
         rows += [(k, "skipped", "", why) for k, why in rec.get("skipped", {}).items()]
         print(_table(rows, ("metric", "value [95% interval]", "extractor", "note")))
@@ -617,6 +640,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="output .png or .npz (default: the run's samples/ folder)")
     s.add_argument("--device", default=None)
     s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
+    s.add_argument("--gif", type=_animation_file, default=None, metavar="FILE.gif|FILE.mp4",
+                   help="also write the trajectory as an animation: x_t | predicted x0 side by side, each frame "
+                        "labelled 'step k/N · t=...' (as the Sampler's export)")
     s.add_argument("--class", dest="cls", type=EVERY, default=None,
                    help="class label (class-conditional runs)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")

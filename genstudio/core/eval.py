@@ -13,7 +13,9 @@ as a dequantised bound, VAEs as an ELBO), so bits/dim is NLL / (D ln 2). A plugi
 dequantisation offset of :func:`genstudio.core.metrics.functional.discrete_bits_per_dim`.
 Fréchet distances on our per-dataset classifiers are called FCD, never FID (FID needs the
 Inception-v3 weights file). The reference set is ``dataset.fixed(n, seed=ref_seed)`` -- for the
-built-in image sets that is training data, so a model that memorises scores perfectly.
+built-in image sets that is training data, so a model that memorises scores perfectly. Distances
+(fcd, fid, kid, energy, mmd, w2) also store ``reference``: the same metric between the reference set
+and a disjoint second draw of real data, the floor a perfect model reaches at this n.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import math
 import os
 import time
 from collections.abc import Collection, Iterator, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -71,9 +73,10 @@ METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
     "nll": (None, None), "bpd": (None, None),  # continuous densities can exceed 1: negative NLL is valid
     "sampling_time": (0.0, None), "nfe": (0.0, None), "sample_steps": (0.0, None),
 }
-# metrics whose record may carry ``reference``: the same metric between two independent draws of
-# the data at the evaluated n (the noise floor a perfect model reaches)
-REFERENCE_METRICS = ("energy", "mmd", "w2")
+# metrics whose record may carry ``reference``: the same metric between two disjoint draws of the
+# data at the evaluated n (the noise floor a perfect model reaches; ``reference_n`` when the dataset
+# is too small for a second n and the floor was measured at fewer)
+REFERENCE_METRICS = ("fcd", "fid", "kid", "energy", "mmd", "w2")
 
 
 def clip_to_range(name: str, v: float | None) -> float | None:
@@ -189,25 +192,37 @@ class _Ctx:
     batch_size: int
     ds: Any = None
     ref_seed: int = 0
-    _real2: np.ndarray | None = None
+    _x2: torch.Tensor | None = None
+    _feats2: dict[str, np.ndarray] = field(default_factory=dict)
 
-    def second_draw(self) -> np.ndarray | None:
-        """Primary features of a second, independent draw of n reference points (raw 2-D points
-        only: cheap there; None elsewhere). Cached."""
-        if self._real2 is None and self.pkey == "raw" and self.ds is not None:
-            x2, _ = self.ds.fixed(self.n, seed=self.ref_seed + 7919)
-            if len(x2) == self.n:
-                self._real2 = self.extractors["raw"].features_and_probs(x2)[0]
-        return self._real2
+    def second_real(self) -> torch.Tensor | None:
+        """Up to n real items apart from ``x_ref``: the rest of the same permutation for a dataset held
+        in memory (``fixed(2n)`` starts with ``fixed(n)``: disjoint, as many as the dataset has left),
+        else (an endless generator, the 2-D toys) an independent draw of n. Cached."""
+        if self._x2 is None and self.ds is not None:
+            both, _ = self.ds.fixed(2 * self.n, seed=self.ref_seed)
+            if len(both) >= self.n and torch.equal(both[:self.n], self.x_ref):
+                self._x2 = both[self.n:]
+            else:
+                self._x2, _ = self.ds.fixed(self.n, seed=self.ref_seed + 7919)
+        return self._x2
 
-    def reference(self, fn: Any) -> float | None:
-        """``fn(real, second real draw)``: the value a perfect model scores at this n."""
-        fr = self.feats[self.pkey][0]
-        r2 = self.second_draw()
-        if r2 is None:
-            return None
-        v = float(fn(fr, r2))
-        return v if math.isfinite(v) else None
+    def reference(self, name: str, fn: Any, key: str | None = None) -> dict[str, Any]:
+        """``{"reference": fn(real, other real)}`` on extractor ``key``'s features (default: the
+        primary one): the value a perfect model scores at this n, clipped to the metric's range (an
+        unbiased MMD² of two real sets dips below 0). Measured at m < n (and ``reference_n`` = m
+        added) when the dataset holds fewer than 2n items; {} when there is no second set."""
+        key = key or self.pkey
+        x2 = self.second_real()
+        m = min(self.n, len(x2)) if x2 is not None else 0
+        if m < 2:
+            return {}
+        if key not in self._feats2:
+            self._feats2[key] = self.extractors[key].features_and_probs(x2)[0]
+        v = float(fn(self.feats[key][0][:m], self._feats2[key][:m]))
+        if not math.isfinite(v):
+            return {}
+        return {"reference": clip_to_range(name, v), **({"reference_n": m} if m < self.n else {})}
 
     @property
     def primary(self) -> tuple[np.ndarray, Any, np.ndarray, Any, Extractor]:
@@ -227,7 +242,8 @@ def _fd(ctx: _Ctx, name: str) -> dict[str, Any]:
         note += f"; bootstrap-debiased estimate {debiased:.4g} (closer to the n->inf value, not what papers report)"
     warn = M.fid_reliability(ctx.n, ex.dim)
     return {name: _entry(ci.value, ci.low, ci.high, note + (f". WARNING: {warn}" if warn else ""), ex.name,
-                         bootstrap_bias=None if ci.n_boot == 0 else ci.bias, debiased=debiased, warning=warn)}
+                         bootstrap_bias=None if ci.n_boot == 0 else ci.bias, debiased=debiased, warning=warn,
+                         **ctx.reference(name, M.fid_from_features, key))}
 
 
 def _kid_full(a: np.ndarray, b: np.ndarray) -> float:
@@ -238,7 +254,8 @@ def _kid(ctx: _Ctx, name: str) -> dict[str, Any]:
     fr, _, ff, _, ex = ctx.primary
     ci = M.bootstrap_ci(_kid_full, fr, ff, **ctx.boot)
     return {"kid": _entry(ci.value, ci.low, ci.high, f"{ex.name} features; unbiased MMD² on all {ctx.n}x{ctx.n} "
-                          "pairs (KID with one subset of size n); ~0 means indistinguishable", ex.name)}
+                          "pairs (KID with one subset of size n); ~0 means indistinguishable", ex.name,
+                          **ctx.reference("kid", _kid_full))}
 
 
 def _is10(p: np.ndarray) -> float:
@@ -282,7 +299,7 @@ def _energy(ctx: _Ctx, name: str) -> dict[str, Any]:
     fr, _, ff, _, ex = ctx.primary
     ci = M.bootstrap_ci(M.energy_distance, fr, ff, **ctx.boot)
     return {"energy": _entry(ci.value, ci.low, ci.high, f"2E|X-Y|-E|X-X'|-E|Y-Y'| on raw points, n={ctx.n}", ex.name,
-                             reference=ctx.reference(M.energy_distance))}
+                             **ctx.reference("energy", M.energy_distance))}
 
 
 def _mmd(ctx: _Ctx, name: str) -> dict[str, Any]:
@@ -293,7 +310,7 @@ def _mmd(ctx: _Ctx, name: str) -> dict[str, Any]:
     ci = M.bootstrap_ci(fn, fr, ff, **ctx.boot)
     return {"mmd": _entry(ci.value, ci.low, ci.high, f"unbiased, RBF bandwidths {', '.join(f'{b:.3g}' for b in bws)}"
                           " (0.5/1/2 x reference median distance)", ex.name, bandwidths=list(bws),
-                          reference=ctx.reference(fn))}
+                          **ctx.reference("mmd", fn))}
 
 
 def _w2(ctx: _Ctx, name: str) -> dict[str, Any]:
@@ -301,7 +318,7 @@ def _w2(ctx: _Ctx, name: str) -> dict[str, Any]:
     m = min(ctx.n, 1000)
     return {"w2": _entry(M.w2_exact(fr[:m], ff[:m]), note=f"exact optimal assignment on {m} vs {m} points; no "
                          "interval (O(n^3))", extractor=ex.name,
-                         reference=ctx.reference(lambda a, b: M.w2_exact(a[:m], b[:m])))}
+                         **ctx.reference("w2", lambda a, b: M.w2_exact(a[:m], b[:m])))}
 
 
 def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
@@ -503,6 +520,16 @@ def load_evals(run: Run) -> list[dict[str, Any]]:
                 rec["path"] = str(p)
                 out.append(rec)
     return sorted(out, key=lambda r: (r.get("step", 0), r.get("time", 0)))
+
+
+def reference_text(entry: dict[str, Any], digits: int = 4) -> str:
+    """``real-vs-real floor 0.0123`` (``… at n=797`` when the dataset only had room for a smaller
+    second draw); "" when the entry has no floor. The CLI and the Metrics panel say it this way."""
+    r = entry.get("reference")
+    if not isinstance(r, (int, float)) or not math.isfinite(r):
+        return ""
+    m = entry.get("reference_n")
+    return f"real-vs-real floor {r:.{digits}g}" + (f" at n={m}" if m else "")
 
 
 def format_value(entry: dict[str, Any], digits: int = 4, name: str = "") -> str:

@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -208,6 +209,33 @@ def trajectory_frame(x: torch.Tensor, x0: torch.Tensor | None, label: str = "", 
 def trajectory_label(step: int, total: int, t: float) -> str:
     """The label of a trajectory frame ("step k/N · t=0.xx")."""
     return f"step {step}/{total} \u00b7 t={t:.2f}"
+
+
+MAX_ANIMATION_FRAMES = 120  # a trajectory animation keeps at most this many (evenly spaced) states
+
+
+def frame_indices(n: int, max_frames: int = MAX_ANIMATION_FRAMES) -> list[int]:
+    """At most ``max_frames`` evenly spaced indices of ``range(n)``, always first and last."""
+    if n <= max_frames:
+        return list(range(n))
+    return sorted(set(np.linspace(0, n - 1, max_frames).round().astype(int).tolist()))
+
+
+def trajectory_frames(states: Sequence[Any], lim: float | None = None,
+                      max_frames: int = MAX_ANIMATION_FRAMES) -> Iterator[np.ndarray]:
+    """The labelled x_t | x0 frames (:func:`trajectory_frame`) of a sampling trajectory's states
+    (anything with ``x``, ``x0``, ``step``, ``total``, ``t``: a SampleState), at most ``max_frames``
+    evenly spaced ones. 2-D points share one range, ``lim`` (default: :func:`data_lim` of x_T), so
+    the cloud visibly contracts. The one frame builder of the Sampler's export and ``genstudio
+    sample --gif``; a generator so a caller can show progress."""
+    if not states:
+        raise ValueError("no states to draw")
+    x_first = states[0].x
+    if lim is None and x_first.dim() == 2 and x_first.shape[1] == 2:
+        lim = data_lim(x_first)
+    for i in frame_indices(len(states), max_frames):
+        st = states[i]
+        yield trajectory_frame(st.x, st.x0, trajectory_label(st.step, st.total, st.t), lim=lim)
 
 
 # -- model views: heat maps of 2-D fields and tiled filters ---------------------------------------

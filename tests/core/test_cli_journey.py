@@ -221,3 +221,47 @@ def test_gui_without_a_display_is_one_line_not_an_abort(monkeypatch, capsys):
     assert main(["gui"]) == 2
     err = capsys.readouterr().err.strip()
     assert err.startswith("genstudio: error: no display") and "xvfb-run" in err and "\n" not in err
+
+
+# 10. sample --gif: the Sampler's x_t | x0 animation from the command line -----------------------
+def test_sample_writes_the_trajectory_animation(capsys, tmp_path):
+    import imageio.v2 as iio
+
+    from genstudio.core.imaging import trajectory_frame, trajectory_label
+
+    ref = _train(capsys)
+    mp4, gif = tmp_path / "traj.mp4", tmp_path / "traj.gif"
+    assert main(["sample", ref, "--n", "50", "--steps", "6", "--sampler", "ddim", "--gif", str(mp4)]) == 0
+    out, err = capsys.readouterr()
+    png, npz, anim = out.strip().splitlines()[-3:]
+    assert Path(anim) == mp4 and Path(png).is_file()
+    assert "sampling" in err and "frames" in err  # both bars
+    traj = np.load(npz)
+    states = len(traj["traj_x"])
+    assert states == 6  # one state per DDIM step
+    x, x0 = torch.from_numpy(traj["traj_x"][0]), torch.from_numpy(traj["traj_x0"][0])
+    from genstudio.core.imaging import data_lim
+
+    want = trajectory_frame(x, x0, trajectory_label(0, 6, float(traj["traj_t"][0])), lim=data_lim(x))
+    with iio.get_reader(mp4) as r:
+        frames = [f for f in r]  # list(r) asks len(), which is inf for a video
+    assert len(frames) == states and frames[0].shape[:2] == (want.shape[0] + want.shape[0] % 2,
+                                                              want.shape[1] + want.shape[1] % 2)
+    assert frames[0].shape[1] >= 2 * 512  # x_t | x0, 512 px each
+    body = slice(36, want.shape[0])  # below the label strips (the step number is the job's own)
+    assert np.abs(frames[0][body, :want.shape[1]].astype(int) - want[body].astype(int)).mean() < 12
+    assert (frames[0][:18] > 200).any()  # the "step k/N · t=..." label is drawn
+    assert main(["sample", ref, "--n", "20", "--steps", "3", "--sampler", "ddim", "--gif", str(gif)]) == 0
+    capsys.readouterr()
+    with Image.open(gif) as im:
+        assert im.n_frames == 3 and im.size[0] >= 2 * 512
+
+
+def test_sample_gif_bad_suffix_is_one_line(capsys, tmp_path):
+    ref = _train(capsys)
+    assert main(["sample", ref, "--gif", str(tmp_path / "traj.avi")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "traj.avi" in err and ".gif or .mp4" in err
+    assert not (tmp_path / "traj.avi").exists()
+    assert main(["sample", ref, "--gif", str(tmp_path / "t.gif"), "--no-trajectory"]) == 2
+    assert "--no-trajectory" in capsys.readouterr().err

@@ -225,6 +225,7 @@ def test_cli_eval_prints_table_and_stores_record(tmp_path, capsys):
     assert main(["eval", str(run.path), "--metrics", "energy,w2,nll", "--n", "150", "--boot", "5"]) == 0
     out = capsys.readouterr().out
     assert "energy" in out and "raw-points" in out and "bpd" in out and out.strip().endswith(".json")
+    assert "real-vs-real floor" in out  # energy and w2 carry one
     assert len(load_evals(run)) == 1
     assert main(["eval", str(run.path), "--metrics", "energy", "--n", "100", "--boot", "0", "--checkpoint", "all"]) == 0
     assert sorted(r["step"] for r in load_evals(run)) == [2, 4, 4]
@@ -239,3 +240,30 @@ def test_eval_a_model_whose_sampler_takes_no_cond(tmp_path, plugin):
     run = make_run(tmp_path, plugin, "8gaussians", steps=2, **{"hidden": 16, "depth": 1, "sample_steps": 4})
     rec = run_eval(run, "energy", n=64, n_boot=2)
     assert rec["metrics"]["energy"]["value"] >= 0
+
+
+def test_image_metrics_store_a_real_vs_real_floor(tmp_path, extractor_root):
+    """fcd and kid carry ``reference``: the metric between the reference images and a disjoint second
+    draw of real ones at the same n. An untrained model is far above it; the floor is data-only."""
+    from genstudio.core.metrics import functional as M
+    from genstudio.core.modality import MODALITIES
+
+    exact = make_run(tmp_path, "fakeimg_eval", "digits", steps=2)
+    untrained = make_run(tmp_path, "ddpm", "digits", steps=1, channels=8, timesteps=10, batch_size=8)
+    kw = dict(n=200, n_boot=0, extractor_root=extractor_root)
+    m0 = run_eval(exact, "fcd,kid", **kw)["metrics"]
+    m1 = run_eval(untrained, "fcd,kid", **kw)["metrics"]
+    for m in ("fcd", "kid"):
+        ref = m0[m]["reference"]
+        assert isinstance(ref, float) and ref >= 0 and ref == pytest.approx(m1[m]["reference"])
+        assert "reference_n" not in m0[m]  # digits has room for two disjoint sets of 200
+        assert m1[m]["value"] > 3 * max(ref, 1e-3), (m, m1[m]["value"], ref)
+    # the floor is exactly the metric between the first n of the reference permutation and the next n
+    ds = get_dataset("digits")
+    both, _ = ds.fixed(400, seed=0)
+    cnn = MODALITIES["image"].extractors(ds, ["fcd"], root=extractor_root, device="cpu")["cnn"]
+    fa, fb = cnn.features_and_probs(both[:200])[0], cnn.features_and_probs(both[200:])[0]
+    assert m0["fcd"]["reference"] == pytest.approx(M.fid_from_features(fa, fb), rel=1e-6)
+    # digits (1797 images) has no second 1000: the floor is measured on the 797 left, and says so
+    big = run_eval(exact, "kid", n=1000, n_boot=0, extractor_root=extractor_root)["metrics"]["kid"]
+    assert big["reference_n"] == 797 and big["reference"] >= 0

@@ -248,3 +248,31 @@ def test_ticks_of_a_narrow_range_far_from_zero_stay_distinct():
 
     labels = [tick_label(v, 0.2) for v in (1499.6, 1499.8, 1500.0, 1500.2, 1500.4)]
     assert len(set(labels)) == 5 and labels[0] == "1499.6"
+
+
+def test_fcd_floor_of_an_image_run_is_drawn_and_in_the_cell(qtbot, tmp_path):
+    """Image distances (fcd, kid) carry the real-vs-real floor like the 2-D ones: a dashed line in the
+    chart, the value in the cell, where it was measured (n) in the tooltips."""
+    from PySide6.QtCore import Qt
+
+    store = RunStore(tmp_path)
+    run = store.create(plugin="ddpm", dataset="digits", config={}, seed=0, device="cpu", steps=3000)
+    for i, step in enumerate((1000, 2000, 3000)):
+        write_eval(run, step, {"fcd": {**entry(40.0 / (i + 1), 2.0), "reference": 5.94, "reference_n": 797},
+                               "kid": {**entry(3.0 / (i + 1), 0.5), "reference": 0.22, "reference_n": 797}},
+                   t=1000.0 + step)
+    panel = MetricsPanel(Ctx(tmp_path))
+    qtbot.addWidget(panel)
+    panel.resize(1300, 820)
+    panel.show()
+    panel.curve_combo.setCurrentText("fcd")
+    panel.set_run(run)
+    _settle(qtbot)
+    lines = panel.reference_lines
+    assert len(lines) == 1 and lines[0].value() == pytest.approx(5.94) and lines[0].pen.style() == Qt.DashLine
+    assert "n=797" in lines[0].toolTip()
+    h = _headers(panel)
+    cell = panel.table.item(0, h.index("fcd ↓"))
+    assert "floor 5.94" in cell.text() and "real-vs-real floor at n=797: 5.94" in cell.toolTip()
+    assert "floor 0.22" in panel.table.item(0, h.index("kid ↓")).text()
+    assert "Real-vs-real floor" in panel.table.horizontalHeaderItem(h.index("kid ↓")).toolTip()

@@ -151,3 +151,102 @@ def test_sampler_change_keeps_the_row_still(qtbot, tmp_path):
         where.setdefault(name, []).append((p.steps.geometry().x(), p.sample_button.geometry().x()))
     assert p.option("eta").isHidden() is (p.sampler.currentData() != "ddim")
     assert where["ddpm"][0] == where["ddim"][0] == where["ddpm"][1]
+
+
+def _save_dialog(monkeypatch, path, chosen=""):
+    """The save dialog answers ``path`` (and the filter ``chosen``); the titles and filters it was shown are kept."""
+    from genstudio.qt.panels import sampler as sampler_mod
+
+    asked = []
+
+    def fake(parent, title, start, filters):
+        asked.append((title, start, filters))
+        return str(path), chosen
+
+    monkeypatch.setattr(sampler_mod.QFileDialog, "getSaveFileName", staticmethod(fake))
+    return asked
+
+
+def test_animation_dialog_offers_mp4_and_gif(panel, tmp_path, monkeypatch):
+    import imageio.v2 as iio
+
+    asked = _save_dialog(monkeypatch, tmp_path / "traj", "MP4 video (*.mp4)")  # a bare name: the filter's type
+    panel.gif_button.click()
+    assert "*.mp4" in asked[0][2] and "*.gif" in asked[0][2]
+    mp4 = tmp_path / "traj.mp4"
+    assert mp4.is_file() and panel.ctx.messages[-1] == f"wrote {mp4}" and not panel.ctx.errors
+    st = panel.states()[0]
+    want = trajectory_frame(st.x, st.x0, trajectory_label(0, STEPS, 1.0), lim=panel._lim)
+    with iio.get_reader(mp4) as r:
+        frames = [f for f in r]
+    assert len(frames) == STEPS + 1
+    h, w = want.shape[:2]
+    assert frames[0].shape == (h + h % 2, w + w % 2, 3)  # padded to even sides for H.264
+    assert np.abs(frames[0][:h, :w].astype(int) - want.astype(int)).mean() < 12  # lossy video, same picture
+    iio.imwrite(tmp_path / "mp4_frame0.png", frames[0])
+    _save_dialog(monkeypatch, tmp_path / "t.gif", "MP4 video (*.mp4)")  # a typed suffix wins over the filter
+    panel.gif_button.click()
+    with Image.open(tmp_path / "t.gif") as im:
+        assert im.n_frames == STEPS + 1 and im.size == (w, h)
+
+
+def test_png_of_both_views_at_the_slider_step(panel, tmp_path, monkeypatch):
+    panel.show_step(4)
+    _save_dialog(monkeypatch, tmp_path / "views.png")
+    panel.png_views_action.trigger()
+    st = panel.states()[4]
+    want = trajectory_frame(st.x, st.x0, trajectory_label(4, STEPS, st.t), lim=panel._lim)
+    got = np.asarray(Image.open(tmp_path / "views.png").convert("RGB"))
+    np.testing.assert_array_equal(got, want)  # PNG is lossless: exactly the labelled frame
+    assert got.shape[1] >= 2 * 512 and (got[:18] > 200).any()  # both halves, a label strip
+    # the final-samples PNG is still there, from the same menu
+    _save_dialog(monkeypatch, tmp_path / "final.png")
+    panel.png_final_action.trigger()
+    assert Image.open(tmp_path / "final.png").size == (256, 256)
+    assert [a.text() for a in panel.png_button.menu().actions()] == ["Final samples…", "x_t | x̂0 at this step…"]
+
+
+def test_colour_bar_never_changes_the_view_widths(panel, qtbot, tmp_path):
+    panel.resize(1400, 600)
+    panel.show()
+    panel.show_step(5)
+    qtbot.wait(20)
+
+    def widths():
+        panel.layout().activate()
+        return panel.canvas_x.width(), panel.canvas_x0.width(), panel.canvas_x.height()
+
+    off = widths()
+    panel.whole_paths.setChecked(True)
+    qtbot.wait(20)
+    on = widths()
+    assert panel.time_bar.isVisible() and panel.time_canvas.isVisible()
+    assert on == off and abs(on[0] - on[1]) <= 1  # same size with and without the bar, halves equal
+    vb_on = panel.view_x.getViewBox().width()
+    shots = os.environ.get("GENSTUDIO_SHOT_DIR")
+    if shots:
+        panel.grab().save(os.path.join(shots, "sampler_bar_on.png"))
+    panel.whole_paths.setChecked(False)
+    qtbot.wait(20)
+    assert widths() == off and not panel.time_bar.isVisible()
+    assert panel.view_x.getViewBox().width() == vb_on  # the plot inside x_t keeps its size too
+    if shots:
+        panel.grab().save(os.path.join(shots, "sampler_bar_off.png"))
+
+
+def test_image_trajectories_have_no_colour_bar_column(qtbot, tmp_path, reg):  # noqa: F811
+    ctx = FakeCtx(tmp_path / "store", reg)
+    p = SamplerPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1200, 500)
+    p.show()
+    p.set_run(new_run(ctx))
+    imgs = [SampleState(k, 3, 1 - k / 3, torch.rand(4, 1, 8, 8) * 2 - 1, torch.rand(4, 1, 8, 8) * 2 - 1)
+            for k in range(4)]
+    p.on_events([Event(ev.SAMPLE_STATE, p._run.id, {"state": s}) for s in imgs])
+    p.whole_paths.setChecked(True)  # means nothing for images
+    qtbot.wait(20)
+    p.layout().activate()
+    assert not p.time_canvas.isVisible() and abs(p.canvas_x.width() - p.canvas_x0.width()) <= 1
+    png = p.export_views_png(tmp_path / "views.png")
+    assert Image.open(png).size[0] == 2 * (2 * 9 + 1) * 8 + 4  # two 2x2 grids of 64 px cells

@@ -114,7 +114,7 @@ def metric_range_text(name: str) -> str:
 
 
 def metric_reference(e: dict[str, Any]) -> float | None:
-    """The real-vs-real floor stored with a 2-D metric (None when the record has none)."""
+    """The real-vs-real floor stored with a distance (fcd, kid, energy, ...; None when the record has none)."""
     r = e.get("reference")
     return float(r) if isinstance(r, (int, float)) and math.isfinite(r) else None
 
@@ -131,7 +131,8 @@ def header_tooltip(name: str, refs: list[float] | None = None) -> str:
     if refs:
         lo, hi = min(refs), max(refs)
         val = f"{lo:.3g}" if math.isclose(lo, hi, rel_tol=1e-3) else f"{lo:.3g}–{hi:.3g}"
-        lines.append(f"Real-vs-real floor (two independent draws of the data, n as evaluated): {val}. "
+        lines.append("Real-vs-real floor (two disjoint draws of the data; each cell's tooltip says at which n): "
+                     f"{val}. "
                      "A perfect model scores about this; values near it are at noise level.")
     elif name in ("fcd", "fid", "kid", "energy", "mmd", "w2"):
         lines.append("0 = identical distributions; finite n keeps it above 0 even for a perfect model.")
@@ -528,7 +529,7 @@ class MetricsPanel(Panel):
             _error_bars(p, steps, y, ents, None, col, m)
             ref = metric_reference(ents[-1])
             if ref is not None:
-                refs.append((ref, col, ents[-1].get("n") or self._records[rid][-1].get("n")))
+                refs.append((ref, col, ents[-1].get("reference_n") or self._records[rid][-1].get("n")))
             elif m == "is" and isinstance(ents[-1].get("ref"), (int, float)):  # what real images score
                 real_data.append((float(ents[-1]["ref"]), col, None))
         self._draw_references(p, m, refs)
@@ -559,7 +560,7 @@ class MetricsPanel(Panel):
                                    label=label, labelOpts={"position": 0.08, "color": rgb,
                                                                     "anchors": [(0, 1), (0, 1)]})
             line.setToolTip(f"{m}, {what}: {ref:.4g}" if what else
-                            f"{m} between two independent draws of the data (n={n}): {ref:.4g} -- "
+                            f"{m} between two disjoint draws of the data (n={n}): {ref:.4g} -- "
                             "the floor a perfect model reaches")
             p.addItem(line)
             self.reference_lines.append(line)
@@ -645,10 +646,15 @@ def _csv(v: Any) -> str:
 
 
 def cell_text(e: dict[str, Any], name: str = "") -> str:
-    """Value, interval (clipped to the metric's range) and (for feature-based metrics) the extractor."""
+    """Value, interval (clipped to the metric's range) and, on a second line, the extractor (for
+    feature-based metrics) and the real-vs-real floor (where the record has one)."""
     s = format_value(e, name=name)
     ext = e.get("extractor", "")
-    return s + (f"\n{ext}" if ext not in NOT_FEATURES else "")
+    ref = metric_reference(e)
+    second = [ext] if ext not in NOT_FEATURES else []
+    if ref is not None:
+        second.append(f"floor {ref:.3g}")
+    return s + ("\n" + " · ".join(second) if second else "")
 
 
 def cell_tooltip(m: str, e: dict[str, Any], rec: dict[str, Any]) -> str:
@@ -660,8 +666,8 @@ def cell_tooltip(m: str, e: dict[str, Any], rec: dict[str, Any]) -> str:
                      f"[{lo:.4g}, {hi:.4g}])")
     ref = metric_reference(e)
     if ref is not None:
-        lines.append(f"real-vs-real floor at n={rec.get('n')}: {ref:.4g} (two independent draws of the data; "
-                     "a perfect model scores about this)")
+        lines.append(f"real-vs-real floor at n={e.get('reference_n') or rec.get('n')}: {ref:.4g} (two disjoint "
+                     "draws of the data; a perfect model scores about this)")
     elif isinstance(e.get("ref"), (int, float)):
         lines.append(f"real data scores {e['ref']:.4g}")
     if e.get("note"):

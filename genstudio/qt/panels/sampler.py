@@ -1,6 +1,7 @@
 """Sampler: pick a checkpoint, n, seed, steps and sampler, then watch x_t and the predicted x̂0
 side by side while the job runs (image grids, or 2-D points with particle trails). The whole
-trajectory stays scrubbable afterwards (slider + play) and exports as PNG (final) or GIF.
+trajectory stays scrubbable afterwards (slider + play) and exports as PNG (the final samples, or
+x_t | x̂0 at the slider's step) or as a GIF/MP4 of x_t | x̂0 with step/t labels.
 Class-conditional runs (the Conditional face, recorded in run.json) get a class picker; the
 options a plugin declares (``SampleOption``: DDPM's eta for "ddim", its guidance scale once a class
 is picked) get a control each, shown where they apply.
@@ -30,6 +31,7 @@ from PySide6.QtWidgets import (
     QFileDialog,
     QHBoxLayout,
     QLabel,
+    QMenu,
     QPushButton,
     QSizePolicy,
     QSlider,
@@ -43,13 +45,16 @@ from genstudio.core import events as ev
 from genstudio.core import jobs
 from genstudio.core.events import Event
 from genstudio.core.imaging import (
+    ANIMATION_SUFFIXES,
     colormap,
     data_lim,
+    frame_indices,  # noqa: F401 - part of this module's API (tests, older callers)
     image_grid,
     samples_image,
-    save_gif,
+    save_animation,
     save_png,
     trajectory_frame,
+    trajectory_frames,
     trajectory_label,
 )
 from genstudio.core.jobs import Control
@@ -60,7 +65,8 @@ from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.runs import short_name
 from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
 
-MAX_GIF_FRAMES = 120
+ANIMATION_FILTERS = {".gif": "GIF animation (*.gif)", ".mp4": "MP4 video (*.mp4)"}
+TIME_BAR_WIDTH = 78  # px of the t colour bar's column (bar, ticks and axis title)
 PLAY_SECONDS = 5.0  # a whole trajectory plays in about this long
 PLAY_INTERVAL_MS = 40
 EDIT_RESULT = "sampler_edit"  # data: {"result": EditResult | None, "error": str, "token": int, "step": int}
@@ -68,13 +74,6 @@ INV_TITLES = {True: "x<sub>0</sub> | inverted noise | reconstruction (rows A, B)
               False: "x<sub>0</sub> (ring) → noise (grey) → reconstruction (orange)"}
 INTERP_TITLES = {True: "between the two noises, decoded: slerp (top) · lerp (bottom)",
                  False: "between the two noises, decoded: slerp (blue) · lerp (orange)"}
-
-
-def frame_indices(n: int, max_frames: int = MAX_GIF_FRAMES) -> list[int]:
-    """At most ``max_frames`` evenly spaced indices of ``range(n)``, always first and last."""
-    if n <= max_frames:
-        return list(range(n))
-    return sorted(set(np.linspace(0, n - 1, max_frames).round().astype(int).tolist()))
 
 
 def _is_points(x: torch.Tensor) -> bool:
@@ -268,19 +267,26 @@ class SamplerPanel(Panel):
         self.view_x0 = SampleView("<i>x&#770;</i><sub>0</sub> (predicted clean sample)", PALETTE[1])
         views = QHBoxLayout()  # two canvases, so the halves stay equal whatever their titles measure
         views.setSpacing(2)
-        for view in (self.view_x, self.view_x0):
-            canvas = pg.GraphicsLayoutWidget()
-            canvas.addItem(view)
-            views.addWidget(canvas, 1)
-            if view is self.view_x:  # the t colour bar of "paths coloured by t", right of x_t
-                self.time_bar = pg.ColorBarItem(values=(0.0, 1.0), width=12, interactive=False,
-                                                colorMap=pg.ColorMap(np.linspace(0, 1, 9), colormap(np.linspace(0, 1, 9))),
-                                                colorMapMenu=False)
-                self.time_bar.axis.setTicks([[(0.0, "noise"), (1.0, "data")]])
-                self.time_bar.axis.setLabel("noise → data")
-                self.time_bar.setToolTip("Path colour: dark = noise (t = T, start), bright = data (t = 0)")
-                canvas.addItem(self.time_bar)
-                self.time_bar.setVisible(False)
+        self.canvas_x, self.canvas_x0 = pg.GraphicsLayoutWidget(), pg.GraphicsLayoutWidget()
+        self.canvas_x.addItem(self.view_x)
+        self.canvas_x0.addItem(self.view_x0)
+        # the t colour bar of "paths coloured by t", right of x_t in a column of its own: its column
+        # is there for every 2-D trajectory, the bar drawn in it only with the whole paths, so
+        # ticking the box never resizes x_t or x̂0 (image trajectories have no column)
+        self.time_canvas = pg.GraphicsLayoutWidget()
+        self.time_canvas.setFixedWidth(TIME_BAR_WIDTH)
+        self.time_bar = pg.ColorBarItem(values=(0.0, 1.0), width=12, interactive=False,
+                                        colorMap=pg.ColorMap(np.linspace(0, 1, 9), colormap(np.linspace(0, 1, 9))),
+                                        colorMapMenu=False)
+        self.time_bar.axis.setTicks([[(0.0, "noise"), (1.0, "data")]])
+        self.time_bar.axis.setLabel("noise → data")
+        self.time_bar.setToolTip("Path colour: dark = noise (t = T, start), bright = data (t = 0)")
+        self.time_canvas.addItem(self.time_bar)
+        self.time_bar.setVisible(False)
+        self.time_canvas.setVisible(False)
+        views.addWidget(self.canvas_x, 1)
+        views.addWidget(self.time_canvas)
+        views.addWidget(self.canvas_x0, 1)
 
         self.play_button = QPushButton("Play")
         self.play_button.setCheckable(True)
@@ -289,7 +295,14 @@ class SamplerPanel(Panel):
         self.step_label = QLabel()
         self.step_label.setMinimumWidth(150)
         self.png_button = QPushButton("Export PNG…")
-        self.gif_button = QPushButton("Export GIF…")
+        png_menu = QMenu(self.png_button)
+        self.png_final_action = png_menu.addAction("Final samples…")
+        self.png_views_action = png_menu.addAction("x_t | x̂0 at this step…")
+        self.png_views_action.setToolTip("Both views at the slider's step, side by side, labelled")
+        self.png_button.setMenu(png_menu)
+        self.gif_button = QPushButton("Export GIF/MP4…")
+        self.gif_button.setToolTip("The trajectory as an animation, x_t and x̂0 side by side, each frame "
+                                   "labelled with its step and t (GIF or MP4, by the file name)")
         self.whole_paths = QCheckBox("paths coloured by t")
         self.whole_paths.setToolTip("2-D: draw each particle's whole path from x_T, coloured by time "
                                     "(dark = noise, bright = data), instead of a short trail")
@@ -322,8 +335,9 @@ class SamplerPanel(Panel):
         self.sample_button.clicked.connect(self._sample_clicked)
         self.play_button.toggled.connect(self._play_toggled)
         self.slider.valueChanged.connect(self.show_step)
-        self.png_button.clicked.connect(self._export_png_dialog)
-        self.gif_button.clicked.connect(self._export_gif_dialog)
+        self.png_final_action.triggered.connect(self._export_png_dialog)
+        self.png_views_action.triggered.connect(self._export_views_dialog)
+        self.gif_button.clicked.connect(self._export_animation_dialog)
 
     def _build_edit(self) -> QWidget:
         """The Invert / interpolate tab: A and B, DDIM steps, frames; two pictures; export."""
@@ -554,7 +568,7 @@ class SamplerPanel(Panel):
         self._sampling_run = None  # a job still sampling the old run no longer draws here
         self.view_x.clear_content()
         self.view_x0.clear_content()
-        self.time_bar.setVisible(False)
+        self._show_time_bar(False, False)
         self.step_label.clear()
         self.step_label.setToolTip("")
         self.status.clear()
@@ -647,7 +661,7 @@ class SamplerPanel(Panel):
                 self._lim = fit = data_lim(self._states[0].x)
             hist, times = particle_history(self._states, i, self.whole_paths.isChecked())
             self.view_x.show_points(st.x.numpy(), hist, fit, times=times)
-            self.time_bar.setVisible(times is not None)
+            self._show_time_bar(True, times is not None)
             if st.x0 is not None:
                 lo = max(0, i - TRAIL + 1)
                 hist0 = np.stack([s.x0[:MAX_TRAILS].numpy() for s in self._states[lo:i + 1]
@@ -657,7 +671,7 @@ class SamplerPanel(Panel):
             else:
                 self.view_x0.clear_content()
         elif st.x.dim() == 4:
-            self.time_bar.setVisible(False)
+            self._show_time_bar(False, False)
             self.view_x.show_image(image_grid(st.x))
             if st.x0 is not None:
                 self.view_x0.show_image(image_grid(st.x0))
@@ -667,6 +681,23 @@ class SamplerPanel(Panel):
             self.status.setText(f"cannot draw samples of shape {tuple(st.x.shape)}")
         self.step_label.setText(f"step {st.step}/{st.total} · t={st.t:.3f}")
         self.step_label.setToolTip(f"state {i + 1} of {len(self._states)} kept")
+
+    def _show_time_bar(self, column: bool, bar: bool) -> None:
+        """The colour bar's column (2-D trajectories) and the bar in it (whole paths coloured by t)."""
+        self.time_canvas.setVisible(column)
+        if self.time_bar.isVisible() != bar:
+            self.time_bar.setVisible(bar)
+            # the canvas laid the bar out while it was hidden (at no height): lay it out again
+            self.time_canvas.ci.setGeometry(self.time_canvas.range)
+        if bar:
+            self._align_time_bar()
+
+    def _align_time_bar(self) -> None:
+        """Start and end the bar where x_t's plot area does (below its title, above its axis)."""
+        vb = self.view_x.getViewBox().sceneBoundingRect()
+        h = self.canvas_x.height()
+        if vb.height() > 0 and h > 0:
+            self.time_canvas.ci.layout.setContentsMargins(0, int(vb.top()) - 8, 0, max(0, h - int(vb.bottom()) - 8))
 
     def _play_toggled(self, on: bool) -> None:
         if on:
@@ -693,17 +724,30 @@ class SamplerPanel(Panel):
             raise RuntimeError("nothing sampled yet")
         return save_png(samples_image(self._states[-1].x), path)
 
-    def export_gif(self, path: str | Path, fps: float = 12.0) -> Path:
-        """The trajectory as an animated GIF, x_t and x̂0 side by side, each frame labelled with its
-        step and t (at most MAX_GIF_FRAMES evenly spaced frames; image grids at native resolution,
-        2-D scatters 512 px a side over the range the view uses)."""
+    def _animation_lim(self) -> float | None:
+        """The square the view shows 2-D points in (fitted to x_T once per trajectory)."""
+        if self._lim is None and _is_points(self._states[0].x):
+            return data_lim(self._states[0].x)  # not kept: show_step fits the view when it sets it
+        return self._lim
+
+    def export_animation(self, path: str | Path, fps: float = 12.0) -> Path:
+        """The trajectory as a GIF or an MP4 (by ``path``'s suffix), x_t and x̂0 side by side, each
+        frame labelled with its step and t (at most imaging.MAX_ANIMATION_FRAMES evenly spaced frames; image grids
+        at native resolution, 2-D scatters 512 px a side over the range the view uses)."""
         if not self._states:
             raise RuntimeError("nothing sampled yet")
-        lim = self._lim if self._lim is not None else (
-            data_lim(self._states[0].x) if _is_points(self._states[0].x) else None)
-        frames = [trajectory_frame(st.x, st.x0, trajectory_label(st.step, st.total, st.t), lim=lim)
-                  for st in (self._states[i] for i in frame_indices(len(self._states)))]
-        return save_gif(frames, path, fps=fps)
+        return save_animation(list(trajectory_frames(self._states, lim=self._animation_lim())), path, fps=fps)
+
+    export_gif = export_animation  # the name it had while it wrote GIFs only
+
+    def export_views_png(self, path: str | Path) -> Path:
+        """x_t and x̂0 at the slider's step side by side under a "step k/N · t=..." label (one frame
+        of the animation)."""
+        if not self._states:
+            raise RuntimeError("nothing sampled yet")
+        st = self._states[max(0, min(self.slider.value(), len(self._states) - 1))]
+        frame = trajectory_frame(st.x, st.x0, trajectory_label(st.step, st.total, st.t), lim=self._animation_lim())
+        return save_png(frame, path)
 
     def _default_path(self, suffix: str) -> str:
         folder = self._run.sample_dir() if self._run is not None else Path.home()
@@ -715,11 +759,22 @@ class SamplerPanel(Panel):
         if path:
             self._export(self.export_png, path)
 
-    def _export_gif_dialog(self) -> None:
-        path, _ = QFileDialog.getSaveFileName(self, "Export trajectory", self._default_path(".gif"),
-                                              "GIF animation (*.gif)")
+    def _export_views_dialog(self) -> None:
+        st = self._states[self.slider.value()] if self._states else None
+        name = f"_step{st.step}" if st is not None else ""
+        path, _ = QFileDialog.getSaveFileName(self, "Export x_t | x̂0 at this step", self._default_path(f"{name}.png"),
+                                              "PNG image (*.png)")
         if path:
-            self._export(self.export_gif, path)
+            self._export(self.export_views_png, path)
+
+    def _export_animation_dialog(self) -> None:
+        path, chosen = QFileDialog.getSaveFileName(self, "Export trajectory", self._default_path(".mp4"),
+                                                   ";;".join(ANIMATION_FILTERS[s] for s in (".mp4", ".gif")))
+        if not path:
+            return
+        if Path(path).suffix.lower() not in ANIMATION_SUFFIXES:  # a bare name: the chosen filter's type
+            path += next((s for s, f in ANIMATION_FILTERS.items() if f == chosen), ".mp4")
+        self._export(self.export_animation, path)
 
     def _export(self, fn: Any, path: str) -> None:
         try:

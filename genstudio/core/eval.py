@@ -58,6 +58,7 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "mmd": ("MMD² (RBF kernels)", "lower"),
     "w2": ("Exact W2 (optimal assignment)", "lower"),
     "nll": ("NLL (nats per sample)", "lower"),
+    "modes": ("Modes covered (of the data's modes)", "higher"),
     "bpd": ("Bits per dimension", "lower"),
     "sampling_time": ("Seconds per 64 samples", "lower"),
     "nfe": ("Network evaluations per sample", "lower"),
@@ -69,14 +70,14 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
 METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
     "fcd": (0.0, None), "fid": (0.0, None), "kid": (0.0, None), "is": (1.0, None),
     "precision": (0.0, 1.0), "recall": (0.0, 1.0), "accuracy": (0.0, 1.0),
-    "energy": (0.0, None), "mmd": (0.0, None), "w2": (0.0, None),
+    "energy": (0.0, None), "mmd": (0.0, None), "w2": (0.0, None), "modes": (0.0, None),
     "nll": (None, None), "bpd": (None, None),  # continuous densities can exceed 1: negative NLL is valid
     "sampling_time": (0.0, None), "nfe": (0.0, None), "sample_steps": (0.0, None),
 }
 # metrics whose record may carry ``reference``: the same metric between two disjoint draws of the
 # data at the evaluated n (the noise floor a perfect model reaches; ``reference_n`` when the dataset
 # is too small for a second n and the floor was measured at fewer)
-REFERENCE_METRICS = ("fcd", "fid", "kid", "energy", "mmd", "w2")
+REFERENCE_METRICS = ("fcd", "fid", "kid", "energy", "mmd", "w2", "modes")
 
 
 def clip_to_range(name: str, v: float | None) -> float | None:
@@ -350,8 +351,33 @@ def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
     return out
 
 
+def _modes(ctx: _Ctx, name: str) -> dict[str, Any]:
+    """Mode coverage (core.metrics.modes): a mixture's components within 3 std, or the classes the
+    dataset's classifier finds in at least a quarter of their fair share; the real data's own
+    coverage at this n is the reference."""
+    from genstudio.core.metrics.modes import class_coverage, coverage_for
+
+    cnn = ctx.extractors.get("cnn")
+    if cnn is not None and cnn.num_classes:
+        fake = class_coverage(ctx.feats["cnn"][3].argmax(1), cnn.num_classes)
+        real = class_coverage(ctx.feats["cnn"][1].argmax(1), cnn.num_classes)
+        note = f"classes {cnn.name} finds in >= 1/4 of their fair share of the {ctx.n} samples"
+        return {"modes": _entry(fake["modes"], note=note, extractor=cnn.name, reference=real["modes"],
+                                total=fake["modes_total"])}
+    cover = coverage_for(ctx.ds) if ctx.ds is not None else None
+    if cover is None:
+        raise _Skip("the data has no known modes (a Gaussian mixture or labelled images)")
+    fake = cover(ctx.primary[2] if isinstance(ctx.primary[2], torch.Tensor) else torch.as_tensor(ctx.primary[2]))
+    real = cover(ctx.x_ref)
+    return {"modes": _entry(fake["modes"], note=f"of {fake['modes_total']:g} mixture components, a sample within "
+                            f"3 std; {fake['hq']:.1%} of samples lie within 3 std of some mode",
+                            extractor=ctx.primary[4].name, reference=real["modes"], total=fake["modes_total"],
+                            hq=fake["hq"])}
+
+
 _METRIC_FNS = {"fcd": _fd, "fid": _fd, "kid": _kid, "is": _is, "precision": _pr, "recall": _pr,
-               "accuracy": _accuracy, "energy": _energy, "mmd": _mmd, "w2": _w2, "nll": _nll}
+               "accuracy": _accuracy, "energy": _energy, "mmd": _mmd, "w2": _w2, "nll": _nll,
+               "modes": _modes}
 
 
 def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | None = None, seed: int = 0,

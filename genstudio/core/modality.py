@@ -74,11 +74,12 @@ class Modality:
 
     def default_metrics(self, faces: Collection[type] = frozenset()) -> list[str]:
         """What the evaluator computes when none are asked for: ``base_metrics``, class accuracy for a
-        Conditional model where this kind has it, nll for a Likelihood one."""
-        from genstudio.core.faces import Conditional, Likelihood
+        Conditional model where this kind has it, nll for a Likelihood one, mode coverage for an
+        Adversarial one (mode collapse is the GAN failure to watch)."""
+        from genstudio.core.faces import Adversarial, Conditional, Likelihood
 
         out = list(self.base_metrics)
-        for face, name in ((Conditional, "accuracy"), (Likelihood, "nll")):
+        for face, name in ((Conditional, "accuracy"), (Likelihood, "nll"), (Adversarial, "modes")):
             if face in faces and name in self.metrics and name not in out:
                 out.append(name)
         return out
@@ -104,7 +105,7 @@ class Points2D(Modality):
     network = "vector"
     preview_n = 400  # a cloud that shows the modes; each preview is a full sampling run
     eval_n = 2000
-    metrics = ("energy", "mmd", "w2", "pr", "nll")
+    metrics = ("energy", "mmd", "w2", "pr", "nll", "modes")
     base_metrics = ("energy", "mmd", "w2", "pr")
 
     def preview(self, x: torch.Tensor) -> np.ndarray:
@@ -127,7 +128,7 @@ class Image(Modality):
     spatial = True
     network = "grid"
     user_data = "folder"
-    metrics = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll")
+    metrics = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll", "modes")
     base_metrics = ("fcd", "kid", "is", "pr")
 
     def preview(self, x: torch.Tensor) -> np.ndarray:
@@ -142,7 +143,7 @@ class Image(Modality):
         from genstudio.core.metrics.features import InceptionExtractor, classifier_for
 
         out: dict[str, Extractor] = {}
-        if {"fcd", "accuracy"} & set(names) or (not inception and {"kid", "is", "precision"} & set(names)):
+        if {"fcd", "accuracy", "modes"} & set(names) or (not inception and {"kid", "is", "precision"} & set(names)):
             out["cnn"] = classifier_for(dataset, root=root, device=device)
         if inception:
             out["inception"] = InceptionExtractor(inception, device=device)

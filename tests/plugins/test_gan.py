@@ -118,3 +118,20 @@ def test_truncation_keeps_latents_inside_and_narrows_the_samples():
     assert float(full.extras["z"].abs().max()) > 2.0
     assert float(tight.extras["z"].std()) < float(full.extras["z"].std())
     assert np.isfinite(tight.x.numpy()).all()
+
+
+def test_eval_reports_modes_for_adversarial_runs_with_the_real_data_as_reference(tmp_path):
+    from genstudio.core.eval import run_eval
+
+    run = _run(tmp_path, steps=5, sample_every=0, checkpoint_every=5)
+    list(jobs.train(run))
+    rec = run_eval(run, None, n=200, n_boot=5)
+    modes = rec["metrics"]["modes"]
+    assert 0 <= modes["value"] <= 8 and modes["reference"] == 8.0 and modes["total"] == 8.0
+    assert 0.0 <= modes["hq"] <= 1.0 and "within 3 std" in modes["note"]
+    # any run on data with modes can ask for it; data without known modes says why it is skipped
+    ddpm = jobs.create_run(RunStore(tmp_path / "store"), jobs.TrainSpec(
+        plugin="ddpm", dataset="moons", steps=2, sample_every=0, overrides=["timesteps=10", "hidden=16"]))
+    list(jobs.train(ddpm))
+    rec = run_eval(ddpm, ["energy", "modes"], n=100, n_boot=5)
+    assert "modes" in rec["skipped"] and "no known modes" in rec["skipped"]["modes"]

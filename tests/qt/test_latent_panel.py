@@ -111,7 +111,7 @@ def test_two_clicks_give_interpolation_strips(panel):
     panel.frames.setValue(9)  # changing the length redraws
     assert len(panel.slerp_frames) == 9
     img = panel.lerp_view.image.image
-    assert img.shape[1] == 9 * 9 + 1  # nine 8-px frames with 1-px gaps in one row
+    assert img.shape[1] == 9 * (64 + 2) + 2  # nine 8-px frames upscaled to 64 px, 2-px gaps, in one row
 
 
 def test_dragging_decodes_live_once_per_frame(panel, qtbot):
@@ -134,8 +134,11 @@ def test_dragging_decodes_live_once_per_frame(panel, qtbot):
 def test_traversal_and_clusters_are_drawn(panel):
     ex = panel.explorer
     assert len(panel.traversal_dims) == 3
-    assert panel.traversal_view.image.image.shape[:2] == (3 * 9 + 1, 9 * 9 + 1)
-    assert "z<sub>" in panel.traversal_legend.text()
+    strip = panel.strips["traversal"]
+    assert strip.rows == 3 and strip.cols == 9 and strip.row_labels[0].startswith(f"z{panel.traversal_dims[0]}")
+    img = panel.traversal_view.image.image  # 3 rows of 64-px cells under a title and a header,
+    assert img.shape[0] > 3 * (64 + 2) + 2 and img.shape[1] > 9 * (64 + 2) + 2  # row labels on the left
+    assert not panel.traversal_legend.isVisibleTo(panel)  # no legend under the grid
     assert panel.cluster_view.image.image.shape[0] == 4 * 9 + 1  # 4 clusters, one row each
     assert not panel.tabs.isTabEnabled(panel.density_tab)  # images: no density grid
     panel.sliders[0].setValue(100)  # +3 std along PC1

@@ -110,8 +110,10 @@ def test_two_clicks_give_interpolation_strips(panel):
     torch.testing.assert_close(panel.slerp_frames[[0, -1]], ends, atol=1e-5, rtol=0)
     panel.frames.setValue(9)  # changing the length redraws
     assert len(panel.slerp_frames) == 9
-    img = panel.lerp_view.image.image
-    assert img.shape[1] == 9 * (64 + 2) + 2  # nine 8-px frames upscaled to 64 px, 2-px gaps, in one row
+    img = panel.strips["interpolation"].image()  # what Export PNG writes: slerp and lerp rows of
+    assert img.shape[0] > 2 * (64 + 2) + 2 and img.shape[1] > 9 * (64 + 2) + 2  # 64-px cells, labelled
+    shown = panel.lerp_view.image.image  # the view: one row of nine, fitted to its size
+    assert shown.shape[1] > 3 * shown.shape[0]
 
 
 def test_dragging_decodes_live_once_per_frame(panel, qtbot):
@@ -136,8 +138,9 @@ def test_traversal_and_clusters_are_drawn(panel):
     assert len(panel.traversal_dims) == 3
     strip = panel.strips["traversal"]
     assert strip.rows == 3 and strip.cols == 9 and strip.row_labels[0].startswith(f"z{panel.traversal_dims[0]}")
-    img = panel.traversal_view.image.image  # 3 rows of 64-px cells under a title and a header,
-    assert img.shape[0] > 3 * (64 + 2) + 2 and img.shape[1] > 9 * (64 + 2) + 2  # row labels on the left
+    img = strip.image()  # 3 rows of 64-px cells under a title and a header, row labels on the left
+    assert img.shape[0] > 3 * (64 + 2) + 2 and img.shape[1] > 9 * (64 + 2) + 2
+    assert panel.traversal_view.image.image is not None
     assert not panel.traversal_legend.isVisibleTo(panel)  # no legend under the grid
     assert panel.cluster_view.image.image.shape[0] == 4 * 9 + 1  # 4 clusters, one row each
     assert not panel.tabs.isTabEnabled(panel.density_tab)  # images: no density grid

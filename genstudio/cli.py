@@ -504,8 +504,8 @@ def cmd_interp(args: argparse.Namespace) -> int:
     import torch
 
     from genstudio.core.imaging import ANIMATION_SUFFIXES, save_animation, save_png
-    from genstudio.core.latent import Strip, interpolation_labels
     from genstudio.core.jobs import load_model
+    from genstudio.core.latent import Strip, interpolation_labels
     from genstudio.core.tools import edit
 
     a, b = edit.parse_item(args.a), edit.parse_item(args.b)  # bad specs fail before the model loads

@@ -407,7 +407,7 @@ def _draw_points(base: np.ndarray, lim: float, marks: np.ndarray, path: np.ndarr
 
     if path is not None and len(path) > 1:
         d.line([px(p) for p in np.asarray(path, np.float64) if np.isfinite(p).all()], fill=(170, 170, 185), width=1)
-    r = max(2.5, size / 30)
+    r = max(3.0, size / 24)
     for j, p in enumerate(np.asarray(marks, np.float64).reshape(-1, 2)):
         if np.isfinite(p).all():
             x, y = px(p)
@@ -431,14 +431,15 @@ def _margins(row_labels: Any, col_labels: Any, title: str) -> tuple[int, int, in
 
 
 def labelled_grid(tiles: np.ndarray, ncol: int, row_labels: list[str] | tuple[str, ...] = (),
-                  col_labels: list[str] | tuple[str, ...] = (), title: str = "", pad: int = 2) -> np.ndarray:
-    """(N, H, W, 3) uint8 tiles as a grid of ``ncol`` columns (``image_grid``), each row's label
-    on its left, column labels above, a title on top."""
+                  col_labels: list[str] | tuple[str, ...] = (), title: str = "", pad: int = 2,
+                  min_col: int = 0) -> np.ndarray:
+    """(N, H, W, 3) uint8 tiles as a grid of ``ncol`` columns (``image_grid``, each at least
+    ``min_col`` px wide), each row's label on its left, column labels above, a title on top."""
     font, small = _font(13), _font(12)
     size = _text_size
     left, head, top, col_w = _margins(row_labels, col_labels, title)
     h, w = tiles.shape[1:3]
-    wide = max(col_w, w)  # a column fits its label
+    wide = max(col_w, w, min_col)  # a column fits its label
     if wide > w:  # centre each tile in its wider column (the grid's gap colour around it)
         extra = wide - w
         tiles = np.pad(tiles, ((0, 0), (0, 0), (extra // 2, extra - extra // 2), (0, 0)), constant_values=40)
@@ -523,8 +524,11 @@ class Strip:
         column's label (and the title) on top; all frames the same size."""
         tiles = self.tiles()
         tiles = tiles.reshape(self.rows, self.cols, *tiles.shape[1:])
-        labels = self.col_labels or [f"{c + 1}/{self.cols}" for c in range(self.cols)]
-        return [labelled_grid(tiles[:, c], 1, self.row_labels, [labels[c]], self.title) for c in range(self.cols)]
+        names = self.col_labels or [""] * self.cols
+        labels = [f"{names[c]}  ({c + 1}/{self.cols})" for c in range(self.cols)]
+        wide = _margins((), labels, "")[3]  # every frame as wide as the widest label needs
+        return [labelled_grid(tiles[:, c], 1, self.row_labels, [labels[c]], self.title, min_col=wide)
+                for c in range(self.cols)]
 
 
 def interpolation_labels(n: int) -> list[str]:

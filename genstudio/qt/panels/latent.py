@@ -641,7 +641,8 @@ class LatentPanel(Panel):
             if j < len(pos):
                 t.setPos(float(pos[j, 0]), float(pos[j, 1]))
         self._set_sliders(pick.code)
-        label = f" (label {int(ex.labels[pick.index])})" if ex.labels is not None else ""
+        label = "" if ex.labels is None else (f" (label {int(ex.labels[pick.index])})" if pick.hit
+                                              else f" (the nearest item's label: {int(ex.labels[pick.index])})")
         out = self.decode_code(pick.code, pick)
         self.decode_caption.setText(f"Decoded {pick.what}{label}; map position ({pick.xy[0]:.2f}, {pick.xy[1]:.2f}).")
         self.status.setText(f"picked {self._pick_name(pick)}")

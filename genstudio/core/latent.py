@@ -288,7 +288,7 @@ class LatentExplorer:
         if self.invertible:
             y = self.pca.transform(z)[:, :2]
             return y if y.shape[1] == 2 else np.concatenate([y, np.zeros((len(y), 1))], 1)
-        d2 = ((z[:, None, :] - self.codes[None]) ** 2).sum(-1)
+        d2 = np.maximum((z**2).sum(1)[:, None] + (self.codes**2).sum(1)[None] - 2 * z @ self.codes.T, 0.0)  # (M, N), no (M, N, d)
         idx = np.argsort(d2, 1)[:, :k]
         w = 1.0 / (np.sqrt(np.take_along_axis(d2, idx, 1)) + 1e-9)
         return (w[..., None] * self.embedding[idx]).sum(1) / w.sum(1, keepdims=True)

@@ -335,7 +335,7 @@ class LatentPanel(Panel):
         self._shown[id(view)] = (view, strip)
         canvas = self._canvases[id(view)]
         shown = replace(strip, title="")  # the view's own title says what it is
-        view.show_image(shown.fit(max(canvas.width() - 24, 120), max(canvas.height() - 40, 80)).image())
+        view.show_image(shown.fit(max(canvas.width() - 30, 120), max(canvas.height() - 56, 80)).image())
 
     def _refit_strips(self) -> None:
         for view, strip in list(self._shown.values()):

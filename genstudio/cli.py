@@ -10,7 +10,7 @@
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
     genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--sampler NAME] [--csv FILE]
-    genstudio interp RUN --a data:12|seed:3|img.png --b ... [--frames 8] [--steps 50] [--out FILE.png]
+    genstudio interp RUN --a data:12|seed:3|img.png --b ... [--frames 8] [--steps 50] [--out FILE.png|.gif|.mp4]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -524,8 +524,11 @@ def _stage_bar(desc: str) -> tuple[Any, Callable[[str, int, int], None]]:
 
 
 def cmd_interp(args: argparse.Namespace) -> int:
-    from genstudio.core.imaging import save_png
+    import torch
+
+    from genstudio.core.imaging import ANIMATION_SUFFIXES, save_animation, save_png
     from genstudio.core.jobs import load_model
+    from genstudio.core.latent import Strip, interpolation_labels
     from genstudio.core.tools import edit
 
     a, b = edit.parse_item(args.a), edit.parse_item(args.b)  # bad specs fail before the model loads
@@ -548,7 +551,12 @@ def cmd_interp(args: argparse.Namespace) -> int:
     mid = len(res.slerp_norm) // 2
     print(f"noise norm mid-path: slerp {res.slerp_norm[mid]:.4g}  lerp {res.lerp_norm[mid]:.4g}  "
           f"(sqrt(d) = {res.z[0].numel() ** 0.5:.4g})")
-    print(save_png(edit.edit_image(res), out))
+    if Path(out).suffix.lower() in ANIMATION_SUFFIXES:  # the slerp and lerp strips, one frame per step
+        strip = Strip(torch.cat([res.slerp, res.lerp]), res.frames, ["slerp", "lerp"],
+                      interpolation_labels(res.frames), f"A = {a} -> B = {b}, step {step}")
+        print(save_animation(strip.frames(), out, fps=6))
+    else:
+        print(save_png(edit.edit_image(res), out))
     return 0
 
 
@@ -690,7 +698,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--b", required=True, help="data:INDEX, seed:N or an image file")
     s.add_argument("--frames", type=_int_in(2), default=8, help="frames of each strip, ends included")
     s.add_argument("--steps", type=COUNT, default=50, help="DDIM steps of the inversion and the decodes")
-    s.add_argument("--out", type=_out_file, default=None, help="PNG to write (default: the run's samples/ folder)")
+    s.add_argument("--out", type=_out_file, default=None,
+                   help="PNG to write, or .gif / .mp4 for an animation of the strips (default: a PNG in the "
+                   "run's samples/ folder)")
     s.add_argument("--device", default=None)
     s.add_argument("--class-in", type=EVERY, default=None,
                    help="class-conditional runs: invert along this class's ODE (default: unconditional)")

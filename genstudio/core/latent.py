@@ -11,14 +11,19 @@ never touches the one that trains.
 from __future__ import annotations
 
 from collections.abc import Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
 import torch
+from PIL import Image, ImageDraw
+
+from genstudio.core.imaging import _font, image_grid, readable_scale, scatter_image
 
 LATENT_READY = "latent_ready"  # event kind: data {"explorer": LatentExplorer, "token": int}
 METHODS = ("pca", "tsne", "umap")
+METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+THUMB = 72  # px: hover thumbnails
 
 
 # -- linear algebra -----------------------------------------------------------------------------
@@ -217,6 +222,7 @@ class LatentExplorer:
     data_kind: str = "image"
     step: int = 0
     meta: dict[str, Any] = field(default_factory=dict)
+    _tiles: dict[int, np.ndarray] = field(default_factory=dict, repr=False)  # size -> faint data picture
 
     @property
     def dim(self) -> int:
@@ -260,6 +266,86 @@ class LatentExplorer:
         w = 1.0 / (np.sqrt(d2[idx]) + 1e-6)
         return (w[:, None] * self.codes[idx]).sum(0) / w.sum()
 
+    # -- the map <-> codes ----------------------------------------------------------------------
+    @property
+    def invertible(self) -> bool:
+        """Whether a map position has a code of its own (PCA: a linear map; t-SNE/UMAP: none)."""
+        return self.method == "pca"
+
+    def nearest(self, xy: tuple[float, float] | np.ndarray, scale: tuple[float, float] | np.ndarray = (1.0, 1.0)
+                ) -> tuple[int, float]:
+        """(index, distance) of the map point nearest ``xy``; distances in units of ``scale`` per
+        axis (the panel passes the size of a screen pixel, so the distance is in pixels)."""
+        d = (self.embedding - np.asarray(xy, np.float64).reshape(2)) / np.asarray(scale, np.float64)
+        d2 = (d**2).sum(1)
+        i = int(np.argmin(d2))
+        return i, float(np.sqrt(d2[i]))
+
+    def project(self, z: np.ndarray, k: int = 6) -> np.ndarray:
+        """(M, d) codes -> (M, 2) map positions: exact for PCA; for t-SNE/UMAP (no out-of-sample
+        map) the inverse-distance blend of the map positions of the k nearest codes."""
+        z = np.asarray(z, np.float64).reshape(-1, self.dim)
+        if self.invertible:
+            y = self.pca.transform(z)[:, :2]
+            return y if y.shape[1] == 2 else np.concatenate([y, np.zeros((len(y), 1))], 1)
+        d2 = np.maximum((z**2).sum(1)[:, None] + (self.codes**2).sum(1)[None] - 2 * z @ self.codes.T, 0.0)  # (M, N), no (M, N, d)
+        idx = np.argsort(d2, 1)[:, :k]
+        w = 1.0 / (np.sqrt(np.take_along_axis(d2, idx, 1)) + 1e-9)
+        return (w[..., None] * self.embedding[idx]).sum(1) / w.sum(1, keepdims=True)
+
+    def item_pick(self, i: int) -> MapPick:
+        """Item ``i`` picked: its own code, at its dot."""
+        return MapPick(self.codes[i].copy(), self.embedding[i].copy(), int(i), True, f"item #{i}: its own code")
+
+    def pick(self, xy: tuple[float, float] | np.ndarray, hit: float = 0.0,
+             scale: tuple[float, float] | np.ndarray = (1.0, 1.0)) -> MapPick:
+        """What a click at ``xy`` decodes. Within ``hit`` (units of ``scale``) of a point: that
+        item's code. Elsewhere on a PCA map: the nearest item's code moved along PC1/PC2 until it
+        projects onto the click (its other PCA coordinates kept: the mean code of a VAE decodes a
+        blur, a real item's remaining coordinates decode like data); a code of <= 2 dimensions is
+        the clicked point exactly. t-SNE/UMAP have no inverse: the nearest item's code."""
+        p = np.asarray(xy, np.float64).reshape(2)
+        i, dist = self.nearest(p, scale)
+        name = METHOD_NAMES.get(self.method, self.method)
+        if dist <= hit:
+            return self.item_pick(i)
+        if not self.invertible:
+            return MapPick(self.codes[i].copy(), self.embedding[i].copy(), i, False,
+                           f"the nearest code, item #{i} ({name} has no inverse map)")
+        k = min(2, len(self.pca.components))
+        offset = (p - self.project(self.codes[i])[0])[:k]
+        code = self.codes[i] + offset @ self.pca.components[:k]
+        if self.dim <= k:
+            what = f"the clicked point's own code (a {self.dim}-D code: the map is exact)"
+        else:
+            what = (f"the clicked point: item #{i}'s code moved along PC1/PC2 to it "
+                    f"(its other {self.dim - k} PCA coordinates kept)")
+        return MapPick(code, p.copy(), i, False, what)
+
+    # -- pictures of items and decodes ------------------------------------------------------------
+    def thumbnail(self, i: int, size: int = THUMB) -> np.ndarray:
+        """Item ``i`` as a small (H, W, 3) uint8 picture: the image (whole-number upscaled to about
+        ``size`` px), or for 2-D points a mini map of the data with the item marked."""
+        if self.x.dim() == 4:
+            return image_grid(self.x[i:i + 1], pad=0, scale=readable_scale(*self.x.shape[-2:], cell=size))
+        if self.x.dim() == 2 and self.x.shape[1] == 2:
+            return self.points_tile(self.x[i:i + 1].numpy(), size=size)
+        raise ValueError(f"don't know how to draw items of shape {tuple(self.x.shape[1:])}")
+
+    @property
+    def lim(self) -> float:
+        """Half-width of the square the 2-D data is drawn in."""
+        return float(np.nanpercentile(np.abs(self.x.numpy()), 99.5)) * 1.1 if len(self.x) else 3.0
+
+    def points_tile(self, marks: np.ndarray, path: np.ndarray | None = None, size: int = 128) -> np.ndarray:
+        """The data (faint, drawn once per size and cached) with ``path`` (M, 2) as a line and
+        ``marks`` (K, 2) as dots on top: one tile of a 2-D strip or a hover thumbnail."""
+        base = self._tiles.get(size)
+        if base is None:
+            base = self._tiles[size] = scatter_image(self.x.numpy(), size=size, lim=self.lim,
+                                                     color=(95, 98, 110), radius=max(0.8, size / 160))
+        return _draw_points(base, self.lim, marks, path)
+
     def traversal(self, base: np.ndarray | None = None, dims: list[int] | None = None, n: int = 9,
                   span: float = 2.5, max_dims: int = 10) -> tuple[list[int], np.ndarray, torch.Tensor]:
         """Per-dimension traversal around ``base`` (default the mean code): ``n`` values from -span
@@ -274,6 +360,180 @@ class LatentExplorer:
         for r, d in enumerate(dims):  # centre each row on the dimension's mean, not on zero
             grid[r * n:(r + 1) * n, d] += mean[d]
         return dims, values, self.decode(grid)
+
+    def row_label(self, dim: int) -> str:
+        """A traversal row's label: the dimension, its spread and (sprites) the factor it tracks."""
+        text = f"z{dim}  std {self.codes[:, dim].std():.2f}"
+        return text + (f"\n-> {self.assignment.label(dim)}" if self.assignment is not None else "")
+
+    def traversal_strip(self, n: int = 9, span: float = 2.5, max_dims: int = 10) -> tuple[list[int], Strip]:
+        """:meth:`traversal` as a labelled :class:`Strip` (rows: dimensions, columns: values)."""
+        dims, values, grid = self.traversal(n=n, span=span, max_dims=max_dims)
+        return dims, Strip(grid, n, [self.row_label(d) for d in dims], [f"{v:+.1f}" for v in values],
+                           f"traversal around the mean code (columns: standard deviations), step {self.step:,}", self)
+
+    def interpolation_codes(self, a: np.ndarray, b: np.ndarray, n: int) -> dict[str, np.ndarray]:
+        """``n`` codes from ``a`` to ``b`` (flattened) along the great circle and the straight line."""
+        ta, tb = torch.as_tensor(np.asarray(a, np.float64)), torch.as_tensor(np.asarray(b, np.float64))
+        return {"slerp": slerp(ta, tb, n).numpy(), "lerp": lerp(ta, tb, n).numpy()}
+
+
+@dataclass
+class MapPick:
+    """What a click on the map decodes: ``code`` (d,) placed at ``xy`` on the map; ``index`` the
+    item the click ``hit`` (its own code) or landed nearest to; ``what`` says which, in words."""
+
+    code: np.ndarray
+    xy: np.ndarray
+    index: int
+    hit: bool
+    what: str
+
+
+# -- labelled strips, grids and their animations ------------------------------------------------
+LABEL_BG = (20, 22, 28)
+TILE = 128  # px: one 2-D tile of a strip
+
+
+def _draw_points(base: np.ndarray, lim: float, marks: np.ndarray, path: np.ndarray | None = None) -> np.ndarray:
+    """A copy of the square picture ``base`` (covering [-lim, lim]^2) with a polyline ``path``
+    (grey) and dots ``marks`` (orange, the last one with a white ring) drawn on it."""
+    im = Image.fromarray(base)
+    d = ImageDraw.Draw(im)
+    size = base.shape[0]
+
+    def px(p: np.ndarray) -> tuple[float, float]:
+        return (float(p[0]) + lim) / (2 * lim) * (size - 1), (lim - float(p[1])) / (2 * lim) * (size - 1)
+
+    if path is not None and len(path) > 1:
+        d.line([px(p) for p in np.asarray(path, np.float64) if np.isfinite(p).all()], fill=(170, 170, 185), width=1)
+    r = max(3.0, size / 24)
+    for j, p in enumerate(np.asarray(marks, np.float64).reshape(-1, 2)):
+        if np.isfinite(p).all():
+            x, y = px(p)
+            last = j == len(marks) - 1
+            d.ellipse((x - r, y - r, x + r, y + r), fill=(255, 140, 66),
+                      outline=(255, 255, 255) if last else None, width=1)
+    return np.asarray(im)
+
+
+def _text_size(text: str, size: int) -> tuple[int, int]:
+    box = ImageDraw.Draw(Image.new("RGB", (1, 1))).multiline_textbbox((0, 0), text, font=_font(size))
+    return box[2] - box[0], box[3] - box[1]
+
+
+def _margins(row_labels: Any, col_labels: Any, title: str) -> tuple[int, int, int, int]:
+    """(left, header, top, column label width) in px that :func:`labelled_grid` adds around the tiles."""
+    left = max([_text_size(r, 13)[0] for r in row_labels if r] or [-8]) + 8 + (4 if row_labels else 0)
+    head = max([_text_size(c, 12)[1] for c in col_labels if c] or [-6]) + 6 + (2 if col_labels else 0)
+    col_w = max([_text_size(c, 12)[0] + 6 for c in col_labels] or [0])
+    return left, head, 22 if title else 0, col_w
+
+
+def labelled_grid(tiles: np.ndarray, ncol: int, row_labels: list[str] | tuple[str, ...] = (),
+                  col_labels: list[str] | tuple[str, ...] = (), title: str = "", pad: int = 2,
+                  min_col: int = 0) -> np.ndarray:
+    """(N, H, W, 3) uint8 tiles as a grid of ``ncol`` columns (``image_grid``, each at least
+    ``min_col`` px wide), each row's label on its left, column labels above, a title on top."""
+    font, small = _font(13), _font(12)
+    size = _text_size
+    left, head, top, col_w = _margins(row_labels, col_labels, title)
+    h, w = tiles.shape[1:3]
+    wide = max(col_w, w, min_col)  # a column fits its label
+    if wide > w:  # centre each tile in its wider column (the grid's gap colour around it)
+        extra = wide - w
+        tiles = np.pad(tiles, ((0, 0), (0, 0), (extra // 2, extra - extra // 2), (0, 0)), constant_values=40)
+        w = wide
+    t = torch.from_numpy(np.ascontiguousarray(tiles)).permute(0, 3, 1, 2).float() / 127.5 - 1
+    body = image_grid(t, ncol=ncol, pad=pad)
+    width = max(left + body.shape[1], size(title, 13)[0] + 8 if title else 0)
+    out = np.full((top + head + body.shape[0], width, 3), LABEL_BG, np.uint8)
+    out[top + head:, left:left + body.shape[1]] = body
+    im = Image.fromarray(out)
+    d = ImageDraw.Draw(im)
+    if title:
+        d.text((4, 3), title, fill=(255, 255, 255), font=font)
+    for r, text in enumerate(row_labels):
+        th = size(text, 13)[1]
+        y = top + head + pad + r * (h + pad) + (h - th) // 2
+        d.multiline_text((4, y), text, fill=(225, 225, 235), font=font)
+    for c, text in enumerate(col_labels):
+        tw = size(text, 12)[0]
+        x = left + pad + c * (w + pad) + (w - tw) // 2
+        d.text((max(left, x), top + 2), text, fill=(190, 190, 200), font=small)
+    return np.asarray(im)
+
+
+@dataclass
+class Strip:
+    """Decodes as rows x columns with labels: an interpolation (rows slerp / lerp, columns A … B)
+    or a traversal (a row per dimension, a column per value). :meth:`image` is the labelled
+    picture the panel shows and exports; :meth:`frames` animates over the columns (GIF/MP4)."""
+
+    decoded: torch.Tensor  # (rows * cols, ...) row-major: images (C, H, W) or 2-D points
+    cols: int
+    row_labels: list[str] = field(default_factory=list)
+    col_labels: list[str] = field(default_factory=list)
+    title: str = ""
+    explorer: LatentExplorer | None = None  # 2-D points: drawn over its data
+    cell: int | None = None  # px per tile (images: the whole-number scale under it); None: readable (>= 64 px)
+
+    @property
+    def rows(self) -> int:
+        return len(self.decoded) // self.cols
+
+    def fit(self, width: int, height: int, pad: int = 2) -> Strip:
+        """This strip with the largest ``cell`` whose labelled image fits ``width`` x ``height`` px
+        (a panel shows it about 1:1, so its labels stay readable however many rows there are)."""
+        left, head, top, col_w = _margins(self.row_labels, self.col_labels, self.title)
+        cell = min((width - left - pad * (self.cols + 1)) // self.cols,
+                   (height - top - head - pad * (self.rows + 1)) // max(self.rows, 1))
+        return replace(self, cell=max(8, int(cell)))
+
+    def _scale(self, h: int, w: int) -> int:
+        return readable_scale(h, w) if self.cell is None else max(1, self.cell // max(h, w))
+
+    def tiles(self) -> np.ndarray:
+        """(rows * cols, H, W, 3) uint8: each image upscaled to a readable cell; each 2-D decode as
+        the data with its row's path and the decode marked."""
+        x = self.decoded.detach().float().cpu()
+        if x.dim() == 4:
+            s = self._scale(*x.shape[-2:])
+            return np.stack([image_grid(x[i:i + 1], pad=0, scale=s) for i in range(len(x))])
+        if x.dim() == 2 and x.shape[1] == 2:
+            pts = x.numpy().reshape(self.rows, self.cols, 2)
+            if self.explorer is not None:
+                tile = self.explorer.points_tile
+            else:  # no data to draw behind (the CLI): a plain plane around the points
+                lim = max(2.5, 1.1 * float(np.nanmax(np.abs(pts)))) if np.isfinite(pts).any() else 3.0
+                plain = scatter_image(np.zeros((0, 2)), size=TILE, lim=lim)
+
+                def tile(marks: np.ndarray, path: np.ndarray | None = None, size: int = TILE) -> np.ndarray:
+                    return _draw_points(plain, lim, marks, path)  # one size: the CLI never fits
+
+            size = TILE if self.cell is None else max(48, self.cell)
+            return np.stack([tile(pts[r, c:c + 1], pts[r], size=size) for r in range(self.rows)
+                             for c in range(self.cols)])
+        raise ValueError(f"don't know how to draw decodes of shape {tuple(x.shape[1:])}")
+
+    def image(self) -> np.ndarray:
+        return labelled_grid(self.tiles(), self.cols, self.row_labels, self.col_labels, self.title)
+
+    def frames(self) -> list[np.ndarray]:
+        """One frame per column: that column's decodes stacked, the row labels beside them, the
+        column's label (and the title) on top; all frames the same size."""
+        tiles = self.tiles()
+        tiles = tiles.reshape(self.rows, self.cols, *tiles.shape[1:])
+        names = self.col_labels or [""] * self.cols
+        labels = [f"{names[c]}  ({c + 1}/{self.cols})" for c in range(self.cols)]
+        wide = _margins((), labels, "")[3]  # every frame as wide as the widest label needs
+        return [labelled_grid(tiles[:, c], 1, self.row_labels, [labels[c]], self.title, min_col=wide)
+                for c in range(self.cols)]
+
+
+def interpolation_labels(n: int) -> list[str]:
+    """Column labels of an A -> B strip: A, t=…, B."""
+    return ["A" if i == 0 else "B" if i == n - 1 else f"t={i / (n - 1):.2f}" for i in range(n)]
 
 
 @dataclass

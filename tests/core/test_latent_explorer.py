@@ -167,3 +167,108 @@ def test_density_grid_of_a_known_gaussian():
     shifted = L.density_grid(lambda x: log_prob(x - torch.tensor([2.0, 0.0])), lim=6.0, n=121)
     i, j = np.unravel_index(shifted.p.argmax(), shifted.p.shape)
     assert (shifted.ys[i], shifted.xs[j]) == (0.0, 2.0)
+
+
+# -- the map <-> codes, pictures and exports --------------------------------------------------------
+class _Identity:
+    """A 'model' whose code is the sample: decode(z) = z, so a pick's code is what is decoded."""
+
+    def decode(self, z):
+        return z
+
+
+def _explorer(codes: np.ndarray, method: str = "pca", x: torch.Tensor | None = None) -> L.LatentExplorer:
+    emb = L.embed_2d(codes, "pca") if method == "pca" else codes[:, :2] * 3.0  # any layout for t-SNE
+    x = torch.as_tensor(codes, dtype=torch.float32) if x is None else x
+    return L.LatentExplorer(_Identity(), x, codes, (codes.shape[1],), emb, method, L.fit_pca(codes))
+
+
+def test_a_click_on_empty_pca_map_decodes_the_clicked_point():
+    rng = np.random.default_rng(0)
+    codes = rng.normal(size=(300, 6)) * np.array([3, 2, 1, 0.5, 0.5, 0.2])
+    ex = _explorer(codes)
+    np.testing.assert_allclose(ex.project(codes), ex.embedding, atol=1e-9)  # one projection
+    xy = np.array([0.37, -1.1])
+    p = ex.pick(xy, hit=0.01)
+    assert not p.hit and "moved along PC1/PC2" in p.what
+    np.testing.assert_allclose(ex.project(p.code)[0], xy, atol=1e-9)  # it sits where the click was
+    i, _ = ex.nearest(xy)
+    assert p.index == i
+    rest = slice(2, None)  # the nearest item's other PCA coordinates are kept
+    np.testing.assert_allclose(ex.pca.transform(p.code)[rest], ex.pca.transform(codes[i])[rest], atol=1e-9)
+    # within the hit radius of a dot: exactly that item's code
+    h = ex.pick(ex.embedding[17] + 1e-4, hit=0.01)
+    assert h.hit and h.index == 17 and np.array_equal(h.code, codes[17])
+    # distances in screen pixels: a wide pixel in x makes a far-looking dot near
+    two = _explorer(codes[:2])
+    j, d = two.nearest(two.embedding[1] + [0.5, 0.0], scale=(10.0, 1.0))
+    assert j == 1 and d == pytest.approx(0.05)
+
+
+def test_two_d_codes_are_exact_and_tsne_maps_decode_the_nearest_code():
+    rng = np.random.default_rng(1)
+    codes2 = rng.normal(size=(100, 2))
+    ex = _explorer(codes2)
+    p = ex.pick((0.3, 2.5))
+    assert "exact" in p.what
+    np.testing.assert_allclose(ex.project(p.code)[0], (0.3, 2.5), atol=1e-9)
+    tsne = _explorer(rng.normal(size=(100, 4)), method="tsne")
+    assert not tsne.invertible
+    q = tsne.pick((0.1, 0.2))
+    assert not q.hit and np.array_equal(q.code, tsne.codes[q.index]) and "no inverse" in q.what
+    # codes of a path land between the map positions of their nearest codes
+    xy = tsne.project(tsne.codes[:3])
+    np.testing.assert_allclose(xy, tsne.embedding[:3], atol=1e-6)
+
+
+def test_labelled_grid_puts_row_labels_left_of_their_rows():
+    tiles = np.full((6, 20, 20, 3), 200, np.uint8)
+    plain = L.labelled_grid(tiles, 3)
+    assert plain.shape == (2 * 22 + 2, 3 * 22 + 2, 3)  # image_grid's layout, 2-px gaps
+    img = L.labelled_grid(tiles, 3, ["first row", "second"], ["A", "t=0.50", "B"], "title")
+    left = img.shape[1] - plain.shape[1]
+    assert left > 40  # a label column on the left ...
+    assert img.shape[0] > plain.shape[0] + 20  # ... and a header and title on top, nothing under
+    text = img[-plain.shape[0]:, :left].astype(int)
+    assert (text.max(2) > 150).any()  # text pixels beside the rows
+    bottom_rows = img[-plain.shape[0] // 2:, :left]
+    assert (bottom_rows.max(2) > 150).any()  # the second row's label sits beside the second row
+
+
+def test_strip_image_and_frames_for_images_and_points():
+    x = torch.rand(2 * 5, 1, 8, 8) * 2 - 1
+    s = L.Strip(x, 5, ["slerp", "lerp"], L.interpolation_labels(5), "A -> B")
+    assert s.rows == 2 and L.interpolation_labels(3) == ["A", "t=0.50", "B"]
+    assert s.tiles().shape == (10, 64, 64, 3)  # 8-px digits upscaled to 64 px
+    frames = s.frames()
+    assert len(frames) == 5 and len({f.shape for f in frames}) == 1
+    assert frames[0].shape[0] > 2 * 64 and frames[0].shape[1] < s.image().shape[1]
+    fitted = s.fit(300, 200)
+    small = fitted.image()
+    assert small.shape[0] <= 200 and small.shape[1] <= 300 and fitted.cell < 64
+    pts = torch.randn(3 * 4, 2)
+    ex = _explorer(np.random.default_rng(2).normal(size=(50, 2)))
+    ps = L.Strip(pts, 4, ["a", "b", "c"], explorer=ex)
+    assert ps.tiles().shape == (12, L.TILE, L.TILE, 3)
+    assert ex.thumbnail(3).shape == (L.THUMB, L.THUMB, 3)
+    assert L.Strip(pts, 4).tiles().shape == (12, L.TILE, L.TILE, 3)  # without data behind (the CLI)
+
+
+def test_cli_interp_writes_gif_and_mp4(tmp_path, capsys):
+    import imageio.v2 as iio
+
+    from genstudio.cli import main
+    from genstudio.core import jobs
+    from genstudio.core.runs import RunStore
+
+    run = jobs.create_run(RunStore(tmp_path / "data"), jobs.TrainSpec(
+        "ddpm", "8gaussians", steps=3, checkpoint_every=3, sample_every=0,
+        overrides=["timesteps=20", "hidden=16", "depth=1"]))
+    for _ in jobs.train(run):
+        pass
+    for suffix in (".gif", ".mp4"):
+        out = tmp_path / f"walk{suffix}"
+        assert main(["interp", str(run.path), "--a", "data:0", "--b", "seed:1", "--frames", "4", "--steps", "4",
+                     "--out", str(out)]) == 0
+        assert len(iio.mimread(out)) == 4  # one frame per interpolation step
+    capsys.readouterr()

@@ -110,8 +110,10 @@ def test_two_clicks_give_interpolation_strips(panel):
     torch.testing.assert_close(panel.slerp_frames[[0, -1]], ends, atol=1e-5, rtol=0)
     panel.frames.setValue(9)  # changing the length redraws
     assert len(panel.slerp_frames) == 9
-    img = panel.lerp_view.image.image
-    assert img.shape[1] == 9 * 9 + 1  # nine 8-px frames with 1-px gaps in one row
+    img = panel.strips["interpolation"].image()  # what Export PNG writes: slerp and lerp rows of
+    assert img.shape[0] > 2 * (64 + 2) + 2 and img.shape[1] > 9 * (64 + 2) + 2  # 64-px cells, labelled
+    shown = panel.lerp_view.image.image  # the view: one row of nine, fitted to its size
+    assert shown.shape[1] > 3 * shown.shape[0]
 
 
 def test_dragging_decodes_live_once_per_frame(panel, qtbot):
@@ -134,8 +136,12 @@ def test_dragging_decodes_live_once_per_frame(panel, qtbot):
 def test_traversal_and_clusters_are_drawn(panel):
     ex = panel.explorer
     assert len(panel.traversal_dims) == 3
-    assert panel.traversal_view.image.image.shape[:2] == (3 * 9 + 1, 9 * 9 + 1)
-    assert "z<sub>" in panel.traversal_legend.text()
+    strip = panel.strips["traversal"]
+    assert strip.rows == 3 and strip.cols == 9 and strip.row_labels[0].startswith(f"z{panel.traversal_dims[0]}")
+    img = strip.image()  # 3 rows of 64-px cells under a title and a header, row labels on the left
+    assert img.shape[0] > 3 * (64 + 2) + 2 and img.shape[1] > 9 * (64 + 2) + 2
+    assert panel.traversal_view.image.image is not None
+    assert not panel.traversal_legend.isVisibleTo(panel)  # no legend under the grid
     assert panel.cluster_view.image.image.shape[0] == 4 * 9 + 1  # 4 clusters, one row each
     assert not panel.tabs.isTabEnabled(panel.density_tab)  # images: no density grid
     panel.sliders[0].setValue(100)  # +3 std along PC1
@@ -167,6 +173,22 @@ def test_points_runs_draw_decodes_over_the_data(qtbot, tmp_path):
     assert p.lerp_frames.shape == (8, 2)
     assert len(p.lerp_view.scatter.data) == 8 and len(p.lerp_view.trails.xData) == 8  # one path
     assert len(p.cluster_view.scatter.data) == 3  # decoded centres
+    # a 2-D code: a click on empty space decodes exactly the clicked point, and moves with it
+    p.resize(900, 600)
+    p.show()
+    qtbot.waitExposed(p)
+    spots, _ = _empty_spots(p)
+    outs = []
+    for xy in spots:
+        out = p.click_map(tuple(xy))
+        assert "exact" in p._picks[-1].what
+        np.testing.assert_allclose(p.explorer.project(p._picks[-1].code)[0], xy, atol=1e-9)
+        outs.append(out)
+        assert len(p._original_marks().data) == 1  # the nearest item's original, as a ring beside the decode
+    assert (outs[0] - outs[1]).abs().max() > 0.05
+    # hovering a dot of 2-D data: a mini map with the item marked
+    assert p.hover_at(p.explorer.embedding[0]) is not None
+    assert p.hover.image.pixmap().width() == 72
     assert len(p._refs[id(p.lerp_view)].data) == 100  # the data set behind them
     # a likelihood model on 2-D data also gets its density on a grid (a flow: mass ~ 1)
     assert p.tabs.isTabEnabled(p.density_tab)
@@ -192,3 +214,124 @@ def test_panel_is_registered_encodes_in_the_worker_and_refuses_models_without_la
     main_window.select_run(other)
     assert panel.explorer is None and not panel.encode_button.isEnabled()
     assert "latent" in panel.status.text()
+
+
+# -- the map: click anywhere, hover, the A -> B path, export ---------------------------------------
+def _widget_pos(panel, xy):
+    """Map coordinates -> a pixel of the map widget's viewport (where a mouse event goes)."""
+    from PySide6.QtCore import QPointF
+
+    vb = panel.map.getPlotItem().getViewBox()
+    return panel.map.mapFromScene(vb.mapViewToScene(QPointF(float(xy[0]), float(xy[1]))))
+
+
+def _move(panel, xy):
+    """A real mouse-move event over map position ``xy`` (QTest's moves without a button do not
+    reach an offscreen window)."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    vp = panel.map.viewport()
+    pos = QPointF(_widget_pos(panel, xy))
+    ev = QMouseEvent(QEvent.MouseMove, pos, QPointF(vp.mapToGlobal(pos.toPoint())), Qt.NoButton, Qt.NoButton,
+                     Qt.NoModifier)
+    QApplication.sendEvent(vp, ev)
+
+
+def _empty_spots(panel, k=2):
+    """``k`` map positions inside the view, each as far from every dot as the grid allows."""
+    ex = panel.explorer
+    (x0, x1), (y0, y1) = panel.map.getPlotItem().getViewBox().viewRange()
+    gx, gy = np.meshgrid(np.linspace(x0, x1, 40)[3:-3], np.linspace(y0, y1, 40)[3:-3])
+    cand = np.c_[gx.ravel(), gy.ravel()]
+    px = panel._pixel()
+    far = np.array([ex.nearest(c, px)[1] for c in cand])
+    order = [int(j) for j in np.argsort(-far)]
+    chosen = [order[0]]
+    for j in order:  # the next emptiest places, far apart (a third of the view) from those chosen
+        if len(chosen) < k and all(np.abs((cand[j] - cand[c]) / [x1 - x0, y1 - y0]).max() > 0.33 for c in chosen):
+            chosen.append(j)
+    return cand[chosen], far[chosen]
+
+
+def test_clicking_empty_space_decodes_the_clicked_point(panel, qtbot):
+    from PySide6.QtCore import Qt
+
+    ex = panel.explorer
+    spots, far = _empty_spots(panel)
+    assert (far > 10).all()  # really empty: over 10 px from every dot
+    decodes = []
+    for xy in spots:
+        qtbot.mouseClick(panel.map.viewport(), Qt.LeftButton, pos=_widget_pos(panel, xy))
+        pick = panel._picks[-1]
+        assert not pick.hit and "clicked point" in pick.what
+        np.testing.assert_allclose(ex.project(pick.code)[0], xy, atol=3 * panel._pixel().max())  # within pixels
+        torch.testing.assert_close(panel.last_decoded, ex.decode(pick.code[None]))
+        decodes.append(pick.code)
+        view, strip = panel._shown[id(panel.decoded_view)]
+        assert strip.col_labels == [f"nearest #{pick.index}", "decode here"]  # the nearest original beside it
+        torch.testing.assert_close(strip.decoded[0], ex.x[pick.index].float())
+        assert "clicked point" in panel.decode_caption.text()
+    # another place, another code (a third of the view apart on the map; 60 VAE steps barely use
+    # the code, so the 2-D test below shows the decode itself moving with the click)
+    assert np.abs(decodes[0] - decodes[1]).max() > 0.2 * ex.embedding.std()
+    # a click on a dot decodes that item's own code, its original beside its reconstruction
+    qtbot.mouseClick(panel.map.viewport(), Qt.LeftButton, pos=_widget_pos(panel, ex.embedding[9]))
+    pick = panel._picks[-1]
+    assert pick.hit and np.array_equal(pick.code, ex.codes[pick.index])
+    assert panel._shown[id(panel.decoded_view)][1].col_labels == [f"original #{pick.index}", "reconstruction"]
+
+
+def test_hovering_a_dot_shows_its_thumbnail(panel, qtbot):
+    ex = panel.explorer
+    i = 12
+    _move(panel, ex.embedding[i])
+    qtbot.waitUntil(lambda: panel.hover.isVisible(), timeout=2000)
+    assert panel.hover.index in (i, *np.flatnonzero((np.abs(ex.embedding - ex.embedding[i]) < 1e-9).all(1)))
+    pix = panel.hover.image.pixmap()
+    assert (pix.width(), pix.height()) == (72, 72)  # an 8-px digit, 9x
+    assert panel.hover.caption.text().startswith(f"#{panel.hover.index} · label")
+    cached = panel._thumbs[panel.hover.index]
+    spots, _ = _empty_spots(panel, 1)
+    _move(panel, spots[0])
+    qtbot.waitUntil(lambda: not panel.hover.isVisible(), timeout=2000)
+    assert panel.hover_at(ex.embedding[i]) is not None  # again: the cached pixmap, not a new one
+    assert panel._thumbs[panel.hover.index] is cached
+
+
+def test_the_a_to_b_path_is_drawn_on_the_map(panel):
+    panel.frames.setValue(7)
+    panel.select_point(2)
+    spots, _ = _empty_spots(panel, 1)
+    panel.click_map(tuple(spots[0]))
+    a, b = panel._picks
+    for m in ("slerp", "lerp"):
+        x, y = panel.paths[m].getData()
+        assert len(x) == 7
+        np.testing.assert_allclose([x[0], y[0]], a.xy, atol=1e-6)
+        np.testing.assert_allclose([x[-1], y[-1]], b.xy, atol=1e-6)
+    x, y = panel.paths["lerp"].getData()  # a PCA map is linear: the straight line stays straight
+    d = np.c_[x - x[0], y - y[0]]
+    assert np.abs(d[:, 0] * d[-1, 1] - d[:, 1] * d[-1, 0]).max() < 1e-6
+    assert [t.isVisible() for t in panel.pick_labels] == [True, True]
+    panel.set_run(None)  # another run: no path left behind
+    assert len(panel.paths["slerp"].getData()[0] or []) == 0
+
+
+def test_export_strips_and_traversals(panel, tmp_path):
+    from PIL import Image
+
+    panel.frames.setValue(5)
+    panel.select_point(1)
+    panel.select_point(4)
+    assert all(b.isEnabled() for b in panel.export_buttons["interpolation"])
+    png = panel.export_png("interpolation", tmp_path / "strip.png")
+    want = panel.strips["interpolation"].image()
+    with Image.open(png) as im:
+        assert im.size == (want.shape[1], want.shape[0]) and im.size[0] > 5 * 64  # 5 frames, 64-px cells
+    gif = panel.export_animation("traversal", tmp_path / "walk.gif")
+    with Image.open(gif) as im:
+        assert im.n_frames == 9  # one frame per traversal value
+        assert im.size[1] > 3 * 64  # the three dimensions stacked, each labelled on its left
+    assert panel.export_animation("interpolation", tmp_path / "ab.mp4").stat().st_size > 0

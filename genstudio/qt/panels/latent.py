@@ -1,8 +1,11 @@
 """Latent explorer: a 2-D map of a run's latent codes (PCA, t-SNE or UMAP), coloured by label,
-factor or k-means cluster. Click a point to decode it; the last two clicks give lerp and slerp
-strips; drag the crosshair for a live decode; sliders walk the principal directions; a traversal
-grid varies one dimension per row (with the factor it tracks on sprites); k-means clusters show
-their most central members.
+factor or k-means cluster. Click anywhere to decode: on a dot, that item's code (its original
+beside its reconstruction); on empty space of a PCA map, the clicked point itself (t-SNE/UMAP have
+no inverse: the nearest code). Hovering a dot shows its thumbnail. The last two clicks are A and B:
+lerp and slerp strips between them, their paths drawn on the map. Drag the crosshair for a live
+decode; sliders walk the principal directions; a traversal grid varies one dimension per row
+(labelled on its left, with the factor it tracks on sprites); k-means clusters show their most
+central members. Strips and traversals export as labelled PNGs and GIF/MP4 animations.
 
 Encoding runs as a worker job (``ctx.start_job``) on a *separate* model instance loaded from the
 newest checkpoint, never the one training. The finished :class:`~genstudio.core.latent.LatentExplorer`
@@ -12,14 +15,19 @@ GUI thread, coalesced to the screen rate.
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pyqtgraph as pg
 import torch
-from PySide6.QtCore import QRectF, Qt, QTimer
+from PySide6.QtCore import QEvent, QObject, QPoint, QPointF, QRectF, Qt, QTimer
+from PySide6.QtGui import QImage, QPixmap
 from PySide6.QtWidgets import (
     QComboBox,
+    QFileDialog,
+    QFrame,
     QGridLayout,
     QHBoxLayout,
     QLabel,
@@ -36,7 +44,8 @@ from PySide6.QtWidgets import (
 from genstudio.core import events as ev
 from genstudio.core import latent
 from genstudio.core.events import Event
-from genstudio.core.imaging import image_grid
+from genstudio.core.imaging import ANIMATION_SUFFIXES, image_grid, save_animation, save_png
+from genstudio.core.latent import METHOD_NAMES, MapPick, Strip, interpolation_labels
 from genstudio.core.runs import Run, RunError
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.runs import short_name
@@ -47,7 +56,54 @@ N_SLIDERS = 4  # principal directions with a slider
 SLIDER_STEPS = 100  # slider units per standard deviation / 100 * SLIDER_SPAN
 SLIDER_SPAN = 3.0  # sliders reach ±3 std
 FRAME_MS = 16  # live decodes at most this often (screen rate)
-METHOD_NAMES = {"pca": "PCA", "tsne": "t-SNE", "umap": "UMAP"}
+HIT_PX = 5  # a click or hover within this many pixels of a dot is on it
+EXPORT_FPS = 6.0
+PATH_COLOURS = {"slerp": (255, 140, 66), "lerp": (77, 166, 255)}
+
+
+def qpixmap(img: np.ndarray) -> QPixmap:
+    """(H, W, 3) uint8 -> QPixmap (copied, so the array may go)."""
+    a = np.ascontiguousarray(img[..., :3])
+    return QPixmap.fromImage(QImage(a.data, a.shape[1], a.shape[0], 3 * a.shape[1], QImage.Format_RGB888).copy())
+
+
+class HoverTip(QFrame):
+    """A small thumbnail with a caption that follows the cursor over the map (ignores the mouse)."""
+
+    def __init__(self, parent: QWidget) -> None:
+        super().__init__(parent)
+        self.setAttribute(Qt.WA_TransparentForMouseEvents)
+        self.setStyleSheet("HoverTip { background: rgb(20, 22, 28); border: 1px solid rgb(120, 120, 130); }"
+                           "QLabel { color: rgb(230, 230, 235); }")
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(3, 3, 3, 3)
+        lay.setSpacing(1)
+        self.image = QLabel()
+        self.caption = QLabel()
+        lay.addWidget(self.image, 0, Qt.AlignHCenter)
+        lay.addWidget(self.caption, 0, Qt.AlignHCenter)
+        self.index: int | None = None
+        self.hide()
+
+    def show_at(self, index: int, pixmap: QPixmap, caption: str, at: QPoint) -> None:
+        if index != self.index:
+            self.index = index
+            self.image.setPixmap(pixmap)
+            self.caption.setText(caption)
+            self.adjustSize()
+        area = self.parentWidget().rect()
+        x, y = at.x() + 16, at.y() + 16
+        if x + self.width() > area.right():
+            x = at.x() - 16 - self.width()
+        if y + self.height() > area.bottom():
+            y = at.y() - 16 - self.height()
+        self.move(max(0, x), max(0, y))
+        self.show()
+        self.raise_()
+
+    def hide_tip(self) -> None:
+        self.index = None
+        self.hide()
 
 
 def point_colours(values: np.ndarray | None, n: int) -> tuple[list[Any], str]:
@@ -84,12 +140,19 @@ class LatentPanel(Panel):
         self._run: Run | None = None
         self.explorer: latent.LatentExplorer | None = None
         self._token = 0
-        self._picks: list[int] = []  # indices of clicked points, oldest first (at most two)
+        self._picks: list[MapPick] = []  # the clicks, oldest first (at most two: A and B)
         self._pending: np.ndarray | None = None  # the newest code waiting for a live decode
+        self._pending_what = ""  # and what it is
         self.last_decoded: torch.Tensor | None = None
         self.lerp_frames: torch.Tensor | None = None
         self.slerp_frames: torch.Tensor | None = None
         self.traversal_dims: list[int] = []
+        self.strips: dict[str, Strip] = {}  # "interpolation" / "traversal": what the export buttons write
+        self._thumbs: dict[int, QPixmap] = {}  # hover thumbnails, per item (cleared with the explorer)
+        self._canvases: dict[int, pg.GraphicsLayoutWidget] = {}  # id(view) -> its widget
+        self._shown: dict[int, tuple[SampleView, Strip]] = {}  # id(view) -> the labelled strip it shows
+        self._refit = QTimer(self, singleShot=True, interval=120)
+        self._refit.timeout.connect(self._refit_strips)
         self._refs: dict[int, pg.ScatterPlotItem] = {}  # view -> faint data behind 2-D decodes
         self._problem = ""
         self._control: Any = None
@@ -132,8 +195,15 @@ class LatentPanel(Panel):
         self.map.setMenuEnabled(False)
         self.map.showGrid(x=True, y=True, alpha=0.15)
         self.map.setTitle("latent map")
-        self.scatter = pg.ScatterPlotItem(size=6, pen=None, hoverable=True, tip=None)
+        self.scatter = pg.ScatterPlotItem(size=6, pen=None, tip=None)
         self.map.addItem(self.scatter)
+        self.paths = {m: pg.PlotDataItem(pen=pg.mkPen(*c, 230, width=2, style=Qt.SolidLine if m == "slerp" else Qt.DashLine),
+                                         symbol="o", symbolSize=5, symbolPen=None, symbolBrush=pg.mkBrush(*c, 230))
+                      for m, c in PATH_COLOURS.items()}
+        for item in self.paths.values():
+            self.map.addItem(item)
+        self.hover = HoverTip(self.map)
+        self.map.installEventFilter(self)
         self.pick_marks = pg.ScatterPlotItem(size=14, brush=None, pen=pg.mkPen("w", width=2))
         self.map.addItem(self.pick_marks)
         self.pick_labels = [pg.TextItem(t, color="w", anchor=(0, 1)) for t in ("A", "B")]
@@ -141,7 +211,7 @@ class LatentPanel(Panel):
             self.map.addItem(t)
             t.setVisible(False)
         self.cursor = pg.TargetItem(pos=(0, 0), size=14, pen=pg.mkPen(255, 214, 10, width=2), movable=True)
-        self.cursor.setToolTip("Drag to decode live")
+        self.cursor.setToolTip("Drag to decode live (PCA: the code on the plane of PC1/PC2 through the mean code)")
         self.map.addItem(self.cursor)
         self.cursor.setVisible(False)
 
@@ -165,6 +235,10 @@ class LatentPanel(Panel):
         lay = QVBoxLayout(dec)
         lay.setContentsMargins(2, 2, 2, 2)
         lay.addWidget(w_dec, 1)
+        self.decode_caption = QLabel()
+        self.decode_caption.setWordWrap(True)
+        self.decode_caption.setToolTip("What the view shows decoded")
+        lay.addWidget(self.decode_caption)
         lay.addLayout(sliders)
         self.tabs.addTab(dec, "Decode")
 
@@ -174,10 +248,13 @@ class LatentPanel(Panel):
         row = QHBoxLayout()
         self.frames = QSpinBox(minimum=2, maximum=32, value=8, prefix="frames ")
         self.frames.valueChanged.connect(self._update_interpolation)
-        self.interp_hint = QLabel("click two points in the map (A, then B)")
+        self.interp_hint = QLabel("click two places in the map (A, then B)")
+        self.interp_hint.setWordWrap(True)
         row.addWidget(self.frames)
-        row.addWidget(self.interp_hint, 1)
+        row.addStretch(1)
+        row.addLayout(self._export_buttons("interpolation"))
         lay.addLayout(row)
+        lay.addWidget(self.interp_hint)
         self.lerp_view, w = self._view("lerp (straight line)")
         lay.addWidget(w, 1)
         self.slerp_view, w = self._view("slerp (great circle, norm interpolated)")
@@ -187,6 +264,10 @@ class LatentPanel(Panel):
         trav = QWidget()
         lay = QVBoxLayout(trav)
         lay.setContentsMargins(2, 2, 2, 2)
+        row = QHBoxLayout()
+        row.addStretch(1)
+        row.addLayout(self._export_buttons("traversal"))
+        lay.addLayout(row)
         self.traversal_view, w = self._view("traversal (rows: dimensions, ±2.5 std)")
         lay.addWidget(w, 1)
         self.traversal_legend = QLabel()
@@ -223,15 +304,43 @@ class LatentPanel(Panel):
 
         self.encode_button.clicked.connect(self._encode_clicked)
         self.colour_by.currentIndexChanged.connect(self._recolour)
-        self.scatter.sigClicked.connect(self._points_clicked)
+        self.map.scene().sigMouseClicked.connect(self._scene_clicked)
+        self.map.scene().sigMouseMoved.connect(self._mouse_moved)
         self.cursor.sigPositionChanged.connect(self._cursor_moved)
+        self._update_export_buttons()
 
-    @staticmethod
-    def _view(title: str) -> tuple[SampleView, pg.GraphicsLayoutWidget]:
+    def _export_buttons(self, what: str) -> QHBoxLayout:
+        row = QHBoxLayout()
+        png, anim = QPushButton("PNG…"), QPushButton("GIF/MP4…")
+        png.setToolTip(f"Save the {what} as a labelled PNG")
+        anim.setToolTip(f"Save the {what} as an animation over its columns (.gif or .mp4)")
+        png.clicked.connect(lambda: self._export_dialog(what, ".png"))
+        anim.clicked.connect(lambda: self._export_dialog(what, ".gif"))
+        self.export_buttons = getattr(self, "export_buttons", {})
+        self.export_buttons[what] = (png, anim)
+        row.addWidget(png)
+        row.addWidget(anim)
+        return row
+
+    def _view(self, title: str) -> tuple[SampleView, pg.GraphicsLayoutWidget]:
         view = SampleView(title, PALETTE[1])
         canvas = pg.GraphicsLayoutWidget()
         canvas.addItem(view)
+        canvas.installEventFilter(self)  # a resize re-fits its labelled strip
+        self._canvases[id(view)] = canvas
         return view, canvas
+
+    def show_strip(self, view: SampleView, strip: Strip) -> None:
+        """Show a labelled strip fitted to the view's size (shown about 1:1: labels stay readable)."""
+        self._shown[id(view)] = (view, strip)
+        canvas = self._canvases[id(view)]
+        shown = replace(strip, title="")  # the view's own title says what it is
+        view.show_image(shown.fit(max(canvas.width() - 30, 120), max(canvas.height() - 56, 80)).image())
+
+    def _refit_strips(self) -> None:
+        for view, strip in list(self._shown.values()):
+            if view.mode == "image":
+                self.show_strip(view, strip)
 
     # -- run selection ----------------------------------------------------------------------------
     def set_run(self, run: Run | None) -> None:
@@ -259,15 +368,20 @@ class LatentPanel(Panel):
         self.explorer = None
         self.map.setTitle("latent map" + self._about())
         self.density_plot.setTitle(None)
-        self._picks = []
         self.scatter.setData([])
-        self.pick_marks.setData([])
-        for t in self.pick_labels:
-            t.setVisible(False)
+        self._clear_picks()
         self.cursor.setVisible(False)
+        self.hover.hide_tip()
+        self._thumbs.clear()
+        self.strips.clear()
+        self._update_export_buttons()
         for v in (self.decoded_view, self.lerp_view, self.slerp_view, self.traversal_view, self.cluster_view):
             v.clear_content()
+        self._shown.clear()
         self.traversal_legend.clear()
+        self.decode_caption.clear()
+        if getattr(self, "_orig_item", None) is not None:
+            self._orig_item.setData([])
         self.legend.clear()
         self.density_image.clear()
         self.density_points.setData([])
@@ -341,10 +455,10 @@ class LatentPanel(Panel):
     def set_explorer(self, ex: latent.LatentExplorer) -> None:
         """Show a finished explorer: map, colours, PCA sliders, traversal and clusters."""
         self.explorer = ex
-        self._picks = []
-        self.pick_marks.setData([])
-        for t in self.pick_labels:
-            t.setVisible(False)
+        self._clear_picks()
+        self._thumbs.clear()
+        self.hover.hide_tip()
+        self.strips.pop("interpolation", None)
         self.scatter.setData(pos=ex.embedding, data=np.arange(len(ex.embedding)))
         self.map.setTitle(f"{METHOD_NAMES.get(ex.method, ex.method)} of {len(ex.codes)} codes "
                           f"(d = {ex.dim}, step {ex.step:,}){self._about()}")
@@ -368,9 +482,10 @@ class LatentPanel(Panel):
         self._update_traversal()
         self._update_clusters()
         self._update_density()
-        self.status.setText(f"encoded {len(ex.codes)} examples; click a point to decode it, two for "
-                            "interpolation; drag the crosshair")
-        self.decode_code(ex.pca.mean)
+        self.status.setText(f"encoded {len(ex.codes)} examples; click anywhere to decode, twice for an "
+                            "A→B interpolation; hover a dot to see it; drag the crosshair")
+        self.decode_code(ex.pca.mean, what="Decoded the mean code. Click anywhere in the map to decode there.")
+        self._update_export_buttons()
 
     def _recolour(self) -> None:
         ex = self.explorer
@@ -381,18 +496,47 @@ class LatentPanel(Panel):
         self.legend.setText(legend)
 
     # -- decoding -----------------------------------------------------------------------------------
-    def decode_code(self, z: np.ndarray) -> torch.Tensor | None:
-        """Decode one flattened code now and show it (the Decode tab)."""
-        if self.explorer is None:
+    def decode_code(self, z: np.ndarray, pick: MapPick | None = None, what: str = "") -> torch.Tensor | None:
+        """Decode one flattened code now and show it big (the Decode tab); with a ``pick``, its
+        original (the item clicked, or the one nearest the click) beside it. ``what`` (without a
+        pick) says what the code is, under the view."""
+        ex = self.explorer
+        if ex is None:
             return None
-        out = self.explorer.decode(z[None])
+        out = ex.decode(np.asarray(z)[None])
         self.last_decoded = out
+        if pick is None:
+            self.decode_caption.setText(what)
+        if out.dim() == 4:
+            tiles, cols = out, ["decode"]
+            if pick is not None:
+                tiles = torch.cat([ex.x[pick.index:pick.index + 1].float(), out])
+                cols = ([f"original #{pick.index}", "reconstruction"] if pick.hit
+                        else [f"nearest #{pick.index}", "decode here"])
+            self.show_strip(self.decoded_view, Strip(tiles, len(tiles), col_labels=cols))
+            return out
         self._show(self.decoded_view, out, ncol=1)
+        orig = ex.x[pick.index:pick.index + 1].numpy() if pick is not None else np.zeros((0, 2))
+        self._original_marks().setData(pos=orig.astype(np.float64))
+        if pick is None:
+            self.decoded_view.set_note("")
+        else:
+            ring = "original" if pick.hit else f"nearest item #{pick.index}"
+            self.decoded_view.set_note(f"ring: {ring} · dot: decode")
         return out
+
+    def _original_marks(self) -> pg.ScatterPlotItem:
+        """2-D data: a ring at the picked item's original in the Decode view."""
+        item = getattr(self, "_orig_item", None)
+        if item is None:
+            item = self._orig_item = pg.ScatterPlotItem(size=16, brush=None, pen=pg.mkPen(*PATH_COLOURS["lerp"], width=2))
+            self.decoded_view.addItem(item)
+        return item
 
     def _show(self, view: SampleView, x: torch.Tensor, ncol: int | None = None) -> None:
         """Images as a grid with ``ncol`` columns; 2-D points over the data set (faint), each row
         of ``ncol`` joined as a path (interpolations and traversals read as curves)."""
+        self._shown.pop(id(view), None)  # no labelled strip to re-fit here any more
         if x.dim() == 4:
             view.show_image(image_grid(x, ncol=ncol, pad=1))
         elif x.dim() == 2 and x.shape[1] == 2 and self.explorer is not None:
@@ -416,19 +560,19 @@ class LatentPanel(Panel):
         if getattr(ref, "explorer_id", None) != id(ex):
             ref.setData(pos=ex.x.numpy().astype(np.float64))
             ref.explorer_id = id(ex)
-            lim = float(np.nanpercentile(np.abs(ex.x.numpy()), 99.5)) * 1.1 if len(ex.x) else 3.0
-            view.getViewBox().setRange(xRange=(-lim, lim), yRange=(-lim, lim), padding=0)
+            view.getViewBox().setRange(xRange=(-ex.lim, ex.lim), yRange=(-ex.lim, ex.lim), padding=0)
 
-    def request_decode(self, z: np.ndarray) -> None:
+    def request_decode(self, z: np.ndarray, what: str = "") -> None:
         """Queue a live decode; several requests within one frame decode only the newest."""
         self._pending = np.asarray(z, np.float64)
+        self._pending_what = what
         if not self._frame.isActive():
             self._frame.start()
 
     def _decode_pending(self) -> None:
         if self._pending is not None:
             z, self._pending = self._pending, None
-            self.decode_code(z)
+            self.decode_code(z, what=self._pending_what)
 
     def _cursor_moved(self) -> None:
         if self.explorer is None:
@@ -436,7 +580,9 @@ class LatentPanel(Panel):
         p = self.cursor.pos()
         z = self.explorer.point_to_code((p.x(), p.y()))
         self._set_sliders(z)
-        self.request_decode(z)
+        how = ("on the PC1/PC2 plane through the mean code" if self.explorer.invertible
+               else "a blend of its nearest codes (no inverse map)")
+        self.request_decode(z, f"Decoded the crosshair at ({p.x():.2f}, {p.y():.2f}): {how}.")
 
     def _set_sliders(self, z: np.ndarray) -> None:
         ex = self.explorer
@@ -453,63 +599,188 @@ class LatentPanel(Panel):
             return
         coeffs = [s.value() / SLIDER_STEPS * SLIDER_SPAN for s in self.sliders]
         z = latent.pca_direction_code(ex.pca, coeffs)
-        self.request_decode(z)
+        sd = ", ".join(f"PC{i + 1} {c:+.1f}" for i, c in enumerate(coeffs[:len(ex.pca.components)]))
+        self.request_decode(z, f"Decoded the mean code + ({sd}) standard deviations along the principal directions.")
 
-    # -- picking and interpolation ------------------------------------------------------------------
-    def _points_clicked(self, _item: Any, points: Any, *_: Any) -> None:
-        if len(points):
-            self.select_point(int(points[0].data()))
+    # -- clicking, hovering and interpolation -------------------------------------------------------
+    def _pixel(self) -> np.ndarray:
+        """The size of one screen pixel in map units, per axis."""
+        px = self.map.getPlotItem().getViewBox().viewPixelSize()
+        return np.array([px[0] or 1.0, px[1] or 1.0])
+
+    def _map_pos(self, scene_pos: QPointF) -> tuple[float, float] | None:
+        vb = self.map.getPlotItem().getViewBox()
+        if self.explorer is None or not vb.sceneBoundingRect().contains(scene_pos):
+            return None
+        p = vb.mapSceneToView(scene_pos)
+        return p.x(), p.y()
+
+    def _scene_clicked(self, ev: Any) -> None:
+        xy = self._map_pos(ev.scenePos())
+        if xy is not None and ev.button() == Qt.LeftButton and not ev.double():
+            self.click_map(xy)
+
+    def click_map(self, xy: tuple[float, float]) -> torch.Tensor | None:
+        """A click at map position ``xy``: decode what :meth:`LatentExplorer.pick` finds there."""
+        ex = self.explorer
+        return None if ex is None else self._pick(ex.pick(xy, hit=HIT_PX, scale=self._pixel()))
 
     def select_point(self, i: int) -> torch.Tensor | None:
-        """Click on point ``i``: decode it, make it the newest of the two picks, refresh the strips."""
+        """Pick item ``i`` (a click on its dot): decode its code beside its original."""
         ex = self.explorer
-        if ex is None:
-            return None
-        self._picks = (self._picks + [int(i)])[-2:]
-        pos = ex.embedding[self._picks]
+        return None if ex is None else self._pick(ex.item_pick(int(i)))
+
+    def _pick(self, pick: MapPick) -> torch.Tensor | None:
+        """Make ``pick`` the newest of A and B, decode it, refresh the strips and the path."""
+        ex = self.explorer
+        self._picks = (self._picks + [pick])[-2:]
+        pos = np.array([p.xy for p in self._picks])
         self.pick_marks.setData(pos=pos)
         for j, t in enumerate(self.pick_labels):
             t.setVisible(j < len(pos))
             if j < len(pos):
                 t.setPos(float(pos[j, 0]), float(pos[j, 1]))
-        self._set_sliders(ex.codes[i])
-        label = ""
-        if ex.labels is not None:
-            label = f", label {int(ex.labels[i])}"
-        self.status.setText(f"point {i}{label}")
-        out = self.decode_code(ex.codes[i])
+        self._set_sliders(pick.code)
+        label = "" if ex.labels is None else (f" (label {int(ex.labels[pick.index])})" if pick.hit
+                                              else f" (the nearest item's label: {int(ex.labels[pick.index])})")
+        out = self.decode_code(pick.code, pick)
+        self.decode_caption.setText(f"Decoded {pick.what}{label}; map position ({pick.xy[0]:.2f}, {pick.xy[1]:.2f}).")
+        self.status.setText(f"picked {self._pick_name(pick)}")
         self._update_interpolation()
         return out
+
+    def _clear_picks(self) -> None:
+        self._picks = []
+        self.pick_marks.setData([])
+        for t in self.pick_labels:
+            t.setVisible(False)
+        for item in self.paths.values():
+            item.setData([], [])
+        self.lerp_frames = self.slerp_frames = None
+        for view in (self.lerp_view, self.slerp_view):
+            view.clear_content()
+            self._shown.pop(id(view), None)
+        self.strips.pop("interpolation", None)
+        self.interp_hint.setText("click two places in the map (A, then B)")
+
+    @staticmethod
+    def _pick_name(p: MapPick) -> str:
+        return f"item #{p.index}" if p.hit else f"({p.xy[0]:.2f}, {p.xy[1]:.2f})"
 
     def _update_interpolation(self) -> None:
         ex = self.explorer
         if ex is None or len(self._picks) < 2:
             return
-        a, b = (torch.as_tensor(ex.codes[j]) for j in self._picks)
+        a, b = self._picks
         n = self.frames.value()
-        self.lerp_frames = ex.decode(latent.lerp(a, b, n).numpy())
-        self.slerp_frames = ex.decode(latent.slerp(a, b, n).numpy())
-        self._show(self.lerp_view, self.lerp_frames, ncol=n)
-        self._show(self.slerp_view, self.slerp_frames, ncol=n)
-        self.interp_hint.setText(f"A = point {self._picks[0]} → B = point {self._picks[1]}")
+        codes = ex.interpolation_codes(a.code, b.code, n)
+        self.slerp_frames, self.lerp_frames = ex.decode(codes["slerp"]), ex.decode(codes["lerp"])
+        cols = interpolation_labels(n)
+        for view, frames in ((self.lerp_view, self.lerp_frames), (self.slerp_view, self.slerp_frames)):
+            if frames.dim() == 4:
+                self.show_strip(view, Strip(frames, n, col_labels=cols))
+            else:
+                self._show(view, frames, ncol=n)
+        ends = f"A = {self._pick_name(a)} → B = {self._pick_name(b)}"
+        self.strips["interpolation"] = Strip(torch.cat([self.slerp_frames, self.lerp_frames]), n,
+                                             ["slerp", "lerp"], cols, f"{ends}, step {ex.step:,}", ex)
+        for m, item in self.paths.items():  # the frames' codes, placed on the map
+            xy = ex.project(codes[m])
+            item.setData(xy[:, 0], xy[:, 1])
+        where = "" if ex.invertible else " (placed approximately: no inverse map)"
+        self.interp_hint.setText(f"{ends}; on the map: slerp solid orange, lerp dashed blue{where}")
+        self._update_export_buttons()
+
+    def _mouse_moved(self, scene_pos: QPointF) -> None:
+        xy = self._map_pos(scene_pos)
+        if xy is None:
+            self.hover.hide_tip()
+        else:
+            self.hover_at(xy, self.map.mapFromScene(scene_pos))
+
+    def hover_at(self, xy: tuple[float, float], at: QPoint | None = None) -> int | None:
+        """Show the thumbnail of the dot under map position ``xy`` near ``at`` (widget pixels;
+        default: the dot); None and no tip when no dot is within HIT_PX pixels."""
+        ex = self.explorer
+        i, dist = ex.nearest(xy, self._pixel()) if ex is not None else (0, np.inf)
+        if dist > HIT_PX:
+            self.hover.hide_tip()
+            return None
+        pix = self._thumbs.get(i)
+        if pix is None:  # drawn once per item
+            pix = self._thumbs[i] = qpixmap(ex.thumbnail(i))
+        caption = f"#{i}" + (f" · label {int(ex.labels[i])}" if ex.labels is not None else "")
+        if at is None:
+            vb = self.map.getPlotItem().getViewBox()
+            at = self.map.mapFromScene(vb.mapViewToScene(QPointF(*map(float, ex.embedding[i]))))
+        self.hover.show_at(i, pix, caption, at)
+        return i
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:
+        if obj is self.map and event.type() == QEvent.Leave:
+            self.hover.hide_tip()
+        elif event.type() == QEvent.Resize and self._shown:
+            self._refit.start()
+        return super().eventFilter(obj, event)
+
+    # -- export -------------------------------------------------------------------------------------
+    def _update_export_buttons(self) -> None:
+        for what, buttons in getattr(self, "export_buttons", {}).items():
+            for b in buttons:
+                b.setEnabled(what in self.strips)
+
+    def _strip(self, what: str) -> Strip:
+        if what not in self.strips:
+            raise RuntimeError(f"no {what} yet")
+        return self.strips[what]
+
+    def export_png(self, what: str, path: str | Path) -> Path:
+        """The ``what`` strip ("interpolation" or "traversal") as the labelled PNG the panel shows."""
+        return save_png(self._strip(what).image(), path)
+
+    def export_animation(self, what: str, path: str | Path, fps: float = EXPORT_FPS) -> Path:
+        """The ``what`` strip as a GIF/MP4 (by suffix), one frame per column."""
+        return save_animation(self._strip(what).frames(), path, fps=fps)
+
+    def _export_dialog(self, what: str, suffix: str) -> None:
+        folder = self._run.sample_dir() if self._run is not None else Path.home()
+        step = self.explorer.step if self.explorer is not None else 0
+        default = str(folder / f"latent_{what}_s{step}{suffix}")
+        if suffix == ".png":
+            path, _ = QFileDialog.getSaveFileName(self, f"Export {what}", default, "PNG image (*.png)")
+            fn = self.export_png
+        else:
+            path, chosen = QFileDialog.getSaveFileName(self, f"Export {what} animation", default,
+                                                       "GIF animation (*.gif);;MP4 video (*.mp4)")
+            if path and Path(path).suffix.lower() not in ANIMATION_SUFFIXES:
+                path += ".mp4" if "mp4" in chosen else ".gif"
+            fn = self.export_animation
+        if not path:
+            return
+        try:
+            out = fn(what, path)
+        except (OSError, ValueError, RuntimeError) as e:
+            self.ctx.show_error(f"Export failed: {e}")
+            return
+        self.ctx.status_message(f"wrote {out}")
 
     # -- traversal and clusters ---------------------------------------------------------------------
     def _update_traversal(self) -> None:
         ex = self.explorer
         if ex is None:
             return
-        n = 9
-        dims, _, grid = ex.traversal(n=n)
+        dims, strip = ex.traversal_strip(n=9)
         self.traversal_dims = dims
-        self._show(self.traversal_view, grid, ncol=n)
-        rows = []
-        for r, d in enumerate(dims):
-            tracks = f" → {ex.assignment.label(d)}" if ex.assignment is not None else ""
-            rows.append(f"{r + 1}: z<sub>{d}</sub> (std {ex.codes[:, d].std():.2f}){tracks}")
-        head = "Rows, widest spread first"
-        if ex.assignment is not None:
-            head += " (→ the factor with the largest MI / H(factor))"
-        self.traversal_legend.setText(f"<b>{head}</b><br>" + " &nbsp;·&nbsp; ".join(rows))
+        self.strips["traversal"] = strip
+        images = strip.decoded.dim() == 4
+        self.traversal_legend.setVisible(not images)  # images: each row's label is on its left
+        if images:
+            self.show_strip(self.traversal_view, strip)
+            return
+        self._show(self.traversal_view, strip.decoded, ncol=strip.cols)
+        rows = [f"{r + 1}: {lab}".replace("\n", " ") for r, lab in enumerate(strip.row_labels)]
+        self.traversal_legend.setText("<b>Paths, widest spread first</b><br>" + " &nbsp;·&nbsp; ".join(rows))
+
 
     def _update_clusters(self) -> None:
         ex = self.explorer

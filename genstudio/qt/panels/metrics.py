@@ -131,9 +131,12 @@ def header_tooltip(name: str, refs: list[float] | None = None) -> str:
     if refs:
         lo, hi = min(refs), max(refs)
         val = f"{lo:.3g}" if math.isclose(lo, hi, rel_tol=1e-3) else f"{lo:.3g}–{hi:.3g}"
-        lines.append("Real-vs-real floor (two disjoint draws of the data; each cell's tooltip says at which n): "
-                     f"{val}. "
-                     "A perfect model scores about this; values near it are at noise level.")
+        if better == "higher":  # a coverage-like score: the real data's own value is the ceiling
+            lines.append(f"The real data's own value at this n: {val}. A perfect model scores about this.")
+        else:
+            lines.append("Real-vs-real floor (two disjoint draws of the data; each cell's tooltip says at which n): "
+                         f"{val}. "
+                         "A perfect model scores about this; values near it are at noise level.")
     elif name in ("fcd", "fid", "kid", "energy", "mmd", "w2"):
         lines.append("0 = identical distributions; finite n keeps it above 0 even for a perfect model.")
     elif name in ("precision", "recall", "accuracy"):

@@ -161,6 +161,7 @@ class Filmstrip(QAbstractListModel):
         self._key: str | None = None
         self._cache: dict[tuple[str | None, int], QPixmap] = {}
         self.made = 0  # thumbnails made so far (a test checks that off-screen rows make none)
+        self.item_size = QSize(THUMB + 34, THUMB + 40)  # the view's grid; set by the panel
 
     def set_frames(self, key: str | None, frames: dict[int, np.ndarray | Path]) -> None:
         """Show ``frames`` (step -> image) of view ``key``; new steps at the end are appended."""
@@ -211,6 +212,8 @@ class Filmstrip(QAbstractListModel):
                 self._cache[key] = pix
                 self.made += 1
             return pix
+        if role == Qt.SizeHintRole:  # one size for all: a first caption without a loss must not narrow the rest
+            return self.item_size
         if role == Qt.UserRole:
             return step
         return None
@@ -292,6 +295,7 @@ class TrainingPanel(Panel):
         sl.setContentsMargins(0, 0, 0, 0)
         self.sample_canvas = pg.GraphicsLayoutWidget()
         self.sample_canvas.setMinimumSize(160, 120)
+        self.sample_canvas.ci.setContentsMargins(2, 2, 2, 2)  # every pixel of the pane for the preview
         self.sample_view = SampleView("Samples")
         self.sample_canvas.addItem(self.sample_view)
         self.sample_slider = QSlider(Qt.Horizontal)
@@ -328,7 +332,8 @@ class TrainingPanel(Panel):
         font.setPointSizeF(font.pointSizeF() * 0.85)
         self.filmstrip.setFont(font)
         caption = 2 * self.filmstrip.fontMetrics().lineSpacing() + 14
-        self.filmstrip.setGridSize(QSize(THUMB + 34, THUMB + caption))
+        self.filmstrip_model.item_size = QSize(THUMB + 34, THUMB + caption)
+        self.filmstrip.setGridSize(self.filmstrip_model.item_size)
         self.filmstrip.setHorizontalScrollMode(QListView.ScrollPerPixel)
         self.filmstrip.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
         self.filmstrip.setFixedHeight(THUMB + caption + 18)  # whole thumbnails, captions and a scroll bar
@@ -338,6 +343,7 @@ class TrainingPanel(Panel):
         cl = QVBoxLayout(curves)
         cl.setContentsMargins(0, 0, 0, 0)
         cl.setSpacing(2)
+        self.plot.setMinimumHeight(40)  # with the filmstrip under it the dock must still fit a 880 px window
         cl.addWidget(self.plot, 1)
         cl.addWidget(self.filmstrip)
         split = QSplitter(Qt.Horizontal)

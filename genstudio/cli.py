@@ -11,6 +11,7 @@
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
     genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--sampler NAME] [--csv FILE]
     genstudio interp RUN --a data:12|seed:3|img.png --b ... [--frames 8] [--steps 50] [--out FILE.png|.gif|.mp4]
+    genstudio timelapse RUN --out FILE.gif|FILE.mp4 [--fps N] [--view NAME]
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -148,7 +149,7 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 
 
 class _Progress:
-    """tqdm bar fed by PROGRESS/METRICS/STATUS events."""
+    """tqdm bar fed by PROGRESS/METRICS/STATUS/STAGE events."""
 
     def __init__(self, total: int, initial: int, desc: str) -> None:
         from tqdm import tqdm
@@ -167,20 +168,14 @@ class _Progress:
             self.bar.set_postfix(loss=f"{event.data.get('loss', float('nan')):.4g}", refresh=False)
         elif event.kind == ev.STATUS and event.data.get("message"):
             self.bar.write(f"[{event.data['status']}] {event.data['message']}")
+        elif event.kind == ev.STAGE:  # the job says what it does until its next PROGRESS
+            self.stage(str(event.data.get("stage", "")))
 
     def stage(self, what: str) -> None:
         """Show what the job does between steps (the preview it draws, the final checkpoint)."""
         if what != getattr(self, "_stage", ""):
             self._stage = what
             self.bar.set_description(f"{self.desc} [{what}]" if what else self.desc, refresh=True)
-
-
-def _next_is_preview(step: int, total: int, sample_every: int) -> str:
-    """What ``jobs.train`` does after yielding ``step`` before the next PROGRESS: draw a preview
-    (every ``sample_every`` steps and at the end) and/or save the final checkpoint."""
-    if step >= total:
-        return "final checkpoint" if sample_every and total % sample_every == 0 else "final checkpoint, preview"
-    return "preview" if sample_every and (step + 1) % sample_every == 0 else ""
 
 
 def _stop_on_signals(control: Any, notice: Any = None) -> Any:
@@ -224,9 +219,8 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
     restore = _stop_on_signals(
         control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
     try:
-        sample_every = int(info.get("sample_every", 500) or 0)  # as jobs.train reads it
-        for step in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
-            prog.stage(_next_is_preview(int(step), total, sample_every))
+        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
+            pass
     except RunBusy:  # another process trains it: nothing was written, say so as it is
         raise
     except KeyboardInterrupt:  # the second Ctrl-C, e.g. in a plugin step that never returns
@@ -560,6 +554,31 @@ def cmd_interp(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_timelapse(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from genstudio.core.timelapse import animation_path, write_timelapse
+
+    out = animation_path(args.out)  # a bad suffix fails before anything is read
+    run = _store().get(args.run)
+    bars: list[Any] = []  # made at the first frame, so an error is the only line printed
+
+    def on_frame(done: int, total: int) -> None:
+        if not bars:
+            bars.append(tqdm(total=total, desc="timelapse", unit="frame",
+                             disable=None if sys.stderr.isatty() else False))
+        bars[0].update(done - bars[0].n)
+
+    try:
+        path = write_timelapse(run.sample_dir(), run.metrics(), out, fps=args.fps, view=args.view,
+                               progress=on_frame)
+    finally:
+        for b in bars:
+            b.close()
+    print(path)
+    return 0
+
+
 def _display_problem() -> str:
     """Why the GUI cannot open a window here ('' = it can). Without this check Qt aborts the
     process (SIGABRT) with a hint about libxcb-cursor0 even when that is installed."""
@@ -707,6 +726,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class-out", type=EVERY, default=None,
                    help="decode as this class (default: --class-in); another class = class editing")
     s.set_defaults(fn=cmd_interp)
+    s = sub.add_parser("timelapse", help="every logged preview of a run as a GIF or MP4, each frame "
+                       "labelled with its step and loss")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--out", type=_out_file, required=True, help="FILE.gif or FILE.mp4")
+    s.add_argument("--fps", type=COUNT, default=4, help="frames (previews) per second")
+    s.add_argument("--view", default=None, help="a model view's name instead of the sample grids")
+    s.set_defaults(fn=cmd_timelapse)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

@@ -25,6 +25,7 @@ PROGRESS = "progress"  # data: {"done", "total", "rate"}
 LOG = "log"  # data: {"message"}
 ERROR = "error"  # data: {"message", "traceback"}
 RESULT = "result"  # data: job-specific final payload
+STAGE = "stage"  # data: {"step", "stage": "preview"|"final checkpoint"|...} (what a job does between steps)
 STEERED = "steered"  # data: {"step", "changes": {name: [old, new]}} (live settings a training run took)
 
 

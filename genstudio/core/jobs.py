@@ -366,7 +366,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             run.save_checkpoint(step, model.state_dict())
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
 
-        def preview(step: int) -> None:
+        def preview(step: int, stage: str = "preview") -> None:
+            bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
             with torch.no_grad():
                 last = None
                 for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
@@ -521,9 +522,10 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 run.beat()
                 last_beat = time.time()
             yield step
+        bus.emit(ev.STAGE, rid, step=done, stage="final checkpoint")
         save(done)
         if not (sample_every and done % sample_every == 0):
-            preview(done)
+            preview(done, "final preview")
         status("completed", f"finished {done} steps in {time.time() - t0:.1f}s")
     except Cancelled:
         save(done)

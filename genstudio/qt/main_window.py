@@ -27,14 +27,17 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDockWidget,
     QFileDialog,
+    QHBoxLayout,
     QLabel,
     QMainWindow,
     QMessageBox,
     QPlainTextEdit,
     QProgressBar,
     QPushButton,
+    QSizePolicy,
     QSpinBox,
     QToolBar,
+    QToolButton,
     QVBoxLayout,
     QWidget,
 )
@@ -65,6 +68,7 @@ PanelSpec = tuple[str, str, str]  # (module, class, area): an explicit list inst
 
 SETTINGS_ENV = "GENSTUDIO_SETTINGS"
 STATE_VERSION = 1
+ACTIVITY_LINES = 5  # lines the activity log shows (it scrolls; View → Activity log hides it)
 OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
 OPEN_SCENE = "__open_scene__"  # dataset picker entry that asks for a transforms.json scene folder
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
@@ -250,10 +254,31 @@ class MainWindow(QMainWindow):
         self.activity.setReadOnly(True)
         self.activity.setMaximumBlockCount(2000)
         self.activity.setPlaceholderText("Run activity appears here.")
+        # compact (a few lines) or hidden: the height it used to take (~40 %) goes to the panels
+        lines = self.activity.fontMetrics().lineSpacing()
+        self.activity.setMaximumHeight(ACTIVITY_LINES * lines + 12)
+        self.activity_action = QAction("Activity log", self, checkable=True)
+        self.activity_action.setToolTip("Show or hide the run activity log (hidden, its space goes to the panels)")
+        self.activity_action.setChecked(self.settings.value("window/activity_log", True, type=bool))
+        self.activity_action.toggled.connect(self._show_activity)
+        toggle = QToolButton()
+        toggle.setObjectName("activity_toggle")
+        toggle.setDefaultAction(self.activity_action)
+        toggle.setAutoRaise(True)
+        header = QHBoxLayout()
+        header.addWidget(self.run_header, 1)
+        header.addWidget(toggle)
         lay.addWidget(self.banner)
-        lay.addWidget(self.run_header)
+        lay.addLayout(header)
         lay.addWidget(self.activity, 1)
+        central.setSizePolicy(QSizePolicy.Preferred, QSizePolicy.Maximum)  # never taller than it needs
         self.setCentralWidget(central)
+        self._show_activity(self.activity_action.isChecked())
+
+    def _show_activity(self, on: bool) -> None:
+        """The activity log's toggle (View menu and the button by the run header); remembered."""
+        self.activity.setVisible(on)
+        self.settings.setValue("window/activity_log", on)
 
     def _build_statusbar(self) -> None:
         sb = self.statusBar()
@@ -339,6 +364,7 @@ class MainWindow(QMainWindow):
         view = mb.addMenu("&View")
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
+        view.addAction(self.activity_action)
         view.addSeparator()
         reset = QAction("Reset layout", self)
         reset.triggered.connect(lambda: self.restoreState(self._default_state, STATE_VERSION))

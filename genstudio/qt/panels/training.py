@@ -1,7 +1,10 @@
 """Training monitor: live metric curves (EMA-smoothed over the faint raw curve, log axes, step or
 wall-time x axis, several runs overlaid), throughput, and the sample grids logged during training
 with a step slider; a combo switches the slider to a model view (a plugin's ``views()``: density
-heat map, energy landscape, filters, reconstructions) logged at the same steps.
+heat map, energy landscape, filters, reconstructions) logged at the same steps. The preview
+fills its pane (aspect kept; small grids scaled nearest so pixels stay crisp), a filmstrip under
+it holds a thumbnail of every logged preview with its step and loss (thumbnails made lazily, only
+for the items in sight, and cached), and the previews export as a GIF/MP4 time-lapse.
 
 Rows are kept in preallocated numpy columns that double when full, so a tick only appends and
 hands views to ``setData`` (the pyqtgraph scrolling-plot pattern); long curves are peak-downsampled
@@ -12,17 +15,21 @@ from __future__ import annotations
 
 import numbers
 import re
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
 import pyqtgraph as pg
 from PIL import Image
-from PySide6.QtCore import Qt
+from PySide6.QtCore import QAbstractListModel, QModelIndex, QPersistentModelIndex, QRectF, QSize, Qt
+from PySide6.QtGui import QImage, QPainter, QPixmap
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
+    QFileDialog,
     QHBoxLayout,
     QLabel,
+    QListView,
     QListWidget,
     QListWidgetItem,
     QSizePolicy,
@@ -36,14 +43,23 @@ from scipy.signal import lfilter
 
 from genstudio.core import events as ev
 from genstudio.core.events import Event
-from genstudio.core.imaging import samples_image
+from genstudio.core.imaging import samples_image, scatter_image
 from genstudio.core.runs import Run, RunError
+from genstudio.core.timelapse import (
+    animation_path,
+    frame_label,
+    logged_previews,
+    loss_at,
+    read_rgb,
+    write_timelapse,
+)
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import SampleView, colour
 
-SAMPLE_RE = re.compile(r"^step_(\d+)\.png$")
-VIEW_RE = re.compile(r"^view_(.+)_(\d+)\.png$")  # written by jobs.train for ViewsModel plugins
 AXIS_COLUMNS = ("step", "time")  # x-axis choices; never offered as curves
+THUMB = 60  # px: filmstrip thumbnails (the strip shares the dock's height with the curves)
+LIVE_SCATTER = 512  # px: a live 2-D preview is drawn this big, so it stays sharp in a large pane
+SMOOTH_FROM = 200  # px: previews at least this big scale smoothly; smaller grids nearest (crisp pixels)
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
@@ -118,6 +134,89 @@ def short_id(run_id: str) -> str:
 def _fmt_duration(s: float) -> str:
     s = int(round(s))
     return f"{s // 3600}h{s % 3600 // 60:02d}m" if s >= 3600 else f"{s // 60}m{s % 60:02d}s" if s >= 60 else f"{s}s"
+
+
+def thumbnail(img: np.ndarray | Path, size: int = THUMB) -> QPixmap:
+    """A ``size`` px thumbnail of a preview (an array or its PNG): nearest when it is small (an
+    8x8-digit grid), area-averaged when big (a scatter plot), aspect kept."""
+    im = Image.fromarray(np.ascontiguousarray(img[..., :3])) if isinstance(img, np.ndarray) else \
+        Image.open(img).convert("RGB")
+    s = size / max(im.size)
+    im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))),
+                   Image.NEAREST if s >= 1 else Image.BOX)
+    a = np.ascontiguousarray(np.asarray(im))
+    return QPixmap.fromImage(QImage(a.data, a.shape[1], a.shape[0], 3 * a.shape[1], QImage.Format_RGB888).copy())
+
+
+class Filmstrip(QAbstractListModel):
+    """Every logged preview of what the monitor shows, one row per step. Thumbnails are made
+    only when the view asks for a row it draws (uniform item sizes: rows out of sight cost
+    nothing) and cached per (view, step), so hundreds of previews never stall the GUI."""
+
+    def __init__(self, loss: Callable[[int], float | None]) -> None:
+        super().__init__()
+        self._loss = loss
+        self._frames: dict[int, np.ndarray | Path] = {}
+        self._steps: list[int] = []
+        self._key: str | None = None
+        self._cache: dict[tuple[str | None, int], QPixmap] = {}
+        self.made = 0  # thumbnails made so far (a test checks that off-screen rows make none)
+        self.item_size = QSize(THUMB + 34, THUMB + 40)  # the view's grid; set by the panel
+
+    def set_frames(self, key: str | None, frames: dict[int, np.ndarray | Path]) -> None:
+        """Show ``frames`` (step -> image) of view ``key``; new steps at the end are appended."""
+        steps = sorted(frames)
+        n = len(self._steps)
+        if key == self._key and steps[:n] == self._steps and len(steps) > n:
+            self.beginInsertRows(QModelIndex(), n, len(steps) - 1)
+            self._frames, self._steps = frames, steps
+            self.endInsertRows()
+        elif key != self._key or steps != self._steps:
+            self.beginResetModel()
+            self._key, self._frames, self._steps = key, frames, steps
+            self.endResetModel()
+        self._frames = frames
+
+    def clear_cache(self) -> None:
+        self._cache.clear()
+
+    def steps(self) -> list[int]:
+        return list(self._steps)
+
+    def labels_changed(self) -> None:
+        """The run's metrics grew: captions of previews without a loss may now have one."""
+        if self._steps:
+            self.dataChanged.emit(self.index(0), self.index(len(self._steps) - 1), [Qt.DisplayRole])
+
+    def rowCount(self, parent: QModelIndex | QPersistentModelIndex = QModelIndex()) -> int:  # noqa: B008, N802
+        return 0 if parent.isValid() else len(self._steps)
+
+    def data(self, index: QModelIndex | QPersistentModelIndex, role: int = Qt.DisplayRole) -> object:
+        if not index.isValid() or index.row() >= len(self._steps):
+            return None
+        step = self._steps[index.row()]
+        if role == Qt.DisplayRole:
+            loss = self._loss(step)
+            return f"step {step:,}\nloss {loss:.4g}" if loss is not None else f"step {step:,}"
+        if role == Qt.ToolTipRole:
+            return frame_label(step, self._loss(step)) + " (click to show it big)"
+        if role == Qt.DecorationRole:
+            key = (self._key, step)
+            pix = self._cache.get(key)
+            if pix is None:
+                try:
+                    pix = thumbnail(self._frames[step])
+                except (OSError, ValueError):
+                    pix = QPixmap(THUMB, THUMB)
+                    pix.fill(Qt.darkGray)
+                self._cache[key] = pix
+                self.made += 1
+            return pix
+        if role == Qt.SizeHintRole:  # one size for all: a first caption without a loss must not narrow the rest
+            return self.item_size
+        if role == Qt.UserRole:
+            return step
+        return None
 
 
 class TrainingPanel(Panel):
@@ -195,6 +294,8 @@ class TrainingPanel(Panel):
         sl = QVBoxLayout(samples)
         sl.setContentsMargins(0, 0, 0, 0)
         self.sample_canvas = pg.GraphicsLayoutWidget()
+        self.sample_canvas.setMinimumSize(160, 120)
+        self.sample_canvas.ci.setContentsMargins(2, 2, 2, 2)  # every pixel of the pane for the preview
         self.sample_view = SampleView("Samples")
         self.sample_canvas.addItem(self.sample_view)
         self.sample_slider = QSlider(Qt.Horizontal)
@@ -204,24 +305,60 @@ class TrainingPanel(Panel):
         self.view_combo.setToolTip("Show the logged samples or one of the model's own views")
         self.view_combo.addItem("Samples", None)
         self.view_combo.setEnabled(False)
+        self.export_button = QToolButton(text="Time-lapse…")
+        self.export_button.setToolTip("Export every logged preview of what is shown as a GIF or MP4, each "
+                                      "frame labelled with its step and loss")
+        self.export_button.setEnabled(False)
         row = QHBoxLayout()
         row.addWidget(self.view_combo)
         row.addWidget(self.sample_slider, 1)
         row.addWidget(self.sample_label)
+        row.addWidget(self.export_button)
         sl.addWidget(self.sample_canvas, 1)
         sl.addLayout(row)
 
+        self.filmstrip_model = Filmstrip(self._loss_at)
+        self.filmstrip = QListView()
+        self.filmstrip.setObjectName("filmstrip")
+        self.filmstrip.setModel(self.filmstrip_model)
+        self.filmstrip.setViewMode(QListView.IconMode)
+        self.filmstrip.setFlow(QListView.LeftToRight)
+        self.filmstrip.setWrapping(False)
+        self.filmstrip.setWordWrap(True)  # two caption lines: step, loss
+        self.filmstrip.setMovement(QListView.Static)
+        self.filmstrip.setUniformItemSizes(True)  # rows out of sight are never asked for their thumbnail
+        self.filmstrip.setIconSize(QSize(THUMB, THUMB))
+        font = self.filmstrip.font()
+        font.setPointSizeF(font.pointSizeF() * 0.85)
+        self.filmstrip.setFont(font)
+        caption = 2 * self.filmstrip.fontMetrics().lineSpacing() + 14
+        self.filmstrip_model.item_size = QSize(THUMB + 34, THUMB + caption)
+        self.filmstrip.setGridSize(self.filmstrip_model.item_size)
+        self.filmstrip.setHorizontalScrollMode(QListView.ScrollPerPixel)
+        self.filmstrip.setVerticalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        self.filmstrip.setFixedHeight(THUMB + caption + 18)  # whole thumbnails, captions and a scroll bar
+        self.filmstrip.setToolTip("Every logged preview with its step and loss; click one to show it big")
+
+        curves = QWidget()  # the filmstrip under the curves: the preview keeps the dock's full height
+        cl = QVBoxLayout(curves)
+        cl.setContentsMargins(0, 0, 0, 0)
+        cl.setSpacing(2)
+        self.plot.setMinimumHeight(40)  # with the filmstrip under it the dock must still fit a 880 px window
+        cl.addWidget(self.plot, 1)
+        cl.addWidget(self.filmstrip)
         split = QSplitter(Qt.Horizontal)
         split.addWidget(self.metric_list)
-        split.addWidget(self.plot)
+        split.addWidget(curves)
         split.addWidget(samples)
         split.setStretchFactor(0, 0)
-        split.setStretchFactor(1, 3)
-        split.setStretchFactor(2, 2)
-        split.setSizes([140, 560, 360])
+        split.setStretchFactor(1, 1)
+        split.setStretchFactor(2, 1)  # the preview grows with the dock as much as the curves
+        split.setSizes([120, 560, 480])
+        split.setCollapsible(2, False)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
         lay.addLayout(bar)
         lay.addWidget(split, 1)
 
@@ -234,6 +371,8 @@ class TrainingPanel(Panel):
         self.unpin.clicked.connect(self.unpin_all)
         self.sample_slider.valueChanged.connect(self._show_sample_index)
         self.view_combo.currentIndexChanged.connect(self._view_changed)
+        self.filmstrip.clicked.connect(self._filmstrip_clicked)
+        self.export_button.clicked.connect(self._export_clicked)
         self._settings_changed()
 
     @property
@@ -278,6 +417,8 @@ class TrainingPanel(Panel):
         self._views = {}
         self._total_steps = None
         self._status = ""
+        self.filmstrip_model.clear_cache()  # thumbnails are keyed by step: another run's must go
+        self.filmstrip_model.set_frames(None, {})
         if run is not None:
             self._load_history(run)
             self._load_samples(run)
@@ -375,7 +516,9 @@ class TrainingPanel(Panel):
                 path = e.data.get("path")
                 if x is not None:
                     try:
-                        self._samples[int(e.data["step"])] = samples_image(x)
+                        self._samples[int(e.data["step"])] = (
+                            scatter_image(x, size=LIVE_SCATTER) if x.dim() == 2 and x.shape[1] == 2
+                            else samples_image(x))
                     except ValueError:  # a shape we cannot draw; the PNG may still exist
                         if path:
                             self._samples[int(e.data["step"])] = Path(path)
@@ -387,13 +530,23 @@ class TrainingPanel(Panel):
             elif e.kind == ev.STATUS:
                 self._status = str(e.data.get("status", ""))
                 changed = True
+            elif e.kind == ev.STAGE and "preview" in str(e.data.get("stage", "")):
+                self._drawing = int(e.data.get("step", 0))  # the job samples a preview now: say so
+            elif e.kind == ev.RESULT and "timelapse" in e.data:
+                self.export_button.setEnabled(bool(self._frames()))
+                if e.data["timelapse"]:
+                    self.ctx.status_message(f"wrote {e.data['timelapse']}")
             elif e.kind == ev.STEERED:
                 self._steering.append({"step": int(e.data["step"]), "changes": dict(e.data["changes"])})
                 changed = True
         if samples_changed:
+            self._drawing = None
             self._refresh_samples(follow=self.sample_slider.value() >= self.sample_slider.maximum())
         if changed:
             self._redraw()
+            self.filmstrip_model.labels_changed()
+        if getattr(self, "_drawing", None) is not None:
+            self.sample_label.setText(f"drawing the preview of step {self._drawing:,}…")
 
     # -- loading ----------------------------------------------------------------------------
     def _load_history(self, run: Run) -> None:
@@ -416,15 +569,15 @@ class TrainingPanel(Panel):
         self._histories[run.id] = h
 
     def _load_samples(self, run: Run) -> None:
-        try:
-            for p in run.sample_dir().iterdir():
-                m = SAMPLE_RE.match(p.name)
-                if m:
-                    self._samples[int(m.group(1))] = p
-                elif m := VIEW_RE.match(p.name):
-                    self._views.setdefault(m.group(1), {})[int(m.group(2))] = p
-        except OSError:
-            pass
+        samples, views = logged_previews(run.sample_dir())
+        self._samples.update(samples)
+        for name, frames in views.items():
+            self._views.setdefault(name, {}).update(frames)
+
+    def _loss_at(self, step: int) -> float | None:
+        """The selected run's loss logged at (or last before) ``step``: the filmstrip's captions."""
+        h = self._histories.get(self._run.id) if self._run else None
+        return loss_at(h.column("step"), h.column("loss"), step) if h is not None and "loss" in h.cols else None
 
     # -- drawing ----------------------------------------------------------------------------
     def _xy(self, h: History, name: str) -> tuple[np.ndarray, np.ndarray]:
@@ -568,7 +721,10 @@ class TrainingPanel(Panel):
     def _refresh_samples(self, follow: bool) -> None:
         self._sync_view_combo()
         self.sample_view.setTitle(self.view_combo.currentText())
-        steps = sorted(self._frames())
+        frames = self._frames()
+        steps = sorted(frames)
+        self.filmstrip_model.set_frames(self.view_combo.currentData(), frames)
+        self.export_button.setEnabled(bool(steps) and not self.ctx.job_running("timelapse"))
         self.sample_slider.blockSignals(True)
         self.sample_slider.setEnabled(len(steps) > 1)
         self.sample_slider.setRange(0, max(0, len(steps) - 1))
@@ -586,15 +742,75 @@ class TrainingPanel(Panel):
         steps = sorted(frames)
         if not steps:
             return
-        step = steps[max(0, min(i, len(steps) - 1))]
+        i = max(0, min(i, len(steps) - 1))
+        step = steps[i]
         img = frames[step]
         if isinstance(img, Path):
             try:
-                with Image.open(img) as im:
-                    img = np.asarray(im.convert("RGB"))
+                img = read_rgb(img)
             except OSError:
                 self.sample_label.setText(f"step {step:,}: unreadable image")
                 return
             frames[step] = img
+        # big previews (scatter plots) scale smoothly; small grids nearest, each pixel a crisp block
+        self.sample_canvas.setRenderHint(QPainter.SmoothPixmapTransform, min(img.shape[:2]) >= SMOOTH_FROM)
         self.sample_view.show_image(img)
         self.sample_label.setText(f"step {step:,}")
+        index = self.filmstrip_model.index(i)
+        if self.filmstrip.currentIndex() != index:
+            self.filmstrip.setCurrentIndex(index)
+            self.filmstrip.scrollTo(index)
+
+    def _filmstrip_clicked(self, index: QModelIndex) -> None:
+        self.sample_slider.setValue(index.row())
+
+    # -- big preview, filmstrip, time-lapse -------------------------------------------------------
+    def preview_display_size(self) -> tuple[float, float]:
+        """(width, height) in screen px of the preview as drawn now (0, 0 with none)."""
+        item = self.sample_view.image
+        if item.image is None or not item.isVisible():
+            return 0.0, 0.0
+        vb = self.sample_view.getViewBox()
+        rect = vb.mapViewToDevice(item.mapRectToView(QRectF(item.boundingRect()))).boundingRect()
+        return float(rect.width()), float(rect.height())
+
+    def filmstrip_steps(self) -> list[int]:
+        return self.filmstrip_model.steps()
+
+    def filmstrip_label(self, step: int) -> str:
+        return str(self.filmstrip_model.data(self.filmstrip_model.index(self.filmstrip_steps().index(step))))
+
+    def export_timelapse(self, path: str | Path, fps: float = 4.0):
+        """Write what the monitor shows (samples or the selected view), every logged preview, as a
+        GIF/MP4 time-lapse in a worker job (a RESULT event says when it is written)."""
+        run, view = self._run, self.view_combo.currentData()
+        if run is None:
+            raise RuntimeError("select a run first")
+        path = animation_path(path)  # a bad suffix is said here, not by a failed job
+        bus = self.ctx.bus
+
+        def job(control):
+            out = None
+            try:
+                out = write_timelapse(run.sample_dir(), run.metrics(), path, fps=fps, view=view,
+                                      progress=lambda *_: control.check())
+                yield out
+            finally:  # written or not, the button comes back (a failure is the window's error dialog)
+                bus.emit(ev.RESULT, run.id, timelapse=str(out) if out else None)
+
+        self.export_button.setEnabled(False)
+        return self.ctx.start_job("timelapse", run, job)
+
+    def _export_clicked(self) -> None:
+        if self._run is None:
+            return
+        default = str(self._run.sample_dir() / f"timelapse_{self.view_combo.currentData() or 'samples'}.gif")
+        path, chosen = QFileDialog.getSaveFileName(self, "Export time-lapse", default, "GIF (*.gif);;MP4 (*.mp4)")
+        if path and not Path(path).suffix:
+            path += ".mp4" if "mp4" in chosen else ".gif"
+        if path:
+            try:
+                self.export_timelapse(path)
+            except (RuntimeError, ValueError) as e:
+                self.export_button.setEnabled(True)
+                self.ctx.show_error(f"Time-lapse failed: {e}")

@@ -164,8 +164,8 @@ class _Progress:
         if event.kind == ev.PROGRESS:
             self.stage("")
             self.bar.update(event.data["done"] - self.bar.n)  # redraws at most every mininterval s
-        elif event.kind == ev.METRICS:
-            self.bar.set_postfix(loss=f"{event.data.get('loss', float('nan')):.4g}", refresh=False)
+        elif event.kind == ev.METRICS and "loss" in event.data:  # mode-coverage rows carry no loss
+            self.bar.set_postfix(loss=f"{event.data['loss']:.4g}", refresh=False)
         elif event.kind == ev.STATUS and event.data.get("message"):
             self.bar.write(f"[{event.data['status']}] {event.data['message']}")
         elif event.kind == ev.STAGE:  # the job says what it does until its next PROGRESS

@@ -262,7 +262,7 @@ class MetricsPanel(Panel):
 
         self.info_label = QLabel("No evaluations yet: select a run and press Evaluate.")
         self.info_label.setWordWrap(True)
-        self.charts.setMinimumHeight(220)
+        self.charts.setMinimumHeight(120)  # small enough that its tabbed dock lets the Training monitor grow
         split = self.split = QSplitter(Qt.Vertical)  # drag the handle to trade table rows for chart height
         split.setObjectName("metrics_split")
         split.setChildrenCollapsible(False)

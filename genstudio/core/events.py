@@ -25,6 +25,7 @@ PROGRESS = "progress"  # data: {"done", "total", "rate"}
 LOG = "log"  # data: {"message"}
 ERROR = "error"  # data: {"message", "traceback"}
 RESULT = "result"  # data: job-specific final payload
+CHECKPOINT = "checkpoint"  # data: {"step"} (a training run wrote a checkpoint: viewers may reload it)
 STEERED = "steered"  # data: {"step", "changes": {name: [old, new]}} (live settings a training run took)
 
 

@@ -350,6 +350,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             rows.clear()
             run.save_checkpoint(step, model.state_dict())
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
+            bus.emit(ev.CHECKPOINT, rid, step=step)
 
         def preview(step: int) -> None:
             with torch.no_grad():

@@ -148,28 +148,35 @@ def test_panels_without_gl_show_placeholder_and_open_files(qtbot, ctx, tmp_path)
 
 
 def test_splat_viewer_follows_training_through_worker_jobs(qtbot, ctx):
-    """SAMPLES events of the selected run start a scene job (a fresh model from the newest
-    checkpoint, never the training one) whose export reaches the panel as an event."""
+    """CHECKPOINT events of the selected run start a scene job (a fresh model from the newest
+    checkpoint, never the training one) whose export reaches the panel as an event; a hidden
+    viewer waits until it is shown. The viewer names its run."""
     from genstudio.core import jobs
-    from genstudio.core.events import SAMPLES
+    from genstudio.core.events import CHECKPOINT
+    from genstudio.qt.panels.runs import short_name
     from genstudio.qt.panels.viewer3d import SCENE_READY, SplatViewerPanel
     run = jobs.create_run(ctx.store, jobs.TrainSpec("splat", "scene:primitives", steps=4, sample_every=2,
                                                     checkpoint_every=2, n_preview=1,
                                                     overrides=["init_points=300", "eval_every=0"]))
     p = SplatViewerPanel(ctx)
     qtbot.addWidget(p)
+    p.show()
     p.set_run(run)  # no checkpoint yet: the initial Gaussians
     ctx.deliver(p)
     assert len(p.scene_item) == 300 and p.step == 0 and not ctx.errors
+    assert short_name(run.id) in p.run_label.text() and p.run_label.toolTip() == run.id
     for _ in jobs.train(run, bus=ctx.bus):
         pass
-    kinds = [e.kind for e in ctx.pending]
-    assert SAMPLES in kinds
-    ctx.deliver(p)  # SAMPLES -> refresh job (inline here) -> SCENE_READY
+    assert {e.data["step"] for e in ctx.pending if e.kind == CHECKPOINT} == {2, 4}
+    p.hide()
+    ctx.deliver(p)  # hidden: nothing loads yet
+    assert p.step == 0 and SCENE_READY not in [e.kind for e in ctx.pending]
+    p.show()  # shown: it catches up (the refresh job runs inline here)
     assert SCENE_READY in [e.kind for e in ctx.pending]
     ctx.deliver(p)
     assert isinstance(p.scene_item, Gaussians) and len(p.scene_item) > 0 and p.step == 4
-    assert len(p.training_cameras()) == 48
+    assert len(p.training_cameras()) == 48 and p.view_box.maximum() == 47
+    assert p.status.text().endswith("(step 4)")
 
 
 # -- OpenGL (xvfb) ----------------------------------------------------------------------------------
@@ -331,12 +338,12 @@ def test_nerf_viewer_shows_density_and_render(qtbot, ctx):
     cam = model.cameras[-1]
     c2w, _, _ = geo.camera_from_clip(*(lambda c, s: (c, *s))(*p.clip()))
     np.testing.assert_allclose(cam.c2w[:3, 3].numpy(), c2w[:3, 3], atol=1e-3)
-    assert max(cam.width, cam.height) in (p.moving_size, p.still_size)
+    assert max(cam.width, cam.height) in (p.moving_size, p.refined_size())
     n = p.renders
     p.cameras["turntable"].azimuth += 20  # moving: a coarse render now, a fine one when still
     p.render_image()
     qtbot.waitUntil(lambda: (ctx.deliver(p), p.renders >= n + 2)[1], timeout=5000)
-    assert math.isclose(max(model.cameras[-1].width, model.cameras[-1].height), p.still_size)
+    assert max(model.cameras[-1].width, model.cameras[-1].height) == p.idle_size  # nothing trains: the larger one
 
 
 @pytest.mark.gl

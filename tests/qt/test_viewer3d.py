@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -371,3 +372,126 @@ def test_fields_sdf_run_shows_its_mesh_and_render(qtbot, ctx):
                     timeout=20000)
     qtbot.waitUntil(lambda: (p.render_image(), ctx.deliver(p), "field rgb" in p.side_caption.text())[1],
                     timeout=20000)
+
+
+# -- live viewer: render vs truth, iso level, depth colours, redraw cap ------------------------------
+def _trained_splat_run(ctx, steps=4):
+    from genstudio.core import jobs
+    run = jobs.create_run(ctx.store, jobs.TrainSpec("splat", "scene:primitives", steps=steps, sample_every=0,
+                                                    checkpoint_every=2, overrides=["init_points=300", "eval_every=0"]))
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    return run
+
+
+def test_render_vs_ground_truth_shows_psnr_and_follows_checkpoints(qtbot, ctx):
+    """Picking a training view renders the model from that camera (worker job) beside its ground
+    truth, with their PSNR; a newer checkpoint re-renders the same view; another run clears it."""
+    from genstudio.core.events import CHECKPOINT, Event
+    from genstudio.core.scene.render import psnr
+    from genstudio.qt.panels.viewer3d import COMPARE_READY, SplatViewerPanel
+    run = _trained_splat_run(ctx)
+    p = SplatViewerPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(900, 500)
+    p.show()
+    p.set_run(run)
+    ctx.deliver(p)
+    assert p.step == 4 and p.view_box.maximum() == 47
+    p.view_box.setValue(3)  # the compare job runs inline here
+    assert "training view 3" in p.gt_caption.text() and not p.gt_image.pixmap().isNull()
+    ctx.deliver(p)
+    cam, gt = p.dataset.view(3)
+    want = psnr(p.model.render(cam).clamp(0, 1), gt)
+    assert p.psnr_label.text() == f"PSNR {want:.2f} dB (view 3, step 4)"
+    assert "training view 3" in p.cmp_caption.text() and not p.cmp_image.pixmap().isNull()
+    p.on_events([Event(CHECKPOINT, run.id, {"step": 4})])  # -> scene job -> the same view again
+    ctx.deliver(p)
+    assert COMPARE_READY in [e.kind for e in ctx.pending] and p.view_box.value() == 3
+    ctx.deliver(p)
+    assert p.psnr_label.text().startswith("PSNR")
+    other = _trained_splat_run(ctx, steps=2)
+    p.set_run(other)
+    assert p.psnr_label.text() == "" and p.cmp_image.pixmap().isNull() and p.gt_caption.text() == ""
+
+
+def _ball(r: int = 32) -> VolumeScene:
+    """Density 100 exp(-|x|^2 / (2 0.3^2)) on [-1, 1]^3: its iso-surface at L is a sphere of radius
+    0.3 sqrt(2 ln(100 / L))."""
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, r)] * 3, indexing="ij")
+    dens = (100 * np.exp(-(x * x + y * y + z * z) / (2 * 0.09))).astype(np.float32)
+    return VolumeScene(dens, -np.ones(3), np.ones(3), None, suggested_level=50.0)
+
+
+def test_iso_slider_re_extracts_the_density_surface(qtbot, ctx):
+    from genstudio.qt.panels.viewer3d import NerfViewerPanel
+    p = NerfViewerPanel(ctx)
+    qtbot.addWidget(p)
+    vol = _ball()
+    p.set_scene(vol)
+    assert p.iso.isEnabled() and p.iso_level == pytest.approx(min(50.0, np.percentile(vol.density, 97)), rel=0.03)
+    for level in (5.0, 60.0):
+        n = p.iso_meshes
+        p.set_iso_level(level)
+        qtbot.waitUntil(lambda n=n: p.iso_meshes > n, timeout=2000)  # the slider re-meshed (debounced)
+        m = p.iso_scene(vol)
+        radius = np.linalg.norm(m.vertices, axis=1).mean()
+        assert radius == pytest.approx(0.3 * math.sqrt(2 * math.log(100 / p.iso_level)), abs=0.04)
+        assert p.iso_label.text().startswith(f"σ = {p.iso_level:.3g} (")
+    p.set_iso_level(500.0)  # denser than anything: an empty mesh and a label that says so
+    assert len(p.iso_scene(vol).faces) == 0 and "nothing that dense" in p.iso_label.text()
+    p.set_scene(_ball(), keep_view=True)  # a newer checkpoint of the same run keeps the chosen level
+    assert p.iso_level == pytest.approx(500.0, rel=0.03)
+
+
+def test_depth_image_colours_near_to_far():
+    from genstudio.qt.panels.viewer3d import DEPTH_FAR, DEPTH_NEAR, depth_image
+    d = np.tile(np.linspace(2.0, 6.0, 101, dtype=np.float32), (5, 1))
+    op = np.ones_like(d)
+    op[:, 50] = 0.0  # nothing hit there: black
+    img, (near, far) = depth_image(d, op)
+    assert near == pytest.approx(np.percentile(d[op > 0.5], 2)) and far == pytest.approx(np.percentile(d[op > 0.5], 98))
+    np.testing.assert_allclose(img[0, 0], DEPTH_NEAR, atol=1e-6)
+    np.testing.assert_allclose(img[0, -1], DEPTH_FAR, atol=1e-6)
+    np.testing.assert_array_equal(img[:, 50], 0.0)
+
+
+@pytest.mark.gl
+def test_depth_mode_shows_a_colour_bar_with_near_and_far(qtbot, splat_panel):
+    p = splat_panel
+    p.set_scene(_gaussians(300))
+    tt = p.cameras["turntable"]
+    tt.center, tt.distance = (0, 0, 0), 4.0
+    p.mode_box.setCurrentText("depth")
+    qtbot.waitUntil(lambda: p.depth_bar.range is not None, timeout=5000)  # after the next frame on screen
+    assert p.depth_bar.isVisible()
+    near, far = p.depth_bar.range
+    assert 4.0 - 0.9 < near < 4.0 < far < 4.0 + 0.9  # the box of side 1 around the centre, 4 away
+    assert p.depth_bar.near.text() == f"near {near:.3g}" and p.depth_bar.far.text().startswith(f"far {far:.3g}")
+    p.mode_box.setCurrentText("rgb")
+    assert not p.depth_bar.isVisible()
+
+
+@pytest.mark.gl
+def test_redraws_are_capped_while_a_job_reports_progress(qtbot, splat_panel):
+    """A training job's PROGRESS events cap the canvas at ``busy_fps``: camera moves in between
+    collapse into one frame. Without a job the canvas draws as fast as the moves come."""
+    from genstudio.core.events import PROGRESS, Event
+    p = splat_panel
+    p.set_scene(_gaussians(200))
+    tt = p.cameras["turntable"]
+
+    def orbit(seconds: float, busy: bool) -> float:
+        draws, end = p.canvas.draws, time.monotonic() + seconds
+        while time.monotonic() < end:
+            if busy:
+                p.on_events([Event(PROGRESS, "some-run", {"done": 1, "total": 10})])
+            tt.azimuth += 2.0
+            qtbot.wait(5)
+        return (p.canvas.draws - draws) / seconds
+
+    busy = orbit(1.0, True)
+    p._busy_until = 0.0
+    idle = orbit(1.0, False)
+    assert busy <= p.busy_fps + 2 and busy >= 3, busy
+    assert idle > busy, (idle, busy)

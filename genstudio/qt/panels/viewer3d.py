@@ -141,20 +141,30 @@ class DepthBar(QWidget):
 
 def throttled_canvas(min_interval: Callable[[], float], **kw: Any) -> Any:
     """A vispy SceneCanvas that draws at most once per ``min_interval()`` seconds: an update asked
-    for sooner is deferred to one timer shot, so a burst of camera moves costs one frame. vispy is
-    imported here (the module stays importable without GL)."""
-    from vispy import scene
+    for sooner is deferred to one timer shot, so a burst of camera moves costs one frame. While
+    capped, each frame is finished (glFinish) so ``draw_s`` (smoothed) is its real cost, software GL
+    included. vispy is imported here (the module stays importable without GL)."""
+    from vispy import gloo, scene
 
     class ThrottledCanvas(scene.SceneCanvas):
         def __init__(self) -> None:
-            self.min_interval, self.last_draw, self.draws = min_interval, 0.0, 0
+            self.min_interval, self.last_draw, self.draws, self.draw_s = min_interval, 0.0, 0, 0.0
+            self._t0 = 0.0
             self.deferred = QTimer(singleShot=True)
             self.deferred.timeout.connect(lambda: scene.SceneCanvas.update(self))
             super().__init__(**kw)
-            self.events.draw.connect(self._drawn, position="first")
+            self.events.draw.connect(self._begin, position="first")
+            self.events.draw.connect(self._end, position="last")
 
-        def _drawn(self, event: Any) -> None:
+        def _begin(self, event: Any) -> None:
+            self._t0 = time.perf_counter()
+
+        def _end(self, event: Any) -> None:
+            if self.min_interval() > 0:
+                gloo.gl.glFinish()
             self.last_draw = time.perf_counter()
+            cost = self.last_draw - self._t0
+            self.draw_s = cost if not self.draws else 0.7 * self.draw_s + 0.3 * cost
             self.draws += 1
 
         def update(self, node: Any = None) -> None:
@@ -179,6 +189,7 @@ class SceneViewerPanel(Panel):
     hint: ClassVar[str] = ""
     busy_fps: ClassVar[float] = 12.0  # redraw cap while a job reports progress (0 = no cap)
     busy_s: ClassVar[float] = 1.5  # a job counts as running this long after its last PROGRESS event
+    busy_share: ClassVar[float] = 0.04  # most of the wall time frames may take while a job runs
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -295,7 +306,7 @@ class SceneViewerPanel(Panel):
                 self.view.camera = self.cameras["turntable"]
                 self.canvas.events.mouse_press.connect(self._mouse_press)
                 self.canvas.events.mouse_release.connect(self._mouse_release)
-                self.canvas.events.draw.connect(self._after_draw)
+                self.canvas.events.draw.connect(self._after_draw, position="last")
                 self.splitter.addWidget(self.canvas.native)
                 return
             except Exception as exc:  # noqa: BLE001 - a broken GL stack must not take the panel down
@@ -311,8 +322,11 @@ class SceneViewerPanel(Panel):
         return time.monotonic() < self._busy_until
 
     def redraw_interval(self) -> float:
-        """Seconds between two canvas frames at least (0 while nothing trains)."""
-        return 1.0 / self.busy_fps if self.busy_fps > 0 and self.busy() else 0.0
+        """Seconds between two canvas frames at least: 0 while nothing trains; else the fps cap, or
+        longer where a frame is costly (software GL), so drawing takes at most ``busy_share`` of the time."""
+        if self.busy_fps <= 0 or not self.busy():
+            return 0.0
+        return max(1.0 / self.busy_fps, getattr(self.canvas, "draw_s", 0.0) / self.busy_share)
 
     def set_camera(self, name: str) -> None:
         if self.view is not None and name in self.cameras:

@@ -82,6 +82,34 @@ def to_pixmap(img: np.ndarray, size: int | tuple[int, int] = 256) -> QPixmap:
     return QPixmap.fromImage(q).scaled(sw, sh, Qt.KeepAspectRatio, Qt.FastTransformation)
 
 
+class ImageLabel(QLabel):
+    """A picture that fits its label (nearest scaling, aspect kept) and refits when the label resizes,
+    so a small render stays readable and never spills over its neighbours."""
+
+    def __init__(self, parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.image: np.ndarray | None = None
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(96, 72)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)  # the picture follows the label
+
+    def set_image(self, img: np.ndarray) -> None:
+        self.image = np.asarray(img)
+        self._fit()
+
+    def clear(self) -> None:
+        self.image = None
+        super().clear()
+
+    def _fit(self) -> None:
+        if self.image is not None:
+            self.setPixmap(to_pixmap(self.image, (max(16, self.width()), max(16, self.height()))))
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+
 def turntable_pose(eye: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:
     """(azimuth, elevation, distance) of vispy's TurntableCamera (up +z) with its eye at ``eye``
     looking at ``target``: eye = target + d (sin az cos el, -cos az cos el, sin el) (measured)."""
@@ -187,6 +215,7 @@ class SceneViewerPanel(Panel):
     file_io: ClassVar[bool] = False
     lod: ClassVar[bool] = False
     hint: ClassVar[str] = ""
+    live_render: ClassVar[bool] = False  # a worker render from the viewer camera beside the canvas
     busy_fps: ClassVar[float] = 12.0  # redraw cap while a job reports progress (0 = no cap)
     busy_s: ClassVar[float] = 1.5  # a job counts as running this long after its last PROGRESS event
     busy_share: ClassVar[float] = 0.04  # most of the wall time frames may take while a job runs
@@ -251,21 +280,17 @@ class SceneViewerPanel(Panel):
         side = QWidget()
         sl = QVBoxLayout(side)
         # the model's render from the viewer camera (NeRF / fields), then a training view: render | truth
-        self.side_caption, self.side_image = QLabel(""), QLabel()
-        self.side_image.setAlignment(Qt.AlignCenter)
-        self.side_image.setMinimumSize(128, 96)
-        self.side_image.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)
+        self.side_caption, self.side_image = QLabel(""), ImageLabel()
+        self.side_caption.setVisible(self.live_render)
+        self.side_image.setVisible(self.live_render)
         sl.addWidget(self.side_caption)
         sl.addWidget(self.side_image, 2)
         pair = QHBoxLayout()
-        self.cmp_caption, self.cmp_image = QLabel(""), QLabel()
-        self.gt_caption, self.gt_image = QLabel(""), QLabel()
+        self.cmp_caption, self.cmp_image = QLabel(""), ImageLabel()
+        self.gt_caption, self.gt_image = QLabel(""), ImageLabel()
         for cap, img in ((self.cmp_caption, self.cmp_image), (self.gt_caption, self.gt_image)):
             col = QVBoxLayout()
             cap.setWordWrap(True)
-            img.setMinimumSize(96, 96)
-            img.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)  # the pixmap follows the label
-            img.setAlignment(Qt.AlignCenter)
             col.addWidget(cap)
             col.addWidget(img, 1)
             pair.addLayout(col, 1)
@@ -279,6 +304,8 @@ class SceneViewerPanel(Panel):
         self.splitter.addWidget(side)
         self.splitter.setStretchFactor(0, 3)
         self.splitter.setStretchFactor(1, 2)
+        side.setMinimumWidth(260)
+        self._sized = False  # the splitter is split 65 / 35 when first shown
         self._stale = False  # training moved on while a scene job was running: refresh after it
         self._retry = QTimer(self, singleShot=True, interval=500)
         self._retry.timeout.connect(self._refresh_if_stale)
@@ -418,8 +445,7 @@ class SceneViewerPanel(Panel):
             tt.center = tuple(target)
             tt.azimuth, tt.elevation, tt.distance = az, el, dist
         self.gt_caption.setText(f"ground truth: training view {i}")
-        self._set_image(self.gt_image, img.numpy())
-        self.status.setText(f"view {i}: compare the render with its ground truth")
+        self.gt_image.set_image(img.numpy())
 
     def request_compare(self, i: int) -> None:
         """Render training view ``i`` with the shown model in a worker (one at a time; the newest wins)."""
@@ -447,16 +473,11 @@ class SceneViewerPanel(Panel):
     def _show_compare(self, data: dict[str, Any]) -> None:
         step = data.get("step")
         self.cmp_caption.setText(f"render: training view {data['view']}")
-        self._set_image(self.cmp_image, data["image"])
+        self.cmp_image.set_image(data["image"])
         self.psnr_label.setText(f"PSNR {data['psnr']:.2f} dB (view {data['view']}"
                                 + (f", step {step:,})" if step is not None else ")"))
         if self._compare_want is not None:
             self.request_compare(self._compare_want)
-
-    def _set_image(self, label: QLabel, img: np.ndarray) -> None:
-        """An image scaled (nearest) to fill ``label``: small renders stay readable, never blurred."""
-        size = (max(64, label.width()), max(64, label.height())) if label.isVisible() else (256, 256)
-        label.setPixmap(to_pixmap(img, size))
 
     def _frustum_scale(self) -> float:
         cams = self.training_cameras()
@@ -563,6 +584,10 @@ class SceneViewerPanel(Panel):
 
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         super().showEvent(event)
+        if not self._sized and self.width() > 400:
+            self._sized = True
+            w = self.splitter.width()
+            self.splitter.setSizes([round(0.65 * w), w - round(0.65 * w)])
         if self._missed:
             self.refresh()
 
@@ -651,7 +676,7 @@ class SceneViewerPanel(Panel):
 
     def show_render(self, image: np.ndarray, caption: str = "") -> None:
         self.side_caption.setText(caption)
-        self._set_image(self.side_image, image)
+        self.side_image.set_image(image)
 
 
 class SplatViewerPanel(SceneViewerPanel):
@@ -774,9 +799,10 @@ class NerfViewerPanel(SceneViewerPanel):
     shows = (VolumeScene, MeshScene, ImageScene)
     hint = ("Select a NeRF or neural-field (SDF) run: the density iso-surface (level: the iso slider) or SDF "
             "mesh is drawn here and updates at each checkpoint, the model's render from this view on the right.")
-    moving_size: ClassVar[int] = 32
+    live_render = True
+    moving_size: ClassVar[int] = 32  # render sizes: the side of a square of as many pixels
     still_size: ClassVar[int] = 96  # refined render while a job trains
-    idle_size: ClassVar[int] = 160  # refined render when nothing else runs
+    idle_size: ClassVar[int] = 128  # refined render when nothing else runs
     still_ms: ClassVar[int] = 400
     busy_render_s: ClassVar[float] = 0.3  # at most one render start this often while a job trains
 
@@ -868,7 +894,7 @@ class NerfViewerPanel(SceneViewerPanel):
             self.request_render(self.refined_size())
 
     def view_camera(self, size: int) -> Any:
-        """The viewer camera as a core Camera, ``size`` pixels on its longer side."""
+        """The viewer camera as a core Camera with about ``size``^2 pixels (a wide view stays legible)."""
         from genstudio.core.scene.cameras import Camera, look_at
         if self.view is not None:
             clip, (w, h) = self.clip()
@@ -876,7 +902,7 @@ class NerfViewerPanel(SceneViewerPanel):
             cam = Camera(c2w, fx, fy, w / 2, h / 2, w, h)
         else:  # no GL: a fixed orbit view still shows the model
             cam = Camera(look_at((3.0, -3.0, 2.0)), 64.0, 64.0, 32.0, 32.0, 64, 64)
-        s = size / max(cam.width, cam.height)
+        s = size / math.sqrt(cam.width * cam.height)  # as many pixels as a size x size square
         return cam.resized(max(8, round(cam.width * s)), max(8, round(cam.height * s)))
 
     def request_render(self, size: int) -> None:

@@ -1,18 +1,21 @@
 """Does orbiting the splat viewer starve training? Steps/s of a splat run trained in the app's
-worker with the viewer idle vs orbiting continuously (a QTimer turns the turntable every 16 ms, as
-a mouse drag would), with the viewer's redraw cap on (as shipped) and off.
+worker while the viewer is idle vs orbited continuously (a QTimer sends the canvas a left-button
+drag move every 16 ms, as Qt delivers a real drag), with the viewer's cap on redraws and drag
+moves on (as shipped) and off.
 
-    QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" python bench/viewer_orbit.py [--steps 150]
+    QT_QPA_PLATFORM=xcb xvfb-run -a -s "-screen 0 1600x1000x24" python bench/viewer_orbit.py [--window 8] [--pairs 4]
 
-Each case trains a fresh run (default splat settings: 2000 Gaussians, a checkpoint every 50 steps
-so the viewer also reloads the scene as it does while you watch) and times the steps after the
-first 10 (start-up excluded) from the PROGRESS events. Cases are interleaved ``--repeats`` times
-and the median is printed: other processes on the machine add noise. Goal: orbit / idle >= 0.9.
+Each setting trains one run (default splat settings: 2000 Gaussians at the start, a checkpoint
+every 50 steps so the viewer also reloads the scene as it does while you watch) and alternates
+idle and orbit windows of ``--window`` seconds, ``--pairs`` times; steps/s per window come from the
+PROGRESS events. Alternating inside one run cancels the drift of whatever else loads the machine
+(a shared machine swings steps/s by 2x between minutes). Goal: orbit / idle >= 0.9.
 """
 
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import statistics
 import sys
@@ -22,48 +25,85 @@ from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
-from PySide6.QtCore import QTimer  # noqa: E402
+from PySide6.QtCore import QEvent, QPointF, Qt, QTimer  # noqa: E402
+from PySide6.QtGui import QMouseEvent  # noqa: E402
+from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from genstudio.core import events as ev  # noqa: E402
 from genstudio.core import jobs  # noqa: E402
 from genstudio.core.runs import RunStore  # noqa: E402
 from genstudio.qt.app import create_app  # noqa: E402
 from genstudio.qt.main_window import MainWindow  # noqa: E402
-from genstudio.qt.shot import wait_until  # noqa: E402
-
-CASES = ("idle", "orbit", "orbit, no cap")
+from genstudio.qt.shot import settle, wait_until  # noqa: E402
 
 
-def one_case(w: MainWindow, case: str, steps: int, dataset: str) -> tuple[float, float, float]:
-    """Train one run under ``case``; returns (steps/s after step 10, viewer frames/s meanwhile,
-    the viewer's smoothed cost of one frame in ms)."""
+class Drag:
+    """A left-button drag over a widget, side to side, one move per timer tick (real Qt events)."""
+
+    def __init__(self, widget, interval_ms: int = 16) -> None:
+        self.widget, self.tick = widget, 0
+        self.timer = QTimer(interval=interval_ms)
+        self.timer.timeout.connect(self.move)
+
+    def send(self, kind: QEvent.Type, x: float, y: float, buttons: Qt.MouseButton) -> None:
+        pos = QPointF(x, y)
+        QApplication.sendEvent(self.widget, QMouseEvent(kind, pos, self.widget.mapToGlobal(pos), Qt.LeftButton,
+                                                        buttons, Qt.NoModifier))
+
+    def centre(self) -> tuple[float, float]:
+        return self.widget.width() / 2, self.widget.height() / 2
+
+    def start(self) -> None:
+        self.send(QEvent.MouseButtonPress, *self.centre(), Qt.LeftButton)
+        self.timer.start()
+
+    def move(self) -> None:
+        self.tick += 1
+        x, y = self.centre()
+        self.send(QEvent.MouseMove, x + 0.4 * x * math.sin(self.tick / 30), y, Qt.LeftButton)
+
+    def stop(self) -> None:
+        if self.timer.isActive():
+            self.timer.stop()
+            self.send(QEvent.MouseButtonRelease, *self.centre(), Qt.NoButton)
+
+
+def one_setting(w: MainWindow, capped: bool, window: float, pairs: int, dataset: str) -> dict[str, list[float]]:
+    """Train one run, alternating idle / orbit windows; per window: steps/s, frames/s, handled moves/s."""
     p = w.panels["splats"]
-    p.busy_fps = 0.0 if case == "orbit, no cap" else type(p).busy_fps
-    run = jobs.create_run(w.store, jobs.TrainSpec("splat", dataset, steps=steps, sample_every=0,
+    p.busy_fps = type(p).busy_fps if capped else 0.0
+    run = jobs.create_run(w.store, jobs.TrainSpec("splat", dataset, steps=10**6, sample_every=0,
                                                   checkpoint_every=50))
     stamps: list[tuple[float, int]] = []
     unsubscribe = w.bus.subscribe(lambda e: stamps.append((time.perf_counter(), e.data["done"]))
                                   if e.run_id == run.id else None, ev.PROGRESS)
-    orbit = QTimer(interval=16)
-    tt = p.cameras["turntable"]
-    orbit.timeout.connect(lambda: setattr(tt, "azimuth", tt.azimuth + 2.0))
+    drag = Drag(p.canvas.native)
     w.resume_run(run)
     wait_until(lambda: any(d >= 10 for _, d in stamps), timeout=120, poll_ms=20)
-    draws0, t0 = p.canvas.draws, time.perf_counter()
-    if case != "idle":
-        orbit.start()
-    wait_until(lambda: not w.job_running("train"), timeout=600, poll_ms=20)
-    orbit.stop()
-    fps = (p.canvas.draws - draws0) / (time.perf_counter() - t0)
+    out: dict[str, list[float]] = {k: [] for k in ("idle", "orbit", "idle fps", "orbit fps", "orbit moves")}
+    for _ in range(pairs):
+        for case in ("idle", "orbit"):
+            if case == "orbit":
+                drag.start()
+            draws, moves, n0, t0 = p.canvas.draws, p.canvas.moves, len(stamps), time.perf_counter()
+            settle(int(window * 1000))
+            drag.stop()
+            (ta, da), (tb, db) = stamps[n0], stamps[-1]
+            dt = time.perf_counter() - t0
+            out[case].append((db - da) / (tb - ta))
+            out[f"{case} fps"].append((p.canvas.draws - draws) / dt)
+            if case == "orbit":
+                out["orbit moves"].append((p.canvas.moves - moves) / dt)
     unsubscribe()
-    (ta, da), (tb, db) = next(s for s in stamps if s[1] >= 10), stamps[-1]
-    return (db - da) / (tb - ta), fps, 1e3 * p.canvas.draw_s
+    w.stop_training()
+    wait_until(lambda: not w.job_running("train"), timeout=120, poll_ms=20)
+    return out
 
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--steps", type=int, default=150)
-    ap.add_argument("--repeats", type=int, default=2)
+    ap.add_argument("--window", type=float, default=8.0, help="seconds per idle / orbit window")
+    ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--data", default="scene:primitives")
     a = ap.parse_args()
     create_app()
@@ -75,20 +115,20 @@ def main() -> None:
         p = w.panels["splats"]
         if p.canvas is None:
             sys.exit("no GL context: run under xvfb-run with QT_QPA_PLATFORM=xcb")
-        results: dict[str, list[tuple[float, float, float]]] = {c: [] for c in CASES}
-        for r in range(a.repeats):
-            for case in CASES:
-                results[case].append(one_case(w, case, a.steps, a.data))
-                rate, fps, ms = results[case][-1]
-                print(f"  repeat {r + 1} {case:>14}: {rate:6.2f} steps/s, viewer {fps:5.1f} frames/s, "
-                      f"{ms:6.1f} ms a frame", flush=True)
+        print(f"splat on {a.data}, cores={os.cpu_count()}, canvas {tuple(p.canvas.size)}, {a.pairs} x "
+              f"({a.window:g} s idle, {a.window:g} s orbit) per setting; medians over the windows", flush=True)
+        for capped in (True, False):
+            r = one_setting(w, capped, a.window, a.pairs, a.data)
+            med = {k: statistics.median(v) for k, v in r.items()}
+            ratios = [o / i for o, i in zip(r["orbit"], r["idle"])]
+            name = f"cap on ({type(p).busy_fps:g} fps, frames <= {100 * type(p).busy_share:g} % of the time)" \
+                if capped else "cap off"
+            print(f"{name}:\n  idle  {med['idle']:6.2f} steps/s (viewer {med['idle fps']:4.1f} frames/s)\n"
+                  f"  orbit {med['orbit']:6.2f} steps/s (viewer {med['orbit fps']:4.1f} frames/s, "
+                  f"{med['orbit moves']:4.1f} drag moves/s handled of ~60 sent)\n"
+                  f"  ratio orbit / idle {med['orbit'] / med['idle']:.3f} (per pair: "
+                  f"{', '.join(f'{x:.2f}' for x in ratios)})", flush=True)
         w.close()
-    med = {c: (statistics.median(x[0] for x in v), statistics.median(x[1] for x in v)) for c, v in results.items()}
-    print(f"splat on {a.data}, {a.steps} steps, cores={os.cpu_count()}, canvas {p.canvas.size}, "
-          f"redraw cap {type(p).busy_fps:g} fps while training")
-    for c in CASES:
-        print(f"{c:>14}: {med[c][0]:6.2f} steps/s   viewer {med[c][1]:5.1f} frames/s   "
-              f"ratio vs idle {med[c][0] / med['idle'][0]:.3f}")
 
 
 if __name__ == "__main__":

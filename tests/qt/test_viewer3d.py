@@ -496,3 +496,41 @@ def test_redraws_are_capped_while_a_job_reports_progress(qtbot, splat_panel):
     idle = orbit(1.0, False)
     assert busy <= p.busy_fps + 2 and busy >= 3, busy
     assert idle > busy, (idle, busy)
+
+
+@pytest.mark.gl
+def test_drag_moves_are_coalesced_while_a_job_reports_progress(qtbot, splat_panel):
+    """While a job trains, a burst of drag moves costs one camera update, and the camera ends where
+    the same drag takes it without the cap (vispy drags from the press position: nothing is lost)."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    from genstudio.core.events import PROGRESS, Event
+    p = splat_panel
+    p.set_scene(_gaussians(200))
+    tt, native = p.cameras["turntable"], p.canvas.native
+
+    def send(kind, x, buttons):
+        pos = QPointF(x, native.height() / 2)
+        QApplication.sendEvent(native, QMouseEvent(kind, pos, native.mapToGlobal(pos), Qt.LeftButton, buttons,
+                                                    Qt.NoModifier))
+
+    def drag(busy: bool) -> tuple[float, int]:
+        tt.azimuth = 30.0
+        moves = p.canvas.moves
+        if busy:
+            p.on_events([Event(PROGRESS, "some-run", {"done": 1, "total": 10})])
+        x0 = native.width() / 2
+        send(QEvent.MouseButtonPress, x0, Qt.LeftButton)
+        for k in range(1, 31):
+            send(QEvent.MouseMove, x0 + 3 * k, Qt.LeftButton)
+        handled = p.canvas.moves - moves
+        qtbot.wait(int(1000 / p.busy_fps) + 100)  # the deferred newest move lands
+        send(QEvent.MouseButtonRelease, x0 + 90, Qt.NoButton)
+        return tt.azimuth, handled
+
+    free_az, free_moves = drag(busy=False)
+    busy_az, busy_moves = drag(busy=True)
+    assert free_moves == 30 and busy_moves <= 2
+    assert free_az != 30.0 and busy_az == pytest.approx(free_az)

@@ -169,17 +169,23 @@ class DepthBar(QWidget):
 
 def throttled_canvas(min_interval: Callable[[], float], **kw: Any) -> Any:
     """A vispy SceneCanvas that draws at most once per ``min_interval()`` seconds: an update asked
-    for sooner is deferred to one timer shot, so a burst of camera moves costs one frame. While
-    capped, each frame is finished (glFinish) so ``draw_s`` (smoothed) is its real cost, software GL
-    included. vispy is imported here (the module stays importable without GL)."""
+    for sooner is deferred to one timer shot, so a burst of camera moves costs one frame. Mouse
+    drags are coalesced the same way (only the newest move is handled: vispy's cameras drag from
+    the press position, so nothing is lost), since each camera update costs milliseconds of Python.
+    While capped, each frame is finished (glFinish) so ``draw_s`` (smoothed) is its real cost,
+    software GL included. vispy is imported here (the module stays importable without GL)."""
     from vispy import gloo, scene
 
     class ThrottledCanvas(scene.SceneCanvas):
         def __init__(self) -> None:
             self.min_interval, self.last_draw, self.draws, self.draw_s = min_interval, 0.0, 0, 0.0
-            self._t0 = 0.0
+            self._t0 = self.last_move = 0.0
+            self.moves = 0  # mouse moves handed to the scene (the rest were coalesced)
+            self._move: Any = None
             self.deferred = QTimer(singleShot=True)
             self.deferred.timeout.connect(lambda: scene.SceneCanvas.update(self))
+            self.deferred_move = QTimer(singleShot=True)
+            self.deferred_move.timeout.connect(self._flush_move)
             super().__init__(**kw)
             self.events.draw.connect(self._begin, position="first")
             self.events.draw.connect(self._end, position="last")
@@ -194,6 +200,26 @@ def throttled_canvas(min_interval: Callable[[], float], **kw: Any) -> Any:
             cost = self.last_draw - self._t0
             self.draw_s = cost if not self.draws else 0.7 * self.draw_s + 0.3 * cost
             self.draws += 1
+
+        def _process_mouse_event(self, event: Any) -> None:
+            if event.type != "mouse_move":
+                self._flush_move()  # a press / release / wheel comes after the moves before it
+                super()._process_mouse_event(event)
+                return
+            self._move = event
+            wait = self.last_move + self.min_interval() - time.perf_counter()
+            if wait <= 0:
+                self._flush_move()
+            elif not self.deferred_move.isActive():
+                self.deferred_move.start(max(1, math.ceil(wait * 1000)))
+
+        def _flush_move(self) -> None:
+            event, self._move = self._move, None
+            self.deferred_move.stop()
+            if event is not None:
+                self.last_move = time.perf_counter()
+                self.moves += 1
+                super()._process_mouse_event(event)
 
         def update(self, node: Any = None) -> None:
             wait = self.last_draw + self.min_interval() - time.perf_counter()
@@ -476,8 +502,6 @@ class SceneViewerPanel(Panel):
         self.cmp_image.set_image(data["image"])
         self.psnr_label.setText(f"PSNR {data['psnr']:.2f} dB (view {data['view']}"
                                 + (f", step {step:,})" if step is not None else ")"))
-        if self._compare_want is not None:
-            self.request_compare(self._compare_want)
 
     def _frustum_scale(self) -> float:
         cams = self.training_cameras()
@@ -613,8 +637,11 @@ class SceneViewerPanel(Panel):
                 self.show_render(e.data["image"], e.data.get("caption", ""))
                 if e.data.get("depth_range") is not None:
                     self.depth_bar.set_range(*e.data["depth_range"], "distance along the ray")
-            elif e.kind == COMPARE_READY and e.data.get("token") == self._token:
-                self._show_compare(e.data)
+            elif e.kind == COMPARE_READY:
+                if e.data.get("token") == self._token:  # else an older model's (or run's) render
+                    self._show_compare(e.data)
+                if self._compare_want is not None:  # asked for while that job ran
+                    self.request_compare(self._compare_want)
             elif e.kind == ev.CHECKPOINT and self._ours(self._run):
                 refresh = True
         if refresh:

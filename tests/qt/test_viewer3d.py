@@ -523,14 +523,18 @@ def test_drag_moves_are_coalesced_while_a_job_reports_progress(qtbot, splat_pane
             p.on_events([Event(PROGRESS, "some-run", {"done": 1, "total": 10})])
         x0 = native.width() / 2
         send(QEvent.MouseButtonPress, x0, Qt.LeftButton)
+        t0 = time.monotonic()
         for k in range(1, 31):
+            time.sleep(0.012)  # vispy's Qt backend drops moves closer than 10 ms itself
             send(QEvent.MouseMove, x0 + 3 * k, Qt.LeftButton)
         handled = p.canvas.moves - moves
+        seconds.append(time.monotonic() - t0)
         qtbot.wait(int(1000 / p.busy_fps) + 100)  # the deferred newest move lands
         send(QEvent.MouseButtonRelease, x0 + 90, Qt.NoButton)
         return tt.azimuth, handled
 
+    seconds: list[float] = []
     free_az, free_moves = drag(busy=False)
     busy_az, busy_moves = drag(busy=True)
-    assert free_moves == 30 and busy_moves <= 2
+    assert free_moves == 30 and busy_moves <= seconds[1] * p.busy_fps + 2 and busy_moves < 10
     assert free_az != 30.0 and busy_az == pytest.approx(free_az)

@@ -538,3 +538,33 @@ def test_drag_moves_are_coalesced_while_a_job_reports_progress(qtbot, splat_pane
     busy_az, busy_moves = drag(busy=True)
     assert free_moves == 30 and busy_moves <= seconds[1] * p.busy_fps + 2 and busy_moves < 10
     assert free_az != 30.0 and busy_az == pytest.approx(free_az)
+
+
+@pytest.mark.parametrize("plugin,data,item", [("nerf", "scene:primitives", "VolumeScene"),
+                                              ("fields", "field:sdf-sphere", "MeshScene")])
+def test_volume_viewer_follows_nerf_and_sdf_runs_at_each_checkpoint(qtbot, ctx, plugin, data, item):
+    """The NeRF / fields viewer reloads the density grid or the SDF mesh at each checkpoint of the
+    selected run; the camera is framed once and the iso level is kept across them."""
+    from genstudio.core import jobs
+    from genstudio.core.config import to_dict
+    from genstudio.qt.panels.viewer3d import NerfViewerPanel
+    cfg = registry().get(plugin).info.config_cls.tiny()
+    cfg.eval_every = 0  # held-out renders are not what this test is about
+    run = jobs.create_run(ctx.store, jobs.TrainSpec(plugin, data, steps=6, sample_every=0, checkpoint_every=3,
+                                                    config=to_dict(cfg)))
+    p = NerfViewerPanel(ctx)
+    qtbot.addWidget(p)
+    p.show()
+    p.set_run(run)
+    ctx.deliver(p)
+    assert type(p.scene_item).__name__ == item and p.step == 0
+    assert p.iso.isEnabled() == (item == "VolumeScene")
+    if p.iso.isEnabled():
+        p.set_iso_level(7.0)
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    ctx.deliver(p)  # CHECKPOINT -> scene job (inline) -> SCENE_READY
+    ctx.deliver(p)
+    assert type(p.scene_item).__name__ == item and p.step == 6 and p.status.text().endswith("(step 6)")
+    if p.iso.isEnabled():
+        assert p.iso_level == pytest.approx(7.0, rel=0.03)

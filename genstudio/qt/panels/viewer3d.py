@@ -55,6 +55,7 @@ VIEW_READY = "view3d"  # data: {"image" (H, W, 3) float in [0, 1], "caption", "d
 COMPARE_READY = "compare3d"  # data: {"image", "psnr", "view", "step", "token"} (render of a training view)
 NO_GL = "3D view needs OpenGL (no GL context here; run on a desktop, or under xvfb-run with QT_QPA_PLATFORM=xcb)"
 MODES = ("rgb", "depth", "opacity", "centres")
+PICK_HINT = "Pick a training view (click its frustum, or the view box) to see the render beside its ground truth."
 _gl_ok: bool | None = None
 
 
@@ -681,6 +682,8 @@ class SceneViewerPanel(Panel):
             self.view_box.blockSignals(True)
             self.view_box.setRange(-1, len(cams) - 1)
             self.view_box.blockSignals(False)
+            if self.view_box.value() < 0:
+                self.cmp_caption.setText(PICK_HINT if cams else "")
         if keep_view and self.view_box.value() >= 0 and model is not None:
             self.request_compare(self.view_box.value())  # the same view, rendered by the newer model
         self.status.setText(self.describe() + (f" (step {step:,})" if step is not None else ""))

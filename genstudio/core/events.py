@@ -26,6 +26,7 @@ LOG = "log"  # data: {"message"}
 ERROR = "error"  # data: {"message", "traceback"}
 RESULT = "result"  # data: job-specific final payload
 STAGE = "stage"  # data: {"step", "stage": "preview"|"final checkpoint"|...} (what a job does between steps)
+CHECKPOINT = "checkpoint"  # data: {"step"} (a training run wrote a checkpoint: viewers may reload it)
 STEERED = "steered"  # data: {"step", "changes": {name: [old, new]}} (live settings a training run took)
 
 

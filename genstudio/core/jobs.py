@@ -365,6 +365,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             rows.clear()
             run.save_checkpoint(step, model.state_dict())
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
+            bus.emit(ev.CHECKPOINT, rid, step=step)
 
         def preview(step: int, stage: str = "preview") -> None:
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import math
 import os
+import time
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -148,28 +149,35 @@ def test_panels_without_gl_show_placeholder_and_open_files(qtbot, ctx, tmp_path)
 
 
 def test_splat_viewer_follows_training_through_worker_jobs(qtbot, ctx):
-    """SAMPLES events of the selected run start a scene job (a fresh model from the newest
-    checkpoint, never the training one) whose export reaches the panel as an event."""
+    """CHECKPOINT events of the selected run start a scene job (a fresh model from the newest
+    checkpoint, never the training one) whose export reaches the panel as an event; a hidden
+    viewer waits until it is shown. The viewer names its run."""
     from genstudio.core import jobs
-    from genstudio.core.events import SAMPLES
+    from genstudio.core.events import CHECKPOINT
+    from genstudio.qt.panels.runs import short_name
     from genstudio.qt.panels.viewer3d import SCENE_READY, SplatViewerPanel
     run = jobs.create_run(ctx.store, jobs.TrainSpec("splat", "scene:primitives", steps=4, sample_every=2,
                                                     checkpoint_every=2, n_preview=1,
                                                     overrides=["init_points=300", "eval_every=0"]))
     p = SplatViewerPanel(ctx)
     qtbot.addWidget(p)
+    p.show()
     p.set_run(run)  # no checkpoint yet: the initial Gaussians
     ctx.deliver(p)
     assert len(p.scene_item) == 300 and p.step == 0 and not ctx.errors
+    assert short_name(run.id) in p.run_label.text() and p.run_label.toolTip() == run.id
     for _ in jobs.train(run, bus=ctx.bus):
         pass
-    kinds = [e.kind for e in ctx.pending]
-    assert SAMPLES in kinds
-    ctx.deliver(p)  # SAMPLES -> refresh job (inline here) -> SCENE_READY
+    assert {e.data["step"] for e in ctx.pending if e.kind == CHECKPOINT} == {2, 4}
+    p.hide()
+    ctx.deliver(p)  # hidden: nothing loads yet
+    assert p.step == 0 and SCENE_READY not in [e.kind for e in ctx.pending]
+    p.show()  # shown: it catches up (the refresh job runs inline here)
     assert SCENE_READY in [e.kind for e in ctx.pending]
     ctx.deliver(p)
     assert isinstance(p.scene_item, Gaussians) and len(p.scene_item) > 0 and p.step == 4
-    assert len(p.training_cameras()) == 48
+    assert len(p.training_cameras()) == 48 and p.view_box.maximum() == 47
+    assert p.status.text().endswith("(step 4)")
 
 
 # -- OpenGL (xvfb) ----------------------------------------------------------------------------------
@@ -331,12 +339,13 @@ def test_nerf_viewer_shows_density_and_render(qtbot, ctx):
     cam = model.cameras[-1]
     c2w, _, _ = geo.camera_from_clip(*(lambda c, s: (c, *s))(*p.clip()))
     np.testing.assert_allclose(cam.c2w[:3, 3].numpy(), c2w[:3, 3], atol=1e-3)
-    assert max(cam.width, cam.height) in (p.moving_size, p.still_size)
+    assert round(math.sqrt(cam.width * cam.height)) in (p.moving_size, p.refined_size())  # ~ size^2 pixels
     n = p.renders
     p.cameras["turntable"].azimuth += 20  # moving: a coarse render now, a fine one when still
     p.render_image()
     qtbot.waitUntil(lambda: (ctx.deliver(p), p.renders >= n + 2)[1], timeout=5000)
-    assert math.isclose(max(model.cameras[-1].width, model.cameras[-1].height), p.still_size)
+    last = model.cameras[-1]
+    assert round(math.sqrt(last.width * last.height)) == p.idle_size  # nothing trains: the larger one
 
 
 @pytest.mark.gl
@@ -364,3 +373,198 @@ def test_fields_sdf_run_shows_its_mesh_and_render(qtbot, ctx):
                     timeout=20000)
     qtbot.waitUntil(lambda: (p.render_image(), ctx.deliver(p), "field rgb" in p.side_caption.text())[1],
                     timeout=20000)
+
+
+# -- live viewer: render vs truth, iso level, depth colours, redraw cap ------------------------------
+def _trained_splat_run(ctx, steps=4):
+    from genstudio.core import jobs
+    run = jobs.create_run(ctx.store, jobs.TrainSpec("splat", "scene:primitives", steps=steps, sample_every=0,
+                                                    checkpoint_every=2, overrides=["init_points=300", "eval_every=0"]))
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    return run
+
+
+def test_render_vs_ground_truth_shows_psnr_and_follows_checkpoints(qtbot, ctx):
+    """Picking a training view renders the model from that camera (worker job) beside its ground
+    truth, with their PSNR; a newer checkpoint re-renders the same view; another run clears it."""
+    from genstudio.core.events import CHECKPOINT, Event
+    from genstudio.core.scene.render import psnr
+    from genstudio.qt.panels.viewer3d import COMPARE_READY, SplatViewerPanel
+    run = _trained_splat_run(ctx)
+    p = SplatViewerPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(900, 500)
+    p.show()
+    p.set_run(run)
+    ctx.deliver(p)
+    assert p.step == 4 and p.view_box.maximum() == 47
+    p.view_box.setValue(3)  # the compare job runs inline here
+    assert "training view 3" in p.gt_caption.text() and not p.gt_image.pixmap().isNull()
+    ctx.deliver(p)
+    cam, gt = p.dataset.view(3)
+    want = psnr(p.model.render(cam).clamp(0, 1), gt)
+    assert p.psnr_label.text() == f"PSNR {want:.2f} dB (view 3, step 4)"
+    assert "training view 3" in p.cmp_caption.text() and not p.cmp_image.pixmap().isNull()
+    p.on_events([Event(CHECKPOINT, run.id, {"step": 4})])  # -> scene job -> the same view again
+    ctx.deliver(p)
+    assert COMPARE_READY in [e.kind for e in ctx.pending] and p.view_box.value() == 3
+    ctx.deliver(p)
+    assert p.psnr_label.text().startswith("PSNR")
+    other = _trained_splat_run(ctx, steps=2)
+    p.set_run(other)
+    assert p.psnr_label.text() == "" and p.cmp_image.pixmap().isNull() and p.gt_caption.text() == ""
+
+
+def _ball(r: int = 32) -> VolumeScene:
+    """Density 100 exp(-|x|^2 / (2 0.3^2)) on [-1, 1]^3: its iso-surface at L is a sphere of radius
+    0.3 sqrt(2 ln(100 / L))."""
+    x, y, z = np.meshgrid(*[np.linspace(-1, 1, r)] * 3, indexing="ij")
+    dens = (100 * np.exp(-(x * x + y * y + z * z) / (2 * 0.09))).astype(np.float32)
+    return VolumeScene(dens, -np.ones(3), np.ones(3), None, suggested_level=50.0)
+
+
+def test_iso_slider_re_extracts_the_density_surface(qtbot, ctx):
+    from genstudio.qt.panels.viewer3d import NerfViewerPanel
+    p = NerfViewerPanel(ctx)
+    qtbot.addWidget(p)
+    vol = _ball()
+    p.set_scene(vol)
+    assert p.iso.isEnabled() and p.iso_level == pytest.approx(min(50.0, np.percentile(vol.density, 97)), rel=0.03)
+    for level in (5.0, 60.0):
+        n = p.iso_meshes
+        p.set_iso_level(level)
+        qtbot.waitUntil(lambda n=n: p.iso_meshes > n, timeout=2000)  # the slider re-meshed (debounced)
+        m = p.iso_scene(vol)
+        radius = np.linalg.norm(m.vertices, axis=1).mean()
+        assert radius == pytest.approx(0.3 * math.sqrt(2 * math.log(100 / p.iso_level)), abs=0.04)
+        assert p.iso_label.text().startswith(f"σ = {p.iso_level:.3g} (")
+    p.set_iso_level(500.0)  # denser than anything: an empty mesh and a label that says so
+    assert len(p.iso_scene(vol).faces) == 0 and "nothing that dense" in p.iso_label.text()
+    p.set_scene(_ball(), keep_view=True)  # a newer checkpoint of the same run keeps the chosen level
+    assert p.iso_level == pytest.approx(500.0, rel=0.03)
+
+
+def test_depth_image_colours_near_to_far():
+    from genstudio.qt.panels.viewer3d import DEPTH_FAR, DEPTH_NEAR, depth_image
+    d = np.tile(np.linspace(2.0, 6.0, 101, dtype=np.float32), (5, 1))
+    op = np.ones_like(d)
+    op[:, 50] = 0.0  # nothing hit there: black
+    img, (near, far) = depth_image(d, op)
+    assert near == pytest.approx(np.percentile(d[op > 0.5], 2)) and far == pytest.approx(np.percentile(d[op > 0.5], 98))
+    np.testing.assert_allclose(img[0, 0], DEPTH_NEAR, atol=1e-6)
+    np.testing.assert_allclose(img[0, -1], DEPTH_FAR, atol=1e-6)
+    np.testing.assert_array_equal(img[:, 50], 0.0)
+
+
+@pytest.mark.gl
+def test_depth_mode_shows_a_colour_bar_with_near_and_far(qtbot, splat_panel):
+    p = splat_panel
+    p.set_scene(_gaussians(300))
+    tt = p.cameras["turntable"]
+    tt.center, tt.distance = (0, 0, 0), 4.0
+    p.mode_box.setCurrentText("depth")
+    qtbot.waitUntil(lambda: p.depth_bar.range is not None, timeout=5000)  # after the next frame on screen
+    assert p.depth_bar.isVisible()
+    near, far = p.depth_bar.range
+    assert 4.0 - 0.9 < near < 4.0 < far < 4.0 + 0.9  # the box of side 1 around the centre, 4 away
+    assert p.depth_bar.near.text() == f"near {near:.3g}" and p.depth_bar.far.text().startswith(f"far {far:.3g}")
+    p.mode_box.setCurrentText("rgb")
+    assert not p.depth_bar.isVisible()
+
+
+@pytest.mark.gl
+def test_redraws_are_capped_while_a_job_reports_progress(qtbot, splat_panel):
+    """A training job's PROGRESS events cap the canvas at ``busy_fps``: camera moves in between
+    collapse into one frame. Without a job the canvas draws as fast as the moves come."""
+    from genstudio.core.events import PROGRESS, Event
+    p = splat_panel
+    p.set_scene(_gaussians(200))
+    tt = p.cameras["turntable"]
+
+    def orbit(seconds: float, busy: bool) -> float:
+        draws, end = p.canvas.draws, time.monotonic() + seconds
+        while time.monotonic() < end:
+            if busy:
+                p.on_events([Event(PROGRESS, "some-run", {"done": 1, "total": 10})])
+            tt.azimuth += 2.0
+            qtbot.wait(5)
+        return (p.canvas.draws - draws) / seconds
+
+    busy = orbit(1.0, True)
+    p._busy_until = 0.0
+    idle = orbit(1.0, False)
+    assert busy <= p.busy_fps + 2 and busy >= 3, busy
+    assert idle > busy, (idle, busy)
+
+
+@pytest.mark.gl
+def test_drag_moves_are_coalesced_while_a_job_reports_progress(qtbot, splat_panel):
+    """While a job trains, a burst of drag moves costs one camera update, and the camera ends where
+    the same drag takes it without the cap (vispy drags from the press position: nothing is lost)."""
+    from PySide6.QtCore import QEvent, QPointF, Qt
+    from PySide6.QtGui import QMouseEvent
+    from PySide6.QtWidgets import QApplication
+
+    from genstudio.core.events import PROGRESS, Event
+    p = splat_panel
+    p.set_scene(_gaussians(200))
+    tt, native = p.cameras["turntable"], p.canvas.native
+
+    def send(kind, x, buttons):
+        pos = QPointF(x, native.height() / 2)
+        QApplication.sendEvent(native, QMouseEvent(kind, pos, native.mapToGlobal(pos), Qt.LeftButton, buttons,
+                                                    Qt.NoModifier))
+
+    def drag(busy: bool) -> tuple[float, int]:
+        tt.azimuth = 30.0
+        moves = p.canvas.moves
+        if busy:
+            p.on_events([Event(PROGRESS, "some-run", {"done": 1, "total": 10})])
+        x0 = native.width() / 2
+        send(QEvent.MouseButtonPress, x0, Qt.LeftButton)
+        t0 = time.monotonic()
+        for k in range(1, 31):
+            time.sleep(0.012)  # vispy's Qt backend drops moves closer than 10 ms itself
+            send(QEvent.MouseMove, x0 + 3 * k, Qt.LeftButton)
+        handled = p.canvas.moves - moves
+        seconds.append(time.monotonic() - t0)
+        qtbot.wait(int(1000 / p.busy_fps) + 100)  # the deferred newest move lands
+        send(QEvent.MouseButtonRelease, x0 + 90, Qt.NoButton)
+        return tt.azimuth, handled
+
+    seconds: list[float] = []
+    free_az, free_moves = drag(busy=False)
+    busy_az, busy_moves = drag(busy=True)
+    assert free_moves == 30 and busy_moves <= seconds[1] * p.busy_fps + 2 and busy_moves < 10
+    assert free_az != 30.0 and busy_az == pytest.approx(free_az)
+
+
+@pytest.mark.parametrize("plugin,data,item", [("nerf", "scene:primitives", "VolumeScene"),
+                                              ("fields", "field:sdf-sphere", "MeshScene")])
+def test_volume_viewer_follows_nerf_and_sdf_runs_at_each_checkpoint(qtbot, ctx, plugin, data, item):
+    """The NeRF / fields viewer reloads the density grid or the SDF mesh at each checkpoint of the
+    selected run; the camera is framed once and the iso level is kept across them."""
+    from genstudio.core import jobs
+    from genstudio.core.config import to_dict
+    from genstudio.qt.panels.viewer3d import NerfViewerPanel
+    cfg = registry().get(plugin).info.config_cls.tiny()
+    cfg.eval_every = 0  # held-out renders are not what this test is about
+    run = jobs.create_run(ctx.store, jobs.TrainSpec(plugin, data, steps=6, sample_every=0, checkpoint_every=3,
+                                                    config=to_dict(cfg)))
+    p = NerfViewerPanel(ctx)
+    qtbot.addWidget(p)
+    p.show()
+    p.set_run(run)
+    ctx.deliver(p)
+    assert type(p.scene_item).__name__ == item and p.step == 0
+    assert p.iso.isEnabled() == (item == "VolumeScene")
+    if p.iso.isEnabled():
+        p.set_iso_level(7.0)
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    ctx.deliver(p)  # CHECKPOINT -> scene job (inline) -> SCENE_READY
+    ctx.deliver(p)
+    assert type(p.scene_item).__name__ == item and p.step == 6 and p.status.text().endswith("(step 6)")
+    if p.iso.isEnabled():
+        assert p.iso_level == pytest.approx(7.0, rel=0.03)

@@ -40,7 +40,8 @@ class AdversarialConfig(ModelConfig):
     latent_dim: int = param(16, "Latent noise dimensions", range=(1, 1024))
     hidden: int = param(128, "MLP width (2-D data)", range=(8, 4096), kinds=("points2d", "latent"))
     depth: int = param(3, "MLP layers (2-D data)", range=(1, 16), kinds=("points2d", "latent"))
-    channels: int = param(32, "Base channels of the convolutional nets (images)", range=(4, 512), kinds=("image",))
+    channels: int = param(16, "Base channels of the convolutional nets (images; doubled at each coarser level)",
+                          range=(4, 512), kinds=("image",))
     n_critic: int = param(1, "Critic steps per generator step", range=(1, 100), live=True)
     players: str = param("both", "both: each step trains the critic then the generator; alternate: odd steps "
                          "train only the critic, even steps only the generator (pause and step to watch each move)",

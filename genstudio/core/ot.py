@@ -171,14 +171,15 @@ def gaussian_w2(mu1: Any, cov1: Any, mu2: Any, cov2: Any) -> float:
     return math.sqrt(frechet_distance(mu1, cov1, mu2, cov2))
 
 
-def solve(method: str, x: Any, y: Any, eps: float = 0.01, reg_m: float = 1.0, p: int = 2) -> OTResult:
-    """One of METHODS by name (what the explorer's method box and the CLI take)."""
+def solve(method: str, x: Any, y: Any, eps: float = 0.01, reg_m: float = 1.0, p: int = 2,
+          max_iter: int = 10_000) -> OTResult:
+    """One of METHODS by name (what the explorer's method box takes)."""
     if method == "exact":
         return exact(x, y, p=p)
     if method == "sinkhorn":
-        return sinkhorn(x, y, eps, p=p)
+        return sinkhorn(x, y, eps, p=p, max_iter=max_iter)
     if method == "unbalanced":
-        return unbalanced(x, y, reg_m, eps, p=p)
+        return unbalanced(x, y, reg_m, eps, p=p, max_iter=max_iter)
     raise ValueError(f"unknown OT method {method!r}; known: {', '.join(METHODS)}")
 
 
@@ -211,23 +212,25 @@ def plan_entropy(plan: np.ndarray) -> float:
     return float(-(q * np.log(q)).sum())
 
 
-def displacement(x: Any, y: Any, plan: np.ndarray, t: float, rel_tol: float = 1e-9
+def displacement(x: Any, y: Any, plan: np.ndarray, t: float, rel_tol: float = 1e-9, top: int | None = None
                  ) -> tuple[np.ndarray, np.ndarray]:
     """McCann's displacement interpolation at time t in [0, 1]: one point (1 - t) x_i + t y_j of
     mass P_ij per pair of the plan. For a permutation plan (uniform equal-size exact OT) these are
-    the n points x_i moving straight to y_perm(i). Returns (points, masses)."""
+    the n points x_i moving straight to y_perm(i); ``top`` keeps the heaviest pairs of a blurred
+    plan. Returns (points, masses)."""
     xa, yb = as_array(x), as_array(y)
-    i, j, m = plan_pairs(plan, rel_tol)
+    i, j, m = plan_pairs(plan, rel_tol, top)
     return (1.0 - t) * xa[i] + t * yb[j], m
 
 
-def interpolation_frames(x: Any, y: Any, plan: np.ndarray, frames: int = 24) -> list[np.ndarray]:
+def interpolation_frames(x: Any, y: Any, plan: np.ndarray, frames: int = 24, top: int | None = None
+                         ) -> list[np.ndarray]:
     """The displacement interpolation's points at ``frames`` equally spaced t in [0, 1] (ends in)."""
-    return [displacement(x, y, plan, float(t))[0] for t in np.linspace(0.0, 1.0, max(frames, 2))]
+    return [displacement(x, y, plan, float(t), top=top)[0] for t in np.linspace(0.0, 1.0, max(frames, 2))]
 
 
 def interpolation_images(x: Any, y: Any, plan: np.ndarray, frames: int = 24, size: int = 320,
-                         lim: float | None = None) -> list[np.ndarray]:
+                         lim: float | None = None, top: int | None = None) -> list[np.ndarray]:
     """RGB frames of the displacement interpolation for a GIF/MP4: A and B faint, the moving
     points bright, t written in the corner (``imaging.save_animation`` writes them)."""
     from genstudio.core.imaging import _label, data_lim, scatter_image
@@ -236,11 +239,9 @@ def interpolation_images(x: Any, y: Any, plan: np.ndarray, frames: int = 24, siz
     lim = lim if lim is not None else data_lim(np.concatenate([xa, yb]))
     r = max(1.5, size / 160)
     base = np.maximum(scatter_image(xa, size, lim, (50, 80, 130), r), scatter_image(yb, size, lim, (130, 90, 50), r))
-    out = []
-    for t in np.linspace(0.0, 1.0, max(frames, 2)):
-        pts = displacement(xa, yb, plan, float(t))[0]
-        out.append(_label(np.maximum(base, scatter_image(pts, size, lim, (120, 230, 140), r)), f"t = {t:.2f}"))
-    return out
+    ts = np.linspace(0.0, 1.0, max(frames, 2))
+    return [_label(np.maximum(base, scatter_image(pts, size, lim, (120, 230, 140), r)), f"t = {t:.2f}")
+            for t, pts in zip(ts, interpolation_frames(xa, yb, plan, frames, top), strict=True)]
 
 
 # -- point sets by name ------------------------------------------------------------------------

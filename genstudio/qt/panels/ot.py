@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QComboBox,
     QDoubleSpinBox,
     QFileDialog,
+    QFormLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
@@ -68,6 +69,7 @@ class OTPanel(JobPanel):
         self._points: dict[str, np.ndarray | None] = {"a": None, "b": None}
         self._result: ot.OTResult | None = None
         self._numbers: dict[str, float] = {}
+        self._ranged = -1  # the points version the views were last fitted to
         self._version = 0  # bumped whenever a set of points changes (keys the exact numbers' cache)
         self._exact_cache: tuple[int, dict[str, float]] | None = None  # (version, w1/w2/sliced)
         self._dirty = False
@@ -99,21 +101,20 @@ class OTPanel(JobPanel):
         self.costs = QLabel()
         self.costs.setTextFormat(Qt.RichText)
         self.costs.setTextInteractionFlags(Qt.TextSelectableByMouse)
-        self.plot = pg.PlotWidget()
-        self.plot.setAspectLocked(True)
-        self.plot.showGrid(x=True, y=True, alpha=0.15)
-        self.plot.addLegend(offset=(10, 10))
+        self.plot = self._plot("transport plan (heaviest pairs, alpha by mass)")
+        self.interp_plot = self._plot("McCann displacement interpolation")
+        self.interp_plot.setXLink(self.plot)
+        self.interp_plot.setYLink(self.plot)
         self.line_items = [pg.PlotCurveItem(connect="pairs", pen=pg.mkPen((200, 200, 220, 255 * (k + 1) // ALPHA_LEVELS),
                                                                           width=1))
                            for k in range(ALPHA_LEVELS)]
         for item in self.line_items:
             self.plot.addItem(item)
-        self.a_item = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(colour(0, 200)), name="A")
-        self.b_item = pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(colour(1, 200)), name="B")
+        self.a_item, self.b_item = self._sets(self.plot, 200, "A", "B")
+        self.a_faint, self.b_faint = self._sets(self.interp_plot, 70, "A", "B")
         self.move_item = pg.ScatterPlotItem(size=6, pen=None, brush=pg.mkBrush(120, 230, 140, 230),
-                                            name="displacement")
-        for item in (self.a_item, self.b_item, self.move_item):
-            self.plot.addItem(item)
+                                            name="at t")
+        self.interp_plot.addItem(self.move_item)
         self._layout()
         self.set_eps(0.01)
         self._debounce = QTimer(self, singleShot=True, interval=150)
@@ -133,25 +134,55 @@ class OTPanel(JobPanel):
         self._enable_knobs()
         self.set_run(None)
 
+    @staticmethod
+    def _plot(title: str) -> pg.PlotWidget:
+        plot = pg.PlotWidget(title=title)
+        plot.setAspectLocked(True)
+        plot.showGrid(x=True, y=True, alpha=0.15)
+        plot.addLegend(offset=(10, 10))
+        return plot
+
+    @staticmethod
+    def _sets(plot: pg.PlotWidget, alpha: int, *names: str) -> list[pg.ScatterPlotItem]:
+        items = [pg.ScatterPlotItem(size=5, pen=None, brush=pg.mkBrush(colour(i, alpha)), name=name)
+                 for i, name in enumerate(names)]
+        for item in items:
+            plot.addItem(item)
+        return items
+
     def _layout(self) -> None:
-        top = QHBoxLayout()
-        top.setContentsMargins(4, 2, 4, 0)
-        for w in (self.run_label, QLabel("A"), self.a_box, QLabel("B"), self.b_box, self.n_spin, self.seed_spin,
-                  self.method_box, QLabel("ε"), self.eps_slider, self.eps_label, self.reg_m, self.lines_spin):
-            top.addWidget(w)
-        top.addStretch(1)
-        second = QHBoxLayout()
-        second.setContentsMargins(4, 0, 4, 2)
-        for w in (QLabel("McCann t"), self.t_slider, self.t_label, self.play_button, self.export_button):
-            second.addWidget(w)
-        second.addSpacing(12)
-        second.addWidget(self.costs, 1)
-        lay = QVBoxLayout(self)
+        """Controls in a column on the left, the plan and the interpolation side by side (the
+        tabbed dock is wide and short: two square plots fill it)."""
+        form = QFormLayout()
+        form.setContentsMargins(4, 2, 4, 2)
+        eps_row = QHBoxLayout()
+        eps_row.addWidget(self.eps_slider, 1)
+        eps_row.addWidget(self.eps_label)
+        t_row = QHBoxLayout()
+        t_row.addWidget(self.t_slider, 1)
+        t_row.addWidget(self.t_label)
+        buttons = QHBoxLayout()
+        buttons.addWidget(self.play_button)
+        buttons.addWidget(self.export_button)
+        for label, w in (("run", self.run_label), ("A", self.a_box), ("B", self.b_box), ("points", self.n_spin),
+                         ("", self.seed_spin), ("method", self.method_box), ("ε", eps_row), ("", self.reg_m),
+                         ("", self.lines_spin), ("t", t_row), ("", buttons)):
+            form.addRow(label, w)
+        self.costs.setWordWrap(True)
+        side = QVBoxLayout()
+        side.addLayout(form)
+        side.addWidget(self.costs)
+        side.addStretch(1)
+        side.addWidget(self.status)
+        box = QWidget()
+        box.setLayout(side)
+        box.setFixedWidth(300)
+        self.status.setWordWrap(True)
+        lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addLayout(top)
-        lay.addLayout(second)
+        lay.addWidget(box)
         lay.addWidget(self.plot, 1)
-        lay.addWidget(self.status)
+        lay.addWidget(self.interp_plot, 1)
 
     # -- settings ---------------------------------------------------------------------------------
     def eps(self) -> float:
@@ -314,8 +345,11 @@ class OTPanel(JobPanel):
 
     def _draw(self) -> None:
         x, y = self._points["a"], self._points["b"]
-        self.a_item.setData(*(x.T if x is not None else ([], [])))
-        self.b_item.setData(*(y.T if y is not None else ([], [])))
+        for item, pts in ((self.a_item, x), (self.b_item, y), (self.a_faint, x), (self.b_faint, y)):
+            item.setData(*(pts.T if pts is not None else ([], [])))
+        if self._ranged != self._version and (x is not None or y is not None):
+            self._ranged = self._version  # new sets: fit them (the views are linked and aspect-locked)
+            self.plot.autoRange(items=[self.a_item, self.b_item])
         for item in self.line_items:
             item.setData([], [])
         if self._result is not None and x is not None and y is not None:
@@ -335,10 +369,13 @@ class OTPanel(JobPanel):
             self.costs.setText("")
             return
         ent = ot.plan_entropy(r.plan)
+        rows = [("W1 (exact)", nums["w1"]), ("W2 (exact)", nums["w2"]),
+                (f"Sinkhorn W2, ε {self.eps():.3g}", nums["sinkhorn"]), ("sliced W2", nums["sliced"])]
         self.costs.setText(
-            f"W1 <b>{nums['w1']:.4f}</b> · W2 <b>{nums['w2']:.4f}</b> · Sinkhorn W2 (ε {self.eps():.3g}) "
-            f"<b>{nums['sinkhorn']:.4f}</b> · sliced W2 <b>{nums['sliced']:.4f}</b> · plan: {r.method}, "
-            f"cost {r.cost:.4f}, mass {r.plan.sum():.3f}, entropy {ent:.2f} nats")
+            "<table>" + "".join(f"<tr><td>{k}&nbsp;&nbsp;</td><td align=right><b>{v:.4f}</b></td></tr>"
+                                for k, v in rows) + "</table>"
+            f"<p>plan ({r.method}): cost &lt;P, C&gt; {r.cost:.4f}, mass {r.plan.sum():.3f}, "
+            f"entropy {ent:.2f} nats</p>")
 
     def _draw_t(self) -> None:
         t = self.t()

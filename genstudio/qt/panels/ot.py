@@ -228,6 +228,8 @@ class OTPanel(JobPanel):
             self._run_switched()
             if RUN_SAMPLES in (self.a_box.currentText(), self.b_box.currentText()):
                 self.refresh_points()
+            elif self._result is None and self._points["a"] is not None:
+                self.compute()  # a solve in flight lost its token with the switch: solve again
         self._update_buttons()
 
     def refresh_points(self) -> None:
@@ -272,6 +274,7 @@ class OTPanel(JobPanel):
             return None
         if self.ctx.job_running("ot"):
             self._dirty = True
+            self._poll.start()  # _update_buttons solves again once that job is done
             return None
         self._dirty = False
         method, eps, reg_m, seed = self.method_box.currentText(), self.eps(), self.reg_m.value(), self.seed_spin.value()

@@ -197,8 +197,10 @@ def mmd_rbf(x: Any, y: Any, bandwidths: Sequence[float] | None = None) -> float:
 
 def w2_exact(x: Any, y: Any) -> float:
     """Exact 2-Wasserstein distance between two equal-size empirical measures: the optimal
-    assignment on squared Euclidean costs, by :func:`genstudio.core.ot.assignment_w2` (POT's network
-    simplex at the eval's n = 1000, 2-5x faster there than scipy's assignment solver it replaced)."""
+    assignment on squared Euclidean costs, by :func:`genstudio.core.ot.assignment_w2`: POT's network
+    simplex at the eval's n = 1000, where it beat scipy's assignment solver (the old route) 2.4x on
+    8 Gaussians vs moons and 2.8x vs N(0, I), and was level (0.16 vs 0.13 s) on two draws of one
+    distribution; the tests check the two agree."""
     from genstudio.core.ot import assignment_w2
 
     return assignment_w2(x, y)

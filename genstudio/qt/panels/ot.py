@@ -73,12 +73,13 @@ class OTPanel(JobPanel):
         self._version = 0  # bumped whenever a set of points changes (keys the exact numbers' cache)
         self._exact_cache: tuple[int, dict[str, float]] | None = None  # (version, w1/w2/sliced)
         self._dirty = False
+        self._resample: set[str] = set()  # sides to sample again once their running job is done
         names = point_datasets() + [RUN_SAMPLES]
         self.a_box, self.b_box = QComboBox(), QComboBox()
-        for box, default in ((self.a_box, "8gaussians"), (self.b_box, "moons")):
+        for side, box, default in (("a", self.a_box, "8gaussians"), ("b", self.b_box, "moons")):
             box.addItems(names)
             box.setCurrentText(default)
-            box.currentTextChanged.connect(self.refresh_points)
+            box.currentTextChanged.connect(lambda _text, side=side: self.refresh_points((side,)))
         self.n_spin = QSpinBox(minimum=2, maximum=2000, value=200, prefix="n ")
         self.n_spin.setToolTip("Points per set (up to 2000: exact OT there takes about a second, in the worker)")
         self.seed_spin = QSpinBox(minimum=0, maximum=10_000, value=0, prefix="seed ")
@@ -232,12 +233,14 @@ class OTPanel(JobPanel):
                 self.compute()  # a solve in flight lost its token with the switch: solve again
         self._update_buttons()
 
-    def refresh_points(self) -> None:
-        """Draw both sets again (datasets here, a run's samples in the worker), then solve."""
+    def refresh_points(self, sides: tuple[str, ...] = ("a", "b")) -> None:
+        """Draw the sets again (datasets here, a run's samples in the worker), then solve."""
         n, seed = self.n_spin.value(), self.seed_spin.value()
         self._result = None
         self._version += 1
         for i, (side, box) in enumerate((("a", self.a_box), ("b", self.b_box))):
+            if side not in sides:
+                continue
             name = box.currentText()
             if name == RUN_SAMPLES:
                 self._points[side] = None
@@ -255,8 +258,8 @@ class OTPanel(JobPanel):
             return
         name = f"ot-samples-{side}"
         if self.ctx.job_running(name):
-            self._controls[name].cancel()
-            self.status.setText("an older sampling job is still stopping; choose again in a moment")
+            self._resample.add(side)  # one job per side at a time: sample again when it is done
+            self._poll.start()
             return
         bus, token = self.ctx.bus, self._new_token(name)
 
@@ -277,6 +280,7 @@ class OTPanel(JobPanel):
             self._poll.start()  # _update_buttons solves again once that job is done
             return None
         self._dirty = False
+        self._resample: set[str] = set()  # sides to sample again once their running job is done
         method, eps, reg_m, seed = self.method_box.currentText(), self.eps(), self.reg_m.value(), self.seed_spin.value()
         key = self._version
         cached = self._exact_cache[1] if self._exact_cache and self._exact_cache[0] == key else None
@@ -305,18 +309,26 @@ class OTPanel(JobPanel):
         self.export_button.setEnabled(has)
         self.play_button.setEnabled(has)
         self._poll_jobs()
+        for side in [s for s in self._resample if not self.ctx.job_running(f"ot-samples-{s}")]:
+            self._resample.discard(side)
+            self.refresh_points((side,))
         if self._dirty and not self.ctx.job_running("ot"):
             self.compute()
 
     def on_events(self, events: list[Event]) -> None:
         for e in events:
             if e.kind == OT_POINTS and self._current(e, f"ot-samples-{e.data['side']}"):
-                self._done(f"ot-samples-{e.data['side']}")
-                self._points[e.data["side"]] = np.asarray(e.data["points"], np.float64)
+                side = e.data["side"]
+                self._done(f"ot-samples-{side}")
+                self._points[side] = np.asarray(e.data["points"], np.float64)
                 self._version += 1
                 self.status.clear()
                 self._draw()
-                self.compute()
+                if side in self._resample:  # the settings changed while it sampled
+                    self._resample.discard(side)
+                    self.refresh_points((side,))
+                else:
+                    self.compute()
             elif e.kind == OT_PLAN and self._current(e, "ot"):
                 self._done("ot")
                 self._result, self._numbers = e.data["result"], e.data["numbers"]

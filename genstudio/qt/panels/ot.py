@@ -126,8 +126,8 @@ class OTPanel(JobPanel):
         for sig in (self.method_box.currentTextChanged, self.reg_m.valueChanged):
             sig.connect(self._changed)
         self.method_box.currentTextChanged.connect(self._enable_knobs)
-        self.n_spin.valueChanged.connect(self.refresh_points)
-        self.seed_spin.valueChanged.connect(self.refresh_points)
+        for spin in (self.n_spin, self.seed_spin):
+            spin.valueChanged.connect(lambda _v: self.refresh_points())
         self.lines_spin.valueChanged.connect(self._draw)
         self.t_slider.valueChanged.connect(self._draw_t)
         self.play_button.clicked.connect(self.toggle_play)

@@ -12,6 +12,7 @@
     genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--sampler NAME] [--csv FILE]
     genstudio interp RUN --a data:12|seed:3|img.png --b ... [--frames 8] [--steps 50] [--out FILE.png|.gif|.mp4]
     genstudio timelapse RUN --out FILE.gif|FILE.mp4 [--fps N] [--view NAME]
+    genstudio ot A B [--n N] [--eps E] [--seed S] [--gif FILE.gif|.mp4]   A, B: 2-D dataset or run:RUN
     genstudio shot [PANEL] --out FILE.png [--demo]
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
@@ -579,6 +580,40 @@ def cmd_timelapse(args: argparse.Namespace) -> int:
     return 0
 
 
+def _ot_points(name: str, n: int, seed: int) -> Any:
+    """``n`` points of a 2-D dataset, or samples of a 2-D run (``run:RUN``), or a one-line error."""
+    from genstudio.core import ot
+
+    why = ot.points_source(name)
+    if why:
+        raise CliError(f"{name}: {why} (give a 2-D dataset of `genstudio datasets` or run:RUN)")
+    if name.startswith(ot.RUN_PREFIX):
+        return ot.drain(ot.run_points(_trained_run(name[len(ot.RUN_PREFIX):]), n, seed))
+    return ot.dataset_points(name, n, seed)
+
+
+def cmd_ot(args: argparse.Namespace) -> int:
+    from genstudio.core import ot
+    from genstudio.core.imaging import ANIMATION_SUFFIXES, save_animation
+
+    if args.gif and Path(args.gif).suffix.lower() not in ANIMATION_SUFFIXES:
+        raise CliError(f"--gif {args.gif}: write a {' or '.join(ANIMATION_SUFFIXES)} file")
+    if args.eps <= 0:
+        raise CliError(f"--eps must be > 0, got {args.eps}")
+    x = _ot_points(args.a, args.n, args.seed)
+    y = _ot_points(args.b, args.n, args.seed + 1)  # another draw: a dataset against itself is not 0
+    rep = ot.report(x, y, args.eps, args.seed)
+    print(f"A = {args.a}, B = {args.b}, n = {args.n} each, seed {args.seed}")
+    print(_table([("W1 (exact, Euclidean cost)", f"{rep['w1']:.6g}"),
+                  ("W2 (exact, sqrt of squared-Euclidean cost)", f"{rep['w2']:.6g}"),
+                  (f"Sinkhorn W2 (log domain, eps {args.eps:g} x max cost)", f"{rep['sinkhorn']:.6g}"),
+                  ("sliced W2 (200 directions)", f"{rep['sliced']:.6g}")], ("quantity", "value")))
+    if args.gif:
+        frames = ot.interpolation_images(x, y, ot.exact(x, y).plan, args.frames)
+        print(save_animation(frames, args.gif, fps=args.fps))
+    return 0
+
+
 def _display_problem() -> str:
     """Why the GUI cannot open a window here ('' = it can). Without this check Qt aborts the
     process (SIGABRT) with a hint about libxcb-cursor0 even when that is installed."""
@@ -733,6 +768,18 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--fps", type=COUNT, default=4, help="frames (previews) per second")
     s.add_argument("--view", default=None, help="a model view's name instead of the sample grids")
     s.set_defaults(fn=cmd_timelapse)
+    s = sub.add_parser("ot", help="optimal transport between two 2-D point sets: W1, W2, Sinkhorn, sliced W, "
+                       "McCann interpolation")
+    s.add_argument("a", help="a 2-D dataset (8gaussians, moons, rings, ...) or run:RUN for a run's samples")
+    s.add_argument("b", help="the same, for the second set")
+    s.add_argument("--n", type=COUNT, default=500, help="points in each set")
+    s.add_argument("--eps", type=float, default=0.01, help="Sinkhorn epsilon, relative to the largest cost")
+    s.add_argument("--seed", type=SEED, default=0, help="A is drawn with this seed, B with seed + 1")
+    s.add_argument("--gif", type=_out_file, default=None,
+                   help="write the displacement interpolation (exact plan) as a .gif or .mp4")
+    s.add_argument("--frames", type=_int_in(2), default=24, help="frames of the animation, ends included")
+    s.add_argument("--fps", type=float, default=12.0)
+    s.set_defaults(fn=cmd_ot)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

@@ -28,7 +28,10 @@ from genstudio.core.data import DataSpec
 from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin
 from genstudio.core.gan.blocks import CondGenerator, ProjectionCritic, hinge_d_loss, orthogonal_penalty
 from genstudio.core.gan.nets import gan_nets
+from genstudio.core.imaging import image_grid, readable_scale
 from genstudio.core.plugin import PluginInfo
+
+VIEW_COLUMNS = 8  # latents per class in the image view
 
 
 @dataclass
@@ -105,3 +108,16 @@ class BigGANPlugin(AdversarialPlugin):
             self._last["ortho"] = float(ortho.detach())
             loss = loss + beta * ortho
         return loss
+
+    def views(self) -> dict[str, Any]:
+        """2-D: the base's decision surface (the critic scores each point as its likeliest class).
+        Images: "classes", one row per class over the same 8 latents (a column is one z: the
+        class changes the digit, z the style)."""
+        if not self.data.modality.spatial:
+            return super().views()
+        self.gen.eval()
+        k = max(1, self.num_classes)
+        z = self.noise(VIEW_COLUMNS, self.generator(0)).repeat(k, 1)
+        x = self.generate(z, torch.arange(k, device=self.device).repeat_interleave(VIEW_COLUMNS))
+        side = self.data.shape[-1]
+        return {"classes": image_grid(x.cpu(), ncol=VIEW_COLUMNS, pad=1, scale=readable_scale(side, side, 32))}

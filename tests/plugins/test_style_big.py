@@ -152,3 +152,19 @@ def test_truncation_lowers_diversity_and_keeps_fidelity(biggan_8g):
     assert div[0] > div[1] > div[2]
     assert all(r["accuracy"] > 0.5 for r in rows)
     assert rows[2]["recall"] < rows[0]["recall"]
+
+
+def test_training_forward_mixes_styles_with_the_given_probability_and_tracks_w_mean(monkeypatch):
+    torch.manual_seed(0)
+    gen = B.StyleGenerator(4, (1, 16, 16), 4, 8, 1, mixing_prob=1.0, w_avg_beta=0.0)
+    seen = []
+    real = gen.synthesis
+    monkeypatch.setattr(gen, "synthesis", lambda ws, *a: seen.append(ws) or real(ws, *a))
+    z = torch.randn(32, 4)
+    gen.train()(z)
+    ws = seen[-1]
+    assert not torch.isclose(ws[:, 0], ws[:, -1]).all(1).any()  # every sample switched w at some block
+    torch.testing.assert_close(gen.w_avg, gen.mapping(z).mean(0))  # beta = 0: the batch mean itself
+    gen.mixing_prob = 0.0
+    gen(z)
+    assert torch.equal(seen[-1][:, 0], seen[-1][:, -1])

@@ -117,8 +117,10 @@ class StyleGANPlugin(AdversarialPlugin):
         """The classic coarse/fine swap grid as (R+1)(C+1) images, row-major: the top-left blank,
         the first row the column sources, the first column the row sources, and cell (i, j) the
         row source's styles before block ``crossover`` (coarse: pose, stroke layout) with the column
-        source's from it on (fine: thickness, texture, colour). Default crossover: half the blocks."""
-        cut = max(1, self.gen.n_blocks // 2) if crossover is None else int(crossover)
+        source's from it on (fine: thickness, texture, colour). Default crossover: the first half of the
+        blocks, rounded up, are coarse (16x16 images: 4x4 and 8x8; on sprites16 a 4x4-only coarse
+        set left the columns deciding nearly everything)."""
+        cut = (self.gen.n_blocks + 1) // 2 if crossover is None else int(crossover)
         self.gen.eval()
         rows = torch.cat([self.styles(s, 1, 1.0)[1] for s in GRID_SEEDS])
         cols = torch.cat([self.styles(s, 1, 1.0)[1] for s in GRID_MIX])

@@ -132,6 +132,17 @@ def _lock_held(run_dir: Path) -> bool:
         return True
 
 
+ROW_AXES = ("step", "time")
+
+
+def adds_to(row: dict[str, Any], new: dict[str, Any]) -> bool:
+    """Whether metric row ``new`` completes ``row`` rather than superseding it: the same step and
+    no measurement in common (a preview's mode coverage logged after that step's losses). A row
+    at the same step that repeats a measurement is a resume's rewind and replaces it."""
+    return (row.get("step") == new.get("step")
+            and not (set(row) - set(ROW_AXES)) & (set(new) - set(ROW_AXES)))
+
+
 def default_root() -> Path:
     """Data directory: $GENSTUDIO_DATA_DIR, else the platform's user data dir."""
     env = os.environ.get("GENSTUDIO_DATA_DIR")
@@ -368,6 +379,9 @@ class Run:
         out: list[dict[str, Any]] = []
         for r in rows:  # a resume rewinds: drop earlier rows at or after its step
             step = r["step"]
+            if out and adds_to(out[-1], r):
+                out[-1] = {**out[-1], **r}
+                continue
             while out and out[-1]["step"] >= step:
                 out.pop()
             out.append(r)

@@ -375,3 +375,13 @@ def test_plugin_built_outside_a_job_says_what_is_missing():
     m = GaussRef(RefConfig(base_run="some-run"))
     with pytest.raises(RuntimeError, match="base_run = 'some-run'.*use_run"):
         m.setup(get_dataset("8gaussians").spec)
+
+
+def test_a_rows_same_step_measurements_merge_but_a_rewind_supersedes(store):
+    """Mode coverage is logged after its step's losses, as a second row at that step: the two read
+    as one row. A row that repeats a measurement at or before the last step is a resume's rewind."""
+    run = jobs.create_run(store, _spec())
+    run.append_metrics([{"step": 10, "loss": 1.0, "time": 1.0}, {"step": 10, "modes": 3.0, "hq": 0.5},
+                        {"step": 20, "loss": 0.5}, {"step": 20, "loss": 0.4}, {"step": 15, "loss": 0.7}])
+    assert run.metrics() == [{"step": 10, "loss": 1.0, "time": 1.0, "modes": 3.0, "hq": 0.5},
+                             {"step": 15, "loss": 0.7}]

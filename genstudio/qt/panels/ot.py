@@ -25,6 +25,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QScrollArea,
     QSlider,
     QSpinBox,
     QVBoxLayout,
@@ -177,11 +178,17 @@ class OTPanel(JobPanel):
         side.addWidget(self.status)
         box = QWidget()
         box.setLayout(side)
-        box.setFixedWidth(300)
         self.status.setWordWrap(True)
+        scroll = QScrollArea()  # the column scrolls rather than making the whole tabbed dock taller
+        scroll.setWidget(box)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFixedWidth(316)
+        scroll.setMinimumHeight(120)
         lay = QHBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
-        lay.addWidget(box)
+        lay.addWidget(scroll)
         lay.addWidget(self.plot, 1)
         lay.addWidget(self.interp_plot, 1)
 

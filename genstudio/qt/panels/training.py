@@ -44,7 +44,7 @@ from scipy.signal import lfilter
 from genstudio.core import events as ev
 from genstudio.core.events import Event
 from genstudio.core.imaging import samples_image, scatter_image
-from genstudio.core.runs import Run, RunError
+from genstudio.core.runs import Run, RunError, adds_to
 from genstudio.core.timelapse import (
     animation_path,
     frame_label,
@@ -91,6 +91,12 @@ class History:
 
     def append(self, row: dict) -> None:
         step = row.get("step")
+        if self.n and self._adds_to_last(row):  # the same step's other measurements (Run.metrics does so too)
+            for k, v in row.items():
+                if isinstance(v, numbers.Real) and not isinstance(v, bool):
+                    self.cols.setdefault(k, np.full(self.cap, np.nan))[self.n - 1] = float(v)
+            self.version += 1
+            return
         if isinstance(step, numbers.Real) and self.n and "step" in self.cols:
             steps = self.cols["step"][: self.n]
             if steps[-1] >= step:  # a resume rewound: its rows supersede the old ones (as Run.metrics)
@@ -111,6 +117,10 @@ class History:
                 col[self.n] = float(v)
         self.n += 1
         self.version += 1
+
+    def _adds_to_last(self, row: dict) -> bool:
+        last = {k: v[self.n - 1] for k, v in self.cols.items() if np.isfinite(v[self.n - 1])}
+        return adds_to(last, row)
 
     def column(self, name: str) -> np.ndarray:
         col = self.cols.get(name)

@@ -494,7 +494,8 @@ def test_redraws_are_capped_while_a_job_reports_progress(qtbot, splat_panel):
     busy = orbit(1.0, True)
     p._busy_until = 0.0
     idle = orbit(1.0, False)
-    assert busy <= p.busy_fps + 2 and busy >= 3, busy
+    # at least a frame a second: the wall-time share caps it lower when a frame is slow (a loaded CPU)
+    assert busy <= p.busy_fps + 2 and busy >= 1, busy
     assert idle > busy, (idle, busy)
 
 

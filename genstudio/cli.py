@@ -21,6 +21,7 @@ Every command's --help shows its defaults. Errors print one line on stderr and e
 from __future__ import annotations
 
 import argparse
+import math
 import os
 import signal
 import sys
@@ -137,6 +138,15 @@ def cmd_plugins(args: argparse.Namespace) -> int:
     reg = registry()
     print(_table(plugin_table(reg), ("id", "family", "faces", "status")))
     if args.verbose:
+        from genstudio.core.plugin import sample_options
+
+        for e in reg.ok():
+            opts = sample_options(e.cls)
+            if opts:
+                print(f"\n[{e.id}] sampling options (genstudio sample RUN --option NAME=VALUE):")
+                for o in opts:
+                    rng = f"one of {', '.join(o.choices)}" if o.choices else f"in [{o.range[0]:g}, {o.range[1]:g}]"
+                    print(f"  {o.name} (default {o.default}, {rng}): {o.help}")
         for e in reg.broken():
             print(f"\n[{e.id}] {e.source}\n{e.details or e.error}")
     return 0
@@ -318,7 +328,30 @@ def _steering(run: Any, items: list[str]) -> dict[str, Any]:
 
 def _flag(option: str) -> str:
     """The command-line flag of a sample() keyword."""
+    if option not in ("cond", "guidance", "eta", "sigma_schedule"):
+        return f"--option {option}"
     return "--" + ("class" if option == "cond" else option.replace("_", "-"))
+
+
+def _declared_options(pairs: list[str]) -> dict[str, Any]:
+    """``--option NAME=VALUE`` pairs: any option the plugin declares (truncation, mix_seed, ...);
+    numbers become int or float, anything else stays text (for options with choices)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name.strip():
+            raise CliError(f"--option {pair!r}: expected NAME=VALUE")
+        value: Any = raw.strip()
+        for cast in (int, float):
+            try:
+                value = cast(value)
+                break
+            except ValueError:
+                continue
+        if isinstance(value, float) and not math.isfinite(value):
+            raise CliError(f"--option {pair!r}: not a finite number")
+        out[name.strip().replace("-", "_")] = value
+    return out
 
 
 def cmd_sample(args: argparse.Namespace) -> int:
@@ -331,6 +364,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     run = _trained_run(args.run)
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule)) if v is not None}
+    extra.update(_declared_options(args.option or []))
     if extra:
         from genstudio.core.plugin import option_error, sample_options
         from genstudio.core.registry import registry
@@ -710,6 +744,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")
     s.add_argument("--eta", type=float, default=None, help="DDIM stochasticity (0 = deterministic)")
     s.add_argument("--sigma-schedule", default=None, help="k-samplers: model, karras or exponential")
+    s.add_argument("--option", action="append", metavar="NAME=VALUE",
+                   help="any other sampling option the plugin declares, e.g. truncation=0.5 (GANs), mix_seed=3 "
+                        "crossover=1 (StyleGAN); `genstudio plugins -v` lists them (repeatable)")
     s.set_defaults(fn=cmd_sample)
     s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -17,6 +17,7 @@ from typing import ClassVar
 import torch
 from torch import Tensor
 
+from genstudio.core import ot
 from genstudio.core.config import param
 from genstudio.core.gan import losses
 from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin
@@ -24,13 +25,6 @@ from genstudio.core.plugin import PluginInfo
 
 DATA = ("points2d", "image")
 
-
-def exact_w1(x: Tensor, y: Tensor) -> float:
-    """W1 between two equal-weight point sets by exact optimal transport (POT's network simplex)."""
-    import ot
-
-    a, b = x.detach().flatten(1).double().cpu().numpy(), y.detach().flatten(1).double().cpu().numpy()
-    return float(ot.emd2(ot.unif(len(a)), ot.unif(len(b)), ot.dist(a, b, metric="euclidean")))
 
 
 @dataclass
@@ -144,5 +138,5 @@ class WGANPlugin(AdversarialPlugin):
         if every and step % every == 0:
             with torch.no_grad():
                 fake = self.generate(self.noise(batch.shape[0]))
-            out["w1_exact"] = exact_w1(batch, fake)
+            out["w1_exact"] = ot.w1(batch.flatten(1), fake.flatten(1))
         return out

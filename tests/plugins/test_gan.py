@@ -135,3 +135,25 @@ def test_eval_reports_modes_for_adversarial_runs_with_the_real_data_as_reference
     list(jobs.train(ddpm))
     rec = run_eval(ddpm, ["energy", "modes"], n=100, n_boot=5)
     assert "modes" in rec["skipped"] and "no known modes" in rec["skipped"]["modes"]
+
+
+def test_cli_trains_a_gan_and_samples_with_a_declared_option(capsys, tmp_path):
+    """`genstudio train gan` and `genstudio sample RUN --option truncation=0.5`: the declared option
+    reaches sample(), out-of-range and undeclared ones are one clear line (exit 2)."""
+    from pathlib import Path
+
+    from genstudio.cli import main
+
+    assert main(["train", "gan", "--data", "8gaussians", "--steps", "6", *sum((["--set", s] for s in TINY), []),
+                 "--sample-every", "0", "--checkpoint-every", "6"]) == 0
+    rid = Path(capsys.readouterr().out.strip().splitlines()[-1]).name
+    out = tmp_path / "s.png"
+    assert main(["sample", rid, "--n", "16", "--option", "truncation=0.5", "--out", str(out)]) == 0
+    assert out.exists()
+    capsys.readouterr()
+    assert main(["sample", rid, "--option", "truncation=9"]) == 2
+    assert "--option truncation: 9 is outside [0, 4]" in capsys.readouterr().err
+    assert main(["sample", rid, "--option", "mix_seed=3"]) == 2
+    assert "does not take --option mix_seed" in capsys.readouterr().err
+    assert main(["sample", rid, "--option", "truncation"]) == 2
+    assert "expected NAME=VALUE" in capsys.readouterr().err

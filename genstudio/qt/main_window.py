@@ -361,6 +361,11 @@ class MainWindow(QMainWindow):
             b.setToolTip(f"{b.toolTip() or b.text()} ({QKeySequence(keys).toString(QKeySequence.NativeText)})")
             run_menu.addAction(a)
             self.run_actions[b.text()] = a
+        space = QAction("Pause / resume, or play the trajectory", self)
+        space.setShortcut(QKeySequence(Qt.Key_Space))  # a text field with focus still types its space
+        space.triggered.connect(lambda *_: self.space_pressed())
+        run_menu.addAction(space)
+        self.run_actions["Space"] = space
         view = mb.addMenu("&View")
         for dock in self.docks.values():
             view.addAction(dock.toggleViewAction())
@@ -370,7 +375,7 @@ class MainWindow(QMainWindow):
         reset.triggered.connect(lambda: self.restoreState(self._default_state, STATE_VERSION))
         view.addAction(reset)
         shot_act = QAction("Save screenshot…", self)
-        shot_act.setShortcut(QKeySequence("Ctrl+Shift+S"))
+        shot_act.setShortcuts([QKeySequence("Ctrl+S"), QKeySequence("Ctrl+Shift+S")])
         shot_act.triggered.connect(lambda: self.save_screenshot())
         view.addAction(shot_act)
         help_menu = mb.addMenu("&Help")
@@ -744,6 +749,23 @@ class MainWindow(QMainWindow):
             self._update_controls()
         elif self._run is not None:
             self.resume_run(self._run)
+
+    def space_pressed(self) -> str:
+        """Space: pause or resume the training job; with none, play/pause the Sampler's trajectory.
+        Returns what it did (for the status bar and tests)."""
+        t = self._jobs.get("train")
+        if t is not None and not t.control.cancelled:
+            if t.control.paused:
+                self.resume_training()
+                return "resumed"
+            self.pause_training()
+            return "paused"
+        sampler = self.panels.get("sampler")
+        button = getattr(sampler, "play_button", None)
+        if button is not None and button.isEnabled():
+            button.toggle()
+            return "play" if button.isChecked() else "stop"
+        return ""
 
     def step_training(self) -> None:
         """One step of the paused run, then paused again (the job previews that step)."""

@@ -39,7 +39,33 @@ def test_settings_grey_out_fields_that_do_not_apply_to_the_data(main_window):
 def test_run_controls_have_keyboard_shortcuts(main_window):
     w = main_window
     keys = {name: a.shortcut().toString() for name, a in w.run_actions.items()}
-    assert keys == {"Start": "Ctrl+Return", "Pause": "Ctrl+P", "Resume": "Ctrl+R", "Stop": "Ctrl+."}
+    assert keys == {"Start": "Ctrl+Return", "Pause": "Ctrl+P", "Resume": "Ctrl+R", "Step": "Ctrl+T", "Stop": "Ctrl+.",
+                    "Space": "Space"}
     assert "Ctrl+Return" in w.start_button.toolTip()
     w.run_actions["Stop"].trigger()  # nothing trains: a disabled button's shortcut does nothing
+    assert w.space_pressed() == ""  # nothing trains and no trajectory to play: Space does nothing
+    assert not w.errors
+
+
+def test_space_pauses_and_resumes_training_and_arrows_step_the_trajectory(test_plugins, main_window, qtbot):
+    from tests.qt.test_main_window import TIMEOUT, configure, start, status_of
+
+    w = main_window
+    configure(w, steps=10**7, log_every=5, sample_every=0, checkpoint_every=0)
+    run = start(qtbot, w)
+    qtbot.waitUntil(lambda: status_of(run) == "running", timeout=TIMEOUT)
+    assert w.space_pressed() == "paused"
+    qtbot.waitUntil(lambda: status_of(run) == "paused", timeout=TIMEOUT)
+    assert w.space_pressed() == "resumed"
+    qtbot.waitUntil(lambda: status_of(run) == "running", timeout=TIMEOUT)
+    w.stop_training()
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=TIMEOUT)
+    sampler = w.panels["sampler"]
+    sampler.slider.setEnabled(True)
+    sampler.slider.setRange(0, 5)
+    sampler.slider.setValue(2)
+    sampler.step_by(1)
+    assert sampler.slider.value() == 3
+    sampler.step_by(-9)
+    assert sampler.slider.value() == 0
     assert not w.errors

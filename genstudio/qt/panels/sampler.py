@@ -24,6 +24,7 @@ import numpy as np
 import pyqtgraph as pg
 import torch
 from PySide6.QtCore import Qt, QTimer
+from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
@@ -334,6 +335,9 @@ class SamplerPanel(Panel):
 
         self.sample_button.clicked.connect(self._sample_clicked)
         self.play_button.toggled.connect(self._play_toggled)
+        for key, d in ((Qt.Key_Left, -1), (Qt.Key_Right, 1)):  # step the trajectory from anywhere in the panel
+            sc = QShortcut(QKeySequence(key), self, context=Qt.WidgetWithChildrenShortcut)
+            sc.activated.connect(lambda d=d: self.step_by(d))
         self.slider.valueChanged.connect(self.show_step)
         self.png_final_action.triggered.connect(self._export_png_dialog)
         self.png_views_action.triggered.connect(self._export_views_dialog)
@@ -490,6 +494,11 @@ class SamplerPanel(Panel):
             if c.isVisibleTo(self.sample_controls) and c.isEnabled():
                 kw[name] = c.value()
         return kw
+
+    def step_by(self, d: int) -> None:
+        """Move the trajectory slider ``d`` recorded states (the Left/Right keys)."""
+        if self.slider.isEnabled():
+            self.slider.setValue(max(self.slider.minimum(), min(self.slider.maximum(), self.slider.value() + d)))
 
     def _refresh_checkpoints(self) -> None:
         """List the run's checkpoints, newest first, keeping the user's pick if it still exists."""

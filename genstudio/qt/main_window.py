@@ -54,9 +54,10 @@ from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
 from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
-from genstudio.qt.worker import FAILED, GuiGarbageCollector, JobThread
+from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
+QUIET_JOB_S = 2.0  # a job that finishes faster (an OT solve, a decode) is not worth a line in the activity log
 
 # Panels come through the entry-point group ``genstudio.panels`` (pyproject.toml), exactly like
 # plugins, so another package can add one. Each class says where it goes (``area``: a dock area
@@ -845,7 +846,8 @@ class MainWindow(QMainWindow):
         if self._jobs.get(t.name) is t:
             del self._jobs[t.name]
         outcome = t.outcome or FAILED
-        self._activity(f"{t.name} job {outcome}")
+        if outcome != FINISHED or time.monotonic() - t.started_at > QUIET_JOB_S:  # slider-driven jobs stay quiet
+            self._activity(f"{t.name} job {outcome}")
         if t.name == "train":
             self.progress.setVisible(False)
             if t.run_ref is not None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import gc
 import logging
+import time
 import traceback
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -46,9 +47,11 @@ class JobThread(QThread):
         self.threads = threads
         self.outcome: str | None = None
         self.result: Any = None  # the generator's return value (e.g. SampleResult)
+        self.started_at = time.monotonic()
         self.setObjectName(f"job-{name}")
 
     def run(self) -> None:  # runs in the worker thread
+        self.started_at = time.monotonic()
         try:
             # Measured on 2 cores: one torch thread here beats two, because the GUI thread competes.
             torch.set_num_threads(self.threads or worker_threads(gui_running=True))

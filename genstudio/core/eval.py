@@ -57,6 +57,8 @@ METRIC_INFO: dict[str, tuple[str, str]] = {
     "energy": ("Energy distance", "lower"),
     "mmd": ("MMD² (RBF kernels)", "lower"),
     "w2": ("Exact W2 (optimal assignment)", "lower"),
+    "w1": ("Exact W1 (optimal transport)", "lower"),
+    "sliced": ("Sliced W2 (random 1-D projections)", "lower"),
     "nll": ("NLL (nats per sample)", "lower"),
     "modes": ("Modes covered (of the data's modes)", "higher"),
     "bpd": ("Bits per dimension", "lower"),
@@ -71,13 +73,14 @@ METRIC_RANGE: dict[str, tuple[float | None, float | None]] = {
     "fcd": (0.0, None), "fid": (0.0, None), "kid": (0.0, None), "is": (1.0, None),
     "precision": (0.0, 1.0), "recall": (0.0, 1.0), "accuracy": (0.0, 1.0),
     "energy": (0.0, None), "mmd": (0.0, None), "w2": (0.0, None), "modes": (0.0, None),
+    "w1": (0.0, None), "sliced": (0.0, None),
     "nll": (None, None), "bpd": (None, None),  # continuous densities can exceed 1: negative NLL is valid
     "sampling_time": (0.0, None), "nfe": (0.0, None), "sample_steps": (0.0, None),
 }
 # metrics whose record may carry ``reference``: the same metric between two disjoint draws of the
 # data at the evaluated n (the noise floor a perfect model reaches; ``reference_n`` when the dataset
 # is too small for a second n and the floor was measured at fewer)
-REFERENCE_METRICS = ("fcd", "fid", "kid", "energy", "mmd", "w2", "modes")
+REFERENCE_METRICS = ("fcd", "fid", "kid", "energy", "mmd", "w2", "w1", "sliced", "modes")
 
 
 def clip_to_range(name: str, v: float | None) -> float | None:
@@ -322,6 +325,27 @@ def _w2(ctx: _Ctx, name: str) -> dict[str, Any]:
                          **ctx.reference("w2", lambda a, b: M.w2_exact(a[:m], b[:m])))}
 
 
+def _w1(ctx: _Ctx, name: str) -> dict[str, Any]:
+    from genstudio.core import ot
+
+    fr, _, ff, _, ex = ctx.primary
+    m = min(ctx.n, 1000)
+    return {"w1": _entry(ot.w1(fr[:m], ff[:m]), note=f"exact optimal transport (POT) on {m} vs {m} points, "
+                         "Euclidean cost; no interval", extractor=ex.name,
+                         **ctx.reference("w1", lambda a, b: ot.w1(a[:m], b[:m])))}
+
+
+def _sliced(ctx: _Ctx, name: str) -> dict[str, Any]:
+    """Sliced W2 in the primary feature space (raw points, or the classifier's features for images):
+    1-D transport along 200 seeded directions, cheap at any n and dimension."""
+    from genstudio.core import ot
+
+    fr, _, ff, _, ex = ctx.primary
+    ci = M.bootstrap_ci(ot.sliced, fr, ff, **ctx.boot)
+    return {"sliced": _entry(ci.value, ci.low, ci.high, f"sliced W2, 200 random directions, {ex.name} features",
+                             ex.name, **ctx.reference("sliced", ot.sliced))}
+
+
 def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
     lp_fn = getattr(ctx.model, "log_prob", None)
     if Likelihood not in ctx.faces or lp_fn is None:
@@ -376,7 +400,7 @@ def _modes(ctx: _Ctx, name: str) -> dict[str, Any]:
 
 
 _METRIC_FNS = {"fcd": _fd, "fid": _fd, "kid": _kid, "is": _is, "precision": _pr, "recall": _pr,
-               "accuracy": _accuracy, "energy": _energy, "mmd": _mmd, "w2": _w2, "nll": _nll,
+               "accuracy": _accuracy, "energy": _energy, "mmd": _mmd, "w2": _w2, "w1": _w1, "sliced": _sliced, "nll": _nll,
                "modes": _modes}
 
 

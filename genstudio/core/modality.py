@@ -105,7 +105,7 @@ class Points2D(Modality):
     network = "vector"
     preview_n = 400  # a cloud that shows the modes; each preview is a full sampling run
     eval_n = 2000
-    metrics = ("energy", "mmd", "w2", "pr", "nll", "modes")
+    metrics = ("energy", "mmd", "w2", "w1", "sliced", "pr", "nll", "modes")
     base_metrics = ("energy", "mmd", "w2", "pr")
 
     def preview(self, x: torch.Tensor) -> np.ndarray:
@@ -128,7 +128,7 @@ class Image(Modality):
     spatial = True
     network = "grid"
     user_data = "folder"
-    metrics = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll", "modes")
+    metrics = ("fcd", "fid", "kid", "is", "pr", "accuracy", "nll", "modes", "sliced")
     base_metrics = ("fcd", "kid", "is", "pr")
 
     def preview(self, x: torch.Tensor) -> np.ndarray:

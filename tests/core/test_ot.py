@@ -244,3 +244,19 @@ def test_point_sources():
     assert pts.shape == (50, 2) and np.array_equal(pts, ot.dataset_points("moons", 50, seed=1))
     rep = ot.report(pts, ot.dataset_points("8gaussians", 50))
     assert set(rep) == {"w1", "w2", "sinkhorn", "sliced"} and rep["sinkhorn"] >= rep["w2"] - 1e-9
+
+
+def test_eval_offers_w1_and_sliced_w_with_real_vs_real_floors(tmp_path, monkeypatch):
+    """The metrics dashboard's OT metrics: exact W1 and sliced W2 per run, each with its floor."""
+    from genstudio.core import jobs
+    from genstudio.core.eval import run_eval
+    from genstudio.core.runs import RunStore
+
+    run = jobs.create_run(RunStore(tmp_path / "s"), jobs.TrainSpec(
+        plugin="ddpm", dataset="8gaussians", steps=2, sample_every=0, overrides=["timesteps=10", "hidden=16"]))
+    list(jobs.train(run))
+    rec = run_eval(run, ["w1", "sliced", "w2"], n=200, n_boot=5)
+    m = rec["metrics"]
+    for k in ("w1", "sliced"):
+        assert m[k]["value"] > m[k]["reference"] >= 0, (k, m[k])
+    assert m["w1"]["value"] <= m["w2"]["value"] + 1e-9  # W1 <= W2 for the same sets

@@ -137,7 +137,7 @@ def header_tooltip(name: str, refs: list[float] | None = None) -> str:
             lines.append("Real-vs-real floor (two disjoint draws of the data; each cell's tooltip says at which n): "
                          f"{val}. "
                          "A perfect model scores about this; values near it are at noise level.")
-    elif name in ("fcd", "fid", "kid", "energy", "mmd", "w2"):
+    elif name in ("fcd", "fid", "kid", "energy", "mmd", "w2", "w1", "sliced"):
         lines.append("0 = identical distributions; finite n keeps it above 0 even for a perfect model.")
     elif name in ("precision", "recall", "accuracy"):
         lines.append("1 = perfect.")

@@ -20,7 +20,7 @@ from torch import Tensor
 from genstudio.core import ot
 from genstudio.core.config import param
 from genstudio.core.gan import losses
-from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin
+from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin, GANInversion
 from genstudio.core.plugin import PluginInfo
 
 DATA = ("points2d", "image")
@@ -33,7 +33,7 @@ class GANConfig(AdversarialConfig):
                       "saturates when D wins)", choices=("non_saturating", "minimax"), live=True)
 
 
-class GANPlugin(AdversarialPlugin):
+class GANPlugin(GANInversion, AdversarialPlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
         "gan", "GAN (minimax)", "adversarial", GANConfig, DATA, ("generator",),
         "Goodfellow's minimax GAN, saturating or non-saturating generator loss; live JS estimate, "
@@ -61,7 +61,7 @@ class FGANConfig(AdversarialConfig):
     alpha: float = param(0.5, "alpha of the alpha-divergence (not 0 or 1)", range=(-5.0, 5.0))
 
 
-class FGANPlugin(AdversarialPlugin):
+class FGANPlugin(GANInversion, AdversarialPlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
         "fgan", "f-GAN", "adversarial", FGANConfig, DATA, ("generator",),
         "f-GAN: KL, reverse KL, Jensen-Shannon, total variation, Pearson χ², squared Hellinger or α; "
@@ -101,7 +101,7 @@ class WGANConfig(AdversarialConfig):
         return cls(batch_size=16, latent_dim=4, hidden=16, depth=1, channels=4, n_critic=1, exact_every=1)
 
 
-class WGANPlugin(AdversarialPlugin):
+class WGANPlugin(GANInversion, AdversarialPlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
         "wgan", "WGAN / WGAN-GP", "adversarial", WGANConfig, DATA, ("generator",),
         "Wasserstein GAN with weight clipping or gradient penalty; the critic's W1 estimate against the "

@@ -27,7 +27,7 @@ from torch import Tensor, nn
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.gan import losses
-from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin
+from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin, GANInversion
 from genstudio.core.gan.blocks import NOISE_MODES, MinibatchStd, StyleGenerator, mix_styles, r1_penalty
 from genstudio.core.gan.nets import ConvCritic
 from genstudio.core.imaging import image_grid, readable_scale
@@ -54,7 +54,7 @@ class StyleGANConfig(AdversarialConfig):
         return cls(batch_size=16, latent_dim=4, channels=4, w_dim=8, mapping_depth=1)
 
 
-class StyleGANPlugin(AdversarialPlugin):
+class StyleGANPlugin(GANInversion, AdversarialPlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
         "stylegan", "StyleGAN (small)", "adversarial", StyleGANConfig, ("image",), ("generator",),
         "Mapping network, modulated convolutions, noise inputs and style mixing (coarse/fine swap grid), "

@@ -199,3 +199,31 @@ class AdversarialPlugin(BasePlugin[AdversarialConfig]):
 
     def load_extra_state(self, state: dict[str, Any]) -> None:
         self._last = {k: float(v) for k, v in (state.get("last_logged") or {}).items()}
+
+
+class GANInversion:
+    """The Latent face for unconditional GANs, so the latent explorer maps, decodes and walks their
+    latent space: ``decode`` is the generator, ``encode`` *inverts* it by gradient descent on z
+    (GAN inversion: min_z |G(z) - x|^2 + prior * |z|^2 from a fixed start), approximate by nature:
+    the explorer's reconstructions say how close it got. Mixed into plugins whose generator needs
+    no label (a class-conditional one would decode differently per position in the batch)."""
+
+    invert_steps: ClassVar[int] = 150
+    invert_prior: ClassVar[float] = 1e-3
+
+    def decode(self, z: Tensor) -> Tensor:
+        self.gen.eval()
+        return self.generate(z)
+
+    def encode(self, x: Tensor) -> Tensor:
+        self.gen.eval()
+        x = x.to(self.device)
+        z = self.noise(len(x), self.generator(0)).clone().requires_grad_(True)
+        opt = torch.optim.Adam([z], lr=0.05)
+        with torch.enable_grad():
+            for _ in range(self.invert_steps):
+                err = (self.generate(z) - x).flatten(1).pow(2).sum(1) + self.invert_prior * z.pow(2).sum(1)
+                (z.grad,) = torch.autograd.grad(err.sum(), z)  # only z moves: the weights' .grad stay untouched
+                opt.step()
+        return z.detach()
+

@@ -14,9 +14,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
-import tempfile
 import time
-from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
@@ -24,10 +22,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PySide6.QtCore import QElapsedTimer, QTimer  # noqa: E402
 
-from genstudio.core.runs import RunStore  # noqa: E402
-from genstudio.qt.app import create_app  # noqa: E402
 from genstudio.qt.main_window import MainWindow  # noqa: E402
-from genstudio.qt.shot import wait_until  # noqa: E402
+from genstudio.qt.shot import scratch_window, wait_until  # noqa: E402
 
 
 def timer_intervals(seconds: float) -> np.ndarray:
@@ -74,11 +70,7 @@ def main() -> None:
     p.add_argument("--data", default="8gaussians")
     p.add_argument("--seconds", type=float, default=10.0)
     a = p.parse_args()
-    create_app()
-    with tempfile.TemporaryDirectory() as tmp:
-        w = MainWindow(store=RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "s.ini", restore=False)
-        w.resize(1400, 880)
-        w.show()
+    with scratch_window((1400, 880)) as w:
         timer_intervals(1.0)  # warm up the event loop and pyqtgraph
         idle = timer_intervals(a.seconds)
         w.select_plugin(a.plugin)
@@ -93,7 +85,6 @@ def main() -> None:
         gui_rate = statistics.median(rates[len(rates) // 4:]) if len(rates) > 4 else float("nan")
         torch.set_num_threads(1)
         bare = bare_steps_per_s(w, a.plugin, a.data, a.seconds / 2)
-        w.close()
     print(f"plugin={a.plugin} data={a.data} cores={os.cpu_count()} QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']}")
     print(f"10 ms timer, idle window    : {stats(idle)}")
     print(f"10 ms timer, while training : {stats(busy)}")

@@ -19,9 +19,7 @@ import math
 import os
 import statistics
 import sys
-import tempfile
 import time
-from pathlib import Path
 
 sys.path.insert(0, os.path.join(os.path.dirname(__file__), ".."))
 
@@ -31,10 +29,8 @@ from PySide6.QtWidgets import QApplication  # noqa: E402
 
 from genstudio.core import events as ev  # noqa: E402
 from genstudio.core import jobs  # noqa: E402
-from genstudio.core.runs import RunStore  # noqa: E402
-from genstudio.qt.app import create_app  # noqa: E402
 from genstudio.qt.main_window import MainWindow  # noqa: E402
-from genstudio.qt.shot import settle, wait_until  # noqa: E402
+from genstudio.qt.shot import scratch_window, settle, wait_until  # noqa: E402
 
 
 class Drag:
@@ -106,11 +102,7 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=4)
     ap.add_argument("--data", default="scene:primitives")
     a = ap.parse_args()
-    create_app()
-    with tempfile.TemporaryDirectory() as tmp:
-        w = MainWindow(store=RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "s.ini", restore=False)
-        w.resize(1600, 1000)
-        w.show()
+    with scratch_window((1600, 1000)) as w:
         w.docks["splats"].raise_()
         p = w.panels["splats"]
         if p.canvas is None:
@@ -128,7 +120,6 @@ def main() -> None:
                   f"{med['orbit moves']:4.1f} drag moves/s handled of ~60 sent)\n"
                   f"  ratio orbit / idle {med['orbit'] / med['idle']:.3f} (per pair: "
                   f"{', '.join(f'{x:.2f}' for x in ratios)})", flush=True)
-        w.close()
 
 
 if __name__ == "__main__":

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,6 +74,24 @@ def run_demo(window: MainWindow, *, plugin: str = DEMO["plugin"], dataset: str =
             raise RuntimeError("the sampler panel did not start sampling")
         wait_until(lambda: not window.job_running("sample"), timeout)
     settle(800)
+
+
+@contextmanager
+def scratch_window(size: tuple[int, int] = (1400, 880), store: RunStore | None = None) -> Iterator[MainWindow]:
+    """A shown main window on a throw-away run store and settings file (screenshots, benchmarks):
+    the default layout, and nothing left in the user's run list."""
+    create_app()
+    with tempfile.TemporaryDirectory(prefix="genstudio-scratch-") as tmp:
+        window = MainWindow(store=store or RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "settings.ini",
+                            restore=False)
+        try:
+            window.resize(*size)
+            window.show()
+            yield window
+        finally:
+            window.close()
+            window.deleteLater()
+            QApplication.processEvents()
 
 
 def shot(panel: str | None, out: Path | str, *, setup: Callable[[MainWindow], Any] | None = None,

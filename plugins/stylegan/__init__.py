@@ -4,13 +4,24 @@ A mapping network z -> w, a learned constant 4x4 input, one style per resolution
 **modulated convolution with demodulation** (not AdaIN), per-pixel noise with learned per-channel
 scales, mixing regularisation while training, and the non-saturating logistic loss with R1 on a
 DCGAN critic (``nets.ConvCritic``) that also sees the batch's standard deviation (StyleGAN's
-minibatch-std channel, without which the small generator collapsed to one digit in 1000 steps). Images only (digits 8x8, digits16, sprites16).
+minibatch-std channel, without which the small generator collapsed to one digit in 1000 steps), on
+images (digits 8x8, digits16, sprites16).
+
+2-D points (8 Gaussians, rings): the same mapping network, w_mean EMA, truncation and mixing drive
+an MLP synthesis (``blocks.StyleMLPGenerator``): a learned constant vector of ``hidden`` features
+through ``depth`` modulated linear layers (a 1x1 modulated convolution on (B, hidden, 1, 1): the
+style scales the weights per input feature, demodulation renormalises each output unit), each
+with a learned-scale noise scalar per sample and its own style, then a plain linear to (x, y).
+The critic is the plain ``nets.MLPCritic`` (no minibatch-std feature), so the base's
+decision-surface view applies unchanged; a "block" is a layer there (crossover counts layers),
+and there is no style-mixing grid (points do not read as a grid of images).
 
 Sampling options: ``truncation`` is StyleGAN's psi **in w space**, w = w_mean + psi (w - w_mean)
 with w_mean tracked by EMA while training: 1 = off (the base's |z| threshold, where 0 = off, does
-not apply here), 0 = every sample is the mean image. ``mix_seed`` (0 = off) draws a second w whose
-styles take over from block ``crossover`` on (0 = all from the mixing seed, blocks = all from the
-main seed); ``noise`` is const (fixed noise images: a sample is a function of z), random or none.
+not apply here), 0 = every sample is the mean image (2-D: one point). ``mix_seed`` (0 = off) draws a
+second w whose styles take over from block ``crossover`` on (0 = all from the mixing seed, blocks = all
+from the main seed; on 2-D data the blocks are the MLP's layers); ``noise`` is const (fixed noise
+images: a sample is a function of z), random or none.
 """
 
 from __future__ import annotations
@@ -28,8 +39,15 @@ from genstudio.core.config import param
 from genstudio.core.data import DataSpec
 from genstudio.core.gan import losses
 from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin, GANInversion
-from genstudio.core.gan.blocks import NOISE_MODES, MinibatchStd, StyleGenerator, mix_styles, r1_penalty
-from genstudio.core.gan.nets import ConvCritic
+from genstudio.core.gan.blocks import (
+    NOISE_MODES,
+    MinibatchStd,
+    StyleGenerator,
+    StyleMLPGenerator,
+    mix_styles,
+    r1_penalty,
+)
+from genstudio.core.gan.nets import ConvCritic, MLPCritic
 from genstudio.core.imaging import image_grid, readable_scale
 from genstudio.core.plugin import PluginInfo, SampleOption, SampleState
 
@@ -41,22 +59,22 @@ GRID_MIX = (201, 202, 203, 204)  # columns (fine styles)
 @dataclass
 class StyleGANConfig(AdversarialConfig):
     latent_dim: int = param(32, "Latent noise z dimensions", range=(1, 1024))
-    w_dim: int = param(64, "Style space w dimensions", range=(2, 1024), kinds=("image",))
-    mapping_depth: int = param(3, "Mapping network layers z -> w", range=(1, 8), kinds=("image",))
+    w_dim: int = param(64, "Style space w dimensions", range=(2, 1024))
+    mapping_depth: int = param(3, "Mapping network layers z -> w", range=(1, 8))
     mixing_prob: float = param(0.9, "Mixing regularisation: probability a training sample switches to a second "
-                               "w at a random block", range=(0.0, 1.0), kinds=("image",))
+                               "w at a random block (2-D data: layer)", range=(0.0, 1.0))
     r1_gamma: float = param(0.5, "R1 penalty weight gamma (gamma/2 E|grad D(x_real)|^2; 0 = off)",
                             range=(0.0, 100.0), live=True)
     lr: float = param(1e-3, "Learning rate of both players", range=(1e-6, 1.0), log=True, live=True)
 
     @classmethod
     def tiny(cls) -> StyleGANConfig:
-        return cls(batch_size=16, latent_dim=4, channels=4, w_dim=8, mapping_depth=1)
+        return cls(batch_size=16, latent_dim=4, channels=4, hidden=16, depth=2, w_dim=8, mapping_depth=1)
 
 
 class StyleGANPlugin(GANInversion, AdversarialPlugin):
     info: ClassVar[PluginInfo] = PluginInfo(
-        "stylegan", "StyleGAN (small)", "adversarial", StyleGANConfig, ("image",), ("generator",),
+        "stylegan", "StyleGAN (small)", "adversarial", StyleGANConfig, ("points2d", "image"), ("generator",),
         "Mapping network, modulated convolutions, noise inputs and style mixing (coarse/fine swap grid), "
         "truncation in w space")
 
@@ -65,14 +83,19 @@ class StyleGANPlugin(GANInversion, AdversarialPlugin):
                      "mean image", 1.0, range=(0.0, 1.0), step=0.05),
         SampleOption("mix_seed", "Style mixing: seed of a second latent whose styles take over from the crossover "
                      "block (0 = off)", 0, range=(0, 10**6), step=1),
-        SampleOption("crossover", "Block (resolution 4x4 = 0, 8x8 = 1, ...) from which the mixing seed's styles "
-                     "are used: lower = more of the mixing seed", 1, range=(0, MAX_BLOCKS), step=1),
+        SampleOption("crossover", "Block (images: resolution 4x4 = 0, 8x8 = 1, ...; 2-D: MLP layer) from which "
+                     "the mixing seed's styles are used: lower = more of the mixing seed", 1,
+                     range=(0, MAX_BLOCKS), step=1),
         SampleOption("noise", "Per-pixel noise inputs: const (fixed), random (from the seed) or none", "const",
                      choices=NOISE_MODES),
     )
 
     def build_nets(self, data: DataSpec) -> tuple[nn.Module, nn.Module]:
         c = self.config
+        if len(data.shape) == 1:  # vectors: the modulated-linear synthesis and a plain MLP critic
+            gen = StyleMLPGenerator(c.latent_dim, data.shape, c.hidden, c.depth, c.w_dim, c.mapping_depth,
+                                    c.mixing_prob, bounded=data.modality.value_range is not None)
+            return gen, MLPCritic(data.shape, c.hidden, c.depth)
         gen = StyleGenerator(c.latent_dim, data.shape, c.channels, c.w_dim, c.mapping_depth, c.mixing_prob)
         return gen, nn.Sequential(MinibatchStd(), ConvCritic((data.shape[0] + 1, *data.shape[1:]), c.channels))
 
@@ -135,7 +158,10 @@ class StyleGANPlugin(GANInversion, AdversarialPlugin):
         return torch.cat(out), cut
 
     def views(self) -> dict[str, Any]:
-        """"style_mixing": the coarse/fine swap grid under a label saying which blocks are coarse."""
+        """Images: "style_mixing", the coarse/fine swap grid under a label saying which blocks are
+        coarse. 2-D points: the base's decision surface instead."""
+        if not isinstance(self.gen, StyleGenerator):
+            return super().views()
         x, cut = self.mixing_grid()
         size = self.data.shape[-1]
         grid = image_grid(x.cpu(), ncol=len(GRID_MIX) + 1, pad=2, scale=readable_scale(size, size, 40))

@@ -168,3 +168,58 @@ def test_training_forward_mixes_styles_with_the_given_probability_and_tracks_w_m
     gen.mixing_prob = 0.0
     gen(z)
     assert torch.equal(seen[-1][:, 0], seen[-1][:, -1])
+
+
+# -- StyleGAN on 2-D points: the modulated-linear synthesis -------------------------------------------
+
+
+def test_stylegan_on_points_uses_the_modulated_mlp_and_the_decision_view():
+    m = _model("stylegan", "8gaussians", depth=3)
+    assert isinstance(m.gen, B.StyleMLPGenerator) and m.gen.n_blocks == 3  # one style block per layer
+    assert all(layer.conv.weight.shape[2:] == (1, 1) for layer in m.gen.blocks)  # 1x1 modulated conv = linear
+    x = final_state(m.sample(7, seed=1)).x
+    assert tuple(x.shape) == (7, 2)
+    assert list(m.views()) == ["decision"]
+    with pytest.raises(ValueError):
+        m.gen.synthesis(m.gen.styles(torch.randn(2, m.latent_dim)), "bogus")
+
+
+def test_modulated_linear_layer_is_demodulated_per_output_unit():
+    torch.manual_seed(0)
+    layer = B.ModulatedConv2d(32, 24, 1, w_dim=8)
+    layer.affine.weight.data.mul_(5)
+    x, w = torch.randn(4000, 32, 1, 1), torch.randn(1, 8).expand(4000, -1)  # one style, many inputs
+    var = layer(x, w).flatten(1).var(0)
+    torch.testing.assert_close(var, torch.ones_like(var), atol=0.12, rtol=0)
+
+
+def test_stylegan_points_mixing_ends_truncation_and_noise():
+    m = _model("stylegan", "8gaussians", depth=3)
+    for layer in m.gen.blocks:
+        layer.noise.scale.data.fill_(0.5)  # noise reaches the points
+    n = m.gen.n_blocks
+    main, mix = final_state(m.sample(5, seed=1)).x, final_state(m.sample(5, seed=2)).x
+    at = {k: final_state(m.sample(5, seed=1, mix_seed=2, crossover=k)).x for k in (0, 1, n)}
+    torch.testing.assert_close(at[0], mix)
+    torch.testing.assert_close(at[n], main)
+    assert not torch.allclose(at[1], main) and not torch.allclose(at[1], mix)
+    m.gen.w_avg.normal_()
+    x = final_state(m.sample(6, seed=3, truncation=0.0)).x
+    torch.testing.assert_close(x, x[:1].expand_as(x))  # psi = 0: one point
+    assert not torch.allclose(final_state(m.sample(5, seed=1, noise="random")).x, main)
+    torch.testing.assert_close(final_state(m.sample(5, seed=1, noise="const")).x, main)
+
+
+def test_stylegan_learns_8_gaussians_in_a_few_hundred_steps():
+    from genstudio.core.metrics.functional import energy_distance
+
+    ds = get_dataset("8gaussians")
+    m = _model("stylegan", "8gaussians", batch_size=128, latent_dim=8, hidden=64, depth=3, w_dim=32,
+               mapping_depth=2, lr=2e-3)
+    real = ds.batch(1000, torch.Generator().manual_seed(1))[0]
+    before = energy_distance(final_state(m.sample(1000, seed=5)).x, real)
+    g = torch.Generator().manual_seed(0)
+    for step in range(1, 301):
+        m.train_step(*ds.batch(128, g), step)
+    after = energy_distance(final_state(m.sample(1000, seed=5)).x, real)
+    assert after < 0.5 * before, (before, after)

@@ -5,6 +5,8 @@ per-block styles applied by **modulated convolution with demodulation** (StyleGA
 replacement for AdaIN: the style scales the weights per input channel, and dividing by the
 resulting filter norm restores unit output variance), per-pixel noise with learned per-channel
 scales, style mixing (blocks before a crossover take one w, the rest another) and the R1 penalty.
+For vectors (2-D points) the same machinery drives an MLP synthesis whose layers are modulated
+linear layers (1x1 modulated convolutions on (B, C, 1, 1)), one style per layer.
 
 BigGAN (Brock et al. 2019): class-conditional batch norm (gains and biases from a shared class
 embedding, concatenated with a chunk of z per block: the hierarchical latent), the projection
@@ -84,11 +86,13 @@ class NoiseInjection(nn.Module):
 
 
 class StyleLayer(nn.Module):
-    """Modulated 3x3 conv -> noise -> bias -> LeakyReLU."""
+    """Modulated 3x3 conv -> noise -> bias -> LeakyReLU. With ``kernel=1, size=1`` on (B, C, 1, 1)
+    tensors it is the vector version: a *modulated linear* layer (weights scaled per input feature
+    by the style, demodulated per output unit) with one noise scalar per sample."""
 
-    def __init__(self, in_ch: int, out_ch: int, w_dim: int, size: int, index: int) -> None:
+    def __init__(self, in_ch: int, out_ch: int, w_dim: int, size: int, index: int, kernel: int = 3) -> None:
         super().__init__()
-        self.conv = ModulatedConv2d(in_ch, out_ch, 3, w_dim)
+        self.conv = ModulatedConv2d(in_ch, out_ch, kernel, w_dim)
         self.noise = NoiseInjection(out_ch, size, index)
         self.bias = nn.Parameter(torch.zeros(out_ch))
 
@@ -107,34 +111,32 @@ def mix_styles(ws: Tensor, ws_mix: Tensor, crossover: Tensor | int) -> Tensor:
     return torch.where((idx[None] < cut)[..., None], ws, ws_mix)
 
 
-class StyleGenerator(nn.Module):
-    """Constant 4x4 -> one block per resolution (4x4: one style layer; then upsample and two) ->
-    modulated 1x1 toRGB (no demodulation) -> tanh. Each block takes its own w (B, blocks, w_dim).
+def _layer_noise(layer: StyleLayer, mode: str, x: Tensor, generator: torch.Generator | None) -> Tensor | None:
+    """The noise input of ``layer`` for activations ``x`` (B, C, H, W): its fixed image (const), a
+    fresh (B, 1, H, W) draw from ``generator`` (random) or None."""
+    if mode == "const":
+        return layer.noise.const
+    if mode == "random":
+        dev = generator.device if generator is not None else x.device
+        return torch.randn((x.shape[0], 1, *x.shape[2:]), generator=generator, device=dev).to(x)
+    return None
+
+
+class _StyleBase(nn.Module):
+    """What both StyleGAN syntheses share: the mapping network, the w_mean EMA, w-space truncation,
+    one w per block (``self.blocks``) and the training forward with mixing regularisation. A
+    subclass builds ``self.blocks`` and writes ``synthesis(ws, noise_mode, generator)``.
 
     In training mode ``forward(z)`` draws fresh noise, applies mixing regularisation (with
     probability ``mixing_prob`` a sample's blocks from a random crossover on take a second z's w)
     and tracks the mean w by EMA; in eval mode it is a deterministic function of z (const noise)."""
 
-    def __init__(self, latent: int, shape: tuple[int, ...], channels: int, w_dim: int, map_depth: int,
-                 mixing_prob: float = 0.0, w_avg_beta: float = 0.995) -> None:
+    blocks: nn.ModuleList
+
+    def __init__(self, latent: int, w_dim: int, map_depth: int, mixing_prob: float, w_avg_beta: float) -> None:
         super().__init__()
-        levels = conv_levels(shape)
-        if not levels:
-            raise ValueError(f"StyleGAN needs square images of side 4 * 2^k (k >= 1), got {shape}")
-        widths = [channels * 2 ** (levels - i) for i in range(levels + 1)]
         self.latent, self.w_dim, self.mixing_prob, self.w_avg_beta = latent, w_dim, mixing_prob, w_avg_beta
         self.mapping = MappingNetwork(latent, w_dim, map_depth)
-        self.const = nn.Parameter(torch.randn(1, widths[0], 4, 4))
-        self.blocks = nn.ModuleList()
-        n = 0
-        for i, width in enumerate(widths):
-            size, ins = 4 * 2 ** i, widths[max(i - 1, 0)]
-            layers = [StyleLayer(ins, width, w_dim, size, n)] + ([StyleLayer(width, width, w_dim, size, n + 1)]
-                                                                 if i else [])
-            n += len(layers)
-            self.blocks.append(nn.ModuleList(layers))
-        self.to_rgb = ModulatedConv2d(widths[-1], shape[0], 1, w_dim, demodulate=False)
-        self.rgb_bias = nn.Parameter(torch.zeros(shape[0]))
         self.register_buffer("w_avg", torch.zeros(w_dim))
 
     @property
@@ -149,24 +151,12 @@ class StyleGenerator(nn.Module):
         return w[:, None].expand(-1, self.n_blocks, -1)
 
     def synthesis(self, ws: Tensor, noise_mode: str = "const", generator: torch.Generator | None = None) -> Tensor:
-        """Per-block styles -> images; ``noise_mode`` const (fixed noise images), random (drawn from
-        ``generator``) or none."""
+        raise NotImplementedError
+
+    @staticmethod
+    def check_noise_mode(noise_mode: str) -> None:
         if noise_mode not in NOISE_MODES:
             raise ValueError(f"noise_mode must be one of {', '.join(NOISE_MODES)}, got {noise_mode!r}")
-        b = ws.shape[0]
-        x = self.const.expand(b, -1, -1, -1)
-        for i, block in enumerate(self.blocks):
-            if i:
-                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
-            for layer in block:
-                noise = None
-                if noise_mode == "const":
-                    noise = layer.noise.const
-                elif noise_mode == "random":
-                    dev = generator.device if generator is not None else x.device
-                    noise = torch.randn((b, 1, *x.shape[2:]), generator=generator, device=dev).to(x)
-                x = layer(x, ws[:, i], noise)
-        return torch.tanh(self.to_rgb(x, ws[:, -1]) + self.rgb_bias[None, :, None, None])
 
     def forward(self, z: Tensor) -> Tensor:
         if not self.training:
@@ -180,6 +170,67 @@ class StyleGenerator(nn.Module):
             keep = torch.rand(z.shape[0], device=z.device) >= self.mixing_prob
             ws = mix_styles(ws, ws2, torch.where(keep, self.n_blocks, cut))
         return self.synthesis(ws, "random")
+
+
+class StyleGenerator(_StyleBase):
+    """Constant 4x4 -> one block per resolution (4x4: one style layer; then upsample and two) ->
+    modulated 1x1 toRGB (no demodulation) -> tanh. Each block takes its own w (B, blocks, w_dim)."""
+
+    def __init__(self, latent: int, shape: tuple[int, ...], channels: int, w_dim: int, map_depth: int,
+                 mixing_prob: float = 0.0, w_avg_beta: float = 0.995) -> None:
+        super().__init__(latent, w_dim, map_depth, mixing_prob, w_avg_beta)
+        levels = conv_levels(shape)
+        if not levels:
+            raise ValueError(f"StyleGAN needs square images of side 4 * 2^k (k >= 1), got {shape}")
+        widths = [channels * 2 ** (levels - i) for i in range(levels + 1)]
+        self.const = nn.Parameter(torch.randn(1, widths[0], 4, 4))
+        self.blocks = nn.ModuleList()
+        n = 0
+        for i, width in enumerate(widths):
+            size, ins = 4 * 2 ** i, widths[max(i - 1, 0)]
+            layers = [StyleLayer(ins, width, w_dim, size, n)] + ([StyleLayer(width, width, w_dim, size, n + 1)]
+                                                                 if i else [])
+            n += len(layers)
+            self.blocks.append(nn.ModuleList(layers))
+        self.to_rgb = ModulatedConv2d(widths[-1], shape[0], 1, w_dim, demodulate=False)
+        self.rgb_bias = nn.Parameter(torch.zeros(shape[0]))
+
+    def synthesis(self, ws: Tensor, noise_mode: str = "const", generator: torch.Generator | None = None) -> Tensor:
+        """Per-block styles -> images; ``noise_mode`` const (fixed noise images), random (drawn from
+        ``generator``) or none."""
+        self.check_noise_mode(noise_mode)
+        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        for i, block in enumerate(self.blocks):
+            if i:
+                x = F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False)
+            for layer in block:
+                x = layer(x, ws[:, i], _layer_noise(layer, noise_mode, x, generator))
+        return torch.tanh(self.to_rgb(x, ws[:, -1]) + self.rgb_bias[None, :, None, None])
+
+
+class StyleMLPGenerator(_StyleBase):
+    """The vector (2-D points) synthesis: a learned constant vector (hidden) -> ``depth`` style
+    layers, each a modulated linear layer (``StyleLayer`` with a 1x1 ``ModulatedConv2d`` on
+    (B, hidden, 1, 1): weights scaled per input feature by s = A(w), demodulated per output unit)
+    with a noise scalar per sample -> a plain linear to the data dimension (tanh when ``bounded``).
+    Each layer is one style block, so style mixing's crossover counts layers."""
+
+    def __init__(self, latent: int, shape: tuple[int, ...], hidden: int, depth: int, w_dim: int, map_depth: int,
+                 mixing_prob: float = 0.0, w_avg_beta: float = 0.995, bounded: bool = False) -> None:
+        super().__init__(latent, w_dim, map_depth, mixing_prob, w_avg_beta)
+        self.shape, self.bounded = tuple(shape), bounded
+        self.const = nn.Parameter(torch.randn(1, hidden, 1, 1))
+        self.blocks = nn.ModuleList(StyleLayer(hidden, hidden, w_dim, 1, i, kernel=1) for i in range(depth))
+        self.out = nn.Linear(hidden, math.prod(shape))
+
+    def synthesis(self, ws: Tensor, noise_mode: str = "const", generator: torch.Generator | None = None) -> Tensor:
+        """Per-layer styles (B, depth, w_dim) -> points (B, *shape)."""
+        self.check_noise_mode(noise_mode)
+        x = self.const.expand(ws.shape[0], -1, -1, -1)
+        for i, layer in enumerate(self.blocks):
+            x = layer(x, ws[:, i], _layer_noise(layer, noise_mode, x, generator))
+        out = self.out(x.flatten(1)).reshape(ws.shape[0], *self.shape)
+        return torch.tanh(out) if self.bounded else out
 
 
 class MinibatchStd(nn.Module):

@@ -20,6 +20,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
@@ -28,7 +29,8 @@ from genstudio.core.data import DataSpec
 from genstudio.core.gan.base import AdversarialConfig, AdversarialPlugin
 from genstudio.core.gan.blocks import CondGenerator, ProjectionCritic, hinge_d_loss, orthogonal_penalty
 from genstudio.core.gan.nets import gan_nets
-from genstudio.core.imaging import image_grid, readable_scale
+from genstudio.core.imaging import readable_scale, to_uint8
+from genstudio.core.latent import labelled_grid
 from genstudio.core.plugin import PluginInfo
 
 VIEW_COLUMNS = 8  # latents per class in the image view
@@ -120,4 +122,8 @@ class BigGANPlugin(AdversarialPlugin):
         z = self.noise(VIEW_COLUMNS, self.generator(0)).repeat(k, 1)
         x = self.generate(z, torch.arange(k, device=self.device).repeat_interleave(VIEW_COLUMNS))
         side = self.data.shape[-1]
-        return {"classes": image_grid(x.cpu(), ncol=VIEW_COLUMNS, pad=1, scale=readable_scale(side, side, 32))}
+        s = readable_scale(side, side, 32)
+        tiles = to_uint8(x.cpu()).repeat(3 // x.shape[1], axis=1).transpose(0, 2, 3, 1).repeat(s, 1).repeat(s, 2)
+        rows = [f"class {c}" for c in range(k)]
+        return {"classes": labelled_grid(np.ascontiguousarray(tiles), VIEW_COLUMNS, row_labels=rows,
+                                         title="one row per class, one column per latent z")}

@@ -28,7 +28,7 @@ from genstudio.core.faces import Adversarial, Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.metrics.modes import coverage_for
 from genstudio.core.modality import Modality, modality_of
-from genstudio.core.plugin import SampleState, apply_lr_schedule
+from genstudio.core.plugin import SampleState, apply_lr_schedule, final_state
 from genstudio.core.registry import registry
 from genstudio.core.runs import HEARTBEAT_S, Run, RunError, RunStore
 
@@ -110,6 +110,7 @@ class Control:
             raise Cancelled()
 
 
+COVERAGE_N = 500  # samples an adversarial run's mode coverage counts (a grid preview has only 64)
 LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps")
 
 
@@ -390,12 +391,15 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                     cover.append(coverage_for(ds, classify=has_face(model, Adversarial), device=dev))
                 if cover[0] is None:
                     return
+                if has_face(model, Adversarial) and len(x) < COVERAGE_N:  # one generator pass: count on more
+                    with torch.no_grad():
+                        x = final_state(model.sample(COVERAGE_N, seed=seed)).x.detach().cpu()
                 row = {"step": step, **cover[0](x)}
                 total_modes = row.pop("modes_total", None)  # a constant: said once in the log, not a curve
                 if len(cover) == 1:
                     cover.append(True)
                     run.log(f"mode coverage: 'modes' counts how many of the data's {total_modes:g} modes the "
-                            f"{len(x)} preview samples reach")
+                            f"{len(x)} samples drawn at each preview reach")
             except Exception:
                 cover[:] = [None]
                 run.log(f"mode coverage failed at step {step}; not logged:\n{traceback.format_exc()}")

@@ -36,6 +36,7 @@ def test_training_logs_losses_modes_and_saves_the_decision_surface(tmp_path, plu
     assert {"gan": "js_estimate", "fgan": "divergence", "wgan": "w1_critic"}[plugin] in names
     modes = [r for r in rows if "modes" in r]
     assert [r["step"] for r in modes] == [10, 20] and all(0 <= r["modes"] <= 8 and 0 <= r["hq"] <= 1 for r in modes)
+    assert "the 500 samples drawn at each preview" in (run.path / "log.txt").read_text()  # not just the grid's
     views = sorted(p.name for p in run.sample_dir().glob("view_decision_*.png"))
     assert views == ["view_decision_00000010.png", "view_decision_00000020.png"]
 

@@ -290,6 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plugin=args.plugin, dataset=args.data, steps=args.steps, seed=args.seed, device=args.device,
         overrides=args.set or [], log_every=args.log_every, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
+        keep_checkpoints=args.keep_checkpoints,
     )
     run = jobs.create_run(_store(), spec)
     return _drive_training(run, None, args.device)
@@ -383,7 +384,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
             why = option_error(opt, extra[opt.name]) if opt.name in extra else None
             if why:
                 raise CliError(f"{_flag(opt.name)}: {why} (plugin {plugin})")
-    gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
+    if args.checkpoint == "all":
+        return _sample_checkpoints(run, args, extra)
+    ckpt = _checkpoint_arg(run, args.checkpoint)
+    gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed, checkpoint=ckpt,
                       every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
     result = None
@@ -401,6 +405,40 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(result.npz)
     if args.gif:
         print(_write_trajectory(result.states, args.gif))
+    return 0
+
+
+def _checkpoint_arg(run: Any, ref: str | None) -> Path | None:
+    """--checkpoint STEP|FILE as a checkpoint file (None = the newest); a bad one is a CliError."""
+    if ref is None:
+        return None
+    try:
+        path = run.checkpoint_path(ref)
+    except ValueError as e:
+        raise CliError(str(e)) from None
+    if not path.is_file():
+        raise CliError(f"--checkpoint {ref}: no such checkpoint file ({path})")
+    return path
+
+
+def _sample_checkpoints(run: Any, args: argparse.Namespace, extra: dict[str, Any]) -> int:
+    """--checkpoint all: the same seed's samples from every checkpoint, as one animation (--gif)."""
+    from tqdm import tqdm
+
+    from genstudio.core.timelapse import write_checkpoint_evolution
+
+    if not args.gif:
+        raise CliError("--checkpoint all writes the samples of every checkpoint as an animation: add "
+                       "--gif FILE.gif|FILE.mp4")
+    bar = tqdm(total=len(run.checkpoints()), desc="checkpoints", unit="ckpt",
+               disable=None if sys.stderr.isatty() else False)
+    try:
+        path = write_checkpoint_evolution(run, args.gif, n=args.n, seed=args.seed, steps=args.steps,
+                                          sampler=args.sampler, device=args.device,
+                                          progress=lambda d, t: bar.update(d - bar.n), **extra)
+    finally:
+        bar.close()
+    print(path)
     return 0
 
 
@@ -717,6 +755,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
     s.add_argument("--preview-steps", type=EVERY, default=0,
                    help="sampling steps of each logged grid (0 = the plugin's default)")
+    s.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
+                   help="newest N checkpoints kept (0 = the plugin's choice: 3, every one for GANs; -1 = all)")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")
@@ -738,7 +778,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
     s.add_argument("--gif", type=_animation_file, default=None, metavar="FILE.gif|FILE.mp4",
                    help="also write the trajectory as an animation: x_t | predicted x0 side by side, each frame "
-                        "labelled 'step k/N · t=...' (as the Sampler's export)")
+                        "labelled 'step k/N · t=...' (as the Sampler's export); with --checkpoint all, the "
+                        "samples of every checkpoint instead")
+    s.add_argument("--checkpoint", default=None,
+                   help="training step or checkpoint file to sample from (default: newest), or 'all': the same "
+                        "seed at every checkpoint, written with --gif (the fixed-noise grid over training)")
     s.add_argument("--class", dest="cls", type=EVERY, default=None,
                    help="class label (class-conditional runs)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")

@@ -160,17 +160,6 @@ def _entry(value: float | None, lo: float | None = None, hi: float | None = None
             "extractor": extractor, **extra}
 
 
-def _checkpoint(run: Run, checkpoint: int | str | Path) -> Path:
-    if isinstance(checkpoint, int) or (isinstance(checkpoint, str) and checkpoint.isdigit()):
-        for s, p in run.checkpoints():
-            if s == int(checkpoint):
-                return p
-        raise ValueError(f"run {run.id} has no checkpoint at step {checkpoint} "
-                         f"(has {', '.join(str(s) for s, _ in run.checkpoints()) or 'none'})")
-    p = Path(checkpoint)
-    return p if p.is_absolute() or p.exists() else run.path / "checkpoints" / p
-
-
 class _Skip(Exception):
     """A requested metric that does not apply to this run (recorded under "skipped")."""
 
@@ -428,7 +417,7 @@ def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | N
     faces = faces_of(model)  # asked of this run's model: a class_cond DDPM is Conditional
     ck_name = run.checkpoints()[-1][1].name if run.checkpoints() else None
     if checkpoint is not None:
-        path = _checkpoint(run, checkpoint)
+        path = run.checkpoint_path(checkpoint)
         step, state = run.load_checkpoint(path)
         model.load_state_dict(state)
         ck_name = path.name

@@ -111,7 +111,7 @@ class Control:
 
 
 COVERAGE_N = 500  # samples an adversarial run's mode coverage counts (a grid preview has only 64)
-LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps")
+LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps", "keep_checkpoints")
 
 
 def check_steering(config: Any, changes: dict[str, Any]) -> dict[str, Any]:
@@ -179,6 +179,7 @@ class TrainSpec:
     checkpoint_every: int = 500
     n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
     preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
+    keep_checkpoints: int = 0  # newest N checkpoints kept; 0 = the plugin's choice (3; every one for GANs); -1 = all
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -198,7 +199,7 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
         steps=spec.steps,
         extra={"log_every": spec.log_every, "sample_every": spec.sample_every,
                "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview,
-               "preview_steps": spec.preview_steps},
+               "preview_steps": spec.preview_steps, "keep_checkpoints": spec.keep_checkpoints},
     )
 
 
@@ -302,6 +303,11 @@ def _short(value: Any, limit: int = 80) -> str:
     return text if len(text) <= limit else text[:limit - 3] + "..."
 
 
+def kept_checkpoints(keep: int, model: Any) -> int:
+    """How many checkpoints a run keeps: its own ``keep_checkpoints``, or (0) the plugin class's choice."""
+    return keep if keep else int(getattr(model, "keep_checkpoints", 3))
+
+
 def _finite(metrics: dict[str, float]) -> bool:
     return all(math.isfinite(v) for v in metrics.values() if isinstance(v, (int, float)))
 
@@ -329,6 +335,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     log_every = max(1, int(info.get("log_every", 10)))
     sample_every = int(info.get("sample_every", 500))
     ckpt_every = int(info.get("checkpoint_every", 500))
+    keep = int(info.get("keep_checkpoints", 0))
     n_preview = int(info.get("n_preview", 64))  # runs written before "0 = auto" stored 64
     preview_steps = int(info.get("preview_steps", 0)) or None
     seed = int(info.get("seed", 0))
@@ -364,7 +371,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         def save(step: int) -> None:
             run.append_metrics(rows)
             rows.clear()
-            run.save_checkpoint(step, model.state_dict())
+            run.save_checkpoint(step, model.state_dict(), keep=kept_checkpoints(keep, model))
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
             bus.emit(ev.CHECKPOINT, rid, step=step)
 
@@ -429,7 +436,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         def steer(step: int) -> None:
             """Live steering: the settings asked for since the last step take effect now, and the
             run records them with that step (run.json ``config``/options and ``steering``)."""
-            nonlocal log_every, sample_every, ckpt_every, n_preview, preview_steps
+            nonlocal log_every, sample_every, ckpt_every, n_preview, preview_steps, keep
             asked = control.take_steering()
             if not asked:
                 return
@@ -455,6 +462,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             log_every = max(1, int(changes.get("log_every", log_every)))
             sample_every = int(changes.get("sample_every", sample_every))
             ckpt_every = int(changes.get("checkpoint_every", ckpt_every))
+            keep = int(changes.get("keep_checkpoints", keep))
             if "n_preview" in changes:
                 n_preview = preview_count(int(changes["n_preview"]), ds.spec.modality)
             if "preview_steps" in changes:

@@ -204,6 +204,9 @@ class BasePlugin(Generic[C]):
     """
 
     info: ClassVar[PluginInfo]
+    # checkpoints a run keeps when it does not say (keep_checkpoints = 0): the newest 3; a family of
+    # small nets whose history is worth stepping through (the GANs' fixed-noise grid) keeps every one (-1)
+    keep_checkpoints: ClassVar[int] = 3
 
     config: C
 

@@ -409,10 +409,23 @@ class Run:
                 out.append((int(m.group(1)), p))
         return sorted(out)
 
+    def checkpoint_path(self, ref: int | str | Path) -> Path:
+        """The checkpoint a user names: a step number (ValueError listing the steps there are), or a
+        file, absolute or relative to the working folder or to this run's checkpoints/."""
+        if isinstance(ref, int) or (isinstance(ref, str) and ref.isdigit()):
+            for s, p in self.checkpoints():
+                if s == int(ref):
+                    return p
+            raise ValueError(f"run {self.id} has no checkpoint at step {ref} "
+                             f"(has {', '.join(str(s) for s, _ in self.checkpoints()) or 'none'})")
+        p = Path(ref)
+        return p if p.is_absolute() or p.exists() else self.path / "checkpoints" / p
+
     def save_checkpoint(self, step: int, state: dict[str, Any], keep: int = 3) -> Path:
+        """Write checkpoint ``step`` atomically and delete all but the newest ``keep`` (< 1 = keep every one)."""
         path = self._dir("checkpoints") / f"step_{step:08d}.pt"
         atomic_torch_save({"step": step, "state": state}, path)
-        pruned = self.checkpoints()[:-keep]
+        pruned = self.checkpoints()[:-keep] if keep > 0 else []
         for _, old in pruned:
             old.unlink(missing_ok=True)
         if pruned and self.path not in _PRUNE_TOLD:  # said once per run and process, not per save

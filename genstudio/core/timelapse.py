@@ -129,9 +129,50 @@ def write_timelapse(sample_dir: Path, rows: Sequence[dict[str, Any]], out: str |
     if not total:
         what = "previews" if view is None else f"{view!r} views"
         raise ValueError(f"no logged {what} in {sample_dir} yet")
+    return _write(frames, total, out, fps, progress)
+
+
+def _write(frames: Iterator[np.ndarray], total: int, out: Path, fps: float,
+           progress: Callable[[int, int], None] | None) -> Path:
     built = []
     for f in frames:
         built.append(f)
         if progress is not None:
             progress(len(built), total)
     return save_animation(built, out, fps=fps)
+
+
+def checkpoint_samples(run: Any, *, n: int = 64, seed: int = 0, steps: int | None = None,
+                       sampler: str | None = None, device: str | None = None, **sample_kw: Any
+                       ) -> Iterator[tuple[int, np.ndarray]]:
+    """(step, picture) of the same seed's samples drawn from each of ``run``'s checkpoints, oldest
+    first: the fixed-noise grid evolving over training, from the weights themselves rather than the
+    logged previews (so any n, seed, sampler or option, e.g. a GAN's truncation)."""
+    import torch
+
+    from genstudio.core.jobs import load_model, preview_image
+
+    for step, path in run.checkpoints():
+        model, ds, _ = load_model(run, device, checkpoint_path=path)
+        last = None
+        with torch.no_grad():
+            for last in model.sample(n, seed=seed, steps=steps, sampler=sampler, **sample_kw):  # noqa: B007
+                pass
+        if last is None:
+            raise RuntimeError(f"the sampler produced nothing at step {step}")
+        yield step, preview_image(ds.spec, last.x.detach().cpu())
+
+
+def write_checkpoint_evolution(run: Any, out: str | Path, *, fps: float = 2.0,
+                               progress: Callable[[int, int], None] | None = None, **kw: Any) -> Path:
+    """The same seed's samples at every checkpoint as a GIF or MP4, each frame labelled "step N ·
+    loss X" (``kw`` as :func:`checkpoint_samples`). ValueError for a bad suffix or no checkpoint."""
+    out = animation_path(out)
+    total = len(run.checkpoints())
+    if not total:
+        raise ValueError(f"run {run.id} has no checkpoint yet")
+    pics = list(checkpoint_samples(run, **kw))
+    size = (max(frame_size(*p.shape[:2])[0] for _, p in pics), max(frame_size(*p.shape[:2])[1] for _, p in pics))
+    cols = metric_columns(run.metrics())
+    frames = (labelled_frame(p, frame_label(s, loss_at(*cols, s)), size) for s, p in pics)
+    return _write(frames, len(pics), out, fps, progress)

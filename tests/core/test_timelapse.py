@@ -120,3 +120,34 @@ def test_plugin():
     reg.add_class(GaussFit, "tests/fakeplugins.py", "gaussfit")
     yield
     reg.entries.pop("gaussfit", None)
+
+
+def test_samples_at_every_checkpoint_from_the_cli(tmp_path, capsys, monkeypatch):
+    """`sample --checkpoint all --gif`: the same seed from each checkpoint, one labelled frame per
+    checkpoint; --keep-checkpoints keeps that many, and a DDPM keeps its newest 3 by default."""
+    from PIL import Image
+
+    monkeypatch.setenv("GENSTUDIO_DATA_DIR", str(tmp_path))
+    tiny = ["--set", "timesteps=10", "--set", "hidden=16", "--sample-every", "0", "--log-every", "4"]
+    assert main(["train", "ddpm", "--data", "8gaussians", "--steps", "20", "--checkpoint-every", "4", *tiny]) == 0
+    assert main(["train", "ddpm", "--data", "moons", "--steps", "20", "--checkpoint-every", "4",
+                 "--keep-checkpoints", "-1", *tiny]) == 0
+    runs = {r.info()["dataset"]: r for r in RunStore(tmp_path).list()}
+    assert [s for s, _ in runs["8gaussians"].checkpoints()] == [12, 16, 20]
+    run = runs["moons"]
+    assert [s for s, _ in run.checkpoints()] == [4, 8, 12, 16, 20]
+    capsys.readouterr()
+    out = tmp_path / "evo.gif"
+    assert main(["sample", str(run.path), "--checkpoint", "all", "--gif", str(out), "--n", "100"]) == 0
+    assert capsys.readouterr().out.strip() == str(out)
+    with Image.open(out) as im:
+        assert im.n_frames == 5
+        frames = []
+        for i in range(5):
+            im.seek(i)
+            frames.append(np.asarray(im.convert("RGB")).astype(int))
+    assert np.abs(frames[0] - frames[-1]).mean() > 0.5  # the model moved between step 4 and step 20
+    assert main(["sample", str(run.path), "--checkpoint", "8", "--n", "4"]) == 0
+    assert main(["sample", str(run.path), "--checkpoint", "9", "--n", "4"]) == 2
+    assert "no checkpoint at step 9 (has 4, 8, 12, 16, 20)" in capsys.readouterr().err
+    assert main(["sample", str(run.path), "--checkpoint", "all"]) == 2  # all needs --gif

@@ -171,7 +171,7 @@ def test_animation_dialog_offers_mp4_and_gif(panel, tmp_path, monkeypatch):
     import imageio.v2 as iio
 
     asked = _save_dialog(monkeypatch, tmp_path / "traj", "MP4 video (*.mp4)")  # a bare name: the filter's type
-    panel.gif_button.click()
+    panel.gif_traj_action.trigger()
     assert "*.mp4" in asked[0][2] and "*.gif" in asked[0][2]
     mp4 = tmp_path / "traj.mp4"
     assert mp4.is_file() and panel.ctx.messages[-1] == f"wrote {mp4}" and not panel.ctx.errors
@@ -185,7 +185,7 @@ def test_animation_dialog_offers_mp4_and_gif(panel, tmp_path, monkeypatch):
     assert np.abs(frames[0][:h, :w].astype(int) - want.astype(int)).mean() < 12  # lossy video, same picture
     iio.imwrite(tmp_path / "mp4_frame0.png", frames[0])
     _save_dialog(monkeypatch, tmp_path / "t.gif", "MP4 video (*.mp4)")  # a typed suffix wins over the filter
-    panel.gif_button.click()
+    panel.gif_traj_action.trigger()
     with Image.open(tmp_path / "t.gif") as im:
         assert im.n_frames == STEPS + 1 and im.size == (w, h)
 

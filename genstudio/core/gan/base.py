@@ -61,6 +61,7 @@ class AdversarialPlugin(BasePlugin[AdversarialConfig]):
                      "trades diversity for fidelity", 0.0, range=(0.0, 4.0), step=0.1),
     )
     latent_dim: int = 0  # set in setup; declared here so the class lists the Adversarial face
+    keep_checkpoints: ClassVar[int] = -1  # every one: the sampler's step slider replays the fixed-noise grid
 
     # -- set-up ------------------------------------------------------------------------------------
     def setup(self, data: DataSpec) -> None:

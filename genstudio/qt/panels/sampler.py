@@ -221,6 +221,19 @@ class SamplerPanel(Panel):
         self.checkpoint = QComboBox()
         self.checkpoint.setMinimumWidth(110)
         self.checkpoint.setToolTip("Checkpoint to sample from (newest first)")
+        self.checkpoint.currentIndexChanged.connect(self._checkpoint_picked)
+        # the training step as a slider: dragging it samples the same seed from each checkpoint in
+        # turn, so the fixed-noise grid is seen evolving over training (GAN runs keep every checkpoint)
+        self.ckpt_slider = QSlider(Qt.Horizontal)
+        self.ckpt_slider.setObjectName("checkpoint_slider")
+        self.ckpt_slider.setFixedWidth(130)
+        self.ckpt_slider.setRange(0, 0)
+        self.ckpt_slider.setPageStep(1)
+        self.ckpt_slider.setToolTip("Training step: drag to sample the same seed from every checkpoint in turn "
+                                    "(the fixed-noise grid over training)")
+        self.ckpt_slider.valueChanged.connect(self._checkpoint_slid)
+        self._resample = QTimer(self, singleShot=True, interval=200)  # one sample per pause of the drag
+        self._resample.timeout.connect(self._resample_now)
         self.n = QSpinBox(minimum=1, maximum=100_000, value=64, prefix="n ")
         self.n.setToolTip("Number of samples")
         self.seed = QSpinBox(minimum=0, maximum=999_999, value=0, prefix="seed ")
@@ -250,6 +263,7 @@ class SamplerPanel(Panel):
         self.run_label.setMaximumWidth(240)
         top.addWidget(self.run_label)
         top.addWidget(self.checkpoint)
+        top.addWidget(self.ckpt_slider)
         self.sample_controls = QWidget()  # what only the Sample tab uses (hidden on the Invert tab)
         rows = QVBoxLayout(self.sample_controls)
         rows.setContentsMargins(0, 0, 0, 0)
@@ -302,8 +316,16 @@ class SamplerPanel(Panel):
         self.png_views_action.setToolTip("Both views at the slider's step, side by side, labelled")
         self.png_button.setMenu(png_menu)
         self.gif_button = QPushButton("Export GIF/MP4…")
-        self.gif_button.setToolTip("The trajectory as an animation, x_t and x̂0 side by side, each frame "
-                                   "labelled with its step and t (GIF or MP4, by the file name)")
+        gif_menu = QMenu(self.gif_button)
+        self.gif_traj_action = gif_menu.addAction("Trajectory…")
+        self.gif_traj_action.setToolTip("The trajectory as an animation, x_t and x̂0 side by side, each frame "
+                                        "labelled with its step and t (GIF or MP4, by the file name)")
+        self.gif_ckpt_action = gif_menu.addAction("Samples at every checkpoint…")
+        self.gif_ckpt_action.setToolTip("This seed's samples drawn from each checkpoint in turn, labelled with "
+                                        "the training step and loss: the fixed-noise grid over training")
+        gif_menu.setToolTipsVisible(True)
+        self.gif_button.setMenu(gif_menu)
+        self._evo_out = ""  # the over-training animation an export job is writing
         self.whole_paths = QCheckBox("paths coloured by t")
         self.whole_paths.setToolTip("2-D: draw each particle's whole path from x_T, coloured by time "
                                     "(dark = noise, bright = data), instead of a short trail")
@@ -341,7 +363,8 @@ class SamplerPanel(Panel):
         self.slider.valueChanged.connect(self.show_step)
         self.png_final_action.triggered.connect(self._export_png_dialog)
         self.png_views_action.triggered.connect(self._export_views_dialog)
-        self.gif_button.clicked.connect(self._export_animation_dialog)
+        self.gif_traj_action.triggered.connect(self._export_animation_dialog)
+        self.gif_ckpt_action.triggered.connect(self._export_checkpoints_dialog)
 
     def _build_edit(self) -> QWidget:
         """The Invert / interpolate tab: A and B, DDIM steps, frames; two pictures; export."""
@@ -509,12 +532,39 @@ class SamplerPanel(Panel):
             self.checkpoint.addItem(f"step {step:,}", str(path))
         i = self.checkpoint.findData(keep) if keep is not None else -1
         self.checkpoint.setCurrentIndex(max(i, 0))
+        self.ckpt_slider.blockSignals(True)  # a refresh is no request to sample
+        self.ckpt_slider.setRange(0, max(len(cks) - 1, 0))
+        self.ckpt_slider.setValue(len(cks) - 1 - max(self.checkpoint.currentIndex(), 0))
+        self.ckpt_slider.blockSignals(False)
+        self.ckpt_slider.setEnabled(len(cks) > 1)
         self._update_buttons()
         self._update_edit_buttons()
 
+    def _checkpoint_picked(self, index: int) -> None:
+        """The combo moved (the user, or a refresh): the slider shows the same checkpoint (oldest left)."""
+        if index >= 0 and not self.ckpt_slider.isSliderDown():
+            self.ckpt_slider.blockSignals(True)
+            self.ckpt_slider.setValue(self.checkpoint.count() - 1 - index)
+            self.ckpt_slider.blockSignals(False)
+
+    def _checkpoint_slid(self, value: int) -> None:
+        """The slider moved: pick that checkpoint and, after a pause of the drag, sample it."""
+        self.checkpoint.setCurrentIndex(self.checkpoint.count() - 1 - value)
+        self._resample.start()
+
+    def _resample_now(self) -> None:
+        """Sample the slider's checkpoint with the current seed and settings; a sampling still going
+        (of an earlier checkpoint) is stopped first and this one starts when it has ended."""
+        if self.ctx.job_running("sample"):
+            if self._control is not None:
+                self._control.cancel()
+            self._resample.start()  # try again once that job has stopped
+            return
+        self.start_sampling()
+
     def _update_buttons(self) -> None:
         running = self.ctx.job_running("sample")
-        if not running and self._poll.isActive():
+        if not running and not self.ctx.job_running("export") and self._poll.isActive():
             self._poll.stop()
             if self._sampling_run is not None and not self._done:  # ended without a RESULT: stopped/failed
                 self.status.setText(f"sampling ended ({len(self._states)} states)")
@@ -522,8 +572,16 @@ class SamplerPanel(Panel):
         can = self._run is not None and self.checkpoint.count() > 0 and not self._problem
         self.sample_button.setEnabled(running or can)
         has = bool(self._states)
-        for w in (self.slider, self.play_button, self.png_button, self.gif_button):
+        for w in (self.slider, self.play_button, self.png_button):
             w.setEnabled(has)
+        self.gif_traj_action.setEnabled(has)
+        self.gif_ckpt_action.setEnabled(self.checkpoint.count() > 0 and not self._problem
+                                        and not self.ctx.job_running("export"))
+        self.gif_button.setEnabled(has or self.gif_ckpt_action.isEnabled())
+        if self._evo_out and not self.ctx.job_running("export"):
+            if Path(self._evo_out).is_file():
+                self.ctx.status_message(f"wrote {self._evo_out}")
+            self._evo_out = ""
         if not running:
             hint = ("select a run" if self._run is None else self._problem
                     or ("" if self.checkpoint.count() else "no checkpoint yet: train first"))
@@ -777,13 +835,42 @@ class SamplerPanel(Panel):
             self._export(self.export_views_png, path)
 
     def _export_animation_dialog(self) -> None:
-        path, chosen = QFileDialog.getSaveFileName(self, "Export trajectory", self._default_path(".mp4"),
+        path = self._animation_path("Export trajectory")
+        if path:
+            self._export(self.export_animation, path)
+
+    def _animation_path(self, title: str) -> str:
+        path, chosen = QFileDialog.getSaveFileName(self, title, self._default_path(".mp4"),
                                                    ";;".join(ANIMATION_FILTERS[s] for s in (".mp4", ".gif")))
-        if not path:
-            return
-        if Path(path).suffix.lower() not in ANIMATION_SUFFIXES:  # a bare name: the chosen filter's type
+        if path and Path(path).suffix.lower() not in ANIMATION_SUFFIXES:  # a bare name: the chosen filter's type
             path += next((s for s, f in ANIMATION_FILTERS.items() if f == chosen), ".mp4")
-        self._export(self.export_animation, path)
+        return path
+
+    def _export_checkpoints_dialog(self) -> None:
+        path = self._animation_path("Export samples at every checkpoint")
+        if path:
+            self.export_checkpoints(path)
+
+    def export_checkpoints(self, path: str) -> Control | None:
+        """Write this seed's samples from every checkpoint (``timelapse.write_checkpoint_evolution``) in
+        a job, so a slow sampler never freezes the window; the status bar says when it is written."""
+        run = self._run
+        if run is None or self.ctx.job_running("export"):
+            return None
+        from genstudio.core.timelapse import write_checkpoint_evolution
+
+        kw = dict(n=self.n.value(), seed=self.seed.value(), steps=self.steps.value() or None,
+                  sampler=self.sampler.currentData(), **self.sample_kwargs())
+
+        def job(control: Control) -> Any:
+            yield write_checkpoint_evolution(run, path, progress=lambda done, total: control.check(), **kw)
+
+        self._evo_out = path
+        self.status.setText(f"writing the samples of {self.checkpoint.count()} checkpoints to {Path(path).name}…")
+        control = self.ctx.start_job("export", run, job)
+        self._poll.start()
+        self._update_buttons()
+        return control
 
     def _export(self, fn: Any, path: str) -> None:
         try:

@@ -35,6 +35,9 @@ class RunOptions:
     preview_steps: int = param(_SPEC_DEFAULTS.preview_steps, "Sampling steps of each logged grid (0 = the "
                                "plugin's default; e.g. 50 makes a 1000-step DDPM preview 20x faster)",
                                range=(0, 100_000))
+    keep_checkpoints: int = param(_SPEC_DEFAULTS.keep_checkpoints, "Checkpoints kept, newest first (0 = the "
+                                  "plugin's choice: 3, every one for GANs, whose sampler steps through them; "
+                                  "-1 = all)", range=(-1, 100_000))
 
 
 _RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))

@@ -58,7 +58,8 @@ def test_sampler_steps_through_every_checkpoint(main_window, qtbot, tmp_path):
         before = sp.states()[-1] if sp.states() else None
         sp.ckpt_slider.setValue(value)
         assert sp.checkpoint.currentText() == f"step {step}"
-        qtbot.waitUntil(lambda: sp._done and sp.states()[-1] is not before and not w.job_running("sample"),
+        qtbot.waitUntil(lambda before=before: sp._done and sp.states()[-1] is not before
+                        and not w.job_running("sample"),
                         timeout=TIMEOUT)
         finals[step] = sp.states()[-1].x.clone()
         assert sp.ckpt_slider.value() == value

@@ -727,7 +727,10 @@ def cmd_shot(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
+    from genstudio import __version__
+
     p = _Parser(prog="genstudio", description="GenStudio: train and watch generative models.")
+    p.add_argument("--version", action="version", version=f"genstudio {__version__}")
     sub = p.add_subparsers(dest="cmd")
     s = sub.add_parser("gui", help="launch the desktop app (the default)")
     s.set_defaults(fn=cmd_gui)

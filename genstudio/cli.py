@@ -5,7 +5,8 @@
     genstudio datasets              built-in datasets
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
     genstudio train PLUGIN --list-settings    the --set keys: default, range or choices, help
-    genstudio resume RUN [--steps N]
+    genstudio resume RUN [--steps N] [--nproc N]
+    torchrun --nproc-per-node N [--nnodes M --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m genstudio train ...
     genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE] [--gif FILE.gif|FILE.mp4]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
@@ -162,12 +163,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 class _Progress:
     """tqdm bar fed by PROGRESS/METRICS/STATUS/STAGE events."""
 
-    def __init__(self, total: int, initial: int, desc: str) -> None:
+    def __init__(self, total: int, initial: int, desc: str, quiet: bool = False) -> None:
         from tqdm import tqdm
 
         self.desc = desc
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
-                        disable=None if sys.stderr.isatty() else False, mininterval=0.5)
+                        disable=True if quiet else None if sys.stderr.isatty() else False, mininterval=0.5)
 
     def __call__(self, event: Any) -> None:
         from genstudio.core import events as ev
@@ -211,26 +212,29 @@ def _stop_on_signals(control: Any, notice: Any = None) -> Any:
 
 
 def _drive_training(run: Any, extra_steps: int | None, device: str | None,
-                    steer: dict[str, Any] | None = None) -> int:
+                    steer: dict[str, Any] | None = None, ranks: Any = None) -> int:
     from genstudio.core import jobs
+    from genstudio.core.distributed import Ranks
     from genstudio.core.events import EventBus
     from genstudio.core.runs import RunBusy
 
+    ranks = ranks or Ranks()
     bus = EventBus()
     control = jobs.Control()
     if steer:
         control.steer(**steer)  # taken at the first step and recorded with it, like a GUI edit
     info = run.info()
     total = int(info["steps"]) + (extra_steps or 0)
-    prog = _Progress(total, int(info.get("step", 0)), info["plugin"])
-    bus.subscribe(prog)
+    prog = _Progress(total, int(info.get("step", 0)), info["plugin"], quiet=not ranks.writer)
+    if ranks.writer:
+        bus.subscribe(prog)
     # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
     bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
 
     restore = _stop_on_signals(
         control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
     try:
-        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
+        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps, ranks=ranks):
             pass
     except RunBusy:  # another process trains it: nothing was written, say so as it is
         raise
@@ -244,6 +248,10 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
         restore()
         prog.bar.close()
     status = run.info().get("status")
+    if not ranks.writer:  # a private copy of rank 0's run: nothing to show
+        ranks.close()
+        return 0
+    ranks.close()
     print(run.path)
     if status not in ("completed", "stopped"):
         raise CliError(f"run {run.id} ended {status}: {run.info().get('message', '')}")
@@ -291,8 +299,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides=args.set or [], log_every=args.log_every, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
     )
-    run = jobs.create_run(_store(), spec)
-    return _drive_training(run, None, args.device)
+    if args.nproc > 1:
+        _parallel_plugin(args.plugin)
+    ranks = _ranks(args)
+    run = jobs.create_run(_store(), spec) if ranks.writer else None
+    if args.nproc > 1 and not ranks.many:  # this process only launches the N that train
+        return _launch(run, ["resume", run.id], args)
+    return _drive_training(ranks.share_run(run), None, args.device, ranks=ranks)
+
+
+def _ranks(args: argparse.Namespace) -> Any:
+    """This process's place in a torchrun job (alone unless torchrun started it)."""
+    from genstudio.core.distributed import start
+
+    return start(args.device)
+
+
+def _parallel_plugin(plugin: str) -> None:
+    """Refuse a many-process run of a plugin that cannot split its training, before any folder."""
+    from genstudio.core.distributed import require_parallel
+    from genstudio.core.registry import registry
+
+    require_parallel(registry().get(plugin))
+
+
+def _launch(run: Any, argv: list[str], args: argparse.Namespace) -> int:
+    """Train ``run`` with ``--nproc`` processes under torchrun; prints the run folder like a lone run."""
+    from genstudio.core.distributed import launch
+
+    extra = ["--device", args.device] if args.device else []
+    rc = launch([*argv, *extra], args.nproc)
+    status = run.info().get("status")
+    if rc != 0 or status not in ("completed", "stopped"):
+        raise CliError(f"run {run.id}: the {args.nproc}-process job ended {status} (exit status {rc}); "
+                       f"see {run.path / 'log.txt'}")
+    return 0  # rank 0 printed the run folder
 
 
 def _refuse_completed(run: Any, extra_steps: int | None) -> None:
@@ -304,9 +345,17 @@ def _refuse_completed(run: Any, extra_steps: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run = _store().get(args.run)
-    _refuse_completed(run, args.steps)
-    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []))
+    ranks = _ranks(args)
+    run = _store().get(args.run) if ranks.writer else None
+    if ranks.writer:
+        _refuse_completed(run, args.steps)
+    if args.nproc > 1 and not ranks.many:
+        _parallel_plugin(run.info()["plugin"])
+        argv = ["resume", str(run.path), *(["--steps", str(args.steps)] if args.steps else []),
+                *(a for kv in args.set or [] for a in ("--set", kv))]
+        return _launch(run, argv, args)
+    run = ranks.share_run(run)
+    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []), ranks=ranks)
 
 
 def _steering(run: Any, items: list[str]) -> dict[str, Any]:
@@ -688,6 +737,10 @@ def cmd_shot(args: argparse.Namespace) -> int:
     return 0
 
 
+NPROC_HELP = ("train with N processes on this machine (torchrun, DDP: gloo on CPU, NCCL on CUDA; batch_size "
+              "is per process); many machines: torchrun ... -m genstudio train")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genstudio", description="GenStudio: train and watch generative models.")
     sub = p.add_subparsers(dest="cmd")
@@ -717,6 +770,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
     s.add_argument("--preview-steps", type=EVERY, default=0,
                    help="sampling steps of each logged grid (0 = the plugin's default)")
+    s.add_argument("--nproc", type=COUNT, default=1, help=NPROC_HELP)
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")
@@ -725,6 +779,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change a live setting (lr, ema_decay, grad_clip, sample_every, ...) from the first "
                         "resumed step; recorded in the run with that step (repeatable)")
+    s.add_argument("--nproc", type=COUNT, default=1, help=NPROC_HELP)
     s.set_defaults(fn=cmd_resume)
     s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -24,6 +24,7 @@ from genstudio.core import events as ev
 from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
+from genstudio.core.distributed import Ranks
 from genstudio.core.faces import Adversarial, Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.metrics.modes import coverage_for
@@ -307,20 +308,23 @@ def _finite(metrics: dict[str, float]) -> bool:
 
 
 def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None = None,
-          device: str | None = None, extra_steps: int | None = None) -> Iterator[int]:
+          device: str | None = None, extra_steps: int | None = None, ranks: Ranks | None = None) -> Iterator[int]:
     """Train (or resume) ``run`` up to its ``steps``; yields the step number after each step.
 
     NaN/inf scalars pause the run with a message; on resume the model is rolled back to the last
     checkpoint. A plugin exception marks the run failed (traceback in log.txt) and re-raises.
     The run's lock is held throughout: a second trainer gets RunBusy before anything is written.
+    ``ranks``: this process's place in a torchrun job (``genstudio.core.distributed``); alone by default.
     """
     with run.owned():
-        yield from _train(run, control=control, bus=bus, device=device, extra_steps=extra_steps)
+        yield from _train(run, control=control, bus=bus, device=device, extra_steps=extra_steps,
+                          ranks=ranks or Ranks())
 
 
 def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device: str | None,
-           extra_steps: int | None) -> Iterator[int]:
+           extra_steps: int | None, ranks: Ranks) -> Iterator[int]:
     """:func:`train` with the run's lock held."""
+    device = ranks.device(device)
     control = control or Control()
     bus = bus or ev.EventBus()
     rid = run.id
@@ -341,15 +345,16 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
     try:
         model, ds, start = load_model(run, device)
+        model = ranks.wrap(model)
         n_preview = preview_count(n_preview, ds.spec.modality)
         if extra_steps:
             run.update(steps=total)
         dev = next(iter(_device_of(model)), None) or pick_device(device)
-        torch.manual_seed(seed + start)
+        torch.manual_seed(ranks.seed(seed + start))
         gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
         status("running", f"training {info['plugin']} on {info['dataset']} ({describe(dev)}) from step {start}",
                device=str(dev), faces=face_names(model),  # what this run's model can do, for panels
-               classes=int(model.num_classes) if has_face(model, Conditional) else 0)
+               classes=int(model.num_classes) if has_face(model, Conditional) else 0, processes=ranks.world)
         rows: list[dict[str, Any]] = []
         t0 = time.time()
         t_last, step_last = t0, start
@@ -369,6 +374,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             bus.emit(ev.CHECKPOINT, rid, step=step)
 
         def preview(step: int, stage: str = "preview") -> None:
+            if not ranks.writer:  # rank 0 alone draws previews
+                return
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
             with torch.no_grad():
                 last = None
@@ -468,12 +475,12 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
         while done < total:
             step = done + 1
-            if control.paused or control.cancelled:
-                control.check(on_pause)
+            if ranks.held(control):
+                ranks.wait(control, on_pause)
                 if run.info().get("status") != "running":
                     status("running", f"resumed at step {done}")
             steer(step)
-            x, y = ds.batch(model.config.batch_size, gen)
+            x, y = ranks.batch(ds, model.config.batch_size, gen)
             if step == start + 1:  # a broken dataset (a user's folder) fails here with a clear message
                 ds.spec.modality.check(x, ds.spec.shape, f"batch of {ds.spec.name}")
             x = x.to(dev)
@@ -482,6 +489,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             m = model.train_step(x, y, step)
             if step == start + 1:
                 _check_step_result(info["plugin"], m)
+            m = ranks.average(m)
             if not _finite(m):
                 bad = ", ".join(f"{k}={v}" for k, v in m.items() if not math.isfinite(v))
                 run.append_metrics(rows)
@@ -490,7 +498,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                        "last checkpoint; consider a lower learning rate.")
                 control.pause()
                 try:
-                    control.check()
+                    ranks.wait(control)
                 except Cancelled:  # stopped while diverged: keep the last good checkpoint as is
                     status("diverged", f"stopped after a non-finite value at step {step}; the last "
                            "checkpoint is intact")
@@ -500,6 +508,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                     model.load_state_dict(state)
                 else:
                     model, ds, ck_step = load_model(run, device, checkpoint=False)
+                    model = ranks.wrap(model)
                 done = step_last = ck_step  # rewind: the steps after the checkpoint are trained again
                 t_last = time.time()
                 status("running", f"resumed from checkpoint step {ck_step}")

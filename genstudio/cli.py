@@ -15,6 +15,7 @@
     genstudio timelapse RUN --out FILE.gif|FILE.mp4 [--fps N] [--view NAME]
     genstudio ot A B [--n N] [--eps E] [--seed S] [--gif FILE.gif|.mp4]   A, B: 2-D dataset or run:RUN
     genstudio shot [PANEL] --out FILE.png [--demo]
+    genstudio watch RUN             the window on a run another process trains, as it grows
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
@@ -217,10 +218,12 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
     from genstudio.core.distributed import Ranks
     from genstudio.core.events import EventBus
     from genstudio.core.runs import RunBusy
+    from genstudio.core.watch import FileControl
 
     ranks = ranks or Ranks()
     bus = EventBus()
-    control = jobs.Control()
+    # Pause / Stop from a window watching the run (genstudio watch) arrive through its control file
+    control = FileControl(run) if ranks.writer else jobs.Control()
     if steer:
         control.steer(**steer)  # taken at the first step and recorded with it, like a GUI edit
     info = run.info()
@@ -717,6 +720,15 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return gui_main([sys.argv[0]])
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    if why := _display_problem():
+        raise CliError(why)
+    run = _store().get(args.run)
+    from genstudio.qt.app import main as gui_main
+
+    return gui_main([sys.argv[0]], watch=run)
+
+
 def panel_ids() -> list[str]:
     """The ids `genstudio shot PANEL` takes: the names of the ``genstudio.panels`` entry points
     (each equal to its class's ``panel_id``; read without importing Qt)."""
@@ -872,6 +884,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=_int_in(2), default=24, help="frames of the animation, ends included")
     s.add_argument("--fps", type=float, default=12.0)
     s.set_defaults(fn=cmd_ot)
+    s = sub.add_parser("watch", help="open the window on a run another process trains (CLI, torchrun, shared "
+                       "storage): curves, previews and checkpoints as they are written; Pause/Stop reach it")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.set_defaults(fn=cmd_watch)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

@@ -180,6 +180,7 @@ class TrainSpec:
     checkpoint_every: int = 500
     n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
     preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
+    processes: int = 1  # > 1: torchrun trains it with that many processes (genstudio.core.distributed)
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:

@@ -61,6 +61,7 @@ class AdversarialPlugin(BasePlugin[AdversarialConfig]):
                      "trades diversity for fidelity", 0.0, range=(0.0, 4.0), step=0.1),
     )
     latent_dim: int = 0  # set in setup; declared here so the class lists the Adversarial face
+    ddp_grads = True  # many processes: two optimisers, detached halves: gradients averaged, not DDP
 
     # -- set-up ------------------------------------------------------------------------------------
     def setup(self, data: DataSpec) -> None:

@@ -35,9 +35,13 @@ class RunOptions:
     preview_steps: int = param(_SPEC_DEFAULTS.preview_steps, "Sampling steps of each logged grid (0 = the "
                                "plugin's default; e.g. 50 makes a 1000-step DDPM preview 20x faster)",
                                range=(0, 100_000))
+    processes: int = param(_SPEC_DEFAULTS.processes, "Training processes on this machine (torchrun, DDP: "
+                           "gloo on CPU, NCCL on CUDA; batch size is per process). Above 1 the run trains "
+                           "outside the window, which watches it", range=(1, 256))
 
 
-_RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
+LAUNCH_ONLY = ("processes",)  # how a run starts: never steered mid-run
+_RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions) if f.name not in LAUNCH_ONLY)
 
 
 def live_settings_cls(config_cls: type) -> type:
@@ -49,7 +53,7 @@ def live_settings_cls(config_cls: type) -> type:
     specs = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
              for f in dataclasses.fields(config_cls) if f.name in live]
     specs += [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
-              for f in dataclasses.fields(RunOptions)]
+              for f in dataclasses.fields(RunOptions) if f.name not in LAUNCH_ONLY]
     return dataclasses.make_dataclass(f"Live{config_cls.__name__}", specs)
 
 

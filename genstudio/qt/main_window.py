@@ -822,6 +822,9 @@ class MainWindow(QMainWindow):
         except RunError as exc:
             self.show_error(str(exc))
             return
+        if run.busy():  # another process trains it (CLI, torchrun): follow it instead
+            self.watch_run(run)
+            return
         extra = self.steps_spin.value() if info.get("step", 0) >= info.get("steps", 0) else None
         if self._run is None or self._run.id != run.id:
             self.select_run(run)

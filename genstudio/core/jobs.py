@@ -112,6 +112,7 @@ class Control:
 
 
 COVERAGE_N = 500  # samples an adversarial run's mode coverage counts (a grid preview has only 64)
+METRICS_FLUSH_S = 2.0  # logged rows reach metrics.jsonl at least this often (genstudio watch tails it)
 LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps")
 
 
@@ -359,6 +360,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         rows: list[dict[str, Any]] = []
         t0 = time.time()
         t_last, step_last = t0, start
+        flushed_at = t0
         run.beat()
         last_beat = t0
         # a first look within the first 5 % of the run, not half-way in (sample_every 500 of 1000);
@@ -522,9 +524,10 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 row = {"step": step, "time": elapsed0 + now - t0, "steps_per_s": rate, **m}
                 rows.append(row)
                 bus.emit(ev.METRICS, rid, **row)
-                if len(rows) >= 50:
+                if len(rows) >= 50 or now - flushed_at > METRICS_FLUSH_S:  # a watching window sees them soon
                     run.append_metrics(rows)
                     rows.clear()
+                    flushed_at = now
             single = control.take_single()
             if single or (sample_every and (step % sample_every == 0 or step == first_preview)):
                 preview(step)

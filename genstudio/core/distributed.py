@@ -42,6 +42,7 @@ from genstudio.core.runs import RUN_FILE, Run
 
 # a paused run holds every rank in a collective until rank 0 resumes: allow a long pause
 PAUSE_TIMEOUT = datetime.timedelta(days=7)
+CPU = torch.device("cpu")  # the control flags, metrics and run files travel on CPU tensors (gloo)
 GRAD_HOOKS = "_genstudio_grad_hooks"
 
 
@@ -106,8 +107,9 @@ class Ranks:
         return base * self.world + self.rank
 
     def device(self, asked: str | None) -> str | None:
-        """A CUDA run puts each local rank on its own GPU."""
-        if self.many and (asked or "").startswith("cuda"):
+        """A CUDA run (asked, or auto with a GPU) puts each local rank on its own GPU."""
+        name = (asked or "auto").lower()
+        if self.many and (name.startswith("cuda") or (name == "auto" and torch.cuda.is_available())):
             return f"cuda:{self.local_rank}"
         return asked
 
@@ -125,7 +127,8 @@ class Ranks:
             return model
         mode = require_parallel(type(model))
         if mode == "ddp":  # no buffer sync in forward: rank 0 alone runs the nets for previews
-            ids = [model.device.index] if model.device.type == "cuda" else None
+            ids = [model.device.index if model.device.index is not None else torch.cuda.current_device()] \
+                if model.device.type == "cuda" else None
             for name in model.ddp_modules:
                 net = getattr(model, name)
                 if not isinstance(net, DistributedDataParallel):
@@ -158,7 +161,7 @@ class Ranks:
         if not self.many:
             return metrics
         keys = sorted(k for k, v in metrics.items() if isinstance(v, (int, float)) and not isinstance(v, bool))
-        t = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=self._comm_device())
+        t = torch.tensor([float(metrics[k]) for k in keys], dtype=torch.float64, device=CPU)
         dist.all_reduce(t)
         return {**metrics, **dict(zip(keys, (t / self.world).tolist()))}
 
@@ -167,7 +170,7 @@ class Ranks:
         if not self.many:
             return control.paused or control.cancelled
         flag = torch.tensor([float(self.writer and (control.paused or control.cancelled))],
-                            device=self._comm_device())
+                            device=CPU)
         dist.broadcast(flag, 0)
         return bool(flag.item())
 
@@ -178,7 +181,7 @@ class Ranks:
         if not self.many:
             control.check(on_pause)
             return
-        stop = torch.zeros(1, device=self._comm_device())
+        stop = torch.zeros(1, device=CPU)
         if self.writer:
             try:
                 control.check(on_pause)
@@ -201,7 +204,7 @@ class Ranks:
             ck = run.checkpoints()
             payload = [(run.id, (run.path / RUN_FILE).read_bytes(),
                         (ck[-1][1].name, ck[-1][1].read_bytes()) if ck else None)]
-        dist.broadcast_object_list(payload, 0, device=self._comm_device())
+        dist.broadcast_object_list(payload, 0, device=CPU)
         if self.writer:
             return run
         rid, info, ck = payload[0]
@@ -212,9 +215,6 @@ class Ranks:
         if ck:
             (path / "checkpoints" / ck[0]).write_bytes(ck[1])
         return Run(path)
-
-    def _comm_device(self) -> torch.device:
-        return torch.device("cuda", torch.cuda.current_device()) if dist.get_backend() == "nccl" else torch.device("cpu")
 
     def close(self) -> None:
         if self.mirror is not None:
@@ -230,8 +230,9 @@ def launched() -> bool:
 
 
 def start(device: str | None = None) -> Ranks:
-    """Join the torchrun job this process belongs to (NCCL for a CUDA device, gloo otherwise) and
-    split the CPU threads among the local ranks; ``Ranks()`` when not launched by torchrun."""
+    """Join the torchrun job this process belongs to and split the CPU threads among the local
+    ranks; ``Ranks()`` when not launched by torchrun. With a GPU the group dispatches CUDA tensors
+    (DDP's gradients) to NCCL and CPU ones (metrics, control flags, the run's files) to gloo."""
     if not launched():
         return Ranks()
     rank, world = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
@@ -241,7 +242,7 @@ def start(device: str | None = None) -> Ranks:
     if cuda:
         torch.cuda.set_device(local)
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if cuda else "gloo", timeout=PAUSE_TIMEOUT)
+        dist.init_process_group("cpu:gloo,cuda:nccl" if cuda else "gloo", timeout=PAUSE_TIMEOUT)
     local_world = int(os.environ.get("LOCAL_WORLD_SIZE", "1"))
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // local_world))
     return Ranks(rank, world, local)

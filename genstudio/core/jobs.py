@@ -326,11 +326,11 @@ def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
 def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device: str | None,
            extra_steps: int | None, ranks: Ranks) -> Iterator[int]:
     """:func:`train` with the run's lock held."""
-    device = ranks.device(device)
     control = control or Control()
     bus = bus or ev.EventBus()
     rid = run.id
     info = run.info()
+    device = ranks.device(device or _saved_device(info)) if ranks.many else device
     total = int(info["steps"]) + (extra_steps or 0)
     log_every = max(1, int(info.get("log_every", 10)))
     sample_every = int(info.get("sample_every", 500))

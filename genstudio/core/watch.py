@@ -31,6 +31,7 @@ CONTROL_FILE = "control.json"
 COMMANDS = ("pause", "resume", "step", "stop")
 ENDED = ("completed", "stopped", "failed", "interrupted")  # a run in one of these, unlocked, is over
 POLL_S = 0.5  # how often a trainer looks at its control file
+STOP_WAIT_S = 10.0  # Stop pressed and no trainer holds the run this long after: stop watching
 
 
 def send(run: Run, command: str) -> None:
@@ -244,6 +245,7 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
     control = control or Control()
     bus = bus or ev.EventBus()
     tail = tail or RunTail(run)
+    stop_asked: float | None = None
     while True:
         gone = trainer is not None and not trainer()  # read before the last look: nothing is missed
         for e in tail.poll():
@@ -251,6 +253,9 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                 control.follow(str(e.data.get("status")))
             bus.publish(e)
         yield tail.step
-        if getattr(control, "detached", False) or tail.ended() or (gone and not run.busy()):
+        if control.cancelled and stop_asked is None:
+            stop_asked = time.monotonic()
+        unheard = stop_asked is not None and time.monotonic() - stop_asked > STOP_WAIT_S and not run.busy()
+        if getattr(control, "detached", False) or tail.ended() or (gone and not run.busy()) or unheard:
             return
         time.sleep(interval)

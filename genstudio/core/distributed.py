@@ -192,6 +192,15 @@ class Ranks:
             control.cancel()
             raise Cancelled()
 
+    def newest_checkpoint(self, run: Run) -> tuple[int, dict[str, Any]] | None:
+        """(step, state) of rank 0's newest checkpoint, the same on every rank (a rollback must not
+        split the replicas: only rank 0 wrote the checkpoints of pauses); None without one."""
+        if not self.many:
+            return run.load_checkpoint() if run.checkpoints() else None
+        payload = [run.load_checkpoint() if self.writer and run.checkpoints() else None]
+        dist.broadcast_object_list(payload, 0, device=CPU)
+        return payload[0]
+
     def share_run(self, run: Run | None) -> Run:
         """Rank 0's run for everyone: rank 0 keeps it; the others get a private copy of its
         run.json and newest checkpoint (sent through the process group), which they may write."""

@@ -506,8 +506,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                     status("diverged", f"stopped after a non-finite value at step {step}; the last "
                            "checkpoint is intact")
                     return
-                if run.checkpoints():
-                    ck_step, state = run.load_checkpoint()
+                newest = ranks.newest_checkpoint(run)  # rank 0's, for every rank
+                if newest is not None:
+                    ck_step, state = newest
                     model.load_state_dict(state)
                 else:
                     model, ds, ck_step = load_model(run, device, checkpoint=False)

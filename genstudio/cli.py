@@ -5,7 +5,8 @@
     genstudio datasets              built-in datasets
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
     genstudio train PLUGIN --list-settings    the --set keys: default, range or choices, help
-    genstudio resume RUN [--steps N]
+    genstudio resume RUN [--steps N] [--nproc N]
+    torchrun --nproc-per-node N [--nnodes M --rdzv-backend c10d --rdzv-endpoint HOST:PORT] -m genstudio train ...
     genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE] [--gif FILE.gif|FILE.mp4]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
@@ -14,6 +15,7 @@
     genstudio timelapse RUN --out FILE.gif|FILE.mp4 [--fps N] [--view NAME]
     genstudio ot A B [--n N] [--eps E] [--seed S] [--gif FILE.gif|.mp4]   A, B: 2-D dataset or run:RUN
     genstudio shot [PANEL] --out FILE.png [--demo]
+    genstudio watch RUN             the window on a run another process trains, as it grows
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
@@ -162,12 +164,12 @@ def cmd_datasets(args: argparse.Namespace) -> int:
 class _Progress:
     """tqdm bar fed by PROGRESS/METRICS/STATUS/STAGE events."""
 
-    def __init__(self, total: int, initial: int, desc: str) -> None:
+    def __init__(self, total: int, initial: int, desc: str, quiet: bool = False) -> None:
         from tqdm import tqdm
 
         self.desc = desc
         self.bar = tqdm(total=total, initial=initial, desc=desc, unit="step", dynamic_ncols=True,
-                        disable=None if sys.stderr.isatty() else False, mininterval=0.5)
+                        disable=True if quiet else None if sys.stderr.isatty() else False, mininterval=0.5)
 
     def __call__(self, event: Any) -> None:
         from genstudio.core import events as ev
@@ -211,26 +213,31 @@ def _stop_on_signals(control: Any, notice: Any = None) -> Any:
 
 
 def _drive_training(run: Any, extra_steps: int | None, device: str | None,
-                    steer: dict[str, Any] | None = None) -> int:
+                    steer: dict[str, Any] | None = None, ranks: Any = None) -> int:
     from genstudio.core import jobs
+    from genstudio.core.distributed import Ranks
     from genstudio.core.events import EventBus
     from genstudio.core.runs import RunBusy
+    from genstudio.core.watch import FileControl
 
+    ranks = ranks or Ranks()
     bus = EventBus()
-    control = jobs.Control()
+    # Pause / Stop from a window watching the run (genstudio watch) arrive through its control file
+    control = FileControl(run) if ranks.writer else jobs.Control()
     if steer:
         control.steer(**steer)  # taken at the first step and recorded with it, like a GUI edit
     info = run.info()
     total = int(info["steps"]) + (extra_steps or 0)
-    prog = _Progress(total, int(info.get("step", 0)), info["plugin"])
-    bus.subscribe(prog)
+    prog = _Progress(total, int(info.get("step", 0)), info["plugin"], quiet=not ranks.writer)
+    if ranks.writer:
+        bus.subscribe(prog)
     # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
     bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
 
     restore = _stop_on_signals(
         control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
     try:
-        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps):
+        for _ in jobs.train(run, control=control, bus=bus, device=device, extra_steps=extra_steps, ranks=ranks):
             pass
     except RunBusy:  # another process trains it: nothing was written, say so as it is
         raise
@@ -244,6 +251,10 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
         restore()
         prog.bar.close()
     status = run.info().get("status")
+    if not ranks.writer:  # a private copy of rank 0's run: nothing to show
+        ranks.close()
+        return 0
+    ranks.close()
     print(run.path)
     if status not in ("completed", "stopped"):
         raise CliError(f"run {run.id} ended {status}: {run.info().get('message', '')}")
@@ -292,8 +303,41 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
         keep_checkpoints=args.keep_checkpoints,
     )
-    run = jobs.create_run(_store(), spec)
-    return _drive_training(run, None, args.device)
+    if args.nproc > 1:
+        _parallel_plugin(args.plugin)
+    ranks = _ranks(args)
+    run = jobs.create_run(_store(), spec) if ranks.writer else None
+    if args.nproc > 1 and not ranks.many:  # this process only launches the N that train
+        return _launch(run, ["resume", run.id], args)
+    return _drive_training(ranks.share_run(run), None, args.device, ranks=ranks)
+
+
+def _ranks(args: argparse.Namespace) -> Any:
+    """This process's place in a torchrun job (alone unless torchrun started it)."""
+    from genstudio.core.distributed import start
+
+    return start(args.device)
+
+
+def _parallel_plugin(plugin: str) -> None:
+    """Refuse a many-process run of a plugin that cannot split its training, before any folder."""
+    from genstudio.core.distributed import require_parallel
+    from genstudio.core.registry import registry
+
+    require_parallel(registry().get(plugin))
+
+
+def _launch(run: Any, argv: list[str], args: argparse.Namespace) -> int:
+    """Train ``run`` with ``--nproc`` processes under torchrun; prints the run folder like a lone run."""
+    from genstudio.core.distributed import launch
+
+    extra = ["--device", args.device] if args.device else []
+    rc = launch([*argv, *extra], args.nproc)
+    status = run.info().get("status")
+    if rc != 0 or status not in ("completed", "stopped"):
+        raise CliError(f"run {run.id}: the {args.nproc}-process job ended {status} (exit status {rc}); "
+                       f"see {run.path / 'log.txt'}")
+    return 0  # rank 0 printed the run folder
 
 
 def _refuse_completed(run: Any, extra_steps: int | None) -> None:
@@ -305,9 +349,17 @@ def _refuse_completed(run: Any, extra_steps: int | None) -> None:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
-    run = _store().get(args.run)
-    _refuse_completed(run, args.steps)
-    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []))
+    ranks = _ranks(args)
+    run = _store().get(args.run) if ranks.writer else None
+    if ranks.writer:
+        _refuse_completed(run, args.steps)
+    if args.nproc > 1 and not ranks.many:
+        _parallel_plugin(run.info()["plugin"])
+        argv = ["resume", str(run.path), *(["--steps", str(args.steps)] if args.steps else []),
+                *(a for kv in args.set or [] for a in ("--set", kv))]
+        return _launch(run, argv, args)
+    run = ranks.share_run(run)
+    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []), ranks=ranks)
 
 
 def _steering(run: Any, items: list[str]) -> dict[str, Any]:
@@ -706,6 +758,15 @@ def cmd_gui(args: argparse.Namespace) -> int:
     return gui_main([sys.argv[0]])
 
 
+def cmd_watch(args: argparse.Namespace) -> int:
+    if why := _display_problem():
+        raise CliError(why)
+    run = _store().get(args.run)
+    from genstudio.qt.app import main as gui_main
+
+    return gui_main([sys.argv[0]], watch=run)
+
+
 def panel_ids() -> list[str]:
     """The ids `genstudio shot PANEL` takes: the names of the ``genstudio.panels`` entry points
     (each equal to its class's ``panel_id``; read without importing Qt)."""
@@ -724,6 +785,10 @@ def cmd_shot(args: argparse.Namespace) -> int:
     path = shot(args.panel, Path(args.out), demo=args.demo)
     print(path)
     return 0
+
+
+NPROC_HELP = ("train with N processes on this machine (torchrun, DDP: gloo on CPU, NCCL on CUDA; batch_size "
+              "is per process); many machines: torchrun ... -m genstudio train")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -760,6 +825,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="sampling steps of each logged grid (0 = the plugin's default)")
     s.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
                    help="newest N checkpoints kept (0 = the plugin's choice: 3, every one for GANs; -1 = all)")
+    s.add_argument("--nproc", type=COUNT, default=1, help=NPROC_HELP)
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")
@@ -768,6 +834,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change a live setting (lr, ema_decay, grad_clip, sample_every, ...) from the first "
                         "resumed step; recorded in the run with that step (repeatable)")
+    s.add_argument("--nproc", type=COUNT, default=1, help=NPROC_HELP)
     s.set_defaults(fn=cmd_resume)
     s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
     s.add_argument("run", help="run folder or run id (prefix)")
@@ -864,6 +931,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=_int_in(2), default=24, help="frames of the animation, ends included")
     s.add_argument("--fps", type=float, default=12.0)
     s.set_defaults(fn=cmd_ot)
+    s = sub.add_parser("watch", help="open the window on a run another process trains (CLI, torchrun, shared "
+                       "storage): curves, previews and checkpoints as they are written; Pause/Stop reach it")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.set_defaults(fn=cmd_watch)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# One-step set-up on Debian/Ubuntu: system libraries Qt/vispy need, the CPU torch wheel FIRST
-# (so pip does not pull a multi-GB CUDA build to satisfy "torch>=2.2"), then GenStudio itself.
+# One-step set-up on Debian/Ubuntu (and macOS): system libraries Qt/vispy need, the right torch
+# FIRST (installer/pick_torch.py: kept if present, CUDA with an NVIDIA driver, else the CPU wheel
+# index, falling back to the default index), so "torch>=2.2" pulls nothing more; then GenStudio.
 #   bash installer/install.sh          # the app
 #   bash installer/install.sh --test   # the app (editable) + test extras + Xvfb for the GL tests
 set -euo pipefail
@@ -22,7 +23,7 @@ if command -v apt-get >/dev/null; then
 fi
 
 $PY -m pip install -q --upgrade pip
-$PY -c "import torch" 2>/dev/null || $PY -m pip install -q "torch==2.13.0"
+$PY installer/pick_torch.py --install
 if [ "${1:-}" = "--test" ]; then
   $PY -m pip install -q -e ".[test]"
 else

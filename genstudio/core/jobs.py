@@ -24,6 +24,7 @@ from genstudio.core import events as ev
 from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
+from genstudio.core.distributed import Ranks
 from genstudio.core.faces import Adversarial, Conditional, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.metrics.modes import coverage_for
@@ -111,6 +112,7 @@ class Control:
 
 
 COVERAGE_N = 500  # samples an adversarial run's mode coverage counts (a grid preview has only 64)
+METRICS_FLUSH_S = 2.0  # logged rows reach metrics.jsonl at least this often (genstudio watch tails it)
 LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps", "keep_checkpoints")
 
 
@@ -180,6 +182,7 @@ class TrainSpec:
     n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
     preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
     keep_checkpoints: int = 0  # newest N checkpoints kept; 0 = the plugin's choice (3; every one for GANs); -1 = all
+    processes: int = 1  # > 1: torchrun trains it with that many processes (genstudio.core.distributed)
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -313,24 +316,27 @@ def _finite(metrics: dict[str, float]) -> bool:
 
 
 def train(run: Run, *, control: Control | None = None, bus: ev.EventBus | None = None,
-          device: str | None = None, extra_steps: int | None = None) -> Iterator[int]:
+          device: str | None = None, extra_steps: int | None = None, ranks: Ranks | None = None) -> Iterator[int]:
     """Train (or resume) ``run`` up to its ``steps``; yields the step number after each step.
 
     NaN/inf scalars pause the run with a message; on resume the model is rolled back to the last
     checkpoint. A plugin exception marks the run failed (traceback in log.txt) and re-raises.
     The run's lock is held throughout: a second trainer gets RunBusy before anything is written.
+    ``ranks``: this process's place in a torchrun job (``genstudio.core.distributed``); alone by default.
     """
     with run.owned():
-        yield from _train(run, control=control, bus=bus, device=device, extra_steps=extra_steps)
+        yield from _train(run, control=control, bus=bus, device=device, extra_steps=extra_steps,
+                          ranks=ranks or Ranks())
 
 
 def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device: str | None,
-           extra_steps: int | None) -> Iterator[int]:
+           extra_steps: int | None, ranks: Ranks) -> Iterator[int]:
     """:func:`train` with the run's lock held."""
     control = control or Control()
     bus = bus or ev.EventBus()
     rid = run.id
     info = run.info()
+    device = ranks.device(device or _saved_device(info)) if ranks.many else device
     total = int(info["steps"]) + (extra_steps or 0)
     log_every = max(1, int(info.get("log_every", 10)))
     sample_every = int(info.get("sample_every", 500))
@@ -348,18 +354,20 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
     try:
         model, ds, start = load_model(run, device)
+        model = ranks.wrap(model)
         n_preview = preview_count(n_preview, ds.spec.modality)
         if extra_steps:
             run.update(steps=total)
         dev = next(iter(_device_of(model)), None) or pick_device(device)
-        torch.manual_seed(seed + start)
+        torch.manual_seed(ranks.seed(seed + start))
         gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
         status("running", f"training {info['plugin']} on {info['dataset']} ({describe(dev)}) from step {start}",
                device=str(dev), faces=face_names(model),  # what this run's model can do, for panels
-               classes=int(model.num_classes) if has_face(model, Conditional) else 0)
+               classes=int(model.num_classes) if has_face(model, Conditional) else 0, processes=ranks.world)
         rows: list[dict[str, Any]] = []
         t0 = time.time()
         t_last, step_last = t0, start
+        flushed_at = t0
         run.beat()
         last_beat = t0
         # a first look within the first 5 % of the run, not half-way in (sample_every 500 of 1000);
@@ -376,6 +384,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             bus.emit(ev.CHECKPOINT, rid, step=step)
 
         def preview(step: int, stage: str = "preview") -> None:
+            if not ranks.writer:  # rank 0 alone draws previews
+                return
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
             with torch.no_grad():
                 last = None
@@ -476,12 +486,12 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
         while done < total:
             step = done + 1
-            if control.paused or control.cancelled:
-                control.check(on_pause)
+            if ranks.held(control):
+                ranks.wait(control, on_pause)
                 if run.info().get("status") != "running":
                     status("running", f"resumed at step {done}")
             steer(step)
-            x, y = ds.batch(model.config.batch_size, gen)
+            x, y = ranks.batch(ds, model.config.batch_size, gen)
             if step == start + 1:  # a broken dataset (a user's folder) fails here with a clear message
                 ds.spec.modality.check(x, ds.spec.shape, f"batch of {ds.spec.name}")
             x = x.to(dev)
@@ -490,6 +500,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             m = model.train_step(x, y, step)
             if step == start + 1:
                 _check_step_result(info["plugin"], m)
+            m = ranks.average(m)
             if not _finite(m):
                 bad = ", ".join(f"{k}={v}" for k, v in m.items() if not math.isfinite(v))
                 run.append_metrics(rows)
@@ -498,16 +509,18 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                        "last checkpoint; consider a lower learning rate.")
                 control.pause()
                 try:
-                    control.check()
+                    ranks.wait(control)
                 except Cancelled:  # stopped while diverged: keep the last good checkpoint as is
                     status("diverged", f"stopped after a non-finite value at step {step}; the last "
                            "checkpoint is intact")
                     return
-                if run.checkpoints():
-                    ck_step, state = run.load_checkpoint()
+                newest = ranks.newest_checkpoint(run)  # rank 0's, for every rank
+                if newest is not None:
+                    ck_step, state = newest
                     model.load_state_dict(state)
                 else:
                     model, ds, ck_step = load_model(run, device, checkpoint=False)
+                    model = ranks.wrap(model)
                 done = step_last = ck_step  # rewind: the steps after the checkpoint are trained again
                 t_last = time.time()
                 status("running", f"resumed from checkpoint step {ck_step}")
@@ -520,9 +533,10 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 row = {"step": step, "time": elapsed0 + now - t0, "steps_per_s": rate, **m}
                 rows.append(row)
                 bus.emit(ev.METRICS, rid, **row)
-                if len(rows) >= 50:
+                if len(rows) >= 50 or now - flushed_at > METRICS_FLUSH_S:  # a watching window sees them soon
                     run.append_metrics(rows)
                     rows.clear()
+                    flushed_at = now
             single = control.take_single()
             if single or (sample_every and (step % sample_every == 0 or step == first_preview)):
                 preview(step)

@@ -6,6 +6,7 @@ import sys
 from collections.abc import Sequence
 from importlib import resources
 from pathlib import Path
+from typing import Any
 
 from PySide6.QtGui import QColor, QPalette
 from PySide6.QtWidgets import QApplication
@@ -75,13 +76,16 @@ def create_app(argv: Sequence[str] | None = None) -> QApplication:
     return configure_app(app)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
-    """Launch the GUI; returns the event loop's exit code."""
+def main(argv: Sequence[str] | None = None, watch: Any = None) -> int:
+    """Launch the GUI (following run ``watch`` as another process writes it); returns the event
+    loop's exit code."""
     app = create_app(argv)
     from genstudio.qt.main_window import MainWindow
 
     window = MainWindow()
     window.show()
+    if watch is not None:
+        window.watch_run(watch)
     return app.exec()
 
 

@@ -347,6 +347,9 @@ class MainWindow(QMainWindow):
         act = QAction("Open image folder…", self)
         act.triggered.connect(self.open_image_folder)
         file_menu.addAction(act)
+        act = QAction("Watch a run folder…", self)  # a run another process trains
+        act.triggered.connect(self.choose_watch_folder)
+        file_menu.addAction(act)
         file_menu.addSeparator()
         quit_act = QAction("Quit", self)
         quit_act.setShortcut(QKeySequence.Quit)
@@ -599,10 +602,11 @@ class MainWindow(QMainWindow):
     def current_run(self) -> Run | None:
         return self._run
 
-    def start_job(self, name: str, run: Run | None, job: Callable[[Control], Iterator[Any]]) -> Control:
+    def start_job(self, name: str, run: Run | None, job: Callable[[Control], Iterator[Any]],
+                  thread: Callable[..., JobThread] = JobThread) -> Control:
         if self.job_running(name):
             raise RuntimeError(f"a {name} job is already running")
-        t = JobThread(name, run, job, parent=self)
+        t = thread(name, run, job, parent=self)
         t.failed.connect(partial(self._job_failed, t), Qt.QueuedConnection)
         t.finished.connect(partial(self._job_done, t), Qt.QueuedConnection)
         self._jobs[name] = t
@@ -690,10 +694,30 @@ class MainWindow(QMainWindow):
             self.show_error(f"Cannot start: {exc}", traceback.format_exc())
             return None
         self.save_settings()
-        self.select_run(run)
         self._activity(f"created {run.id}")
+        if spec.processes > 1:  # torchrun outside the window, watched like any other process's run
+            from genstudio.qt.watch import launch
+
+            launch(self, run, spec.processes)
+            return run
+        self.select_run(run)
         self._train(run)
         return run
+
+    def watch_run(self, run: Run) -> Control:
+        """Follow a run another process trains (CLI, torchrun, shared storage) as it grows;
+        Pause / Resume / Stop reach that process through the run's control file."""
+        from genstudio.qt.watch import attach
+
+        return attach(self, run)
+
+    def choose_watch_folder(self) -> None:
+        path = QFileDialog.getExistingDirectory(self, "Watch a run folder", str(self.store.runs_dir))
+        if path:
+            try:
+                self.watch_run(self.store.get(path))
+            except (RunError, RuntimeError) as exc:
+                self.show_error(f"Cannot watch {path}: {exc}")
 
     def _train(self, run: Run, extra_steps: int | None = None) -> None:
         self.progress.setVisible(True)
@@ -797,6 +821,9 @@ class MainWindow(QMainWindow):
             info = run.info()
         except RunError as exc:
             self.show_error(str(exc))
+            return
+        if run.busy():  # another process trains it (CLI, torchrun): follow it instead
+            self.watch_run(run)
             return
         extra = self.steps_spin.value() if info.get("step", 0) >= info.get("steps", 0) else None
         if self._run is None or self._run.id != run.id:

@@ -75,6 +75,8 @@ class DDPMConfig(NetConfig):
 class DDPMPlugin(BasePlugin[DDPMConfig]):
     """Trains ``net`` with the simple epsilon loss; samples with ``ema`` (both saved by BasePlugin)."""
 
+    ddp_modules = ("net",)  # many processes: DDP wraps the trained net (genstudio.core.distributed)
+
     info = PluginInfo(
         id="ddpm", name="DDPM", family="diffusion",
         config_cls=DDPMConfig, data_kinds=("points2d", "image"), samplers=("ddpm", "ddim", *KSAMPLERS),

@@ -101,6 +101,7 @@ class FlowMatchingConfig(NetConfig):
 
 class FlowMatchingPlugin(BasePlugin[FlowMatchingConfig]):
     """Trains ``net`` as a velocity field; samples with its EMA copy."""
+    ddp_modules = ("net",)  # many processes: DDP wraps the trained net (genstudio.core.distributed)
 
     info = PluginInfo(
         id="flow_matching", name="Flow matching", family="diffusion",

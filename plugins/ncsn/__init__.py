@@ -60,6 +60,7 @@ class NCSNConfig(NetConfig):
 
 class NCSNPlugin(BasePlugin[NCSNConfig]):
     """Trains ``net`` (score times sigma); samples with its EMA copy."""
+    ddp_grads = True  # many processes: gradients averaged (sliced score matching calls the net on a re-leafed input)
 
     info = PluginInfo(
         id="ncsn", name="NCSN (score matching)", family="diffusion",

@@ -66,6 +66,7 @@ class ScoreSDEConfig(NetConfig):
 
 class ScoreSDEPlugin(BasePlugin[ScoreSDEConfig]):
     """Trains ``net`` on continuous-time DSM; samples and scores with its EMA copy."""
+    ddp_modules = ("net",)  # many processes: DDP wraps the trained net (genstudio.core.distributed)
 
     info = PluginInfo(
         id="score_sde", name="Score SDE", family="diffusion",

@@ -188,6 +188,8 @@ class BetaVAEConfig(VAEConfig):
 
 
 class VAEPlugin(BasePlugin[VAEConfig]):
+    ddp_modules = ("enc", "dec")  # many processes: DDP wraps both halves
+
     info: ClassVar[PluginInfo] = PluginInfo(
         "vae", "VAE", "latent", VAEConfig, ("points2d", "image"), ("prior",),
         "Variational autoencoder: amortised inference with the reparameterisation trick; ELBO, "

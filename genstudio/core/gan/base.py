@@ -62,6 +62,7 @@ class AdversarialPlugin(BasePlugin[AdversarialConfig]):
     )
     latent_dim: int = 0  # set in setup; declared here so the class lists the Adversarial face
     keep_checkpoints: ClassVar[int] = -1  # every one: the sampler's step slider replays the fixed-noise grid
+    ddp_grads = True  # many processes: two optimisers, detached halves: gradients averaged, not DDP
 
     # -- set-up ------------------------------------------------------------------------------------
     def setup(self, data: DataSpec) -> None:

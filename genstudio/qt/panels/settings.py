@@ -38,9 +38,13 @@ class RunOptions:
     keep_checkpoints: int = param(_SPEC_DEFAULTS.keep_checkpoints, "Checkpoints kept, newest first (0 = the "
                                   "plugin's choice: 3, every one for GANs, whose sampler steps through them; "
                                   "-1 = all)", range=(-1, 100_000))
+    processes: int = param(_SPEC_DEFAULTS.processes, "Training processes on this machine (torchrun, DDP: "
+                           "gloo on CPU, NCCL on CUDA; batch size is per process). Above 1 the run trains "
+                           "outside the window, which watches it", range=(1, 256))
 
 
-_RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions))
+LAUNCH_ONLY = ("processes",)  # how a run starts: never steered mid-run
+_RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions) if f.name not in LAUNCH_ONLY)
 
 
 def live_settings_cls(config_cls: type) -> type:
@@ -52,7 +56,7 @@ def live_settings_cls(config_cls: type) -> type:
     specs = [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
              for f in dataclasses.fields(config_cls) if f.name in live]
     specs += [(f.name, f.type, dataclasses.field(default=f.default, metadata=f.metadata))
-              for f in dataclasses.fields(RunOptions)]
+              for f in dataclasses.fields(RunOptions) if f.name not in LAUNCH_ONLY]
     return dataclasses.make_dataclass(f"Live{config_cls.__name__}", specs)
 
 

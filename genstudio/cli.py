@@ -14,6 +14,9 @@
     genstudio timelapse RUN --out FILE.gif|FILE.mp4 [--fps N] [--view NAME]
     genstudio ot A B [--n N] [--eps E] [--seed S] [--gif FILE.gif|.mp4]   A, B: 2-D dataset or run:RUN
     genstudio shot [PANEL] --out FILE.png [--demo]
+    genstudio report RUN --out DIR [--seed S] [--n N] [--no-trajectory]    one self-contained HTML page
+    genstudio tensorboard RUN --out DIR      scalars, preview images and hparams as TensorBoard event files
+    genstudio flythrough RUN --out FILE.mp4|.gif [--keyframes FILE.json] [--frames N] [--size WxH]
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
@@ -211,7 +214,7 @@ def _stop_on_signals(control: Any, notice: Any = None) -> Any:
 
 
 def _drive_training(run: Any, extra_steps: int | None, device: str | None,
-                    steer: dict[str, Any] | None = None) -> int:
+                    steer: dict[str, Any] | None = None, tensorboard: str | None = None) -> int:
     from genstudio.core import jobs
     from genstudio.core.events import EventBus
     from genstudio.core.runs import RunBusy
@@ -226,6 +229,12 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
     bus.subscribe(prog)
     # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
     bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
+    stream = None
+    if tensorboard:  # the same tags as `genstudio tensorboard`, written as the run trains
+        from genstudio.core.tboard import TensorBoardStream
+
+        stream = TensorBoardStream(run, tensorboard)
+        stream.subscribe(bus)
 
     restore = _stop_on_signals(
         control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
@@ -243,6 +252,8 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
     finally:
         restore()
         prog.bar.close()
+        if stream is not None:
+            stream.close()
     status = run.info().get("status")
     print(run.path)
     if status not in ("completed", "stopped"):
@@ -292,7 +303,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
     )
     run = jobs.create_run(_store(), spec)
-    return _drive_training(run, None, args.device)
+    return _drive_training(run, None, args.device, tensorboard=args.tensorboard)
 
 
 def _refuse_completed(run: Any, extra_steps: int | None) -> None:
@@ -688,6 +699,29 @@ def cmd_shot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from genstudio.core.report import build_report
+
+    run = _store().get(args.run)
+    bar, on_stage = _stage_bar("report")
+    try:
+        path = build_report(run, args.out, trajectory=not args.no_trajectory, n=args.n, seed=args.seed,
+                            steps=args.steps, device=args.device, progress=on_stage)
+    finally:
+        bar.close()
+    print(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from genstudio.core.tboard import export_run, read_back
+
+    out = export_run(_store().get(args.run), args.out)
+    tags = read_back(out)
+    print(f"{out}  ({len(tags)} tags, {sum(map(len, tags.values()))} points; view with `tensorboard --logdir {out}`)")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genstudio", description="GenStudio: train and watch generative models.")
     sub = p.add_subparsers(dest="cmd")
@@ -717,6 +751,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
     s.add_argument("--preview-steps", type=EVERY, default=0,
                    help="sampling steps of each logged grid (0 = the plugin's default)")
+    s.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write scalars, previews and hparams as TensorBoard event files into DIR while training")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")
@@ -817,6 +853,20 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--frames", type=_int_in(2), default=24, help="frames of the animation, ends included")
     s.add_argument("--fps", type=float, default=12.0)
     s.set_defaults(fn=cmd_ot)
+    s = sub.add_parser("report", help="a run as one self-contained HTML page (settings, curves, previews over "
+                       "training, a playable denoising trajectory, metrics); opens offline")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--out", required=True, help="folder to write index.html into (created)")
+    s.add_argument("--seed", type=SEED, default=0, help="seed of the trajectory sampled from the newest checkpoint")
+    s.add_argument("--n", type=COUNT, default=None, help="samples in the trajectory (default 16 images / 400 points)")
+    s.add_argument("--steps", type=COUNT, default=None, help="sampling steps (default: the run's preview steps)")
+    s.add_argument("--no-trajectory", action="store_true", help="skip sampling (no checkpoint is loaded)")
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_report)
+    s = sub.add_parser("tensorboard", help="a run's scalars, preview images, evals and hparams as TensorBoard event files")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--out", required=True, help="log folder to write (created); then `tensorboard --logdir DIR`")
+    s.set_defaults(fn=cmd_tensorboard)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

@@ -722,6 +722,39 @@ def cmd_tensorboard(args: argparse.Namespace) -> int:
     return 0
 
 
+def _size(text: str) -> tuple[int, int]:
+    """An argparse type: WIDTHxHEIGHT in pixels, e.g. 320x240."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h)) if sep else (0, 0)
+    except ValueError:
+        size = (0, 0)
+    if not (8 <= size[0] <= 4096 and 8 <= size[1] <= 4096):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT with sides in [8, 4096], got {text!r}")
+    return size
+
+
+def cmd_flythrough(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from genstudio.core.faces import Scene, has_face
+    from genstudio.core.imaging import save_animation
+    from genstudio.core.jobs import load_model
+    from genstudio.core.scene import camera_path as cp
+
+    keys = cp.load_keyframes(args.keyframes) if args.keyframes else None  # a bad file fails before loading
+    run = _trained_run(args.run)
+    model, _, step = load_model(run, args.device)
+    if not has_face(model, Scene):
+        raise CliError(f"run {run.id} ({run.info()['plugin']}) has no 3-D scene to fly through")
+    cams = cp.path_cameras(keys or cp.default_keyframes(model), args.frames, *args.size)
+    frames = list(tqdm(cp.flythrough_frames(cp.scene_render(model), cams), total=len(cams), desc="flythrough",
+                       unit="frame", disable=None if sys.stderr.isatty() else False))
+    print(f"{save_animation(frames, args.out, fps=args.fps)}  ({len(frames)} frames {args.size[0]}x{args.size[1]}, "
+          f"step {step})")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genstudio", description="GenStudio: train and watch generative models.")
     sub = p.add_subparsers(dest="cmd")
@@ -867,6 +900,16 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--out", required=True, help="log folder to write (created); then `tensorboard --logdir DIR`")
     s.set_defaults(fn=cmd_tensorboard)
+    s = sub.add_parser("flythrough", help="render a 3-D run along a camera path (keyframes, or an orbit) as MP4 or GIF")
+    s.add_argument("run", help="run folder or run id (prefix) of a scene plugin (splat, nerf, fields)")
+    s.add_argument("--out", type=_animation_file, required=True, help="FILE.mp4 or FILE.gif")
+    s.add_argument("--keyframes", type=_in_file, default=None,
+                   help="keyframes JSON (the 3-D viewer's 'Save keyframes…'); default: an orbit around the scene")
+    s.add_argument("--frames", type=_int_in(2), default=72, help="frames along the whole path")
+    s.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT of each frame")
+    s.add_argument("--fps", type=float, default=24.0)
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_flythrough)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

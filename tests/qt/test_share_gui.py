@@ -65,7 +65,7 @@ def test_keyframes_list_clear_and_export_an_opened_scene(qtbot, tmp_path):
     bar.add_keyframe()
     bar.keyframes.append(cp.Keyframe(cp.orbit_keyframes(4.0, n=4)[1].c2w, 50.0))  # a second view
     bar._update()
-    assert bar.list_box.count() == 2 and bar.list_box.itemText(0).startswith("key 1: (3, -3, 2)")
+    assert bar.list_box.count() == 2 and bar.list_box.itemText(0) == "key 1 (3.0, -3.0, 2.0) 53°"
     assert bar.export_btn.isEnabled()
     assert len(cp.load_keyframes(bar.save_keyframes(str(tmp_path / "k.json")))) == 2
     bar.frames.setValue(6)

@@ -8,7 +8,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from PySide6.QtWidgets import QComboBox, QFileDialog, QHBoxLayout, QLabel, QPushButton, QSpinBox, QWidget
 
 from genstudio.core.scene import camera_path as cp
@@ -25,7 +24,7 @@ def scene_renderer(model: Any, item: Any) -> Any:
     from genstudio.core.scene.gaussians import Gaussians, rasterize
 
     if isinstance(item, Gaussians):
-        return lambda cam: rasterize(item, cam, background=1.0)["rgb"]
+        return lambda cam: rasterize(item, cam, background=0.0)["rgb"]  # the canvas's black
     return None
 
 
@@ -74,8 +73,8 @@ class CameraPathBar(QWidget):
     def _update(self) -> None:
         self.list_box.clear()
         for i, k in enumerate(self.keyframes):
-            x, y, z = np.round(k.c2w[:3, 3], 2)
-            self.list_box.addItem(f"key {i + 1}: ({x:g}, {y:g}, {z:g}), fov {k.fov_y_deg:.0f}°")
+            x, y, z = k.c2w[:3, 3]
+            self.list_box.addItem(f"key {i + 1} ({x:.1f}, {y:.1f}, {z:.1f}) {k.fov_y_deg:.0f}°")
         if not self.keyframes:
             self.list_box.addItem("no keyframes")
         self.list_box.setCurrentIndex(max(0, len(self.keyframes) - 1))

@@ -904,9 +904,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("run", help="run folder or run id (prefix) of a scene plugin (splat, nerf, fields)")
     s.add_argument("--out", type=_animation_file, required=True, help="FILE.mp4 or FILE.gif")
     s.add_argument("--keyframes", type=_in_file, default=None,
-                   help="keyframes JSON (the 3-D viewer's 'Save keyframes…'); default: an orbit around the scene")
+                   help="keyframes JSON (the 3-D viewer's camera path → Save keys…); default: an orbit around the scene")
     s.add_argument("--frames", type=_int_in(2), default=72, help="frames along the whole path")
-    s.add_argument("--size", type=_size, default=(320, 240), help="WIDTHxHEIGHT of each frame")
+    s.add_argument("--size", type=_size, default="320x240", help="WIDTHxHEIGHT of each frame")
     s.add_argument("--fps", type=float, default=24.0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_flythrough)

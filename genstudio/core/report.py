@@ -208,7 +208,8 @@ section{background:#fff;border:1px solid #dde1e8;border-radius:8px;padding:12px 
 h2{font-size:18px;margin:4px 0 10px}table{border-collapse:collapse;font-size:14px}
 td,th{border-bottom:1px solid #e6e8ee;padding:4px 10px;text-align:left;vertical-align:top}
 .num{font-variant-numeric:tabular-nums;white-space:nowrap}.id{color:#7a8190;font-size:12px}
-.note{color:#5b6270;font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:10px}
+.note{color:#5b6270;font-size:13px}.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(230px,1fr));
+gap:4px 18px}.grid .id{font-size:13px}.charts{display:flex;flex-wrap:wrap;gap:10px}
 .chart .ct{font-size:13px;font-weight:600;fill:#1d2127}.chart .tick{font-size:11px;fill:#5b6270}
 .chart .frame{fill:#fafbfc;stroke:#d3d7df}.chart .line{fill:none;stroke:#2f6fdf;stroke-width:1.6}
 .chart .band{fill:#2f6fdf;opacity:.18}.chart .floor{stroke:#d9822b;stroke-dasharray:5 4}
@@ -277,11 +278,11 @@ def build_report(run: Run, out_dir: str | Path, *, trajectory: bool = True, n: i
             ("device", info.get("device")), ("faces", ", ".join(info.get("faces") or []) or None),
             ("training time", f"{float(info['elapsed']):.1f} s" if isinstance(info.get("elapsed"), (int, float)) else None)]
     cfg = info.get("config") or {}
-    cfg_rows = "".join(f"<tr><td>{esc(str(k))}</td><td class='num'>{esc(json.dumps(v))}</td></tr>"
+    cfg_rows = "".join(f"<div><span class='id'>{esc(str(k))}</span> <b class='num'>{esc(json.dumps(v))}</b></div>"
                        for k, v in sorted(cfg.items()))
     summary = "".join(f"<tr><th>{esc(k)}</th><td>{esc(str(v))}</td></tr>" for k, v in meta if v not in (None, ""))
     parts = [_section("Run", f"<table>{summary}</table>"),
-             _section("Settings", f"<table><tr><th>setting</th><th>value</th></tr>{cfg_rows}</table>"
+             _section("Settings", f"<div class='grid'>{cfg_rows}</div>"
                       if cfg_rows else "<p class='note'>no settings recorded</p>")]
     steps_col = [float(r.get("step", np.nan)) for r in rows]
     charts = [svg_chart(steps_col, metric_columns(rows, k)[1], k) for k in curve_names(rows)]

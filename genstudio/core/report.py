@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from genstudio.core.eval import METRIC_INFO, format_value, load_evals, reference_text
+from genstudio.core.eval import METRIC_INFO, clipped_interval, format_value, load_evals, reference_text
 from genstudio.core.imaging import frame_indices, trajectory_frames, trajectory_label
 from genstudio.core.runs import Run
 from genstudio.core.timelapse import frame_label, logged_previews, loss_at, metric_columns, read_rgb
@@ -34,6 +34,7 @@ REPORT_FILE = "index.html"
 TRAJ_FRAMES = 40  # frames of the trajectory player: smooth enough to scrub, a few MB at most
 TRAIN_FRAMES = 24  # logged previews shown over training (evenly spaced, first and last kept)
 AXES = ("step", "time")  # metric-row columns that are axes, not curves
+NOT_QUALITY = ("sampling_time", "nfe", "sample_steps")  # eval entries about cost: in the table, not charted
 Progress = Callable[[str, int, int], None]
 
 
@@ -190,12 +191,13 @@ def eval_section(run: Run) -> str:
     if len(steps) > 1:
         by_step = {int(r.get("step", 0)): r for r in recs}  # newest record of each step
         charts = []
-        for name in last["metrics"]:
+        for name in (m for m in last["metrics"] if m not in NOT_QUALITY):
             es = [by_step[s]["metrics"].get(name) or {} for s in steps]
-            get = [[e.get(k) if isinstance(e.get(k), (int, float)) else np.nan for e in es]
-                   for k in ("value", "ci_low", "ci_high")]
+            ci = [clipped_interval(name, e) for e in es]  # as the table shows them: within the metric's range
+            val, lo, hi = ([np.nan if v is None else float(v) for v in col]
+                           for col in ([e.get("value") for e in es], [c[0] for c in ci], [c[1] for c in ci]))
             floor = es[-1].get("reference") if isinstance(es[-1].get("reference"), (int, float)) else None
-            charts.append(svg_chart(steps, get[0], f"{name} over training", lo=get[1], hi=get[2], floor=floor))
+            charts.append(svg_chart(steps, val, f"{name} over training", lo=lo, hi=hi, floor=floor))
         out.append(f"<div class='charts'>{''.join(charts)}</div>")
     return "".join(out)
 

@@ -317,7 +317,8 @@ def _refuse_completed(run: Any, extra_steps: int | None) -> None:
 def cmd_resume(args: argparse.Namespace) -> int:
     run = _store().get(args.run)
     _refuse_completed(run, args.steps)
-    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []))
+    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []),
+                           tensorboard=args.tensorboard)
 
 
 def _steering(run: Any, items: list[str]) -> dict[str, Any]:
@@ -794,6 +795,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="change a live setting (lr, ema_decay, grad_clip, sample_every, ...) from the first "
                         "resumed step; recorded in the run with that step (repeatable)")
+    s.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard event files into DIR")
     s.set_defaults(fn=cmd_resume)
     s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -132,3 +132,6 @@ def test_train_streams_to_tensorboard(tmp_path, capsys):
     assert tags["train/loss"] == [3, 6, 9, 12] and tags["samples"] == [6, 12]
     assert any(p.name.startswith("events.out.tfevents") for p in out.iterdir())
     shutil.rmtree(out)
+    run = capsys.readouterr().out.strip().splitlines()[-1]
+    assert main(["resume", run, "--steps", "6", "--tensorboard", str(out)]) == 0  # resumed steps stream too
+    assert read_back(out)["train/loss"] == [15, 18]

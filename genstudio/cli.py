@@ -16,6 +16,9 @@
     genstudio ot A B [--n N] [--eps E] [--seed S] [--gif FILE.gif|.mp4]   A, B: 2-D dataset or run:RUN
     genstudio shot [PANEL] --out FILE.png [--demo]
     genstudio watch RUN             the window on a run another process trains, as it grows
+    genstudio report RUN --out DIR [--seed S] [--n N] [--no-trajectory]    one self-contained HTML page
+    genstudio tensorboard RUN --out DIR      scalars, preview images and hparams as TensorBoard event files
+    genstudio flythrough RUN --out FILE.mp4|.gif [--keyframes FILE.json] [--frames N] [--size WxH]
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
@@ -213,7 +216,7 @@ def _stop_on_signals(control: Any, notice: Any = None) -> Any:
 
 
 def _drive_training(run: Any, extra_steps: int | None, device: str | None,
-                    steer: dict[str, Any] | None = None, ranks: Any = None) -> int:
+                    steer: dict[str, Any] | None = None, ranks: Any = None, tensorboard: str | None = None) -> int:
     from genstudio.core import jobs
     from genstudio.core.distributed import Ranks
     from genstudio.core.events import EventBus
@@ -233,6 +236,12 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
         bus.subscribe(prog)
     # nobody can press Resume on the CLI: a diverged run (paused by the job) is stopped instead
     bus.subscribe(lambda e: control.cancel() if e.data.get("status") == "diverged" else None, "status")
+    stream = None
+    if tensorboard and ranks.writer:  # the same tags as `genstudio tensorboard`, written as the run trains
+        from genstudio.core.tboard import TensorBoardStream
+
+        stream = TensorBoardStream(run, tensorboard)
+        stream.subscribe(bus)
 
     restore = _stop_on_signals(
         control, lambda: prog.bar.write("stopping after this step (Ctrl-C again to abort without a checkpoint)"))
@@ -250,6 +259,8 @@ def _drive_training(run: Any, extra_steps: int | None, device: str | None,
     finally:
         restore()
         prog.bar.close()
+        if stream is not None:
+            stream.close()
     status = run.info().get("status")
     if not ranks.writer:  # a private copy of rank 0's run: nothing to show
         ranks.close()
@@ -309,7 +320,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     run = jobs.create_run(_store(), spec) if ranks.writer else None
     if args.nproc > 1 and not ranks.many:  # this process only launches the N that train
         return _launch(run, ["resume", run.id], args)
-    return _drive_training(ranks.share_run(run), None, args.device, ranks=ranks)
+    return _drive_training(ranks.share_run(run), None, args.device, ranks=ranks, tensorboard=args.tensorboard)
 
 
 def _ranks(args: argparse.Namespace) -> Any:
@@ -332,6 +343,8 @@ def _launch(run: Any, argv: list[str], args: argparse.Namespace) -> int:
     from genstudio.core.distributed import launch
 
     extra = ["--device", args.device] if args.device else []
+    if getattr(args, "tensorboard", None):
+        extra += ["--tensorboard", args.tensorboard]
     rc = launch([*argv, *extra], args.nproc)
     status = run.info().get("status")
     if rc != 0 or status not in ("completed", "stopped"):
@@ -359,7 +372,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
                 *(a for kv in args.set or [] for a in ("--set", kv))]
         return _launch(run, argv, args)
     run = ranks.share_run(run)
-    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []), ranks=ranks)
+    return _drive_training(run, args.steps, args.device, steer=_steering(run, args.set or []), ranks=ranks,
+                           tensorboard=args.tensorboard)
 
 
 def _steering(run: Any, items: list[str]) -> dict[str, Any]:
@@ -789,6 +803,60 @@ def cmd_shot(args: argparse.Namespace) -> int:
 
 NPROC_HELP = ("train with N processes on this machine (torchrun, DDP: gloo on CPU, NCCL on CUDA; batch_size "
               "is per process); many machines: torchrun ... -m genstudio train")
+def cmd_report(args: argparse.Namespace) -> int:
+    from genstudio.core.report import build_report
+
+    run = _store().get(args.run)
+    bar, on_stage = _stage_bar("report")
+    try:
+        path = build_report(run, args.out, trajectory=not args.no_trajectory, n=args.n, seed=args.seed,
+                            steps=args.steps, device=args.device, progress=on_stage)
+    finally:
+        bar.close()
+    print(f"{path}  ({path.stat().st_size / 1e6:.2f} MB)")
+    return 0
+
+
+def cmd_tensorboard(args: argparse.Namespace) -> int:
+    from genstudio.core.tboard import export_run, read_back
+
+    out = export_run(_store().get(args.run), args.out)
+    tags = read_back(out)
+    print(f"{out}  ({len(tags)} tags, {sum(map(len, tags.values()))} points; view with `tensorboard --logdir {out}`)")
+    return 0
+
+
+def _size(text: str) -> tuple[int, int]:
+    """An argparse type: WIDTHxHEIGHT in pixels, e.g. 320x240."""
+    w, sep, h = text.lower().partition("x")
+    try:
+        size = (int(w), int(h)) if sep else (0, 0)
+    except ValueError:
+        size = (0, 0)
+    if not (8 <= size[0] <= 4096 and 8 <= size[1] <= 4096):
+        raise argparse.ArgumentTypeError(f"expected WIDTHxHEIGHT with sides in [8, 4096], got {text!r}")
+    return size
+
+
+def cmd_flythrough(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    from genstudio.core.faces import Scene, has_face
+    from genstudio.core.imaging import save_animation
+    from genstudio.core.jobs import load_model
+    from genstudio.core.scene import camera_path as cp
+
+    keys = cp.load_keyframes(args.keyframes) if args.keyframes else None  # a bad file fails before loading
+    run = _trained_run(args.run)
+    model, _, step = load_model(run, args.device)
+    if not has_face(model, Scene):
+        raise CliError(f"run {run.id} ({run.info()['plugin']}) has no 3-D scene to fly through")
+    cams = cp.path_cameras(keys or cp.default_keyframes(model), args.frames, *args.size)
+    frames = list(tqdm(cp.flythrough_frames(cp.scene_render(model), cams), total=len(cams), desc="flythrough",
+                       unit="frame", disable=None if sys.stderr.isatty() else False))
+    print(f"{save_animation(frames, args.out, fps=args.fps)}  ({len(frames)} frames {args.size[0]}x{args.size[1]}, "
+          f"step {step})")
+    return 0
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -826,6 +894,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--keep-checkpoints", type=int, default=0, metavar="N",
                    help="newest N checkpoints kept (0 = the plugin's choice: 3, every one for GANs; -1 = all)")
     s.add_argument("--nproc", type=COUNT, default=1, help=NPROC_HELP)
+    s.add_argument("--tensorboard", default=None, metavar="DIR",
+                   help="also write scalars, previews and hparams as TensorBoard event files into DIR while training")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")
@@ -835,6 +905,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="change a live setting (lr, ema_decay, grad_clip, sample_every, ...) from the first "
                         "resumed step; recorded in the run with that step (repeatable)")
     s.add_argument("--nproc", type=COUNT, default=1, help=NPROC_HELP)
+    s.add_argument("--tensorboard", default=None, metavar="DIR", help="also write TensorBoard event files into DIR")
     s.set_defaults(fn=cmd_resume)
     s = sub.add_parser("sample", help="sample from a run's newest checkpoint (PNG + NPZ)")
     s.add_argument("run", help="run folder or run id (prefix)")
@@ -935,6 +1006,30 @@ def build_parser() -> argparse.ArgumentParser:
                        "storage): curves, previews and checkpoints as they are written; Pause/Stop reach it")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.set_defaults(fn=cmd_watch)
+    s = sub.add_parser("report", help="a run as one self-contained HTML page (settings, curves, previews over "
+                       "training, a playable denoising trajectory, metrics); opens offline")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--out", required=True, help="folder to write index.html into (created)")
+    s.add_argument("--seed", type=SEED, default=0, help="seed of the trajectory sampled from the newest checkpoint")
+    s.add_argument("--n", type=COUNT, default=None, help="samples in the trajectory (default 16 images / 400 points)")
+    s.add_argument("--steps", type=COUNT, default=None, help="sampling steps (default: the run's preview steps)")
+    s.add_argument("--no-trajectory", action="store_true", help="skip sampling (no checkpoint is loaded)")
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_report)
+    s = sub.add_parser("tensorboard", help="a run's scalars, preview images, evals and hparams as TensorBoard event files")
+    s.add_argument("run", help="run folder or run id (prefix)")
+    s.add_argument("--out", required=True, help="log folder to write (created); then `tensorboard --logdir DIR`")
+    s.set_defaults(fn=cmd_tensorboard)
+    s = sub.add_parser("flythrough", help="render a 3-D run along a camera path (keyframes, or an orbit) as MP4 or GIF")
+    s.add_argument("run", help="run folder or run id (prefix) of a scene plugin (splat, nerf, fields)")
+    s.add_argument("--out", type=_animation_file, required=True, help="FILE.mp4 or FILE.gif")
+    s.add_argument("--keyframes", type=_in_file, default=None,
+                   help="keyframes JSON (the 3-D viewer's camera path → Save keys…); default: an orbit around the scene")
+    s.add_argument("--frames", type=_int_in(2), default=72, help="frames along the whole path")
+    s.add_argument("--size", type=_size, default="320x240", help="WIDTHxHEIGHT of each frame")
+    s.add_argument("--fps", type=float, default=24.0)
+    s.add_argument("--device", default=None)
+    s.set_defaults(fn=cmd_flythrough)
     ids = panel_ids()
     s = sub.add_parser("shot", help="screenshot of the window or one panel")
     s.add_argument("panel", nargs="?", default=None,

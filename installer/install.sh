@@ -15,6 +15,7 @@ if command -v apt-get >/dev/null; then
         libxcb-shape0 libxcb-xinerama0 libxcb-randr0 libxcb-xkb1 libgl1 libegl1 libgl1-mesa-dri libglx-mesa0
         libegl-mesa0 libfontconfig1 libdbus-1-3"
   [ "${1:-}" = "--test" ] && pkgs="$pkgs xvfb xauth"
+  [ "${1:-}" = "--test" ] && pkgs="$pkgs chromium"  # headless Chromium opens the HTML report in tests
   missing=$(for p in $pkgs; do dpkg -s "$p" >/dev/null 2>&1 || echo "$p"; done)
   if [ -n "$missing" ]; then
     $SUDO apt-get update -qq

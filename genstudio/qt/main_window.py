@@ -351,6 +351,10 @@ class MainWindow(QMainWindow):
         act.triggered.connect(self.choose_watch_folder)
         file_menu.addAction(act)
         file_menu.addSeparator()
+        from genstudio.qt.share import add_export_actions  # share a run: HTML report, TensorBoard (#16)
+
+        self.export_actions = add_export_actions(self, file_menu)
+        file_menu.addSeparator()
         quit_act = QAction("Quit", self)
         quit_act.setShortcut(QKeySequence.Quit)
         quit_act.triggered.connect(self.close)

@@ -45,6 +45,7 @@ from genstudio.core.runs import Run
 from genstudio.core.scene.exports import ImageScene, MeshScene, VolumeScene
 from genstudio.core.scene.gaussians import Gaussians
 from genstudio.qt.panels.base import AppContext, Panel
+from genstudio.qt.panels.camera_path import FLY_READY, CameraPathBar
 from genstudio.qt.visuals import Frustums, make_visual
 from genstudio.qt.visuals import geometry as geo
 
@@ -340,6 +341,8 @@ class SceneViewerPanel(Panel):
         self.status.setWordWrap(True)
         lay = QVBoxLayout(self)
         lay.addLayout(top)
+        self.path_bar = CameraPathBar(self)  # keyframes and "Export fly-through…"
+        lay.addWidget(self.path_bar)
         lay.addWidget(self.splitter, 1)
         lay.addWidget(self.status)
 
@@ -414,6 +417,18 @@ class SceneViewerPanel(Panel):
         to_canvas = np.asarray(self.view.scene.node_transform(self.canvas.scene).map(np.eye(4)), np.float64).T
         to_ndc = np.array([[2 / w, 0, 0, -1], [0, -2 / h, 0, 1], [0, 0, 1, 0], [0, 0, 0, 1]])
         return to_ndc @ to_canvas, (w, h)
+
+    def view_camera(self, size: int) -> Any:
+        """The viewer camera as a core Camera with about ``size``^2 pixels (a wide view stays legible)."""
+        from genstudio.core.scene.cameras import Camera, look_at
+        if self.view is not None:
+            clip, (w, h) = self.clip()
+            c2w, fx, fy = geo.camera_from_clip(clip, w, h)
+            cam = Camera(c2w, fx, fy, w / 2, h / 2, w, h)
+        else:  # no GL: a fixed orbit view still shows the model
+            cam = Camera(look_at((3.0, -3.0, 2.0)), 64.0, 64.0, 32.0, 32.0, 64, 64)
+        s = size / math.sqrt(cam.width * cam.height)  # as many pixels as a size x size square
+        return cam.resized(max(8, round(cam.width * s)), max(8, round(cam.height * s)))
 
     def render_image(self) -> np.ndarray:
         """The canvas as an (H, W, 4) uint8 array (tests, screenshots)."""
@@ -643,6 +658,8 @@ class SceneViewerPanel(Panel):
                     self._show_compare(e.data)
                 if self._compare_want is not None:  # asked for while that job ran
                     self.request_compare(self._compare_want)
+            elif e.kind == FLY_READY and self._mine(e):
+                self.path_bar.done(e.data)
             elif e.kind == ev.CHECKPOINT and self._ours(self._run):
                 refresh = True
         if refresh:
@@ -922,18 +939,6 @@ class NerfViewerPanel(SceneViewerPanel):
     def set_mode(self, mode: str) -> None:
         if self.model is not None:
             self.request_render(self.refined_size())
-
-    def view_camera(self, size: int) -> Any:
-        """The viewer camera as a core Camera with about ``size``^2 pixels (a wide view stays legible)."""
-        from genstudio.core.scene.cameras import Camera, look_at
-        if self.view is not None:
-            clip, (w, h) = self.clip()
-            c2w, fx, fy = geo.camera_from_clip(clip, w, h)
-            cam = Camera(c2w, fx, fy, w / 2, h / 2, w, h)
-        else:  # no GL: a fixed orbit view still shows the model
-            cam = Camera(look_at((3.0, -3.0, 2.0)), 64.0, 64.0, 32.0, 32.0, 64, 64)
-        s = size / math.sqrt(cam.width * cam.height)  # as many pixels as a size x size square
-        return cam.resized(max(8, round(cam.width * s)), max(8, round(cam.height * s)))
 
     def request_render(self, size: int) -> None:
         if self.model is None:

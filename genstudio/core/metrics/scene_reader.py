@@ -172,7 +172,7 @@ def scene_reader(*, root: Path | str | None = None, device: torch.device | str =
     from safetensors.torch import load_file, save_file
 
     path = reader_path(root)
-    key = f"{path}|{device}"
+    key = f"{_recipe_hash()}|{device}"  # one recipe, one (deterministic) reader, wherever it is cached
     if key in _LOADED:
         return _LOADED[key]
     net = meta = None

@@ -162,7 +162,7 @@ class CLIPPlugin(BasePlugin[CLIPConfig]):
             hit = same[torch.arange(len(ids)), (img @ txt.T).argmax(1)].float().mean()
             temperature = float(1.0 / self.net.logit_scale.exp())
         self.net.eval()
-        return {"loss": float(loss), "temperature": temperature, "batch_acc": float(hit)}
+        return {"loss": float(loss.detach()), "temperature": temperature, "batch_acc": float(hit)}
 
     @torch.no_grad()
     def retrieval_metrics(self) -> dict[str, float]:

@@ -169,7 +169,7 @@ def satisfies(prompt: Prompt, objects: tuple[Obj, ...] | list[Obj]) -> bool:
 
 # -- drawing scenes -------------------------------------------------------------------------------
 def _allowed(colour: str, shape: str, split: str) -> bool:
-    return split != "train" or (colour, shape) not in HELD_OUT
+    return split == "heldout" or (colour, shape) not in HELD_OUT
 
 
 def _pick_colour(rng: random.Random, shape: str, split: str) -> str:
@@ -215,7 +215,7 @@ def draw_prompt(rng: random.Random, category: str, split: str) -> Prompt:
 
 def scene_for(rng: random.Random, prompt: Prompt, split: str) -> SceneGraph:
     """A scene graph that satisfies ``prompt``: unsaid colours and every size drawn at random
-    (never a held-out combination in the train split), cells matching its relation."""
+    (never a held-out combination outside the "heldout" split), cells matching its relation."""
     k = len(prompt.objects)
     cells = _relation_cells(rng, prompt.relation) if prompt.relation != "and" else _cells(rng, k)
     objs = []

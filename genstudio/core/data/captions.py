@@ -32,6 +32,7 @@ import math
 import random
 import re
 from dataclasses import asdict, dataclass, field
+from typing import Any
 from functools import cached_property
 
 import torch
@@ -343,3 +344,19 @@ def captions() -> CaptionsDataset:
 @register_dataset("captions16", "the captioned shapes at 3x16x16 (fast on CPU)")
 def captions16() -> CaptionsDataset:
     return CaptionsDataset(16, "captions16")
+
+
+def caption_sheet(s: CaptionedSet, columns: int = 3, scale: int = 0) -> Any:
+    """A picture of captioned images: ``columns`` columns of (image, caption) rows, (H, W, 3) uint8."""
+    import numpy as np
+
+    from genstudio.core.imaging import readable_scale, to_uint8
+    from genstudio.core.latent import labelled_grid
+
+    scale = scale or readable_scale(s.x.shape[-2], s.x.shape[-1], cell=48)
+    tiles = to_uint8(s.x).transpose(0, 2, 3, 1).repeat(scale, 1).repeat(scale, 2)
+    per = -(-len(s) // columns)
+    cols = [labelled_grid(tiles[i:i + per], 1, s.captions[i:i + per]) for i in range(0, len(s), per)]
+    h = max(c.shape[0] for c in cols)
+    cols = [np.pad(c, ((0, h - c.shape[0]), (0, 8), (0, 0)), constant_values=30) for c in cols]
+    return np.concatenate(cols, 1)

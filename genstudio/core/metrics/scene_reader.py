@@ -26,7 +26,7 @@ from torch import nn
 from genstudio.core.data import captions as C
 from genstudio.core.metrics.features import _one_thread, cache_dir
 
-READER_VERSION = 1  # bump when the net, the recipe or the rendering changes (invalidates caches)
+READER_VERSION = 2  # bump when the net, the recipe or the rendering changes (invalidates caches)
 READ_SIZE = 16
 CELLS = C.GRID * C.GRID
 HEADS = {"present": 2, "shape": len(C.SHAPES), "colour": len(C.COLOUR_NAMES), "size": len(C.SIZE_NAMES)}

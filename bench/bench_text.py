@@ -36,7 +36,7 @@ def main() -> None:
     t0 = time.process_time()
     reader = scene_reader()
     print(f"scene reader ({reader.meta.get('train_seconds', 0):.1f} s to train when first built; "
-          f"cached): accuracy on real held-out images, 120 seen + 40 held-out-combination images per category")
+          f"cached): accuracy on real held-out images, 120 seen and 120 held-out-combination images per category")
     for name in ("captions16", "captions"):
         ds = get_dataset(name)
         acc = reader_accuracy(reader, [ds.test_set("seen", 120, seed=9), ds.test_set("heldout", 120, seed=9)])

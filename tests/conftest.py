@@ -20,8 +20,9 @@ def _register_declared_plugins() -> None:
     entry points (a branch adding a plugin, before a reinstall) join the registry as entry points, so
     the contract and face tests hold them to the contract too."""
     import importlib
-    import tomllib
     from pathlib import Path
+
+    import tomllib
 
     from genstudio.core.registry import registry
 

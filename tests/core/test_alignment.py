@@ -7,16 +7,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
+from genstudio_plugins.clip import retrieval
 
 from genstudio.core import jobs
-from genstudio.core.data import get_dataset
 from genstudio.core.data import captions as C
+from genstudio.core.data import get_dataset
 from genstudio.core.eval import run_eval
 from genstudio.core.metrics.alignment import clip_scores, geneval_scores
 from genstudio.core.metrics.functional import wilson_interval
 from genstudio.core.metrics.scene_reader import ATTRIBUTES, reader_accuracy, scene_reader
 from genstudio.core.runs import RunStore
-from genstudio_plugins.clip import retrieval
 
 
 @pytest.fixture(scope="module")

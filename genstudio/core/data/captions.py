@@ -32,8 +32,8 @@ import math
 import random
 import re
 from dataclasses import asdict, dataclass, field
-from typing import Any
 from functools import cached_property
+from typing import Any
 
 import torch
 

@@ -60,7 +60,7 @@ def main() -> None:
             matched = clip_scores(m, test.x, test.captions).mean()
             mismatched = clip_scores(m, test.x, list(np.roll(test.captions, 1))).mean()
         r.update(matched=float(matched), mismatched=float(mismatched), cpu=cpu, wall=wall,
-                 temperature=float(1 / m.net.logit_scale.exp()))
+                 temperature=float(1 / m.net.logit_scale.detach().exp()))
         rows.append(r)
         print(f"seed {seed}: {args.steps} steps in {wall:.0f} s ({cpu:.0f} s CPU), temperature {r['temperature']:.3f}; "
               + "  ".join(f"{k} {r[k]:.2f}/{r[k + '_heldout']:.2f}" for k in RETRIEVAL)

@@ -20,8 +20,9 @@ from genstudio.core.runs import RunStore
 
 
 @pytest.fixture(scope="module")
-def reader():
-    return scene_reader()  # trained once per process (about 15 s on one core), then shared
+def reader(tmp_path_factory):
+    # trained once per process (about 15 s of one core), then shared by every scene_reader() call
+    return scene_reader(root=tmp_path_factory.mktemp("extractors"))
 
 
 @pytest.mark.parametrize("name", ["captions16", "captions"])

@@ -83,12 +83,15 @@ def test_clip_score_is_100_times_the_clipped_cosine():
 
 def test_eval_scores_a_text_conditioned_run(tmp_path, reader):
     store = RunStore(tmp_path)
-    run = jobs.create_run(store, jobs.TrainSpec(plugin="clip", dataset="captions16", steps=3, sample_every=0,
+    run = jobs.create_run(store, jobs.TrainSpec(plugin="clip", dataset="captions16", steps=3, sample_every=3,
                                                 checkpoint_every=3, overrides=[
                                                     "batch_size=16", "embed_dim=16", "width=16", "text_layers=1",
                                                     "heads=2", "channels=8", "gallery_per_category=4"]))
     for _ in jobs.train(run):
         pass
+    logged = [r for r in run.metrics() if "r1_t2i" in r]  # retrieval accuracy logged at the preview
+    assert [r["step"] for r in logged] == [3] and 0.0 <= logged[0]["r5_i2t_heldout"] <= 1.0
+    assert (run.sample_dir() / "view_retrieval_00000003.png").exists()
     rec = run_eval(run, "geneval,clipscore", n=40, n_boot=0)
     m = rec["metrics"]
     for key in ("geneval", "geneval_heldout"):

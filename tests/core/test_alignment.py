@@ -4,6 +4,7 @@ brute-force counts; `genstudio eval --metrics geneval,clipscore` works on a text
 
 from __future__ import annotations
 
+import json
 import numpy as np
 import pytest
 import torch
@@ -104,3 +105,6 @@ def test_eval_scores_a_text_conditioned_run(tmp_path, reader):
 
     model, _, _ = jobs.load_model(run)
     assert "geneval" in default_metrics("captioned", faces_of(model))
+    _, state = run.load_checkpoint()  # weights-only load; the tokenizer travels as its JSON text
+    assert isinstance(state["tokenizer"], str) and json.loads(state["tokenizer"])["max_len"] == C.MAX_LEN
+    assert model.text_tokenizer().to_json() == state["tokenizer"]

@@ -5,6 +5,7 @@ brute-force counts; `genstudio eval --metrics geneval,clipscore` works on a text
 from __future__ import annotations
 
 import json
+
 import numpy as np
 import pytest
 import torch

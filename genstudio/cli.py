@@ -430,7 +430,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
         raise CliError("--gif draws the trajectory: drop --no-trajectory")
     run = _trained_run(args.run)
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
-                               ("sigma_schedule", args.sigma_schedule)) if v is not None}
+                               ("sigma_schedule", args.sigma_schedule), ("prompt", args.prompt)) if v is not None}
     extra.update(_declared_options(args.option or []))
     if extra:
         from genstudio.core.plugin import option_error, sample_options
@@ -441,6 +441,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         takes = {o.name for o in sample_options(registry().get(plugin))}
         if "Conditional" in set(info.get("faces") or ()):
             takes.add("cond")
+        if "TextConditional" in set(info.get("faces") or ()):
+            takes.add("prompt")
         bad = [k for k in extra if k not in takes]
         if bad:
             flags = ", ".join(map(_flag, bad))
@@ -927,6 +929,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--class", dest="cls", type=EVERY, default=None,
                    help="class label (class-conditional runs)")
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")
+    s.add_argument("--prompt", action="append", default=None,
+                   help="text prompt (text-conditioned runs; repeatable: samples cycle through the prompts)")
     s.add_argument("--eta", type=float, default=None, help="DDIM stochasticity (0 = deterministic)")
     s.add_argument("--sigma-schedule", default=None, help="k-samplers: model, karras or exponential")
     s.add_argument("--option", action="append", metavar="NAME=VALUE",
@@ -936,7 +940,7 @@ def build_parser() -> argparse.ArgumentParser:
     s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--metrics", default=None, help="comma list: fcd,fid,kid,is,pr,accuracy,nll (images) or "
-                   "energy,mmd,w2,pr,nll (2-D); default depends on the data")
+                   "energy,mmd,w2,pr,nll (2-D), geneval,clipscore (captioned); default depends on the data")
     s.add_argument("--n", type=COUNT, default=None,
                    help="samples and reference points (default 1000 images / 2000 2-D)")
     s.add_argument("--checkpoint", default=None, help="step number, checkpoint file, or 'all' (default: newest)")

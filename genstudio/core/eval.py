@@ -392,6 +392,13 @@ _METRIC_FNS = {"fcd": _fd, "fid": _fd, "kid": _kid, "is": _is, "precision": _pr,
                "accuracy": _accuracy, "energy": _energy, "mmd": _mmd, "w2": _w2, "w1": _w1, "sliced": _sliced, "nll": _nll,
                "modes": _modes}
 
+# text-to-image alignment (GenEval-like, CLIPScore-like): metrics of the "captioned" modality
+from genstudio.core.metrics import alignment as _alignment  # noqa: E402
+
+_METRIC_FNS.update(_alignment.EVAL_METRICS)
+METRIC_INFO.update(_alignment.METRIC_INFO)
+METRIC_RANGE.update(_alignment.METRIC_RANGE)
+
 
 def evaluate(run: Run, metrics: Sequence[str] | str | None = None, *, n: int | None = None, seed: int = 0,
              checkpoint: int | str | Path | None = None, control: Control | None = None,

@@ -123,12 +123,31 @@ class Adversarial(Protocol):
     def critic(self, x: torch.Tensor, cond: Any = None) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class TextConditional(Protocol):
+    """``sample(n, seed=..., prompt=[...])`` draws images for text prompts (one per sample, cycled;
+    None = the model's unconditional / null-caption samples); ``text_tokenizer()`` is the run's
+    :class:`genstudio.core.text.Tokenizer` (saved with the run). The GenEval-like metric needs nothing else."""
+
+    def text_tokenizer(self) -> Any: ...
+
+
+@runtime_checkable
+class TextImageEmbedding(Protocol):
+    """A contrastive text-image encoder (CLIP-style): unit-norm embeddings in one space, so the cosine
+    of an image and a caption scores their agreement (CLIPScore, retrieval)."""
+
+    def embed_images(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def embed_text(self, prompts: Any) -> torch.Tensor: ...
+
+
 # run-dependent conditions on top of the structural check
 _APPLIES: dict[type, Callable[[Any], bool]] = {
     Conditional: lambda m: int(getattr(m, "num_classes", 0) or 0) > 0,
 }
 FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Denoiser, Conditional, Latent, Likelihood, Scene,
-                          Views, Adversarial)
+                          Views, Adversarial, TextConditional, TextImageEmbedding)
 
 
 def log_prob_kind(model: Any) -> str:

@@ -396,6 +396,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
             log_coverage(step, x)
+            log_preview_metrics(step)
 
         cover: list[Any] = []  # the dataset's mode-coverage function, built at the first preview
 
@@ -420,6 +421,21 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             except Exception:
                 cover[:] = [None]
                 run.log(f"mode coverage failed at step {step}; not logged:\n{traceback.format_exc()}")
+                return
+            rows.append(row)
+            bus.emit(ev.METRICS, rid, **row)
+
+        def log_preview_metrics(step: int) -> None:
+            """Scalars a model measures on itself at each preview (``preview_metrics()``: a contrastive
+            encoder's held-out retrieval accuracy); a failure only costs a log line."""
+            fn = getattr(model, "preview_metrics", None)
+            if not callable(fn):
+                return
+            try:
+                with torch.no_grad():
+                    row = {"step": step, **{str(k): float(v) for k, v in fn().items()}}
+            except Exception:
+                run.log(f"preview_metrics() failed at step {step}; skipped:\n{traceback.format_exc()}")
                 return
             rows.append(row)
             bus.emit(ev.METRICS, rid, **row)

@@ -179,6 +179,21 @@ class Latent(Modality):
     network = "vector"
 
 
+class Captioned(Image):
+    """Images with captions (batches are (images, token ids)): the image metrics, plus the GenEval-like
+    prompt alignment for text-conditioned models and a CLIPScore-like score where a contrastive
+    encoder is at hand (``genstudio.core.metrics.alignment``)."""
+
+    name = "captioned"
+    user_data = ""
+    metrics = (*Image.metrics, "geneval", "clipscore")
+
+    def default_metrics(self, faces: Collection[type] = frozenset()) -> list[str]:
+        from genstudio.core.faces import TextConditional
+
+        return super().default_metrics(faces) + (["geneval"] if TextConditional in faces else [])
+
+
 MODALITIES: dict[str, Modality] = {}
 
 
@@ -190,7 +205,7 @@ def register(modality: Modality) -> Modality:
     return modality
 
 
-for _m in (Points2D(), Image(), Scene(), Field(), Latent()):
+for _m in (Points2D(), Image(), Scene(), Field(), Latent(), Captioned()):
     register(_m)
 
 

@@ -28,6 +28,7 @@ GOOD = {
     "scene": (torch.rand(16, 9), (9,), torch.rand(2, 3, 8, 8) * 2 - 1),
     "field": (torch.rand(16, 4) * 2 - 1, (4,), torch.rand(2, 3, 8, 8) * 2 - 1),
     "latent": (torch.randn(16, 8) * 3, (8,), torch.rand(4, 1, 8, 8) * 2 - 1),
+    "captioned": (torch.rand(4, 3, 8, 8) * 2 - 1, (3, 8, 8), torch.rand(4, 3, 8, 8) * 2 - 1),
 }
 
 

@@ -16,7 +16,8 @@ from genstudio.core.eval import default_metrics
 from genstudio.core.plugin import final_state
 from genstudio.core.registry import registry
 
-DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere"}
+DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere",
+            "captioned": "captions16"}
 
 N = 4
 
@@ -293,3 +294,33 @@ def test_adversarial_generates_data_and_scores_it(pid, dataset):
         again = m.generate(st.extras["z"])
     assert tuple(x.shape) == (N, *shape) and tuple(s.shape) == (N,) and torch.isfinite(s).all()
     torch.testing.assert_close(st.x, again)
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.TextConditional))
+def test_text_conditional_samples_follow_the_prompt_and_keep_its_tokenizer(pid, dataset):
+    """sample(prompt=[...]) gives one data-shaped sample per prompt (cycled), a prompt changes the
+    samples, and the run's tokenizer survives a JSON round trip with the same ids."""
+    from genstudio.core.text import Tokenizer
+
+    m = _model(pid, dataset)
+    tok = m.text_tokenizer()
+    ids = tok.encode(["a red circle", ""])
+    assert torch.equal(Tokenizer.from_json(tok.to_json()).encode(["a red circle", ""]), ids)
+    assert tok.decode(ids) == ["a red circle", ""]
+    shape = get_dataset(dataset).spec.shape
+    a = final_state(m.sample(3, seed=1, prompt=["a red circle"])).x
+    b = final_state(m.sample(3, seed=1, prompt=["three squares", "a blue triangle"])).x
+    assert tuple(a.shape) == (3, *shape) and torch.isfinite(a).all()
+    assert not torch.equal(a, b)
+
+
+@pytest.mark.parametrize("pid,dataset", _face_cases(F.TextImageEmbedding))
+def test_text_image_embeddings_are_unit_vectors_in_one_space(pid, dataset):
+    m = _model(pid, dataset)
+    x, ids = get_dataset(dataset).fixed(N, seed=0)
+    with torch.no_grad():
+        a, b = m.embed_images(x), m.embed_text(ids)
+        c = m.embed_text(m.text_tokenizer().decode(ids))  # strings and their ids embed alike
+    assert a.shape == b.shape and a.shape[0] == N
+    assert torch.allclose(a.norm(dim=-1), torch.ones(N), atol=1e-5)
+    assert torch.allclose(b, c, atol=1e-6)

@@ -2,7 +2,9 @@
 digits ship inside scikit-learn, and image folders are the user's own files.
 
 Usage: ``ds = get_dataset("moons")``; ``x, y = ds.batch(256, generator)``. Images are float
-tensors (N, C, H, W) in [-1, 1]; 2-D points are (N, 2) with roughly unit scale.
+tensors (N, C, H, W) in [-1, 1]; 2-D points are (N, 2) with roughly unit scale. ``y`` is class
+labels (N,), None, or for captioned data (kind "captioned") caption token ids (N, L) padded after
+an EOS, with ``spec.num_classes`` 0 (see ``captions.CaptionsDataset`` for captions and scene graphs).
 """
 
 from __future__ import annotations
@@ -120,6 +122,7 @@ def get_dataset(name: str) -> Dataset:
 
 def _load_builtin() -> None:
     from genstudio.core.data import (  # noqa: F401  (registers on import)
+        captions,  # noqa: F401  (captioned shapes: text to image)
         digits,
         scenes,  # noqa: F401  (3-D scenes and neural-field targets)
         sprites,

@@ -239,7 +239,7 @@ def classifier_for(dataset: Dataset, *, root: Path | str | None = None, device: 
         x, y = dataset.x, dataset.y
     else:
         x, y = dataset.fixed(4096, seed=12345)
-    if y is not None and int(y.max()) < 1:
+    if y is not None and (y.dim() != 1 or int(y.max()) < 1):  # no class labels (token ids of captions)
         y = None
     h = dataset_hash(x, y)
     short = re.sub(r"[^A-Za-z0-9]+", "-", dataset.spec.name.split("/")[-1]).strip("-")[:24] or "data"

@@ -645,9 +645,9 @@ class SamplerPanel(Panel):
         new = False
         current = self._run.id if self._run is not None else None
         for e in events:
-            if e.kind == ev.STATUS:
+            if e.kind in (ev.STATUS, ev.CHECKPOINT):
                 if e.run_id == current:
-                    self._refresh_checkpoints()  # training may have written a new checkpoint
+                    self._refresh_checkpoints()  # training (here or watched elsewhere) wrote a checkpoint
             elif e.kind == ev.SAMPLE_STATE:
                 # our own job's states, or a sample job for the selected run started elsewhere (menu, demo)
                 if e.run_id not in (self._sampling_run, current):

@@ -14,6 +14,7 @@
     genstudio timelapse RUN --out FILE.gif|FILE.mp4 [--fps N] [--view NAME]
     genstudio ot A B [--n N] [--eps E] [--seed S] [--gif FILE.gif|.mp4]   A, B: 2-D dataset or run:RUN
     genstudio shot [PANEL] --out FILE.png [--demo]
+    genstudio demo [TOUR] [--auto] [--quick] [--shots DIR] [--check] [--list]   guided tour (TOUR: name or file)
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
@@ -688,6 +689,31 @@ def cmd_shot(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The guided tour; a bad tour file is one line on stderr before any window opens."""
+    from genstudio.core.tour import builtin_tours, check_names, load_tour
+
+    if args.list:
+        for name in sorted(builtin_tours()):
+            t = load_tour(name)
+            print(f"{name}: {t.name}, {len(t.stages)} stages. {t.description}")
+        return 0
+    tour = load_tour(args.tour)
+    if args.check:
+        from genstudio.core.data import dataset_table
+        from genstudio.core.registry import registry
+
+        check_names(tour, panels=set(panel_ids()), datasets={n for n, _ in dataset_table()},
+                    plugins={k: e.cls for k, e in registry().entries.items() if e.ok})
+        print(f"{tour.source}: {len(tour.stages)} stages, ok")
+        return 0
+    if why := _display_problem():
+        raise CliError(why)
+    from genstudio.qt.tour import run_demo_app
+
+    return run_demo_app(args.tour, quick=args.quick, auto=args.auto, hold_scale=args.hold_scale, shots=args.shots)
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="genstudio", description="GenStudio: train and watch generative models.")
     sub = p.add_subparsers(dest="cmd")
@@ -824,6 +850,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=_out_file, required=True)
     s.add_argument("--demo", action="store_true", help="train a small demo run first so panels show data")
     s.set_defaults(fn=cmd_shot)
+    s = sub.add_parser("demo", help="guided tour that trains and samples real models, with captions (Esc leaves)")
+    s.add_argument("tour", nargs="?", default=None, help="a built-in tour's name or a .toml/.json file (default: basics)")
+    s.add_argument("--auto", action="store_true", help="go on by itself after each stage; quit at the end, print times")
+    s.add_argument("--quick", action="store_true", help="the stages' quick settings (a fast check of a tour)")
+    s.add_argument("--hold-scale", type=float, default=1.0, help="multiplies each stage's hold time with --auto")
+    s.add_argument("--shots", default=None, metavar="DIR", help="save a PNG of the window as each stage is left")
+    s.add_argument("--check", action="store_true", help="only validate the tour file (no window)")
+    s.add_argument("--list", action="store_true", help="list the built-in tours")
+    s.set_defaults(fn=cmd_demo)
     return p
 
 

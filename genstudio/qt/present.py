@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt
+from PySide6.QtCore import QByteArray, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow
 
@@ -80,12 +80,15 @@ class Presentation:
             return
         w = self.window
         w.setStyleSheet(saved.style)
-        w.restoreState(saved.state)
-        for name, widget in self._widgets().items():
-            widget.setVisible(saved.shown.get(name, widget.isVisibleTo(w)))
         w.setWindowState(saved.window_state)
         if not saved.window_state & Qt.WindowFullScreen:
             w.showMaximized() if saved.window_state & Qt.WindowMaximized else w.showNormal()
+        for name, widget in self._widgets().items():
+            widget.setVisible(saved.shown.get(name, widget.isVisibleTo(w)))
+        w.restoreState(saved.state)
+        # the window gets its old size back only when the window system answers: lay the docks
+        # out again then, or their sizes would be those of the full screen
+        QTimer.singleShot(50, lambda: self.active or w.restoreState(saved.state))
         self._sync_action(False)
 
     def _sync_action(self, on: bool) -> None:

@@ -25,9 +25,18 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QObject, Qt, QTimer, Signal
+from PySide6.QtCore import QObject, QSize, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QKeySequence, QShortcut
-from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QLabel, QPushButton, QToolBar, QVBoxLayout, QWidget
+from PySide6.QtWidgets import (
+    QFileDialog,
+    QHBoxLayout,
+    QLabel,
+    QPushButton,
+    QSizePolicy,
+    QToolBar,
+    QVBoxLayout,
+    QWidget,
+)
 
 from genstudio.core.config import ConfigError
 from genstudio.core.data import dataset_table
@@ -67,6 +76,7 @@ class TourBar(QWidget):
         self.setObjectName("tour_bar")
         self.setAttribute(Qt.WA_StyledBackground)
         self.setStyleSheet(BAR_QSS)
+        self.setSizePolicy(QSizePolicy.Expanding, QSizePolicy.Fixed)
         self.count, self.title, self.caption, self.status = (QLabel() for _ in range(4))
         for label, name in ((self.count, "tour_count"), (self.title, "tour_title"), (self.caption, "tour_caption"),
                             (self.status, "tour_status")):
@@ -95,6 +105,24 @@ class TourBar(QWidget):
         lay.addSpacing(16)
         lay.addLayout(buttons)
 
+    def sizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        """Narrow (the captions wrap), as tall as the wrapped text needs at the current width: a
+        toolbar gives a widget its size hint and knows nothing of height-for-width."""
+        return QSize(600, self.layout().heightForWidth(max(self.width(), 600)))
+
+    def minimumSizeHint(self) -> QSize:  # noqa: N802 - Qt's name
+        return QSize(400, self.sizeHint().height())
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+    def _fit(self) -> None:
+        h = self.layout().heightForWidth(max(self.width(), 400))
+        if h > 0 and h != self.minimumHeight():
+            self.setMinimumHeight(h)
+            self.updateGeometry()
+
     def show_stage(self, i: int, n: int, stage: Stage) -> None:
         self.count.setText(f"{i + 1} / {n}")
         self.title.setText(stage.title)
@@ -102,12 +130,14 @@ class TourBar(QWidget):
         self.back_button.setEnabled(i > 0)
         self.next_button.setText("Finish ✓" if i == n - 1 else "Next ▶")
         self.set_status("")
+        self._fit()
 
     def set_status(self, text: str, level: str = "") -> None:
         self.status.setProperty("level", level)
         self.status.style().unpolish(self.status)
         self.status.style().polish(self.status)
         self.status.setText(text)
+        self._fit()
 
 
 class TourPlayer(QObject):

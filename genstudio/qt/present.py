@@ -19,7 +19,7 @@ from PySide6.QtWidgets import QMainWindow
 
 SHORTCUT = "F11"
 HIDDEN_PANELS = ("runs", "settings")  # docks a viewer does not need (they stay one F11 away)
-FONT_PT = 15  # every widget's font in presentation mode (the theme's is 10 pt)
+FONT_PT = 13  # every widget's font in presentation mode (the theme's is 10 pt; 15 made panels wider than a 1600 px screen)
 CAPTION_PT = 22  # the tour's caption (genstudio.qt.tour)
 
 
@@ -57,8 +57,10 @@ class Presentation:
         out.update({f"dock:{p}": w.docks[p] for p in HIDDEN_PANELS if p in getattr(w, "docks", {})})
         return out
 
-    def enter(self, keep: Iterable[str] = ()) -> None:
-        """Hide what a viewer does not need (except the docks of panels in ``keep``), full screen."""
+    def enter(self, keep: Iterable[str] = (), only: Iterable[str] | None = None) -> None:
+        """Hide what a viewer does not need (except the docks of panels in ``keep``), full screen.
+        ``only``: hide every dock but these (a tour shows one panel at a time) before the fonts grow,
+        so the window never widens for panels nobody sees."""
         if self.active:
             return
         w = self.window
@@ -66,6 +68,11 @@ class Presentation:
         self._saved = _Saved(w.saveState(), w.styleSheet(), w.windowState(),
                              {k: v.isVisibleTo(w) for k, v in widgets.items()})
         keep = set(keep)
+        if only is not None:
+            only = set(only)
+            for pid, dock in getattr(w, "docks", {}).items():
+                if pid not in only:
+                    dock.setVisible(False)
         for name, widget in widgets.items():
             if name.removeprefix("dock:") not in keep:
                 widget.setVisible(False)

@@ -189,7 +189,8 @@ class TourPlayer(QObject):
                                "settings": settings.all_values() if settings is not None else None}
         presentation = getattr(w, "presentation", None)
         if presentation is not None:
-            presentation.enter(keep=set(w.docks))
+            first = next((st.panel for st in self.tour.stages if st.panel in w.docks), None)
+            presentation.enter(keep=set(w.docks), only={first} if first else None)
         self.toolbar = QToolBar("Tour")
         self.toolbar.setObjectName("tour_toolbar")
         self.toolbar.setMovable(False)

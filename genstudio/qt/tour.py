@@ -462,7 +462,7 @@ class TourPlayer(QObject):
         for v in [*range(0, -101, -10), *range(-100, 101, 10), *range(100, -1, -10)]:
             lp.sliders[0].setValue(v)
             yield "Walking across the map: the decoded picture changes smoothly."
-        a, b = walk_ends(ex.labels, len(ex.codes))
+        a, b = walk_ends(ex.labels, ex.embedding)
         lp.select_point(a)
         lp.select_point(b)
         lp.tabs.setCurrentIndex(1)  # Interpolate: the strip from A to B
@@ -488,15 +488,26 @@ class TourPlayer(QObject):
             yield "Flying around the scene the model built."
 
 
-def walk_ends(labels: Any, n: int) -> tuple[int, int]:
-    """Two items to interpolate between: the first of two different labels (else the first and last)."""
-    if labels is None or n < 2:
-        return 0, max(0, n - 1)
-    first = {}
-    for i, lab in enumerate(labels):
-        first.setdefault(int(lab), i)
-    keys = sorted(first)
-    return (first[keys[0]], first[keys[-1]]) if len(keys) > 1 else (0, n - 1)
+def walk_ends(labels: Any, embedding: Any) -> tuple[int, int]:
+    """Two items to interpolate between: the most typical members (nearest their label's centre on
+    the map) of the two labels whose centres lie farthest apart, so the walk crosses the map; without
+    labels, the two items farthest apart along the map's first axis."""
+    import numpy as np
+
+    emb = np.asarray(embedding, dtype=float)
+    if labels is None or len(emb) < 2 or len(set(np.asarray(labels).tolist())) < 2:
+        return int(emb[:, 0].argmin()), int(emb[:, 0].argmax())
+    labels = np.asarray(labels)
+    keys = sorted(set(labels.tolist()))
+    centres = np.stack([emb[labels == k].mean(0) for k in keys])
+    d = np.linalg.norm(centres[:, None] - centres[None], axis=-1)
+    i, j = np.unravel_index(d.argmax(), d.shape)
+
+    def typical(k: int) -> int:
+        idx = np.flatnonzero(labels == keys[k])
+        return int(idx[np.linalg.norm(emb[idx] - centres[k], axis=1).argmin()])
+
+    return typical(i), typical(j)
 
 
 class TourRecorder(QObject):

@@ -171,3 +171,14 @@ def test_presentation_mode_toggles_back_exactly(main_window, qtbot):
     act.trigger()
     assert not act.isChecked()
     restored(qtbot, w, before, exact=True)
+
+
+def test_the_latent_walk_crosses_the_map():
+    import numpy as np
+
+    from genstudio.qt.tour import walk_ends
+
+    emb = np.array([[0.0, 0], [1, 0], [0.4, 0.1], [5, 0], [6, 0], [2, 2]])
+    labels = np.array([0, 0, 0, 1, 1, 2])
+    assert walk_ends(labels, emb) == (2, 3)  # the most typical 0 and the most typical 1 (farthest centres)
+    assert walk_ends(None, emb) == (0, 4)

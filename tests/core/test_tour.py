@@ -120,3 +120,17 @@ def test_memory_of_runs_kept_from_an_earlier_tour(tmp_path):
     assert remembered_run(tmp_path, {**s, "reuse": False}) == "run-1"  # reuse itself is not part of the key
     assert remembered_run(tmp_path, {**s, "steps": 30}) is None  # other settings: another model
     assert Stage("a", "b").hold == 3.0
+
+
+def test_cli_checks_lists_and_refuses_a_bad_tour(tmp_path, capsys):
+    from genstudio.cli import main
+
+    assert main(["demo", "--check"]) == 0
+    assert "basics.toml: 9 stages, ok" in capsys.readouterr().out
+    assert main(["demo", "--list"]) == 0
+    assert capsys.readouterr().out.startswith("basics: GenStudio in a few minutes")
+    bad = tmp_path / "t.toml"
+    bad.write_text('[[stages]]\ntitle = "A"\ncaption = "c"\njob = "fly"\n[stages.settings]\nspeed = 2\n')
+    assert main(["demo", str(bad)]) == 2  # before any window opens
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "stage 1 ('A'): settings: unknown setting 'speed' for a fly job" in err

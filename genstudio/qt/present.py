@@ -4,7 +4,7 @@ Hides what a viewer does not need (the run list, the settings form, the run tool
 activity log), goes full screen and enlarges every font, so the previews get the room. The menu bar
 stays, so every control keeps its keyboard shortcut (Ctrl+Return start, Space pause / play,
 F11 back). Leaving restores exactly what was there: the dock layout (``saveState``), the window's
-style sheet, the toolbar, the log and the window state.
+style sheet, the toolbar, the log, the window's size and state.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
-from PySide6.QtCore import QByteArray, Qt, QTimer
+from PySide6.QtCore import QByteArray, QSize, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import QMainWindow
 
@@ -31,6 +31,7 @@ def big_font_qss(pt: int = FONT_PT) -> str:
 @dataclass
 class _Saved:
     state: QByteArray
+    size: QSize  # a panel with wide controls may have widened the window meanwhile
     style: str
     window_state: Qt.WindowState
     shown: dict[str, bool]  # widgets hidden here, and whether each was visible before
@@ -65,7 +66,7 @@ class Presentation:
             return
         w = self.window
         widgets = self._widgets()
-        self._saved = _Saved(w.saveState(), w.styleSheet(), w.windowState(),
+        self._saved = _Saved(w.saveState(), w.size(), w.styleSheet(), w.windowState(),
                              {k: v.isVisibleTo(w) for k, v in widgets.items()})
         keep = set(keep)
         if only is not None:
@@ -90,13 +91,21 @@ class Presentation:
         w.setWindowState(saved.window_state)
         if not saved.window_state & Qt.WindowFullScreen:
             w.showMaximized() if saved.window_state & Qt.WindowMaximized else w.showNormal()
+            if not saved.window_state & Qt.WindowMaximized:
+                w.resize(saved.size)
         for name, widget in self._widgets().items():
             widget.setVisible(saved.shown.get(name, widget.isVisibleTo(w)))
         w.restoreState(saved.state)
         # the window gets its old size back only when the window system answers: lay the docks
         # out again then, or their sizes would be those of the full screen
-        QTimer.singleShot(50, lambda: self.active or w.restoreState(saved.state))
+        QTimer.singleShot(50, lambda: self.active or self._settle(saved))
         self._sync_action(False)
+
+    def _settle(self, saved: _Saved) -> None:
+        w = self.window
+        if not w.windowState() & (Qt.WindowMaximized | Qt.WindowFullScreen):
+            w.resize(saved.size)
+        w.restoreState(saved.state)
 
     def _sync_action(self, on: bool) -> None:
         self.action.blockSignals(True)

@@ -41,7 +41,7 @@ def layout(w, exact=False):
             "areas": {k: w.dockWidgetArea(d) for k, d in w.docks.items()}, "tabs": tabs,
             "floating": [k for k, d in w.docks.items() if d.isFloating()],
             "docks": {k: d.isVisibleTo(w) for k, d in w.docks.items()}, "toolbar": w.toolbar.isVisibleTo(w),
-            "activity": w.activity.isVisibleTo(w), "toolbars": len(w.findChildren(type(w.toolbar)))}
+            "activity": w.activity.isVisibleTo(w), "size": w.size().toTuple(), "toolbars": len(w.findChildren(type(w.toolbar)))}
 
 
 @pytest.mark.slow
@@ -121,6 +121,7 @@ def test_a_bad_tour_file_is_one_error_and_no_tour(main_window, tmp_path):
     assert w.tours.play(unknown) is None and "no working plugin 'nope'" in w.errors[0][0]
 
 
+@pytest.mark.slow
 def test_record_tour_round_trip(make_window, qtbot, tmp_path, monkeypatch):
     """What the user did (train, sample, look at another panel) becomes a tour file that plays back:
     the played tour trains a new run with the same settings and samples it the same way."""

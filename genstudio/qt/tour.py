@@ -18,6 +18,7 @@ their settings — and writes it as a tour file with a caption to fill in per st
 from __future__ import annotations
 
 import dataclasses
+import logging
 import re
 import time
 import traceback
@@ -54,6 +55,7 @@ from genstudio.core.tour import (
 )
 from genstudio.qt.present import CAPTION_PT
 
+log = logging.getLogger(__name__)
 TICK_MS = 100  # how often a waiting job is polled (and a camera or slider walk moves)
 RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps")
 JOB_PANEL = {"train": "training", "sample": "sampler", "compare": "trajectory", "latent": "latent", "fly": "splats"}
@@ -315,14 +317,15 @@ class TourPlayer(QObject):
                 self._job = None
             except (TourError, RunError, ConfigError, RuntimeError, ValueError, KeyError) as exc:
                 self._job = None
-                self._fail(str(exc).strip("'\""), traceback.format_exc())
+                log.warning("tour stage %d failed\n%s", self.index + 1, traceback.format_exc())
+                self._fail(str(exc).strip("'\""))
                 return
         if self._job is not None:
             self.bar.set_status(status)
             return
         self._stage_done()
 
-    def _fail(self, message: str, details: str = "") -> None:
+    def _fail(self, message: str) -> None:
         self.errors.append((self.index, message))
         self.bar.set_status(f"This stage had a problem: {message}", level="error")
         self._stage_done(failed=True)
@@ -352,9 +355,6 @@ class TourPlayer(QObject):
             have = [str(combo.itemData(k)) for k in range(combo.count())]
             raise TourError(f"no {what} {value!r} here (there is: {', '.join(have) or 'none'})")
         combo.setCurrentIndex(i)
-
-    def _job_(self, s: dict[str, Any], stage: Stage) -> Iterator[str]:  # a caption-only stage
-        yield from ()
 
     def _job_train(self, s: dict[str, Any], stage: Stage) -> Iterator[str]:
         w = self.window

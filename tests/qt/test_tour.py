@@ -186,3 +186,19 @@ def test_the_latent_walk_crosses_the_map():
     labels = np.array([0, 0, 0, 1, 1, 2])
     assert walk_ends(labels, emb) == (2, 3)  # the most typical 0 and the most typical 1 (farthest centres)
     assert walk_ends(None, emb) == (0, 4)
+
+
+def test_a_stage_that_cannot_run_says_why_and_the_tour_goes_on(main_window, qtbot, tmp_path):
+    w = main_window
+    path = tmp_path / "early.json"  # sampling before anything was trained
+    path.write_text(json.dumps({"stages": [{"title": "Too early", "caption": "c", "panel": "sampler", "job": "sample"},
+                                           {"title": "End", "caption": "d"}]}))
+    player = w.tours.play(path)
+    qtbot.waitUntil(lambda: player.ready)
+    assert player.errors == [(0, "nothing to sample: select a run")]
+    assert player.bar.status.text() == "This stage had a problem: nothing to sample: select a run"
+    assert player.bar.next_button.isEnabled()  # Next still works
+    player.next()
+    assert player.index == 1
+    player.next()
+    assert not player.running

@@ -19,6 +19,7 @@
     genstudio report RUN --out DIR [--seed S] [--n N] [--no-trajectory]    one self-contained HTML page
     genstudio tensorboard RUN --out DIR      scalars, preview images and hparams as TensorBoard event files
     genstudio flythrough RUN --out FILE.mp4|.gif [--keyframes FILE.json] [--frames N] [--size WxH]
+    genstudio demo [TOUR] [--auto] [--quick] [--shots DIR] [--check] [--list]   guided tour (TOUR: name or file)
 
 Every command's --help shows its defaults. Errors print one line on stderr and exit with status 2 (no traceback; GENSTUDIO_DEBUG=1 shows it).
 """
@@ -805,6 +806,8 @@ def cmd_shot(args: argparse.Namespace) -> int:
 
 NPROC_HELP = ("train with N processes on this machine (torchrun, DDP: gloo on CPU, NCCL on CUDA; batch_size "
               "is per process); many machines: torchrun ... -m genstudio train")
+
+
 def cmd_report(args: argparse.Namespace) -> int:
     from genstudio.core.report import build_report
 
@@ -859,6 +862,31 @@ def cmd_flythrough(args: argparse.Namespace) -> int:
     print(f"{save_animation(frames, args.out, fps=args.fps)}  ({len(frames)} frames {args.size[0]}x{args.size[1]}, "
           f"step {step})")
     return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """The guided tour; a bad tour file is one line on stderr before any window opens."""
+    from genstudio.core.tour import builtin_tours, check_names, load_tour
+
+    if args.list:
+        for name in sorted(builtin_tours()):
+            t = load_tour(name)
+            print(f"{name}: {t.name}, {len(t.stages)} stages. {t.description}")
+        return 0
+    tour = load_tour(args.tour)
+    if args.check:
+        from genstudio.core.data import dataset_table
+        from genstudio.core.registry import registry
+
+        check_names(tour, panels=set(panel_ids()), datasets={n for n, _ in dataset_table()},
+                    plugins={k: e.cls for k, e in registry().entries.items() if e.ok})
+        print(f"{tour.source}: {len(tour.stages)} stages, ok")
+        return 0
+    if why := _display_problem():
+        raise CliError(why)
+    from genstudio.qt.tour import run_demo_app
+
+    return run_demo_app(args.tour, quick=args.quick, auto=args.auto, hold_scale=args.hold_scale, shots=args.shots)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -1041,6 +1069,15 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=_out_file, required=True)
     s.add_argument("--demo", action="store_true", help="train a small demo run first so panels show data")
     s.set_defaults(fn=cmd_shot)
+    s = sub.add_parser("demo", help="guided tour that trains and samples real models, with captions (Esc leaves)")
+    s.add_argument("tour", nargs="?", default=None, help="a built-in tour's name or a .toml/.json file (default: basics)")
+    s.add_argument("--auto", action="store_true", help="go on by itself after each stage; quit at the end, print times")
+    s.add_argument("--quick", action="store_true", help="the stages' quick settings (a fast check of a tour)")
+    s.add_argument("--hold-scale", type=float, default=1.0, help="multiplies each stage's hold time with --auto")
+    s.add_argument("--shots", default=None, metavar="DIR", help="save a PNG of the window as each stage is left")
+    s.add_argument("--check", action="store_true", help="only validate the tour file (no window)")
+    s.add_argument("--list", action="store_true", help="list the built-in tours")
+    s.set_defaults(fn=cmd_demo)
     return p
 
 

@@ -133,6 +133,7 @@ class MainWindow(QMainWindow):
 
     job_finished = Signal(str, str)  # job name, outcome ("finished" | "cancelled" | "failed")
     run_changed = Signal(object)  # Run | None
+    job_started = Signal(str)  # job name (Record tour listens)
 
     def __init__(self, store: RunStore | None = None, *, registry: Registry | None = None,
                  settings: QSettings | None = None, settings_path: str | os.PathLike | None = None,
@@ -390,6 +391,12 @@ class MainWindow(QMainWindow):
         about = QAction("Plugins…", self)
         about.triggered.connect(self._show_plugins)
         help_menu.addAction(about)
+        from genstudio.qt.present import Presentation  # demo mode (issue 16): View → Presentation mode,
+        from genstudio.qt.tour import TourActions  # Help → Show me / Record tour
+
+        self.presentation = Presentation(self)
+        view.addAction(self.presentation.action)
+        self.tours = TourActions(self, help_menu)
 
     # == pickers ===============================================================================
     def populate_plugins(self) -> None:
@@ -616,6 +623,7 @@ class MainWindow(QMainWindow):
         self._jobs[name] = t
         t.start()
         self._update_controls()
+        self.job_started.emit(name)
         return t.control
 
     def job_running(self, name: str) -> bool:

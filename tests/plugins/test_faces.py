@@ -16,7 +16,8 @@ from genstudio.core.eval import default_metrics
 from genstudio.core.plugin import final_state
 from genstudio.core.registry import registry
 
-DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere"}
+DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere",
+            "audio": "audio:tones"}
 
 N = 4
 

@@ -16,6 +16,10 @@ import torch
 from torch import Tensor
 
 SI_SDR_MAX = 100.0  # dB: a perfect reconstruction (zero error) reads as this instead of +inf
+# floors under the logs: synthetic clips have exactly silent bins, and a model asked to match log(1e-7)
+# there spends everything on the noise floor (its output shrinks to silence); these keep ~70 dB of range
+STFT_FLOOR = 1e-3  # on |STFT| (a 0.5-amplitude tone peaks near 0.5 * n_fft / 4)
+MEL_FLOOR = 1e-4  # on mel power
 STFT_RESOLUTIONS: tuple[tuple[int, int], ...] = ((128, 32), (256, 64), (512, 128))  # (n_fft, hop) at 8-16 kHz
 
 
@@ -76,7 +80,7 @@ def mel_spectrogram(x: Tensor, sr: int, n_fft: int = 512, hop: int = 128, n_mels
     return _MEL_CACHE[key] @ stft_mag(x, n_fft, hop) ** 2
 
 
-def log_mel(x: Tensor, sr: int, n_fft: int = 512, hop: int = 128, n_mels: int = 64, eps: float = 1e-5) -> Tensor:
+def log_mel(x: Tensor, sr: int, n_fft: int = 512, hop: int = 128, n_mels: int = 64, eps: float = MEL_FLOOR) -> Tensor:
     """log(mel power + eps): the representation the mel losses and distances compare."""
     return torch.log(mel_spectrogram(x, sr, n_fft, hop, n_mels) + eps)
 
@@ -87,7 +91,7 @@ def mel_distance(x: Tensor, y: Tensor, sr: int, **kw: int) -> Tensor:
     return d.mean(dim=(-2, -1))
 
 
-def stft_loss(x: Tensor, y: Tensor, n_fft: int, hop: int, eps: float = 1e-7) -> Tensor:
+def stft_loss(x: Tensor, y: Tensor, n_fft: int, hop: int, eps: float = STFT_FLOOR) -> Tensor:
     """Spectral convergence ||S_x - S_y||_F / ||S_x||_F plus mean |log S_x - log S_y| (one resolution;
     x is the target, a scalar over the batch)."""
     sx, sy = stft_mag(x, n_fft, hop), stft_mag(y, n_fft, hop)

@@ -70,7 +70,7 @@ def test_faces_and_bitrate(model):
     assert model.bitrate_kbps(1) == pytest.approx(1.6) and model.bitrate_kbps(3) == pytest.approx(4.8)
     full = CodecPlugin(CodecConfig(), "cpu")
     full.setup(get_dataset("audio:tones").spec)
-    assert full.hop == 160 and full.bitrate_kbps(8) == pytest.approx(50 * 8 * 8 / 1000)
+    assert full.hop == 40 and full.bitrate_kbps(8) == pytest.approx(200 * 8 * 8 / 1000)
 
 
 def test_tokens_shape_and_prefix_decoding(model):
@@ -104,13 +104,15 @@ def test_training_uses_random_depths_and_reports_per_level():
     m = CodecPlugin(CodecConfig.tiny(), "cpu")
     m.setup(get_dataset("audio:tones").spec)
     g = torch.Generator().manual_seed(0)
-    depths, first = set(), None
+    depths, first, ramp = set(), None, []
     for step in range(1, 13):
         out = m.train_step(get_dataset("audio:tones").batch(4, g)[0], None, step)
         depths.add(out["n_q"])
+        ramp.append(out["spectral_weight"])
         first = first or out
         assert {"loss", "stft", "mel", "wave", "commit", "perplexity_q1", "perplexity_q3"} <= set(out)
     assert depths == {1.0, 2.0, 3.0}
+    assert ramp[:5] == [0.0, 0.0, 0.5, 1.0, 1.0]  # waveform only, then the spectral losses ramp in
     assert out["loss"] < first["loss"]
     pm = m.preview_metrics()
     assert set(pm) == {f"{k}_q{i}" for k in ("si_sdr", "mel") for i in (1, 2, 3)}

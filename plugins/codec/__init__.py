@@ -198,7 +198,7 @@ class CodecPlugin(BasePlugin[CodecConfig]):
         tokens = self.encode_tokens(x)
         n = self.n_codebooks
         rows = [comparison_image(x[0], self.decode_tokens(tokens[:1, :k])[0],
-                                 f"{k} codebook{'s' * (k > 1)} · {self.bitrate_kbps(k):.2g} kbps")
+                                 f"{k} codebook{'s' * (k > 1)} · {self.bitrate_kbps(k):.3g} kbps")
                 for k in sorted({1, n})]
         grids = [code_grid_image(tokens[i], self.config.codebook_size, label=f"clip {i}") for i in range(min(4, len(x)))]
         usage = torch.stack([layer.cluster_size for layer in self.rvq.layers]).cpu()

@@ -18,12 +18,12 @@ import pyqtgraph as pg
 from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (
     QFileDialog,
-    QGridLayout,
     QHBoxLayout,
     QLabel,
     QPushButton,
     QSlider,
     QSpinBox,
+    QSplitter,
     QVBoxLayout,
     QWidget,
 )
@@ -72,6 +72,7 @@ class CodecPanel(JobPanel):
         self.clip_spin = QSpinBox(minimum=0, maximum=N_CLIPS - 1, prefix="clip ")
         self.slider = QSlider(Qt.Horizontal, minimum=1, maximum=1, enabled=False)
         self.slider.setToolTip("Codebooks (residual levels) the reconstruction uses: the bitrate")
+        self.slider.setMinimumWidth(160)
         self.rate_label = QLabel("—")
         self.rate_label.setMinimumWidth(120)
         self.play_in = QPushButton()
@@ -87,20 +88,25 @@ class CodecPanel(JobPanel):
         self.wave_plot.addLegend(offset=(-10, 10))
         self.wave_plot.setDownsampling(mode="peak")
         self.wave_plot.setClipToView(True)
+        # the difference first, so input and reconstruction draw over it
         self.curves = {name: self.wave_plot.plot(pen=pg.mkPen(rgb, width=1), name=name)
-                       for name, rgb in (("input", INPUT), ("reconstruction", RECON), ("difference", (230, 70, 70)))}
+                       for name, rgb in (("difference", (230, 70, 70)), ("input", INPUT), ("reconstruction", RECON))}
         self.images = pg.GraphicsLayoutWidget()
+        self.images.setMinimumHeight(200)
+        self._boxes: list[pg.ViewBox] = []
         self.spec_items = {}
         for i, name in enumerate(("input", "reconstruction", "difference")):
             vb = self.images.addViewBox(row=0, col=i, lockAspect=False, enableMouse=False)
             vb.invertY(True)
             self.spec_items[name] = pg.ImageItem(axisOrder="row-major")
             vb.addItem(self.spec_items[name])
+            self._boxes.append(vb)
             self.images.addLabel(name, row=1, col=i)
         vb = self.images.addViewBox(row=2, col=0, colspan=3, lockAspect=False, enableMouse=False)
         vb.invertY(True)
         self.code_item = pg.ImageItem(axisOrder="row-major")
         vb.addItem(self.code_item)
+        self._boxes.append(vb)
         self.images.addLabel("codes: codebook level (rows, coarse on top) x frame; unused levels dimmed",
                              row=3, col=0, colspan=3)
         self.rate_plot = pg.PlotWidget()
@@ -116,17 +122,20 @@ class CodecPanel(JobPanel):
         for w in (self.run_label, self.decode_button, self.clip_spin, QLabel("codebooks"), self.slider,
                   self.rate_label, self.play_in, self.play_out, self.export_button):
             bar.addWidget(w, 1 if w is self.slider else 0)
-        grid = QGridLayout()
-        grid.addWidget(self.wave_plot, 0, 0)
-        grid.addWidget(self.rate_plot, 0, 1)
-        grid.addWidget(self.images, 1, 0, 1, 2)
-        grid.setColumnStretch(0, 3)
-        grid.setColumnStretch(1, 1)
-        grid.setRowStretch(1, 1)
+        top = QSplitter(Qt.Horizontal)
+        top.addWidget(self.wave_plot)
+        top.addWidget(self.rate_plot)
+        top.setStretchFactor(0, 3)
+        top.setStretchFactor(1, 1)
+        split = QSplitter(Qt.Vertical)
+        split.addWidget(top)
+        split.addWidget(self.images)
+        split.setStretchFactor(0, 1)
+        split.setStretchFactor(1, 1)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(bar)
-        lay.addLayout(grid, 1)
+        lay.addWidget(split, 1)
         lay.addWidget(self.summary)
         lay.addWidget(self.status)
 
@@ -164,7 +173,7 @@ class CodecPanel(JobPanel):
         have = self.result is not None
         for b, what in ((self.play_in, "input"), (self.play_out, "reconstruction")):
             b.setEnabled(have)
-            b.setText(f"▶ {what}" if self.player else f"▶ {what} (no audio device: export WAV)")
+            b.setText(f"▶ {what}" if self.player else f"▶ {what}: no audio device, export WAV")
             b.setToolTip("" if self.player else f"{self.no_audio}; the button writes a WAV instead")
         self.export_button.setEnabled(have)
         self._show_why(why)
@@ -242,6 +251,8 @@ class CodecPanel(JobPanel):
         rows = grid.shape[0] // r.n_codebooks
         grid[k * rows:] = (grid[k * rows:] * 0.25).astype(np.uint8)  # levels the slider leaves out
         self.code_item.setImage(grid, autoLevels=False, levels=(0, 255))
+        for vb in self._boxes:
+            vb.autoRange(padding=0)
         self.rate_mark.setData([r.kbps[k - 1]], [float(r.si_sdr[k - 1].mean())])
         self.rate_label.setText(f"{k}/{r.n_codebooks} · {r.kbps[k - 1]:.3g} kbps")
         self.summary.setText(f"clip {c}: SI-SDR {r.si_sdr[k - 1, c]:.1f} dB · mel distance {r.mel[k - 1, c]:.3f}"

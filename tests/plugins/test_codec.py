@@ -172,3 +172,25 @@ def test_cli_train_then_sample_wavs(with_codec, tmp_path, monkeypatch, capsys):
         assert "Sample Rate    : 8000" in out and "16-bit Signed Integer PCM" in out
     assert main(["sample", run_dir.name, "--n", "2", "--option", "codebooks=40"]) == 2
     assert "outside" in capsys.readouterr().err
+
+
+class _BrokenMetrics(CodecPlugin):
+    info = CodecPlugin.info.__class__(**{**CodecPlugin.info.__dict__, "id": "brokenmetrics"})
+
+    def preview_metrics(self):
+        raise RuntimeError("measuring failed")
+
+
+def test_a_failing_preview_metrics_costs_a_log_line_not_the_run(monkeypatch, tmp_path):
+    reg = registry_mod.Registry()
+    reg.add_class(_BrokenMetrics, "tests", "brokenmetrics")
+    monkeypatch.setattr(registry_mod, "_cached", reg)
+    run = jobs.create_run(RunStore(tmp_path), jobs.TrainSpec("brokenmetrics", "audio:tones", steps=2, sample_every=2,
+                                                             overrides=[f"{k}={v}" for k, v in (
+                                                                 ("batch_size", 2), ("channels", 4), ("strides", "4,5"),
+                                                                 ("latent_dim", 8), ("n_codebooks", 2),
+                                                                 ("codebook_size", 8))]))
+    for _ in jobs.train(run):
+        pass
+    assert run.info()["status"] == "completed"
+    assert "preview_metrics() failed at step 2" in (run.path / "log.txt").read_text()

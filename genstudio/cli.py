@@ -472,6 +472,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
         bar.close()
     print(result.png)
     print(result.npz)
+    for path in result.files:  # audio runs: a 16-bit WAV per clip
+        print(path)
     if args.gif:
         print(_write_trajectory(result.states, args.gif))
     return 0

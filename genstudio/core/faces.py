@@ -142,12 +142,38 @@ class TextImageEmbedding(Protocol):
     def embed_text(self, prompts: Any) -> torch.Tensor: ...
 
 
+@runtime_checkable
+class Codec(Protocol):
+    """A neural codec: waveforms (or any data) -> discrete tokens -> back. ``encode_tokens(x)``
+    gives int64 codes (B, n_codebooks, frames) (residual levels, coarse first); ``decode_tokens``
+    reconstructs from the first ``tokens.shape[1]`` levels, so any prefix is a lower bitrate;
+    ``bitrate_kbps(n_q)`` is frames/s x n_q x log2(codebook size) / 1000. (Named apart from
+    :class:`Latent`'s encode/decode: tokens are not coordinates for the latent explorer.)"""
+
+    n_codebooks: int
+
+    def encode_tokens(self, x: torch.Tensor) -> torch.Tensor: ...
+
+    def decode_tokens(self, tokens: torch.Tensor) -> torch.Tensor: ...
+
+    def bitrate_kbps(self, n_q: int) -> float: ...
+
+
+@runtime_checkable
+class PreviewMetrics(Protocol):
+    """Scalars only the model can measure (a codec's SI-SDR at each bitrate): the training job calls
+    ``preview_metrics()`` under no_grad at every preview and logs them with the step, so they are
+    curves in the training monitor and rows of metrics.csv like the losses."""
+
+    def preview_metrics(self) -> dict[str, float]: ...
+
+
 # run-dependent conditions on top of the structural check
 _APPLIES: dict[type, Callable[[Any], bool]] = {
     Conditional: lambda m: int(getattr(m, "num_classes", 0) or 0) > 0,
 }
 FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Denoiser, Conditional, Latent, Likelihood, Scene,
-                          Views, Adversarial, TextConditional, TextImageEmbedding)
+                          Views, Adversarial, TextConditional, TextImageEmbedding, Codec, PreviewMetrics)
 
 
 def log_prob_kind(model: Any) -> str:

@@ -25,7 +25,7 @@ from genstudio.core.config import apply_overrides, fields_of, from_dict, run_ref
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
 from genstudio.core.distributed import Ranks
-from genstudio.core.faces import Adversarial, Conditional, face_names, has_face
+from genstudio.core.faces import Adversarial, Conditional, PreviewMetrics, face_names, has_face
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.metrics.modes import coverage_for
 from genstudio.core.modality import Modality, modality_of
@@ -396,7 +396,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
             log_coverage(step, x)
-            log_preview_metrics(step)
+            log_model_metrics(step)
 
         cover: list[Any] = []  # the dataset's mode-coverage function, built at the first preview
 
@@ -425,15 +425,13 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             rows.append(row)
             bus.emit(ev.METRICS, rid, **row)
 
-        def log_preview_metrics(step: int) -> None:
-            """Scalars a model measures on itself at each preview (``preview_metrics()``: a contrastive
-            encoder's held-out retrieval accuracy); a failure only costs a log line."""
-            fn = getattr(model, "preview_metrics", None)
-            if not callable(fn):
+        def log_model_metrics(step: int) -> None:
+            """The PreviewMetrics face's scalars at this preview; a failure costs a log line only."""
+            if not has_face(model, PreviewMetrics):
                 return
             try:
                 with torch.no_grad():
-                    row = {"step": step, **{str(k): float(v) for k, v in fn().items()}}
+                    row = {"step": step, **{str(k): float(v) for k, v in model.preview_metrics().items()}}
             except Exception:
                 run.log(f"preview_metrics() failed at step {step}; skipped:\n{traceback.format_exc()}")
                 return
@@ -609,6 +607,7 @@ class SampleResult:
     states: list[SampleState]
     png: str | None = None
     npz: str | None = None
+    files: list[str] = field(default_factory=list)  # what the data's modality also wrote (audio: WAVs)
 
 
 def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | None = None, seed: int = 0,
@@ -661,6 +660,7 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
         if all(s.x0 is not None for s in kept):
             arrays["traj_x0"] = np.stack([s.x0.numpy() for s in kept])
     np.savez_compressed(npz_path, **arrays)
+    files = spec.modality.export(last.x, str(Path(png_path).with_suffix("")), spec) if spec is not None else []
     run.log(f"sampled n={n} sampler={sampler} steps={steps} seed={seed} -> {png_path}")
-    bus.emit(ev.RESULT, run.id, png=png_path, npz=npz_path)
-    return SampleResult(last.x, kept, png_path, npz_path)
+    bus.emit(ev.RESULT, run.id, png=png_path, npz=npz_path, files=files)
+    return SampleResult(last.x, kept, png_path, npz_path, files)

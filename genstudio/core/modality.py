@@ -72,6 +72,11 @@ class Modality:
         """A batch of samples as one (H, W, 3) uint8 picture (renders of scenes and fields are images)."""
         return samples_image(x)
 
+    def export(self, x: torch.Tensor, stem: str, spec: DataSpec | None = None) -> list[str]:
+        """Files besides the PNG and NPZ that a sampling run writes for this kind, named from
+        ``stem`` (audio: one WAV per clip, for a player); none by default."""
+        return []
+
     def default_metrics(self, faces: Collection[type] = frozenset()) -> list[str]:
         """What the evaluator computes when none are asked for: ``base_metrics``, class accuracy for a
         Conditional model where this kind has it, nll for a Likelihood one, mode coverage for an
@@ -194,6 +199,30 @@ class Captioned(Image):
         return super().default_metrics(faces) + (["geneval"] if TextConditional in faces else [])
 
 
+class Audio(Modality):
+    """Mono clips (1, T) in [-1, 1] at ``DataSpec.sample_rate``: previews are waveforms over
+    spectrograms, samples are also written as 16-bit WAVs. A codec is judged by SI-SDR and mel
+    distance against its input (``genstudio.core.metrics.audio``), not by a sample-quality metric."""
+
+    name = "audio"
+    rank = 2
+    value_range = (-1.0, 1.0)
+    user_data = "wav"
+    preview_n = 8
+    eval_n = 64
+
+    def preview(self, x: torch.Tensor) -> np.ndarray:
+        from genstudio.core.audioviews import audio_preview
+
+        return audio_preview(x)
+
+    def export(self, x: torch.Tensor, stem: str, spec: DataSpec | None = None) -> list[str]:
+        from genstudio.core.data.audio import SAMPLE_RATE, write_wav
+
+        sr = getattr(spec, "sample_rate", 0) or SAMPLE_RATE
+        return [str(write_wav(f"{stem}_{i}.wav", clip.clamp(-1, 1), sr)) for i, clip in enumerate(x)]
+
+
 MODALITIES: dict[str, Modality] = {}
 
 
@@ -205,7 +234,7 @@ def register(modality: Modality) -> Modality:
     return modality
 
 
-for _m in (Points2D(), Image(), Scene(), Field(), Latent(), Captioned()):
+for _m in (Points2D(), Image(), Scene(), Field(), Latent(), Captioned(), Audio()):
     register(_m)
 
 

@@ -473,7 +473,7 @@ class MainWindow(QMainWindow):
         combo.blockSignals(True)
         combo.clear()
         for name, desc in dataset_table():
-            if name.startswith("folder:") or dataset_kind(name) not in kinds:
+            if name.startswith(("folder:", "wav:")) or dataset_kind(name) not in kinds:
                 continue
             combo.addItem(name, name)
             combo.setItemData(combo.count() - 1, desc, Qt.ToolTipRole)

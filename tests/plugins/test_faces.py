@@ -17,7 +17,8 @@ from genstudio.core.plugin import final_state
 from genstudio.core.registry import registry
 
 DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere",
-            "captioned": "captions16"}
+            "captioned": "captions16",
+            "audio": "audio:tones"}
 
 N = 4
 

@@ -29,6 +29,7 @@ class DataSpec:
     num_classes: int = 0  # 0 = unlabelled
     size: int = 0  # number of stored examples; 0 = infinite (procedural)
     description: str = ""
+    sample_rate: int = 0  # audio: samples per second (0 = not audio)
 
     @property
     def modality(self) -> Modality:
@@ -100,7 +101,8 @@ def dataset_names() -> list[str]:
 
 def dataset_table() -> list[tuple[str, str]]:
     _load_builtin()
-    return [(k, d) for k, (_, d) in _FACTORIES.items()] + [("folder:PATH", "your own image folder (png/jpg), resized")]
+    return [(k, d) for k, (_, d) in _FACTORIES.items()] + [("folder:PATH", "your own image folder (png/jpg), resized"),
+                                                             ("wav:PATH", "your own audio folder (wav/flac), 1 s clips")]
 
 
 def get_dataset(name: str) -> Dataset:
@@ -111,18 +113,23 @@ def get_dataset(name: str) -> Dataset:
         from genstudio.core.data.folder import load_folder
 
         return load_folder(name[len("folder:"):])
+    if name.startswith("wav:"):
+        from genstudio.core.data.audio import load_wav_folder
+
+        return load_wav_folder(name[len("wav:"):])
     if name.startswith("transforms:") and name not in _FACTORIES:  # a user's scene, after a restart
         from genstudio.core.data.scenes import load_transforms_dataset
 
         return load_transforms_dataset(name[len("transforms:"):])
     if name not in _FACTORIES:
-        raise UnknownDataset(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}, folder:PATH")
+        raise UnknownDataset(f"unknown dataset {name!r}; known: {', '.join(dataset_names())}, folder:PATH, wav:PATH")
     return _FACTORIES[name][0]()
 
 
 def _load_builtin() -> None:
     from genstudio.core.data import (  # noqa: F401  (registers on import)
         captions,  # noqa: F401  (captioned shapes: text to image)
+        audio,  # noqa: F401  (procedural audio clips)
         digits,
         scenes,  # noqa: F401  (3-D scenes and neural-field targets)
         sprites,

@@ -15,7 +15,8 @@ from typing import Any
 
 # how a missing face reads in a message (others: "a model with the X face")
 FACE_WORDS = {"Conditional": "a class-conditional run", "Denoiser": "a DDIM-capable diffusion run",
-              "Latent": "a model with a latent space (encode/decode)", "Scene": "a 3-D scene model"}
+              "Latent": "a model with a latent space (encode/decode)", "Scene": "a 3-D scene model",
+              "Codec": "a neural codec (discrete tokens)"}
 
 
 def _words(face: str) -> str:
@@ -56,6 +57,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("eval", "Evaluation", "genstudio.core.eval.evaluate"),
     Tool("scene", "The 3-D viewer", "genstudio.core.scene", requires=("Scene",)),
     Tool("views", "Model views", "genstudio.core.jobs.train", requires=("Views",)),
+    Tool("codec", "The codec explorer", "genstudio.core.tools.codec.codec_job", requires=("Codec",)),
 )}
 
 

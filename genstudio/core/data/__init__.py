@@ -128,8 +128,8 @@ def get_dataset(name: str) -> Dataset:
 
 def _load_builtin() -> None:
     from genstudio.core.data import (  # noqa: F401  (registers on import)
-        captions,  # noqa: F401  (captioned shapes: text to image)
         audio,  # noqa: F401  (procedural audio clips)
+        captions,  # noqa: F401  (captioned shapes: text to image)
         digits,
         scenes,  # noqa: F401  (3-D scenes and neural-field targets)
         sprites,

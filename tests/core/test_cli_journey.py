@@ -57,7 +57,7 @@ def test_eval_image_metric_on_points_names_the_points_metrics(capsys):
     assert main(["eval", run, "--metrics", "fcd,kid,is,pr"]) == 2
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1
-    assert "'fcd'" in err and "image data" in err and "energy, mmd, w2, w1, sliced, pr, nll, modes" in err
+    assert "'fcd'" in err and "image" in err and "energy, mmd, w2, w1, sliced, pr, nll, modes" in err
 
 
 def test_eval_progress_moves_inside_a_batch(capsys):

@@ -22,6 +22,7 @@ def test_gan_step_mode_and_live_views(main_window, qtbot):
     before = run.info()["step"]
     click(qtbot, w.step_button)
     qtbot.waitUntil(lambda: status_of(run) == "paused" and run.info()["step"] == before + 1, timeout=TIMEOUT)
+    qtbot.waitUntil(w.step_button.isEnabled, timeout=TIMEOUT)  # the window hears of the pause an event batch later
     click(qtbot, w.step_button)
     qtbot.waitUntil(lambda: status_of(run) == "paused" and run.info()["step"] == before + 2, timeout=TIMEOUT)
     rows, _ = run.read_metrics()

@@ -21,6 +21,7 @@ from PySide6.QtWidgets import (
     QHBoxLayout,
     QLabel,
     QPushButton,
+    QSizePolicy,
     QSlider,
     QSpinBox,
     QSplitter,
@@ -117,11 +118,18 @@ class CodecPanel(JobPanel):
         self.rate_mark = pg.ScatterPlotItem(size=12, brush=pg.mkBrush(255, 255, 255))
         self.rate_plot.addItem(self.rate_mark)
 
-        bar = QHBoxLayout()
+        bar = QHBoxLayout()  # two rows, so the panel never widens the window past a 1400 px screen
         bar.setContentsMargins(4, 2, 4, 2)
         for w in (self.run_label, self.decode_button, self.clip_spin, QLabel("codebooks"), self.slider,
-                  self.rate_label, self.play_in, self.play_out, self.export_button):
+                  self.rate_label):
             bar.addWidget(w, 1 if w is self.slider else 0)
+        bar2 = QHBoxLayout()
+        bar2.setContentsMargins(4, 0, 4, 2)
+        for w in (self.play_in, self.play_out, self.export_button):
+            bar2.addWidget(w)
+        bar2.addStretch(1)
+        for label in (self.summary, self.status):  # long readouts clip (tooltip/selection has them), never widen
+            label.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
         top = QSplitter(Qt.Horizontal)
         top.addWidget(self.wave_plot)
         top.addWidget(self.rate_plot)
@@ -135,6 +143,7 @@ class CodecPanel(JobPanel):
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(bar)
+        lay.addLayout(bar2)
         lay.addWidget(split, 1)
         lay.addWidget(self.summary)
         lay.addWidget(self.status)

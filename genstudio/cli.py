@@ -716,7 +716,7 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--n-preview", type=EVERY, default=0,
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
     s.add_argument("--preview-steps", type=EVERY, default=0,
-                   help="sampling steps of each logged grid (0 = the plugin's default)")
+                   help="sampling steps of each logged grid (0 = auto: the plugin's cheap preview, e.g. 50 for DDPM)")
     s.set_defaults(fn=cmd_train)
     s = sub.add_parser("resume", help="continue a run from its last checkpoint")
     s.add_argument("run")

@@ -178,7 +178,7 @@ class TrainSpec:
     sample_every: int = 500
     checkpoint_every: int = 500
     n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
-    preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
+    preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's cheap preview_steps, else its default
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -342,6 +342,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     try:
         model, ds, start = load_model(run, device)
         n_preview = preview_count(n_preview, ds.spec.modality)
+        auto_steps = getattr(model, "preview_steps", None)  # what a preview costs by default: the plugin's say
+        preview_steps = preview_steps or auto_steps
         if extra_steps:
             run.update(steps=total)
         dev = next(iter(_device_of(model)), None) or pick_device(device)
@@ -370,6 +372,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
         def preview(step: int, stage: str = "preview") -> None:
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
+            began = time.perf_counter()
             with torch.no_grad():
                 last = None
                 for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
@@ -377,7 +380,10 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                         raise Cancelled()
             x = last.x.detach().cpu()
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
-            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
+            views = model_views(step)
+            # its cost, shown by the monitor: previews are the largest share of a short run's wall time
+            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=views,
+                     seconds=time.perf_counter() - began, sample_steps=last.total)
             log_coverage(step, x)
 
         cover: list[Any] = []  # the dataset's mode-coverage function, built at the first preview
@@ -458,7 +464,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             if "n_preview" in changes:
                 n_preview = preview_count(int(changes["n_preview"]), ds.spec.modality)
             if "preview_steps" in changes:
-                preview_steps = int(changes["preview_steps"]) or None
+                preview_steps = int(changes["preview_steps"]) or auto_steps
             history = list(run.info().get("steering") or []) + [{"step": step, "changes": diff}]
             run.update(config=to_dict(model.config), steering=history,
                        **{k: v for k, v in changes.items() if k in LIVE_RUN_OPTIONS})

@@ -204,6 +204,10 @@ class BasePlugin(Generic[C]):
     """
 
     info: ClassVar[PluginInfo]
+    # Sampling steps of a training preview when the run leaves it at 0 (auto); None = the
+    # sampler's own default. A preview is a whole sampling run every ``sample_every`` steps: with
+    # a 1000-step default it can cost more than the training between previews (issue #18).
+    preview_steps: ClassVar[int | None] = None
 
     config: C
 

@@ -43,7 +43,11 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import events as ev
-from genstudio.core.data import dataset_kind, dataset_table, get_dataset  # dataset_kind: panels import it here
+from genstudio.core.data import (  # dataset_kind: panels import it here
+    dataset_kind,
+    dataset_table,
+    get_dataset,
+)
 from genstudio.core.device import describe, pick_device, worker_threads
 from genstudio.core.events import Event, EventBus
 from genstudio.core.jobs import Control, TrainSpec, create_run, train

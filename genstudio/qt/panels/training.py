@@ -263,6 +263,7 @@ class TrainingPanel(Panel):
         self._curves: dict[tuple[str, str], tuple[pg.PlotDataItem, pg.PlotDataItem, tuple]] = {}
         self._drawn: dict[tuple[str, str], tuple] = {}
         self._samples: dict[int, np.ndarray | Path] = {}
+        self._preview_cost: dict[int, tuple[float, int | None]] = {}  # step -> (seconds, sampling steps)
         self._views: dict[str, dict[int, np.ndarray | Path]] = {}  # view name -> step -> image
         self._total_steps: int | None = None
         self._status = ""
@@ -488,6 +489,7 @@ class TrainingPanel(Panel):
                 pass
         self._samples = {}
         self._views = {}
+        self._preview_cost = {}
         self._total_steps = None
         self._status = ""
         self.filmstrip_model.clear_cache()  # thumbnails are keyed by step: another run's must go
@@ -559,6 +561,13 @@ class TrainingPanel(Panel):
         x, y = self._xy(self._histories[rid], name)
         return x, (ema(y, self.smoothing_weight) if smoothed else y)
 
+    def preview_cost_text(self, step: int) -> str:
+        """" · preview 0.12 s (50 steps)" for a preview logged live, '' otherwise: what it cost the run."""
+        cost = self._preview_cost.get(step)
+        if cost is None:
+            return ""
+        return f" · preview {cost[0]:.2f} s" + (f" ({cost[1]} steps)" if cost[1] else "")
+
     def sample_steps(self) -> list[int]:
         return sorted(self._samples)
 
@@ -603,6 +612,8 @@ class TrainingPanel(Panel):
                     self._samples[int(e.data["step"])] = Path(path)
                 for name, img in (e.data.get("views") or {}).items():
                     self._views.setdefault(str(name), {})[int(e.data["step"])] = np.asarray(img)
+                if isinstance(e.data.get("seconds"), (int, float)):
+                    self._preview_cost[int(e.data["step"])] = (float(e.data["seconds"]), e.data.get("sample_steps"))
                 samples_changed = True
             elif e.kind == ev.STATUS:
                 self._status = str(e.data.get("status", ""))
@@ -838,7 +849,7 @@ class TrainingPanel(Panel):
         # big previews (scatter plots) scale smoothly; small grids nearest, each pixel a crisp block
         self.sample_canvas.setRenderHint(QPainter.SmoothPixmapTransform, min(img.shape[:2]) >= SMOOTH_FROM)
         self.sample_view.show_image(img)
-        self.sample_label.setText(f"step {step:,}")
+        self.sample_label.setText(f"step {step:,}" + self.preview_cost_text(step))
         index = self.filmstrip_model.index(i)
         if self.filmstrip.currentIndex() != index:
             self.filmstrip.setCurrentIndex(index)

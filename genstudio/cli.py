@@ -6,7 +6,7 @@
     genstudio train PLUGIN --data DATASET --steps N [--set k=v ...] [--device D] [--seed S]
     genstudio train PLUGIN --list-settings    the --set keys: default, range or choices, help
     genstudio resume RUN [--steps N]
-    genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE] [--gif FILE.gif|FILE.mp4]
+    genstudio sample RUN --n N [--steps K] [--sampler NAME] [--seed S] [--out FILE] [--trajectory [K]] [--gif FILE.gif|FILE.mp4]
     genstudio eval RUN [--metrics fcd,kid,...] [--n N] [--checkpoint STEP|all] [--inception FILE]
     genstudio nfe RUN [--samplers a,b] [--max-nfe N] [--n N] [--csv FILE]
     genstudio guidance RUN [--scales 0,1,2,4] [--n N] [--sampler NAME] [--csv FILE]
@@ -383,16 +383,16 @@ def cmd_sample(args: argparse.Namespace) -> int:
             why = option_error(opt, extra[opt.name]) if opt.name in extra else None
             if why:
                 raise CliError(f"{_flag(opt.name)}: {why} (plugin {plugin})")
+    every = args.trajectory or (1 if args.gif else 0)  # the trajectory only when asked: it costs 20-30 %
     gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed,
-                      every=1, keep_states=not args.no_trajectory, device=args.device, out=args.out, **extra)
+                      every=1, keep_states=bool(every), thin=every or 1, device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
     result = None
     try:
         while True:
             st = next(gen)
             bar.total = st.total
-            bar.n = st.step
-            bar.refresh()
+            bar.update(st.step - bar.n)  # redraws at most every mininterval (refresh() drew every step)
     except StopIteration as stop:
         result = stop.value
     finally:
@@ -735,7 +735,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--out", type=_out_file, default=None,
                    help="output .png or .npz (default: the run's samples/ folder)")
     s.add_argument("--device", default=None)
-    s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states in the NPZ")
+    s.add_argument("--trajectory", type=COUNT, nargs="?", const=1, default=0, metavar="EVERY",
+                   help="also keep the intermediate states in the NPZ (traj_x, traj_x0, traj_t): every state, or "
+                        "every EVERY-th and the last (off by default: it costs time and memory)")
+    s.add_argument("--no-trajectory", action="store_true", help="don't keep intermediate states (the default)")
     s.add_argument("--gif", type=_animation_file, default=None, metavar="FILE.gif|FILE.mp4",
                    help="also write the trajectory as an animation: x_t | predicted x0 side by side, each frame "
                         "labelled 'step k/N · t=...' (as the Sampler's export)")

@@ -61,7 +61,7 @@ THUMB = 60  # px: filmstrip thumbnails (the strip shares the dock's height with 
 LIVE_SCATTER = 512  # px: a live 2-D preview is drawn this big, so it stays sharp in a large pane
 SMOOTH_FROM = 200  # px: previews at least this big scale smoothly; smaller grids nearest (crisp pixels)
 REDRAW_HZ = 4.0  # live curve redraws a second at most (events come ~30/s; painting holds the GIL)
-X_AHEAD = 0.25  # the step axis reaches this fraction of the data's span past the newest point
+X_AHEAD = 0.5  # the step axis reaches this fraction of the data's span past the newest point
 Y_PAD = 0.15  # slack above and below the curves, so a new low moves the y axis only now and then
 
 

@@ -13,6 +13,7 @@ and clipped to the view.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Callable
@@ -80,14 +81,22 @@ def sticky_range(cur: tuple[float, float], lo: float, hi: float, before: float, 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
     """Debiased exponential moving average (TensorBoard's smoothing):
     s_t = w s_{t-1} + (1 - w) y_t with s_{-1} = 0, divided by 1 - w^(t+1) so early points are not
-    dragged towards zero."""
+    dragged towards zero. Vectorised in chunks short enough that w^-k cannot overflow: numpy
+    only, since importing scipy.signal for lfilter in the GUI thread while a run trains stalls it."""
     y = np.asarray(y, dtype=np.float64)
     if weight <= 0 or y.size == 0:
         return y.copy()
-    from scipy.signal import lfilter  # at the first curve, not at start-up (~0.3 s)
-
-    s = lfilter([1.0 - weight], [1.0, -weight], y)
-    return s / (1.0 - weight ** np.arange(1, y.size + 1))
+    w = min(float(weight), 1.0 - 1e-12)
+    chunk = int(min(4096, max(1, 200.0 / -math.log(w))))  # w^-chunk < e^200: far from float64's limit
+    out = np.empty_like(y)
+    s = 0.0
+    for c in range(0, y.size, chunk):
+        seg = y[c:c + chunk]
+        j = np.arange(seg.size)
+        # s_{c+j} = w^(j+1) s_{c-1} + (1 - w) w^j sum_{i<=j} w^-i y_{c+i}
+        out[c:c + seg.size] = w ** (j + 1) * s + (1.0 - w) * w ** j * np.cumsum(seg * w ** -j)
+        s = out[c + seg.size - 1]
+    return out / (1.0 - w ** np.arange(1, y.size + 1))
 
 
 class History:

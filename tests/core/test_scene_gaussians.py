@@ -3,7 +3,6 @@ gradients, SH orthonormality, densify / prune bookkeeping."""
 
 import math
 
-import pytest
 import torch
 
 from genstudio.core.scene.cameras import Camera, look_at

@@ -16,7 +16,10 @@ from genstudio.core import jobs  # noqa: E402
 from genstudio.core.events import Event  # noqa: E402
 from genstudio.core.runs import Run  # noqa: E402
 from genstudio.qt.panels.training import REDRAW_HZ, TrainingPanel  # noqa: E402
-from tests.qt.test_panels import ctx, metric_rows, new_run, reg  # noqa: E402, F401
+from tests.qt import test_panels  # noqa: E402
+from tests.qt.test_panels import metric_rows, new_run  # noqa: E402
+
+ctx, reg = test_panels.ctx, test_panels.reg  # the fake AppContext's fixtures (jobs run inline)
 
 
 class Clock:
@@ -53,7 +56,7 @@ def test_hidden_monitor_does_not_redraw_and_catches_up_when_seen(qtbot, ctx):
     panel, run, clock = live_panel(qtbot, ctx)
     panel.set_on_screen(False)  # its dock went behind another tab
     before = panel.redraws.runs
-    for i, r in enumerate(metric_rows(range(10, 510, 10))):
+    for r in metric_rows(range(10, 510, 10)):
         panel.on_events([Event(ev.METRICS, run.id, r)])
         clock.now += 1.0  # however long it stays hidden
     assert panel.redraws.runs == before and panel._curves == {}

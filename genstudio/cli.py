@@ -290,6 +290,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         plugin=args.plugin, dataset=args.data, steps=args.steps, seed=args.seed, device=args.device,
         overrides=args.set or [], log_every=args.log_every, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
+        amp=args.amp,
     )
     run = jobs.create_run(_store(), spec)
     return _drive_training(run, None, args.device)
@@ -715,6 +716,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint every N steps (0 = only at the end)")
     s.add_argument("--n-preview", type=EVERY, default=0,
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
+    s.add_argument("--amp", choices=["bf16"], default="",
+                   help="mixed precision: train steps under bf16 autocast (helps large nets on GPUs; see README)")
     s.add_argument("--preview-steps", type=EVERY, default=0,
                    help="sampling steps of each logged grid (0 = auto: the plugin's cheap preview, e.g. 50 for DDPM)")
     s.set_defaults(fn=cmd_train)

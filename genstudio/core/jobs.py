@@ -179,6 +179,7 @@ class TrainSpec:
     checkpoint_every: int = 500
     n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
     preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's cheap preview_steps, else its default
+    amp: str = ""  # "bf16": train steps under torch.autocast(bfloat16) (mixed precision; no loss scaling needed)
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -190,6 +191,8 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
                          f"(it takes {', '.join(cls.info.data_kinds)})")
     cfg = from_dict(cls.info.config_cls, spec.config) if spec.config else cls.info.config_cls()
     cfg = apply_overrides(cfg, spec.overrides)
+    if spec.amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(m or repr(m) for m in AMP_MODES)}; got {spec.amp!r}")
     for name, ref in run_refs(cfg).items():  # fail here, before a run folder exists
         _referenced_run(store, cls, name, ref)
     dev = pick_device(spec.device)
@@ -198,8 +201,20 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
         steps=spec.steps,
         extra={"log_every": spec.log_every, "sample_every": spec.sample_every,
                "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview,
-               "preview_steps": spec.preview_steps},
+               "preview_steps": spec.preview_steps, **({"amp": spec.amp} if spec.amp else {})},
     )
+
+
+AMP_MODES = ("", "bf16")
+
+
+def autocast(device: torch.device, amp: str) -> Any:
+    """The mixed-precision context of a run's train steps: bf16 autocast, or nothing."""
+    import contextlib
+
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(m or repr(m) for m in AMP_MODES)}; got {amp!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
 
 
 def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint: bool = True,
@@ -332,6 +347,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     n_preview = int(info.get("n_preview", 64))  # runs written before "0 = auto" stored 64
     preview_steps = int(info.get("preview_steps", 0)) or None
     seed = int(info.get("seed", 0))
+    amp = str(info.get("amp", "") or "")
 
     def status(s: str, message: str = "", **extra: Any) -> None:
         run.update(status=s, message=message, **extra)
@@ -485,7 +501,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             x = x.to(dev)
             y = y.to(dev) if y is not None else None
             apply_lr_schedule(model, step)
-            m = model.train_step(x, y, step)
+            with autocast(dev, amp):
+                m = model.train_step(x, y, step)
             if step == start + 1:
                 _check_step_result(info["plugin"], m)
             if not _finite(m):

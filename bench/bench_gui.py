@@ -6,7 +6,14 @@ Measures, in one process:
 2. training steps/s of that run (from its metrics) vs a bare loop calling ``plugin.train_step``
    with no GUI, run in the same process afterwards.
 
+With ``--steps N`` it counts wall time instead (issue #18's goal): a whole N-step run started with
+the Start button and the default run options (previews every 500 steps, the final preview, the
+checkpoints), from its "running" status to its "completed" one, against N bare ``train_step``
+calls on a fresh model; the two alternate ``--repeats`` times and the medians are printed, with
+the 10 ms timer's p99 during the GUI runs.
+
     QT_QPA_PLATFORM=offscreen python bench/bench_gui.py [--plugin ddpm] [--data 8gaussians] [--seconds 10]
+    QT_QPA_PLATFORM=offscreen python bench/bench_gui.py --steps 3000 --repeats 3
 """
 
 from __future__ import annotations
@@ -64,12 +71,89 @@ def bare_steps_per_s(window: MainWindow, plugin: str, data: str, seconds: float)
             return (n - 20) / (time.perf_counter() - t0)
 
 
+def bare_wall(window: MainWindow, plugin: str, data: str, steps: int) -> float:
+    """Seconds for ``steps`` train_step calls on a fresh model (what a run does, minus everything else)."""
+    from genstudio.core.data import get_dataset
+
+    cls = window.registry.get(plugin)
+    ds = get_dataset(data)
+    model = cls(cls.info.config_cls(), torch.device("cpu"))
+    model.setup(ds.spec)
+    g = torch.Generator().manual_seed(0)
+    t = time.perf_counter()
+    for step in range(1, steps + 1):
+        x, y = ds.batch(model.config.batch_size, g)
+        model.train_step(x, y, step)
+    return time.perf_counter() - t
+
+
+def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[float, np.ndarray, float]:
+    """(seconds from "running" to "completed", the 10 ms timer's intervals meanwhile, seconds of
+    previews) of one ``steps``-step run started with the Start button and default run options."""
+    from genstudio.core import events as ev
+
+    seen: dict[str, float] = {}
+    previews: list[float] = []
+
+    def on(e: ev.Event) -> None:
+        if e.kind == ev.STATUS:
+            seen.setdefault(e.data.get("status", ""), e.time)
+        elif e.kind == ev.SAMPLES and "seconds" in e.data:
+            previews.append(float(e.data["seconds"]))
+
+    unsubscribe = window.bus.subscribe(on)
+    window.select_plugin(plugin)
+    window.select_dataset(data)
+    window.steps_spin.setValue(steps)
+    window.start_training()
+    clock = QElapsedTimer()
+    clock.start()
+    stamps: list[float] = []
+    t = QTimer()
+    t.setInterval(10)
+    t.timeout.connect(lambda: stamps.append(clock.nsecsElapsed() / 1e6) if "running" in seen else None)
+    t.start()
+    wait_until(lambda: not window.job_running("train"), timeout=3600, poll_ms=200)
+    t.stop()
+    unsubscribe()
+    return seen["completed"] - seen["running"], np.diff(np.array(stamps)), sum(previews)
+
+
+def wall_mode(a: argparse.Namespace) -> None:
+    torch.set_num_threads(1)
+    gui, bare, busy, prev = [], [], [], []
+    with scratch_window((1400, 880)) as w:
+        timer_intervals(1.0)
+        for _ in range(a.repeats):
+            g, iv, ps = gui_wall(w, a.plugin, a.data, a.steps)
+            gui.append(g)
+            busy.append(iv)
+            prev.append(ps)
+            bare.append(bare_wall(w, a.plugin, a.data, a.steps))
+    ratios = [b / g for g, b in zip(gui, bare, strict=True)]
+    p99 = [float(np.percentile(iv, 99)) for iv in busy]
+    print(f"plugin={a.plugin} data={a.data} steps={a.steps} repeats={a.repeats} cores={os.cpu_count()} "
+          f"QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']}")
+    print(f"whole run in the GUI (previews, checkpoints) : median {statistics.median(gui):7.2f} s  {gui}")
+    print(f"  of which previews                         : median {statistics.median(prev):7.2f} s")
+    print(f"bare loop, same steps, no GUI               : median {statistics.median(bare):7.2f} s  {bare}")
+    print(f"in-GUI throughput / bare (wall time)        : median {statistics.median(ratios):7.3f}  "
+          f"{[round(r, 3) for r in ratios]}")
+    print(f"10 ms timer p99 while training              : median {statistics.median(p99):7.1f} ms  "
+          f"{[round(x, 1) for x in p99]}")
+
+
 def main() -> None:
     p = argparse.ArgumentParser()
     p.add_argument("--plugin", default="ddpm")
     p.add_argument("--data", default="8gaussians")
     p.add_argument("--seconds", type=float, default=10.0)
+    p.add_argument("--steps", type=int, default=0, help="wall-time mode: whole runs of this many steps")
+    p.add_argument("--repeats", type=int, default=3)
     a = p.parse_args()
+    if a.steps:
+        wall_mode(a)
+        return
     with scratch_window((1400, 880)) as w:
         timer_intervals(1.0)  # warm up the event loop and pyqtgraph
         idle = timer_intervals(a.seconds)

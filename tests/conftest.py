@@ -37,6 +37,31 @@ def _register_declared_plugins() -> None:
 _register_declared_plugins()
 
 
+def pytest_addoption(parser):
+    parser.addoption("--device", default=None, help="compute device of the device-marked tests (cpu, cuda, "
+                     "cuda:N, mps); also GENSTUDIO_DEVICE for the jobs they run. bench/gpu_check.sh: --device cuda")
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "device: takes the ``device`` fixture (runs on --device; the GPU check's subset)")
+    if config.getoption("--device"):
+        os.environ["GENSTUDIO_DEVICE"] = config.getoption("--device")
+
+
+def pytest_collection_modifyitems(items):
+    for item in items:  # the tests that take a device are the device-parametrised subset
+        if "device" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.device)
+
+
+@pytest.fixture
+def device(request) -> torch.device:
+    """The device ``--device`` names (default cpu); an unavailable one fails the test with the reason."""
+    from genstudio.core.device import pick_device
+
+    return pick_device(request.config.getoption("--device") or "cpu")
+
+
 @pytest.fixture(autouse=True)
 def _isolated_data_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("GENSTUDIO_DATA_DIR", str(tmp_path / "gsdata"))

@@ -32,7 +32,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from scipy.stats import norm
 
 from genstudio.core import events as ev
 from genstudio.core.faces import Conditional, Likelihood, faces_of
@@ -343,6 +342,8 @@ def _nll(ctx: _Ctx, name: str) -> dict[str, Any]:
     nll = -torch.cat([lp_fn(ctx.x_ref[i:i + bs].to(ctx.dev)).detach().double().cpu()
                       for i in range(0, n, bs)]).numpy()
     mean, se = float(nll.mean()), float(nll.std(ddof=1) / math.sqrt(n))
+    from scipy.stats import norm  # at first use: scipy.stats costs every importer ~0.3 s
+
     z = float(norm.ppf(1 - ctx.alpha / 2))
     out = {"nll": _entry(mean, mean - z * se, mean + z * se, f"nats per sample on {n} reference points (mean +- z*se);"
                          " a bound if the plugin's log_prob is one", "model")}

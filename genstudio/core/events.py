@@ -19,7 +19,7 @@ log = logging.getLogger(__name__)
 # Event kinds published by jobs (panels switch on these):
 STATUS = "status"  # data: {"status": "running"|"paused"|"completed"|"cancelled"|"failed"|"diverged", "message"}
 METRICS = "metrics"  # data: {"step", "time", "<name>": float, ...}
-SAMPLES = "samples"  # data: {"step", "x": Tensor, "path": str|None, "views": {name: HxWx3 uint8}}
+SAMPLES = "samples"  # data: {"step", "x": Tensor, "path": str|None, "views": {name: HxWx3 uint8}, "seconds", "sample_steps"}
 SAMPLE_STATE = "sample_state"  # data: {"state": SampleState}  (one step of a trajectory)
 PROGRESS = "progress"  # data: {"done", "total", "rate"}
 LOG = "log"  # data: {"message"}

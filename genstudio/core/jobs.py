@@ -180,9 +180,10 @@ class TrainSpec:
     sample_every: int = 500
     checkpoint_every: int = 500
     n_preview: int = 0  # samples per preview; 0 = auto (Modality.preview_n: an 8x8 grid, or a cloud of points)
-    preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's default (may be slow)
+    preview_steps: int = 0  # sampling steps of each preview grid; 0 = the plugin's cheap preview_steps, else its default
     keep_checkpoints: int = 0  # newest N checkpoints kept; 0 = the plugin's choice (3; every one for GANs); -1 = all
     processes: int = 1  # > 1: torchrun trains it with that many processes (genstudio.core.distributed)
+    amp: str = ""  # "bf16": train steps under torch.autocast(bfloat16) (mixed precision; no loss scaling needed)
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -194,6 +195,8 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
                          f"(it takes {', '.join(cls.info.data_kinds)})")
     cfg = from_dict(cls.info.config_cls, spec.config) if spec.config else cls.info.config_cls()
     cfg = apply_overrides(cfg, spec.overrides)
+    if spec.amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(m or repr(m) for m in AMP_MODES)}; got {spec.amp!r}")
     for name, ref in run_refs(cfg).items():  # fail here, before a run folder exists
         _referenced_run(store, cls, name, ref)
     dev = pick_device(spec.device)
@@ -202,8 +205,21 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
         steps=spec.steps,
         extra={"log_every": spec.log_every, "sample_every": spec.sample_every,
                "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview,
-               "preview_steps": spec.preview_steps, "keep_checkpoints": spec.keep_checkpoints},
+               "preview_steps": spec.preview_steps, "keep_checkpoints": spec.keep_checkpoints,
+               **({"amp": spec.amp} if spec.amp else {})},
     )
+
+
+AMP_MODES = ("", "bf16")
+
+
+def autocast(device: torch.device, amp: str) -> Any:
+    """The mixed-precision context of a run's train steps: bf16 autocast, or nothing."""
+    import contextlib
+
+    if amp not in AMP_MODES:
+        raise ValueError(f"amp must be one of {', '.join(m or repr(m) for m in AMP_MODES)}; got {amp!r}")
+    return torch.autocast(device.type, dtype=torch.bfloat16) if amp else contextlib.nullcontext()
 
 
 def load_model(run: Run, device: str | torch.device | None = None, *, checkpoint: bool = True,
@@ -345,6 +361,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     n_preview = int(info.get("n_preview", 64))  # runs written before "0 = auto" stored 64
     preview_steps = int(info.get("preview_steps", 0)) or None
     seed = int(info.get("seed", 0))
+    amp = str(info.get("amp", "") or "")
 
     def status(s: str, message: str = "", **extra: Any) -> None:
         run.update(status=s, message=message, **extra)
@@ -356,6 +373,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         model, ds, start = load_model(run, device)
         model = ranks.wrap(model)
         n_preview = preview_count(n_preview, ds.spec.modality)
+        auto_steps = getattr(model, "preview_steps", None)  # what a preview costs by default: the plugin's say
+        preview_steps = preview_steps or auto_steps
         if extra_steps:
             run.update(steps=total)
         dev = next(iter(_device_of(model)), None) or pick_device(device)
@@ -387,6 +406,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             if not ranks.writer:  # rank 0 alone draws previews
                 return
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
+            began = time.perf_counter()
             with torch.no_grad():
                 last = None
                 for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
@@ -394,7 +414,10 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                         raise Cancelled()
             x = last.x.detach().cpu()
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
-            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=model_views(step))
+            views = model_views(step)
+            # its cost, shown by the monitor: previews are the largest share of a short run's wall time
+            bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=views,
+                     seconds=time.perf_counter() - began, sample_steps=last.total)
             log_coverage(step, x)
             log_model_metrics(step)
 
@@ -490,7 +513,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             if "n_preview" in changes:
                 n_preview = preview_count(int(changes["n_preview"]), ds.spec.modality)
             if "preview_steps" in changes:
-                preview_steps = int(changes["preview_steps"]) or None
+                preview_steps = int(changes["preview_steps"]) or auto_steps
             history = list(run.info().get("steering") or []) + [{"step": step, "changes": diff}]
             run.update(config=to_dict(model.config), steering=history,
                        **{k: v for k, v in changes.items() if k in LIVE_RUN_OPTIONS})
@@ -511,7 +534,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             x = x.to(dev)
             y = y.to(dev) if y is not None else None
             apply_lr_schedule(model, step)
-            m = model.train_step(x, y, step)
+            with autocast(dev, amp):
+                m = model.train_step(x, y, step)
             if step == start + 1:
                 _check_step_result(info["plugin"], m)
             m = ranks.average(m)
@@ -611,12 +635,14 @@ class SampleResult:
 
 
 def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | None = None, seed: int = 0,
-           every: int = 1, keep_states: bool = True, control: Control | None = None,
+           every: int = 1, keep_states: bool = True, thin: int = 1, control: Control | None = None,
            bus: ev.EventBus | None = None, device: str | None = None, out: str | None = None,
            model: Any = None, checkpoint: str | Path | None = None,
            **sample_kwargs: Any) -> Iterator[SampleState]:
     """Sample from a run's newest checkpoint (or ``checkpoint``, a path), yielding each SampleState
-    (publishing SAMPLE_STATE).
+    (publishing SAMPLE_STATE). ``keep_states`` records the trajectory (every ``thin``-th state and
+    the last) for the NPZ and the result; without it only the newest state is held, so a long
+    sampler costs what a bare loop of the net costs (issue #18: keeping all of them cost 20-30 %).
 
     Writes the final picture (PNG) and arrays (NPZ: final x and, if kept, the trajectory) to the
     run's samples folder, or to ``out`` (``.png`` or ``.npz``). The generator's return value is a
@@ -630,18 +656,22 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
         spec = ds.spec
     kept: list[SampleState] = []
     last: SampleState | None = None
+    thin = max(1, int(thin))
     with torch.no_grad():
-        for st in model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every, **sample_kwargs):
+        for i, st in enumerate(model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every,
+                                            **sample_kwargs)):
             control.check()
             cpu = SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
                               st.x0.detach().cpu() if st.x0 is not None else None, st.extras)
-            if keep_states:
+            if keep_states and i % thin == 0:
                 kept.append(cpu)
             last = cpu
             bus.emit(ev.SAMPLE_STATE, run.id, state=cpu)
             yield cpu
     if last is None:
         raise RuntimeError("the sampler produced no state")
+    if keep_states and kept[-1] is not last:  # a thinned trajectory still ends where the sampler did
+        kept.append(last)
     stem = f"sample_{sampler or 'default'}_n{n}_s{seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     base = run.sample_dir() / stem
     png_path = npz_path = None

@@ -59,21 +59,11 @@ def fit_pca(codes: np.ndarray, k: int | None = None) -> PCA:
 
 
 def available_methods() -> list[str]:
-    """2-D layouts usable here: PCA always, t-SNE with scikit-learn, UMAP when ``umap`` imports."""
-    out = ["pca"]
-    try:
-        import sklearn.manifold  # noqa: F401
+    """2-D layouts usable here: PCA always, t-SNE with scikit-learn, UMAP when ``umap`` is installed.
+    Looked up, not imported: the latent panel asks at start-up and sklearn.manifold costs ~1 s."""
+    from importlib.util import find_spec
 
-        out.append("tsne")
-    except ImportError:
-        pass
-    try:
-        import umap  # noqa: F401
-
-        out.append("umap")
-    except ImportError:
-        pass
-    return out
+    return ["pca"] + [m for m, pkg in (("tsne", "sklearn"), ("umap", "umap")) if find_spec(pkg) is not None]
 
 
 def embed_2d(codes: np.ndarray, method: str = "pca", seed: int = 0) -> np.ndarray:

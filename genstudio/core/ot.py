@@ -28,9 +28,17 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-import ot
 
 from genstudio.core.metrics.functional import as_array, frechet_distance
+
+
+def _pot() -> Any:
+    """POT, imported at first use: it loads scikit-learn and networkx (~1 s), which every process
+    importing a plugin that *may* solve OT (the GAN family, the window's registry) would pay."""
+    import ot
+
+    return ot
+
 
 ASSIGNMENT_MAX = 512  # below this many points scipy's assignment beats POT's network simplex (measured)
 METHODS = ("exact", "sinkhorn", "unbalanced")
@@ -69,7 +77,7 @@ def cost_matrix(x: Any, y: Any, p: int = 2) -> np.ndarray:
     a, b = as_array(x), as_array(y)
     if a.shape[1] != b.shape[1]:
         raise ValueError(f"the two sets have different dimensions ({a.shape[1]} and {b.shape[1]})")
-    return ot.dist(a, b, metric="sqeuclidean" if p == 2 else "euclidean")
+    return _pot().dist(a, b, metric="sqeuclidean" if p == 2 else "euclidean")
 
 
 def _regulariser(cost: np.ndarray, eps: float, relative: bool) -> float:
@@ -82,14 +90,14 @@ def _regulariser(cost: np.ndarray, eps: float, relative: bool) -> float:
 def exact(x: Any, y: Any, a: Any = None, b: Any = None, p: int = 2) -> OTResult:
     """Exact OT plan (POT's network simplex, ``ot.emd``) between weighted or uniform sets."""
     c = cost_matrix(x, y, p)
-    plan = ot.emd(weights(a, c.shape[0]), weights(b, c.shape[1]), c, numItermax=10_000_000)
+    plan = _pot().emd(weights(a, c.shape[0]), weights(b, c.shape[1]), c, numItermax=10_000_000)
     return OTResult(plan, float((plan * c).sum()), p, "exact")
 
 
 def wasserstein(x: Any, y: Any, a: Any = None, b: Any = None, p: int = 2) -> float:
     """Exact W_p (p = 1 or 2) between two weighted or uniform sets (``ot.emd2``)."""
     c = cost_matrix(x, y, p)
-    val = float(ot.emd2(weights(a, c.shape[0]), weights(b, c.shape[1]), c, numItermax=10_000_000))
+    val = float(_pot().emd2(weights(a, c.shape[0]), weights(b, c.shape[1]), c, numItermax=10_000_000))
     return max(val, 0.0) ** (1.0 / p)
 
 
@@ -115,7 +123,7 @@ def assignment(x: Any = None, y: Any = None, *, cost: np.ndarray | None = None) 
         perm = np.empty(n, dtype=np.int64)
         perm[rows] = cols
         return perm
-    plan = ot.emd([], [], c, numItermax=10_000_000)
+    plan = _pot().emd([], [], c, numItermax=10_000_000)
     return plan.argmax(1).astype(np.int64)  # a vertex of the assignment polytope: one 1/n per row
 
 
@@ -133,7 +141,7 @@ def sinkhorn(x: Any, y: Any, eps: float = 0.01, a: Any = None, b: Any = None, p:
     ``tol`` bounds the marginal error; iterations grow like 1/eps (about 4000 at eps = 1e-3)."""
     c = cost_matrix(x, y, p)
     reg = _regulariser(c, eps, relative)
-    plan = ot.sinkhorn(weights(a, c.shape[0]), weights(b, c.shape[1]), c, reg, method="sinkhorn_log",
+    plan = _pot().sinkhorn(weights(a, c.shape[0]), weights(b, c.shape[1]), c, reg, method="sinkhorn_log",
                        numItermax=max_iter, stopThr=tol, warn=False)
     return OTResult(plan, float((plan * c).sum()), p, "sinkhorn", reg)
 
@@ -148,10 +156,10 @@ def unbalanced(x: Any, y: Any, reg_m: float = 1.0, eps: float | None = 0.01, a: 
     scale = float(c.max()) if relative and c.max() > 0 else 1.0
     ua, ub = weights(a, c.shape[0]), weights(b, c.shape[1])
     if eps is None:
-        plan = ot.unbalanced.mm_unbalanced(ua, ub, c, reg_m * scale, div="kl", numItermax=max_iter)
+        plan = _pot().unbalanced.mm_unbalanced(ua, ub, c, reg_m * scale, div="kl", numItermax=max_iter)
         return OTResult(plan, float((plan * c).sum()), p, "unbalanced")
     reg = _regulariser(c, eps, relative)
-    plan = ot.unbalanced.sinkhorn_unbalanced(ua, ub, c, reg, reg_m * scale, method="sinkhorn_stabilized",
+    plan = _pot().unbalanced.sinkhorn_unbalanced(ua, ub, c, reg, reg_m * scale, method="sinkhorn_stabilized",
                                              numItermax=max_iter, stopThr=1e-6)
     return OTResult(plan, float((plan * c).sum()), p, "unbalanced", reg)
 
@@ -161,7 +169,7 @@ def sliced(x: Any, y: Any, a: Any = None, b: Any = None, n_projections: int = 20
     """Sliced W_p (mean over random directions of the 1-D W_p^p, then the p-th root), seeded; it
     costs O(n log n) per direction, so it scales to high dimensions and large n."""
     xa, yb = as_array(x), as_array(y)
-    return float(ot.sliced_wasserstein_distance(xa, yb, weights(a, len(xa)), weights(b, len(yb)),
+    return float(_pot().sliced_wasserstein_distance(xa, yb, weights(a, len(xa)), weights(b, len(yb)),
                                                 n_projections=n_projections, p=p, seed=seed))
 
 

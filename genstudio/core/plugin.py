@@ -207,6 +207,10 @@ class BasePlugin(Generic[C]):
     # checkpoints a run keeps when it does not say (keep_checkpoints = 0): the newest 3; a family of
     # small nets whose history is worth stepping through (the GANs' fixed-noise grid) keeps every one (-1)
     keep_checkpoints: ClassVar[int] = 3
+    # Sampling steps of a training preview when the run leaves it at 0 (auto); None = the
+    # sampler's own default. A preview is a whole sampling run every ``sample_every`` steps: with
+    # a 1000-step default it can cost more than the training between previews (issue #18).
+    preview_steps: ClassVar[int | None] = None
 
     config: C
 

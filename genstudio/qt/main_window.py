@@ -43,7 +43,11 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import events as ev
-from genstudio.core.data import dataset_table, get_dataset
+from genstudio.core.data import (  # dataset_kind: panels import it here
+    dataset_kind,
+    dataset_table,
+    get_dataset,
+)
 from genstudio.core.device import describe, pick_device, worker_threads
 from genstudio.core.events import Event, EventBus
 from genstudio.core.jobs import Control, TrainSpec, create_run, train
@@ -76,19 +80,7 @@ DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh 
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}
 
-_dataset_kinds: dict[str, str | None] = {}
 _orphans: list[JobThread] = []  # threads that did not stop when the window closed (kept alive to exit)
-
-
-def dataset_kind(name: str) -> str | None:
-    """``DataSpec.kind`` of a built-in dataset (cached; None if it cannot be built)."""
-    if name not in _dataset_kinds:
-        try:
-            _dataset_kinds[name] = get_dataset(name).spec.kind
-        except Exception:  # noqa: BLE001 - a broken dataset is left out of the picker
-            log.exception("dataset %s cannot be built", name)
-            _dataset_kinds[name] = None
-    return _dataset_kinds[name]
 
 
 def user_data_sources(kinds: Sequence[str]) -> set[str]:
@@ -156,6 +148,7 @@ class MainWindow(QMainWindow):
         self._banner_run: str | None = None
         self._last_dataset_index = 0
         self._live_step: dict[str, int] = {}  # run id -> last step seen in PROGRESS while it trains
+        self._info: dict[str, dict[str, Any]] = {}  # run id -> run.json, read again only when it changes
 
         self._build_toolbar()
         self._build_central()
@@ -313,6 +306,7 @@ class MainWindow(QMainWindow):
             dock = QDockWidget(panel.title, self)
             dock.setObjectName(f"dock_{panel.panel_id}")
             dock.setWidget(panel)
+            dock.visibilityChanged.connect(panel.set_on_screen)  # a tab behind another: no redraws
             dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                              | QDockWidget.DockWidgetClosable)
             behind = self.docks.get(area[4:]) if area.startswith("tab:") else None
@@ -656,6 +650,7 @@ class MainWindow(QMainWindow):
     def select_run(self, run: Run | None) -> None:
         """Make ``run`` current: every panel's ``set_run`` is called."""
         self._run = run
+        self._info.clear()
         if run is not None:
             self._follow_run(run)
         for p in self.panels.values():
@@ -882,6 +877,8 @@ class MainWindow(QMainWindow):
     def _job_done(self, t: JobThread) -> None:
         t.wait()
         self.bridge.flush()  # deliver the job's last events first: "job ended" implies "panels saw it all"
+        if t.run_ref is not None:
+            self._info.pop(t.run_ref.id, None)
         if self._jobs.get(t.name) is t:
             del self._jobs[t.name]
         outcome = t.outcome or FAILED
@@ -904,6 +901,8 @@ class MainWindow(QMainWindow):
         train_id = self._training_run_id()
         cur = self._run.id if self._run is not None else None
         for e in events:
+            if e.kind in (ev.STATUS, ev.CHECKPOINT, ev.STEERED):  # the events after which run.json changed
+                self._info.pop(e.run_id, None)
             if e.kind == ev.STATUS:
                 self._on_status(e)
             elif e.kind == ev.METRICS and e.run_id == train_id:
@@ -977,7 +976,7 @@ class MainWindow(QMainWindow):
             self.run_header.setText("No run selected. Pick a plugin and data, then press Start.")
             return
         try:
-            info = run.info()
+            info = self._info.get(run.id) or self._info.setdefault(run.id, run.info())  # not a disk read per tick
         except RunError as exc:
             self.run_header.setText(f"{run.id}: {exc}")
             return

@@ -50,11 +50,18 @@ def test_train_then_sample_cli(capsys, tmp_path):
     assert (run_dir / "run.json").exists() and (run_dir / "checkpoints").is_dir()
     out_png = tmp_path / "s.png"
     assert main(["sample", run_dir.name, "--n", "16", "--steps", "10", "--sampler", "ddim",
-                 "--out", str(out_png)]) == 0
+                 "--out", str(out_png), "--trajectory"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert Path(lines[0]) == out_png and Image.open(out_png).size[0] > 0
     z = np.load(lines[1])
-    assert z["x"].shape == (16, 2) and z["traj_x"].shape[1:] == (16, 2)
+    assert z["x"].shape == (16, 2) and z["traj_x"].shape == (10, 16, 2)  # one state per DDIM step
+    # by default no trajectory is kept (it costs time and memory); --trajectory K thins it
+    assert main(["sample", run_dir.name, "--n", "16", "--steps", "10", "--sampler", "ddim"]) == 0
+    z = np.load(capsys.readouterr().out.strip().splitlines()[1])
+    assert z["x"].shape == (16, 2) and "traj_x" not in z.files
+    assert main(["sample", run_dir.name, "--n", "16", "--steps", "10", "--sampler", "ddim", "--trajectory", "4"]) == 0
+    z = np.load(capsys.readouterr().out.strip().splitlines()[1])
+    assert z["traj_x"].shape == (4, 16, 2)  # steps 1, 5, 9 and the last
 
 
 def test_sample_cli_class_guidance_eta(capsys, tmp_path):

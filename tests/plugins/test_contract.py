@@ -45,8 +45,8 @@ def test_no_broken_plugins():
     assert not broken, broken
 
 
-def _build(cls, cfg, spec):
-    model = cls(cfg, torch.device("cpu"))
+def _build(cls, cfg, spec, device=torch.device("cpu")):
+    model = cls(cfg, device)
     model.setup(spec)
     return model
 
@@ -64,19 +64,19 @@ def _check_states(states: list[SampleState], shape: tuple[int, ...]) -> None:
 
 
 @pytest.mark.parametrize("pid,dataset", _cases())
-def test_plugin_contract(pid, dataset, tmp_path):
+def test_plugin_contract(pid, dataset, tmp_path, device):
     cls = registry().get(pid)
     info = cls.info
     cfg = info.config_cls.tiny()
     assert from_json(info.config_cls, to_json(cfg)) == cfg
     ds = get_dataset(dataset)
     torch.manual_seed(0)
-    model = _build(cls, cfg, ds.spec)
+    model = _build(cls, cfg, ds.spec, device)
     g = torch.Generator().manual_seed(0)
 
     for step in range(1, 4):  # every plugin trains and samples (the contract's methods)
         x, y = ds.batch(cfg.batch_size, g)
-        m = model.train_step(x, y, step)
+        m = model.train_step(x.to(device), y.to(device) if y is not None else None, step)
         assert "loss" in m, f"train_step must report 'loss', got {sorted(m)}"
         assert all(math.isfinite(float(v)) for v in m.values()), m
 
@@ -100,7 +100,7 @@ def test_plugin_contract(pid, dataset, tmp_path):
     # checkpoint round trip through the run store's writer and a weights-only load
     path = tmp_path / "ck.pt"
     atomic_torch_save(model.state_dict(), path)
-    state = torch.load(path, weights_only=True)
-    fresh = _build(cls, cfg, ds.spec)
+    state = torch.load(path, weights_only=True, map_location=device)
+    fresh = _build(cls, cfg, ds.spec, device)
     fresh.load_state_dict(state)
     assert torch.equal(final_state(fresh.sample(N, seed=11)).x, a)

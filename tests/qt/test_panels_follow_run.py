@@ -138,9 +138,11 @@ def test_compare_nfe_and_guidance_see_a_checkpoint_once_it_is_written(qtbot, ctx
     for _ in jobs.train(fresh, device="cpu", bus=ctx.bus):
         pass
     assert fresh.checkpoints()
-    progress_only = [e for e in ctx.pending if e.kind == ev.PROGRESS]  # the checkpoint came mid-run
+    mid_run = [e for e in ctx.pending if e.kind in (ev.PROGRESS, ev.CHECKPOINT)]  # no STATUS: it came mid-run
     for p in panels:
-        p.on_events(progress_only)
+        p.on_events([e for e in mid_run if e.kind == ev.PROGRESS])  # progress alone lists no folder
+        assert p.status.text().startswith("no checkpoint yet")
+        p.on_events(mid_run)
     traj, nfe, guide = panels
     assert traj.status.text() == "" and traj.compare_button.isEnabled()
     assert nfe.status.text() == "" and nfe.nfe_button.isEnabled()

@@ -9,6 +9,7 @@ an EOS, with ``spec.num_classes`` 0 (see ``captions.CaptionsDataset`` for captio
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
@@ -78,16 +79,34 @@ class TensorDataset(Dataset):
 
 
 _FACTORIES: dict[str, tuple[Callable[..., Dataset], str]] = {}
+_KINDS: dict[str, str | None] = {}  # declared at registration, or learnt by building the dataset once
 
 
-def register_dataset(name: str, description: str) -> Callable:
-    """Decorator: add a dataset factory under ``name``."""
+def register_dataset(name: str, description: str, kind: str | None = None) -> Callable:
+    """Decorator: add a dataset factory under ``name``. ``kind`` (its ``DataSpec.kind``) lets
+    pickers filter datasets without building them (ray-tracing a scene, loading digits)."""
 
     def deco(fn: Callable[..., Dataset]) -> Callable[..., Dataset]:
         _FACTORIES[name] = (fn, description)
+        _KINDS.pop(name, None)
+        if kind is not None:
+            _KINDS[name] = kind
         return fn
 
     return deco
+
+
+def dataset_kind(name: str) -> str | None:
+    """``DataSpec.kind`` of a registered dataset: the declared one, else built once and cached
+    (None if it cannot be built)."""
+    _load_builtin()
+    if name not in _KINDS:
+        try:
+            _KINDS[name] = get_dataset(name).spec.kind
+        except Exception:  # noqa: BLE001 - a broken dataset is left out of pickers, not fatal
+            logging.getLogger(__name__).exception("dataset %s cannot be built", name)
+            _KINDS[name] = None
+    return _KINDS[name]
 
 
 class UnknownDataset(KeyError):

@@ -20,13 +20,13 @@ def _raw() -> tuple[torch.Tensor, torch.Tensor]:
     return x * 2 - 1, torch.tensor(d.target, dtype=torch.long)
 
 
-@register_dataset("digits", "sklearn handwritten digits, 1797 x 1x8x8, 10 classes")
+@register_dataset("digits", "sklearn handwritten digits, 1797 x 1x8x8, 10 classes", kind="image")
 def digits() -> TensorDataset:
     x, y = _raw()
     return TensorDataset(DataSpec("digits", "image", (1, 8, 8), 10, len(x), "handwritten digits 8x8"), x, y)
 
 
-@register_dataset("digits16", "sklearn digits upsampled to 1x16x16 (bilinear)")
+@register_dataset("digits16", "sklearn digits upsampled to 1x16x16 (bilinear)", kind="image")
 def digits16() -> TensorDataset:
     x, y = _raw()
     x16 = F.interpolate(x, size=(16, 16), mode="bilinear", align_corners=False).clamp(-1, 1)

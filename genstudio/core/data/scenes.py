@@ -46,7 +46,7 @@ def _primitives(size: int = 64) -> SceneDataset:
     return SceneDataset("scene:primitives", make_scene(size=size))
 
 
-@register_dataset("scene:primitives", "3-D: spheres and boxes on a checker floor, 48 + 8 held-out views, 64 px")
+@register_dataset("scene:primitives", "3-D: spheres and boxes on a checker floor, 48 + 8 held-out views, 64 px", kind="scene")
 def primitives() -> SceneDataset:
     return _primitives()
 
@@ -60,7 +60,7 @@ def load_transforms_dataset(path: str | os.PathLike, max_size: int = 64) -> Scen
     the user picks a folder)."""
     name = f"{TRANSFORMS_PREFIX}{os.path.abspath(os.fspath(path))}"
     ds = _transforms(name, max_size)
-    register_dataset(name, ds.spec.description)(functools.partial(_transforms, name, max_size))
+    register_dataset(name, ds.spec.description, ds.spec.kind)(functools.partial(_transforms, name, max_size))
     return ds
 
 
@@ -130,7 +130,7 @@ def _register_images() -> None:
         def make(which: str = which, name: str = name, desc: str = desc) -> ImageField:
             return ImageField(name, _skimage_image(which), f"scikit-image '{which}' {desc}, 128 px, as (x, y) -> colour")
 
-        register_dataset(name, f"neural field: scikit-image '{which}' ({desc}), 128 px")(make)
+        register_dataset(name, f"neural field: scikit-image '{which}' ({desc}), 128 px", kind="field")(make)
 
 
 def _register_shapes() -> None:
@@ -138,7 +138,7 @@ def _register_shapes() -> None:
 
     for shape, fn in SHAPES.items():
         name = f"field:sdf-{shape}"
-        register_dataset(name, f"neural field: signed distance to a {shape} in [-1, 1]^3")(
+        register_dataset(name, f"neural field: signed distance to a {shape} in [-1, 1]^3", kind="field")(
             functools.partial(SDFField, name, fn, f"signed distance to a {shape}"))
 
 

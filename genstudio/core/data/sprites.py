@@ -90,11 +90,11 @@ class SpritesDataset(Dataset):
         return x, y
 
 
-@register_dataset("sprites", "procedural dSprites-like sprites 3x32x32 with 6 known factors")
+@register_dataset("sprites", "procedural dSprites-like sprites 3x32x32 with 6 known factors", kind="image")
 def sprites() -> SpritesDataset:
     return SpritesDataset(32, "sprites")
 
 
-@register_dataset("sprites16", "the sprites dataset at 3x16x16 (fast on CPU)")
+@register_dataset("sprites16", "the sprites dataset at 3x16x16 (fast on CPU)", kind="image")
 def sprites16() -> SpritesDataset:
     return SpritesDataset(16, "sprites16")

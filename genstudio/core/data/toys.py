@@ -43,14 +43,14 @@ class GaussianMixture2D(Dataset):
         return (-(r[..., None] * d).sum(1) / var).to(x.dtype)
 
 
-@register_dataset("8gaussians", "8 Gaussians on a circle of radius 2 (exact density)")
+@register_dataset("8gaussians", "8 Gaussians on a circle of radius 2 (exact density)", kind="points2d")
 def eight_gaussians() -> GaussianMixture2D:
     ang = torch.arange(8) * (2 * math.pi / 8)
     means = 2.0 * torch.stack([ang.cos(), ang.sin()], 1)
     return GaussianMixture2D("8gaussians", means, 0.15, description="8 Gaussians on a circle")
 
 
-@register_dataset("gmm2d", "2-D Gaussian mixture, 3 unequal components (exact density)")
+@register_dataset("gmm2d", "2-D Gaussian mixture, 3 unequal components (exact density)", kind="points2d")
 def gmm2d() -> GaussianMixture2D:
     means = torch.tensor([[-1.5, -0.8], [1.2, -1.0], [0.0, 1.4]])
     return GaussianMixture2D("gmm2d", means, 0.35, torch.tensor([0.5, 0.3, 0.2]), "3-component mixture")
@@ -95,8 +95,8 @@ def _rings(n: int, g: torch.Generator | None) -> tuple[torch.Tensor, torch.Tenso
     return pts, ring
 
 
-register_dataset("moons", "two interleaved half moons")(lambda: _Procedural("moons", _moons, "two moons", 2))
-register_dataset("swissroll", "2-D swiss roll")(lambda: _Procedural("swissroll", _swiss_roll, "swiss roll"))
-register_dataset("checkerboard", "4x4 checkerboard (uniform on 8 squares)")(
+register_dataset("moons", "two interleaved half moons", kind="points2d")(lambda: _Procedural("moons", _moons, "two moons", 2))
+register_dataset("swissroll", "2-D swiss roll", kind="points2d")(lambda: _Procedural("swissroll", _swiss_roll, "swiss roll"))
+register_dataset("checkerboard", "4x4 checkerboard (uniform on 8 squares)", kind="points2d")(
     lambda: _Procedural("checkerboard", _checkerboard, "checkerboard"))
-register_dataset("rings", "4 concentric rings")(lambda: _Procedural("rings", _rings, "concentric rings", 4))
+register_dataset("rings", "4 concentric rings", kind="points2d")(lambda: _Procedural("rings", _rings, "concentric rings", 4))

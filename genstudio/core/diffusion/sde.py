@@ -16,7 +16,6 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from scipy.integrate import solve_ivp
 from torch import Tensor
 
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -248,6 +247,8 @@ def ode_rk45(sde: SDE, score_fn: ScoreFn, x: Tensor, rtol: float = 1e-5, atol: f
         with torch.no_grad():
             return sde.ode_drift(score_fn, xt, _tv(xt, t)).double().cpu().numpy().reshape(-1)
 
+    from scipy.integrate import solve_ivp  # at first use: scipy.integrate costs every importer ~0.1 s
+
     sol = solve_ivp(f, (sde.T, sde.eps), x.double().cpu().numpy().reshape(-1), method="RK45", rtol=rtol,
                     atol=atol, t_eval=t_eval)
     out = torch.as_tensor(sol.y[:, -1], dtype=dtype, device=device).reshape(shape)
@@ -311,6 +312,8 @@ def ode_log_prob(sde: SDE, score_fn: ScoreFn, x: Tensor, hutchinson: bool | None
         return np.concatenate([drift.double().cpu().numpy().reshape(-1), div.double().cpu().numpy()])
 
     y0 = np.concatenate([x.double().cpu().numpy().reshape(-1), np.zeros(n)])
+    from scipy.integrate import solve_ivp
+
     sol = solve_ivp(f, (sde.eps, sde.T), y0, method="RK45", rtol=rtol, atol=atol)
     z = torch.as_tensor(sol.y[:-n, -1], dtype=torch.float64).reshape(shape)
     delta = torch.as_tensor(sol.y[-n:, -1], dtype=torch.float64)

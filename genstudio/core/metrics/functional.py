@@ -23,7 +23,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from scipy.spatial.distance import cdist
 
 LN2 = math.log(2.0)
 
@@ -139,6 +138,14 @@ def kid(f1: Any, f2: Any, subsets: int = 100, subset_size: int = 1000, seed: int
         vals.append(_poly_mmd2(xi, yi))
     v = np.asarray(vals)
     return float(v.mean()), float(v.std(ddof=1)) if len(v) > 1 else 0.0
+
+
+def cdist(a: np.ndarray, b: np.ndarray, metric: str = "euclidean") -> np.ndarray:
+    """scipy's pairwise distances, imported at first use: scipy.spatial costs every importer of the
+    metrics (the train job, so the window) ~0.3 s."""
+    from scipy.spatial.distance import cdist as scipy_cdist
+
+    return scipy_cdist(a, b, metric)
 
 
 def _pair_sum(a: np.ndarray, b: np.ndarray, fn: Callable[[np.ndarray], np.ndarray], chunk: int = 1024) -> float:

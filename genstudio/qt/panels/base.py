@@ -47,6 +47,9 @@ class Panel(QWidget):
     area: ClassVar[str] = "tab:sampler"  # dock area, or "tab:<panel_id>" (behind that panel)
     order: ClassVar[int] = 100  # placement order in the window (lower first)
     tools: ClassVar[tuple[str, ...]] = ()  # the core tools it drives (genstudio.core.tools)
+    # False while its dock is closed or behind another tab (the window keeps it up to date; Qt
+    # leaves such panels "visible", only off-screen): panels skip redraws then, not updates.
+    on_screen: bool = True
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(parent)
@@ -68,6 +71,15 @@ class Panel(QWidget):
             return tools.why_not(tool, info, cls)
         except (OSError, ValueError, KeyError, RunError) as e:
             return str(e).strip("'\"")
+
+    def set_on_screen(self, visible: bool) -> None:
+        """The window says the panel's dock came into sight or left it; calls :meth:`screen_changed`."""
+        if visible != self.on_screen:
+            self.on_screen = visible
+            self.screen_changed(visible)
+
+    def screen_changed(self, visible: bool) -> None:
+        """The panel came into sight (catch up on skipped redraws) or left it."""
 
     def on_events(self, events: list[Event]) -> None:
         """A batch of events since the last tick (all kinds, all runs; filter by run_id)."""

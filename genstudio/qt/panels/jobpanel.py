@@ -65,11 +65,12 @@ class JobPanel(Panel):
 
     def _checkpoint_may_have_come(self, events: list[Event]) -> bool:
         """Whether to look for a first checkpoint again: the panel says the selected run has none,
-        and the run trained a step (checkpoints are written mid-run, with no STATUS event)."""
+        and the run wrote a checkpoint (CHECKPOINT) or changed status; not at every PROGRESS tick,
+        which listed the checkpoints folder ~30 times a second while a run trained."""
         if self._run is None or not str(getattr(self, "_why_shown", "") or "").startswith("no checkpoint"):
             return False
         rid = self._run.id
-        return any(e.run_id == rid and e.kind in (ev.PROGRESS, ev.STATUS) for e in events)
+        return any(e.run_id == rid and e.kind in (ev.CHECKPOINT, ev.STATUS) for e in events)
 
     def _show_why(self, why: str) -> None:
         """Say why the run cannot be used; take that back (only that) once it can."""

@@ -362,7 +362,11 @@ class OTPanel(JobPanel):
     def showEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
         """The first time the panel is seen it draws its sets (no work at window start-up)."""
         super().showEvent(event)
-        if self._points["a"] is None and self._points["b"] is None:
+        QTimer.singleShot(0, self, lambda: self.screen_changed(self.on_screen))  # after the dock says if it is seen
+
+    def screen_changed(self, visible: bool) -> None:
+        """Behind another tab Qt still "shows" it: the first solve waits until it is really seen."""
+        if visible and self._points["a"] is None and self._points["b"] is None:
             self.refresh_points()
 
     def _draw(self) -> None:

@@ -32,8 +32,9 @@ class RunOptions:
                                   "(pause and stop also write one)", range=(0, 1_000_000))
     n_preview: int = param(_SPEC_DEFAULTS.n_preview, "Samples in each logged grid (0 = auto: 64 images, "
                            "400 points of 2-D data)", range=(0, 4096))
-    preview_steps: int = param(_SPEC_DEFAULTS.preview_steps, "Sampling steps of each logged grid (0 = the "
-                               "plugin's default; e.g. 50 makes a 1000-step DDPM preview 20x faster)",
+    preview_steps: int = param(_SPEC_DEFAULTS.preview_steps, "Sampling steps of each logged grid (0 = auto: "
+                               "the plugin's cheap preview, e.g. 50 of DDPM's 1000; the monitor shows each "
+                               "preview's cost)",
                                range=(0, 100_000))
     keep_checkpoints: int = param(_SPEC_DEFAULTS.keep_checkpoints, "Checkpoints kept, newest first (0 = the "
                                   "plugin's choice: 3, every one for GANs, whose sampler steps through them; "

@@ -13,6 +13,7 @@ and clipped to the view.
 
 from __future__ import annotations
 
+import math
 import numbers
 import re
 from collections.abc import Callable
@@ -39,7 +40,6 @@ from PySide6.QtWidgets import (
     QVBoxLayout,
     QWidget,
 )
-from scipy.signal import lfilter
 
 from genstudio.core import events as ev
 from genstudio.core.events import Event
@@ -55,22 +55,48 @@ from genstudio.core.timelapse import (
 )
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.views import SampleView, colour
+from genstudio.qt.throttle import Throttle
 
 AXIS_COLUMNS = ("step", "time")  # x-axis choices; never offered as curves
 THUMB = 60  # px: filmstrip thumbnails (the strip shares the dock's height with the curves)
 LIVE_SCATTER = 512  # px: a live 2-D preview is drawn this big, so it stays sharp in a large pane
 SMOOTH_FROM = 200  # px: previews at least this big scale smoothly; smaller grids nearest (crisp pixels)
+REDRAW_HZ = 4.0  # live curve redraws a second at most (events come ~30/s; painting holds the GIL)
+X_AHEAD = 0.5  # the step axis reaches this fraction of the data's span past the newest point
+Y_PAD = 0.15  # slack above and below the curves, so a new low moves the y axis only now and then
+
+
+def sticky_range(cur: tuple[float, float], lo: float, hi: float, before: float, after: float
+                 ) -> tuple[float, float] | None:
+    """A new view range for data in [lo, hi], or None to keep ``cur``: kept while the data lies
+    inside it and fills at least half of it, so the axes are regenerated a few times a run, not
+    at every redraw. A new range has ``before`` / ``after`` of the data's span as slack."""
+    span = hi - lo
+    if lo >= cur[0] and hi <= cur[1] and span >= 0.5 * (cur[1] - cur[0]):
+        return None
+    span = span or abs(hi) or 1.0
+    return lo - before * span, hi + after * span
 
 
 def ema(y: np.ndarray, weight: float) -> np.ndarray:
     """Debiased exponential moving average (TensorBoard's smoothing):
     s_t = w s_{t-1} + (1 - w) y_t with s_{-1} = 0, divided by 1 - w^(t+1) so early points are not
-    dragged towards zero."""
+    dragged towards zero. Vectorised in chunks short enough that w^-k cannot overflow: numpy
+    only, since importing scipy.signal for lfilter in the GUI thread while a run trains stalls it."""
     y = np.asarray(y, dtype=np.float64)
     if weight <= 0 or y.size == 0:
         return y.copy()
-    s = lfilter([1.0 - weight], [1.0, -weight], y)
-    return s / (1.0 - weight ** np.arange(1, y.size + 1))
+    w = min(float(weight), 1.0 - 1e-12)
+    chunk = int(min(4096, max(1, 200.0 / -math.log(w))))  # w^-chunk < e^200: far from float64's limit
+    out = np.empty_like(y)
+    s = 0.0
+    for c in range(0, y.size, chunk):
+        seg = y[c:c + chunk]
+        j = np.arange(seg.size)
+        # s_{c+j} = w^(j+1) s_{c-1} + (1 - w) w^j sum_{i<=j} w^-i y_{c+i}
+        out[c:c + seg.size] = w ** (j + 1) * s + (1.0 - w) * w ** j * np.cumsum(seg * w ** -j)
+        s = out[c + seg.size - 1]
+    return out / (1.0 - w ** np.arange(1, y.size + 1))
 
 
 class History:
@@ -246,9 +272,13 @@ class TrainingPanel(Panel):
         self._curves: dict[tuple[str, str], tuple[pg.PlotDataItem, pg.PlotDataItem, tuple]] = {}
         self._drawn: dict[tuple[str, str], tuple] = {}
         self._samples: dict[int, np.ndarray | Path] = {}
+        self._preview_cost: dict[int, tuple[float, int | None]] = {}  # step -> (seconds, sampling steps)
         self._views: dict[str, dict[int, np.ndarray | Path]] = {}  # view name -> step -> image
         self._total_steps: int | None = None
         self._status = ""
+        self._follow = True  # the view fits the curves until the user pans or zooms ("A" fits again)
+        self._extent: list[tuple[np.ndarray, np.ndarray]] = []  # what the last redraw plotted
+        self.redraws = Throttle(self._live_redraw, REDRAW_HZ, lambda: self.on_screen, self)
         self._build()
 
     # -- UI ---------------------------------------------------------------------------------
@@ -299,6 +329,10 @@ class TrainingPanel(Panel):
         self.plot_item.setLabel("bottom", "step")
         self.legend = self.plot_item.addLegend(offset=(-10, 10))
         self.plot_item.setMenuEnabled(True)
+        vb = self.plot_item.getViewBox()
+        vb.disableAutoRange()  # pyqtgraph's auto-range re-fits (and re-ticks the axes) at every setData
+        vb.sigRangeChangedManually.connect(self._user_moved_view)
+        self.plot_item.autoBtn.clicked.connect(self._fit_again)
 
         samples = QWidget()
         sl = QVBoxLayout(samples)
@@ -393,9 +427,48 @@ class TrainingPanel(Panel):
         self.smoothing_label.setText(f"{self.smoothing_weight:.2f}")
         self.plot_item.setLabel("bottom", "step" if self.x_axis.currentData() == "step" else "wall time (s)")
         self._redraw()
+        self._fit_view(force=True)
 
     def _log_changed(self, *_: object) -> None:
         self.plot_item.setLogMode(x=self.log_x.isChecked(), y=self.log_y.isChecked())
+        self._fit_view(force=True)
+
+    def _user_moved_view(self, *_: object) -> None:
+        self._follow = False
+
+    def _fit_again(self) -> None:
+        """The plot's "A" button: follow the curves again (with our slack, not pyqtgraph's re-fit)."""
+        self._follow = True
+        self.plot_item.getViewBox().disableAutoRange()
+        self._fit_view(force=True)
+
+    def _fit_view(self, force: bool = False) -> None:
+        """Fit the view to the plotted curves (in view units: log10 on log axes) with slack."""
+        if not self._follow or not self._extent:
+            return
+        logs = (self.log_x.isChecked(), self.log_y.isChecked())
+        vb = self.plot_item.getViewBox()
+        cur = vb.viewRange()
+        new: dict[str, tuple[float, float]] = {}
+        for ax, (name, before, after) in enumerate((("xRange", 0.02, X_AHEAD), ("yRange", Y_PAD, Y_PAD))):
+            vals = [v[ax] for v in self._extent if v[ax].size]
+            if not vals:
+                continue
+            v = np.concatenate(vals)
+            if logs[ax]:
+                v = np.log10(v[v > 0])
+            if not v.size:
+                continue
+            keep = (np.inf, -np.inf) if force else tuple(cur[ax])  # an empty range: always refit
+            r = sticky_range(keep, float(v.min()), float(v.max()), before, after)
+            if r is not None:
+                new[name] = r
+        if new:
+            vb.setRange(**new, padding=0)
+
+    def screen_changed(self, visible: bool) -> None:
+        if visible:
+            self.redraws.flush()  # what arrived while it was out of sight, drawn once
 
     def _metric_toggled(self, item: QListWidgetItem) -> None:
         name = item.data(Qt.UserRole)
@@ -425,6 +498,7 @@ class TrainingPanel(Panel):
                 pass
         self._samples = {}
         self._views = {}
+        self._preview_cost = {}
         self._total_steps = None
         self._status = ""
         self.filmstrip_model.clear_cache()  # thumbnails are keyed by step: another run's must go
@@ -439,7 +513,9 @@ class TrainingPanel(Panel):
         self.pin.setEnabled(run is not None)
         self.pin.blockSignals(False)
         self._refresh_samples(follow=True)
+        self._follow = True  # another run: fit its curves
         self._redraw()
+        self._fit_view(force=True)
 
     def pin_run(self, run_id: str | None = None) -> None:
         """Keep ``run_id`` (default: the current run) overlaid when the selection changes."""
@@ -478,7 +554,9 @@ class TrainingPanel(Panel):
 
     def curve_points(self, name: str, run_id: str | None = None, smoothed: bool = False
                      ) -> tuple[np.ndarray, np.ndarray]:
-        """The (x, y) of a curve as drawn (raw or EMA), in data units (before any log mapping)."""
+        """The (x, y) of a curve as drawn (raw or EMA), in data units (before any log mapping);
+        a redraw the throttle holds back is drawn first."""
+        self.redraws.flush()
         rid = run_id or (self._run.id if self._run else None)
         entry = self._curves.get((rid, name))
         if entry is not None:
@@ -491,6 +569,13 @@ class TrainingPanel(Panel):
             raise KeyError(f"no history for run {rid!r}")
         x, y = self._xy(self._histories[rid], name)
         return x, (ema(y, self.smoothing_weight) if smoothed else y)
+
+    def preview_cost_text(self, step: int) -> str:
+        """" · preview 0.12 s (50 steps)" for a preview logged live, '' otherwise: what it cost the run."""
+        cost = self._preview_cost.get(step)
+        if cost is None:
+            return ""
+        return f" · preview {cost[0]:.2f} s" + (f" ({cost[1]} steps)" if cost[1] else "")
 
     def sample_steps(self) -> list[int]:
         return sorted(self._samples)
@@ -536,6 +621,8 @@ class TrainingPanel(Panel):
                     self._samples[int(e.data["step"])] = Path(path)
                 for name, img in (e.data.get("views") or {}).items():
                     self._views.setdefault(str(name), {})[int(e.data["step"])] = np.asarray(img)
+                if isinstance(e.data.get("seconds"), (int, float)):
+                    self._preview_cost[int(e.data["step"])] = (float(e.data["seconds"]), e.data.get("sample_steps"))
                 samples_changed = True
             elif e.kind == ev.STATUS:
                 self._status = str(e.data.get("status", ""))
@@ -553,8 +640,7 @@ class TrainingPanel(Panel):
             self._drawing = None
             self._refresh_samples(follow=self.sample_slider.value() >= self.sample_slider.maximum())
         if changed:
-            self._redraw()
-            self.filmstrip_model.labels_changed()
+            self.redraws.request()  # a few times a second at most, never while out of sight
         if getattr(self, "_drawing", None) is not None:
             self.sample_label.setText(f"drawing the preview of step {self._drawing:,}…")
 
@@ -652,8 +738,15 @@ class TrainingPanel(Panel):
             smooth.setData(x, ema(y, w), skipFiniteCheck=True)
             raw.setVisible(w > 0)  # without smoothing the "smoothed" curve is the raw one
             self._drawn[key] = stamp
+        self._extent = [(c[0].xData, c[0].yData) for c in self._curves.values() if c[0].xData is not None]
+        self._fit_view()
         self._draw_steering()
         self._update_throughput()
+
+    def _live_redraw(self) -> None:
+        """What new events change: curves, axes (only when the data leaves the view), captions."""
+        self._redraw()
+        self.filmstrip_model.labels_changed()
 
     def steering_labels(self) -> list[str]:
         """The markers' texts, e.g. "lr 0.001 → 0.0005 @ 600" (tests and screenshots read them)."""
@@ -765,7 +858,7 @@ class TrainingPanel(Panel):
         # big previews (scatter plots) scale smoothly; small grids nearest, each pixel a crisp block
         self.sample_canvas.setRenderHint(QPainter.SmoothPixmapTransform, min(img.shape[:2]) >= SMOOTH_FROM)
         self.sample_view.show_image(img)
-        self.sample_label.setText(f"step {step:,}")
+        self.sample_label.setText(f"step {step:,}" + self.preview_cost_text(step))
         index = self.filmstrip_model.index(i)
         if self.filmstrip.currentIndex() != index:
             self.filmstrip.setCurrentIndex(index)

@@ -736,6 +736,8 @@ class SplatViewerPanel(SceneViewerPanel):
     shows = (Gaussians,)  # scene items this viewer draws (a plugin's Scene face says what it exports)
     file_io = True
     lod = True
+    moving_budget: ClassVar[int] = 100_000  # splats drawn while the camera moves (each frame re-sorts them)
+    rest_ms: ClassVar[int] = 300  # the full budget comes back once the camera rests this long
     hint = ("Open a .ply / .splat file or select a splatting run (it updates at each checkpoint while it "
             "trains); click a camera frustum, or pick a view, to compare the render with its ground truth.")
 
@@ -787,6 +789,22 @@ class SplatViewerPanel(SceneViewerPanel):
             near, far = (float(v) for v in s.shared_program["u_depth"])
             if self.depth_bar.range != (near, far):
                 self.depth_bar.set_range(near, far)
+        if s is not None:
+            self._coarse_while_moving(s)
+
+    def _coarse_while_moving(self, s: Any) -> None:
+        """Low resolution while the camera moves: at most ``moving_budget`` splats (sorting 1M on
+        the CPU costs ~0.1 s a frame, and holds the GIL from a training run); all once it rests."""
+        clip, _ = self.clip()
+        last, self._last_clip = getattr(self, "_last_clip", None), clip
+        if last is None or np.allclose(clip, last, rtol=1e-6, atol=1e-9):
+            return
+        if s.budget > self.moving_budget:
+            s.budget = self.moving_budget
+        if getattr(self, "_rest", None) is None:
+            self._rest = QTimer(self, singleShot=True, interval=self.rest_ms)
+            self._rest.timeout.connect(self._budget_changed)  # the slider's budget again
+        self._rest.start()
 
     def describe(self) -> str:
         n = len(self.scene_item) if self.scene_item is not None else 0

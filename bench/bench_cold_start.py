@@ -1,0 +1,90 @@
+"""Cold start: a fresh process to the main window's first paint, against a fresh ``import torch``.
+
+Both are whole processes started in turn (A B A B ...), so the ratio is taken pair by pair and a
+machine that speeds up or slows down during the run moves both. The child paints the window the
+way ``genstudio gui`` builds it (QApplication + theme + MainWindow on a scratch store) and exits
+at the first paint event.
+
+    QT_QPA_PLATFORM=offscreen python bench/bench_cold_start.py [--repeats 5]
+    python bench/bench_cold_start.py --child   # one cold start, prints the seconds to first paint
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+T0 = time.perf_counter()
+
+
+def child() -> None:
+    """Build the window like ``genstudio gui`` and quit at its first paint."""
+    import tempfile
+    from pathlib import Path
+
+    from PySide6.QtCore import QEvent, QObject, QTimer
+
+    from genstudio.qt.app import create_app
+    from genstudio.qt.main_window import MainWindow
+
+    app = create_app()
+    with tempfile.TemporaryDirectory() as tmp:
+        from genstudio.core.runs import RunStore
+
+        w = MainWindow(store=RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "s.ini", restore=False)
+
+        class FirstPaint(QObject):
+            def eventFilter(self, obj: QObject, e: QEvent) -> bool:  # noqa: N802 - Qt override
+                if e.type() == QEvent.Paint:
+                    print(f"first paint {time.perf_counter() - T0:.3f} s after the script started", flush=True)
+                    QTimer.singleShot(0, app.quit)
+                    obj.removeEventFilter(self)
+                return False
+
+        f = FirstPaint()
+        w.installEventFilter(f)
+        w.show()
+        app.exec()
+        mods = sorted(m for m in ("scipy", "scipy.signal", "sklearn", "skimage", "vispy", "pyqtgraph.opengl")
+                      if m in sys.modules)
+        print("heavy modules loaded: " + (", ".join(mods) or "none"))
+        w.close()
+
+
+def wall(cmd: list[str]) -> float:
+    t = time.perf_counter()
+    subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"})
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    p = argparse.ArgumentParser()
+    p.add_argument("--repeats", type=int, default=5)
+    p.add_argument("--child", action="store_true")
+    a = p.parse_args()
+    if a.child:
+        child()
+        return
+    os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+    torch_cmd = [sys.executable, "-c", "import torch"]
+    gui_cmd = [sys.executable, __file__, "--child"]
+    wall(torch_cmd), wall(gui_cmd)  # warm the file cache
+    ratios, tt, tg = [], [], []
+    for _ in range(a.repeats):
+        t, g = wall(torch_cmd), wall(gui_cmd)
+        tt.append(t)
+        tg.append(g)
+        ratios.append(g / t)
+    subprocess.run(gui_cmd, check=True)
+    print(f"import torch        : median {statistics.median(tt):.2f} s  (min {min(tt):.2f}, max {max(tt):.2f})")
+    print(f"window, first paint : median {statistics.median(tg):.2f} s  (min {min(tg):.2f}, max {max(tg):.2f})")
+    print(f"ratio (pairwise)    : median {statistics.median(ratios):.2f}  (min {min(ratios):.2f}, "
+          f"max {max(ratios):.2f}, n={a.repeats})")
+
+
+if __name__ == "__main__":
+    main()

@@ -232,12 +232,10 @@ def load_wav_folder(arg: str, sr: int = SAMPLE_RATE) -> AudioFolder:
             pass
     if not 0.05 <= seconds <= 30:
         raise AudioError(f"wav:{arg}: SECONDS must be between 0.05 and 30, got {seconds:g}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise AudioError(f"audio folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in AUDIO_SUFFIXES)
-    if not files:
-        raise AudioError(f"no audio files ({', '.join(sorted(AUDIO_SUFFIXES))}) under {root}")
+    from genstudio.core.data.folder import user_files
+
+    root, files = user_files(path, AUDIO_SUFFIXES, "audio folder",
+                             f"audio files ({', '.join(sorted(AUDIO_SUFFIXES))})", AudioError)
     n = int(round(sr * seconds))
     clips, errors = [], []
     for p in files:

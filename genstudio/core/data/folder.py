@@ -5,6 +5,7 @@ Files pillow cannot read are skipped (and counted); an image over the pixel limi
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +23,19 @@ class FolderError(ValueError):
     """A ``folder:`` argument that names no usable images (or a bad size)."""
 
 
+
+def user_files(path: str, suffixes: Collection[str], folder: str, what: str,
+               error: type[Exception]) -> tuple[Path, list[Path]]:
+    """(folder, its files with one of ``suffixes``, sorted, searched recursively) of a user's data
+    folder; ``error`` saying which is missing when the folder or the files are not there."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise error(f"{folder} not found: {root}")
+    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in suffixes)
+    if not files:
+        raise error(f"no {what} under {root}")
+    return root, files
+
 def load_folder(arg: str, default_size: int = 32) -> TensorDataset:
     """``arg`` is ``PATH`` or ``PATH:SIZE``; images become RGB (or L if all are grey) in [-1, 1]."""
     path, size = arg, default_size
@@ -30,12 +44,7 @@ def load_folder(arg: str, default_size: int = 32) -> TensorDataset:
         path, size = head, int(tail)
         if not 1 <= size <= MAX_SIZE:
             raise FolderError(f"folder:{arg}: SIZE must be between 1 and {MAX_SIZE}, got {size}")
-    root = Path(path).expanduser()
-    if not root.is_dir():
-        raise FolderError(f"image folder not found: {root}")
-    files = sorted(p for p in root.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-    if not files:
-        raise FolderError(f"no images (png/jpg/bmp/webp) under {root}")
+    root, files = user_files(path, IMAGE_SUFFIXES, "image folder", "images (png/jpg/bmp/webp)", FolderError)
     images, classes, skipped = [], [], 0
     for p in files:
         try:

@@ -76,6 +76,8 @@ STATE_VERSION = 1
 ACTIVITY_LINES = 5  # lines the activity log shows (it scrolls; View → Activity log hides it)
 OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
 OPEN_SCENE = "__open_scene__"  # dataset picker entry that asks for a transforms.json scene folder
+OPEN_AUDIO = "__open_audio__"  # dataset picker entry that asks for a folder of audio files
+OPENERS = (OPEN_FOLDER, OPEN_SCENE, OPEN_AUDIO)
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}
@@ -342,6 +344,9 @@ class MainWindow(QMainWindow):
         act = QAction("Open image folder…", self)
         act.triggered.connect(self.open_image_folder)
         file_menu.addAction(act)
+        act = QAction("Open audio folder…", self)
+        act.triggered.connect(self.open_audio_folder)
+        file_menu.addAction(act)
         act = QAction("Watch a run folder…", self)  # a run another process trains
         act.triggered.connect(self.choose_watch_folder)
         file_menu.addAction(act)
@@ -476,6 +481,12 @@ class MainWindow(QMainWindow):
                 self._add_folder_item(folder)
             combo.addItem("Open image folder…", OPEN_FOLDER)
             combo.setItemData(combo.count() - 1, "Train on your own images (png/jpg), resized", Qt.ToolTipRole)
+        if "wav" in sources:
+            for folder in self._recent_folders("audio"):
+                self._add_folder_item(folder, OPEN_AUDIO)
+            combo.addItem("Open audio folder…", OPEN_AUDIO)
+            combo.setItemData(combo.count() - 1, "Train on your own audio files (wav/flac/ogg), mono, resampled",
+                              Qt.ToolTipRole)
         if "transforms" in sources:
             for scene in self._recent_folders("scenes"):
                 self._add_folder_item(scene, OPEN_SCENE)
@@ -484,7 +495,7 @@ class MainWindow(QMainWindow):
                               "images", Qt.ToolTipRole)
         combo.blockSignals(False)
         if not self.select_dataset(keep) and not any(self.select_dataset(d) for d in DEFAULT_DATASETS):
-            combo.setCurrentIndex(0 if combo.count() and combo.itemData(0) not in (OPEN_FOLDER, OPEN_SCENE) else -1)
+            combo.setCurrentIndex(0 if combo.count() and combo.itemData(0) not in OPENERS else -1)
         self._last_dataset_index = combo.currentIndex()
 
     def _add_folder_item(self, spec: str, before: str = OPEN_FOLDER) -> int:
@@ -510,10 +521,10 @@ class MainWindow(QMainWindow):
 
     def current_dataset(self) -> str | None:
         d = self.dataset_combo.currentData()
-        return None if d in (None, OPEN_FOLDER, OPEN_SCENE) else d
+        return None if d is None or d in OPENERS else d
 
     def _dataset_changed(self, index: int) -> None:
-        if self.dataset_combo.itemData(index) not in (OPEN_FOLDER, OPEN_SCENE):
+        if self.dataset_combo.itemData(index) not in OPENERS:
             self._last_dataset_index = index
         self._form_follows_data()
         self._update_controls()
@@ -524,11 +535,12 @@ class MainWindow(QMainWindow):
         form = getattr(settings, "form", None)
         name = self.current_dataset()
         if form is not None and hasattr(form, "set_data_kind"):
-            form.set_data_kind(dataset_kind(name) if name and not name.startswith(("folder:", "transforms:"))
-                               else ("image" if name and name.startswith("folder:") else None))
+            user = {"folder": "image", "wav": "audio"}.get(name.partition(":")[0]) if name else None
+            form.set_data_kind(user or (dataset_kind(name) if name and not name.startswith("transforms:") else None))
 
     def _dataset_activated(self, index: int) -> None:
-        action = {OPEN_FOLDER: self.open_image_folder, OPEN_SCENE: self.open_scene_folder}.get(
+        action = {OPEN_FOLDER: self.open_image_folder, OPEN_SCENE: self.open_scene_folder,
+                  OPEN_AUDIO: self.open_audio_folder}.get(
             self.dataset_combo.itemData(index))
         if action is not None and not action():
             self.dataset_combo.setCurrentIndex(self._last_dataset_index)
@@ -560,22 +572,31 @@ class MainWindow(QMainWindow):
 
     def open_image_folder(self, path: str | None = None) -> bool:
         """Add ``folder:PATH`` to the dataset picker (asks when ``path`` is None) and select it."""
+        return self._open_user_folder(path, "folder", "folders", OPEN_FOLDER, "images")
+
+    def open_audio_folder(self, path: str | None = None) -> bool:
+        """Add ``wav:PATH`` (a folder of audio files) to the dataset picker and select it."""
+        return self._open_user_folder(path, "wav", "audio", OPEN_AUDIO, "audio")
+
+    def _open_user_folder(self, path: str | None, prefix: str, key: str, before: str, what: str) -> bool:
+        """A folder of the user's own data as the dataset ``PREFIX:PATH``: checked by loading it (one
+        clear error otherwise), remembered among the recent ones under ``key`` and selected."""
         path = path or self.choose_folder()
         if not path:
             return False
-        spec = f"folder:{path}"
+        spec = f"{prefix}:{path}"
         try:
             get_dataset(spec)
         except Exception as exc:  # noqa: BLE001
             self.show_error(f"Cannot use {path}: {exc}", traceback.format_exc())
             return False
         pid = self.current_plugin()
-        if pid and "folder" not in user_data_sources(self.registry.entries[pid].info.data_kinds):
-            self.show_error(f"{pid} does not train on images; pick an image plugin first")
+        if pid and prefix not in user_data_sources(self.registry.entries[pid].info.data_kinds):
+            self.show_error(f"{pid} does not train on {what}; pick a plugin for {what} first")
             return False
-        folders = [spec] + [f for f in self._recent_folders() if f != spec]
-        self.settings.setValue("choices/folders", json.dumps(folders[:8]))
-        self.dataset_combo.setCurrentIndex(self._add_folder_item(spec))
+        folders = [spec] + [f for f in self._recent_folders(key) if f != spec]
+        self.settings.setValue(f"choices/{key}", json.dumps(folders[:8]))
+        self.dataset_combo.setCurrentIndex(self._add_folder_item(spec, before))
         return True
 
     def open_scene_folder(self, path: str | None = None) -> bool:
@@ -596,7 +617,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _recent_folders(self, key: str = "folders") -> list[str]:
-        prefix = "folder:" if key == "folders" else "transforms:"
+        prefix = {"folders": "folder:", "audio": "wav:"}.get(key, "transforms:")
         try:
             v = json.loads(self.settings.value(f"choices/{key}", "[]") or "[]")
             return [f for f in v if isinstance(f, str) and f.startswith(prefix)]
@@ -680,6 +701,8 @@ class MainWindow(QMainWindow):
             self.dataset_combo.setCurrentIndex(self._add_folder_item(ds))
         elif str(ds).startswith("transforms:") and "transforms" in sources:
             self.dataset_combo.setCurrentIndex(self._add_folder_item(ds, OPEN_SCENE))
+        elif str(ds).startswith("wav:") and "wav" in sources:
+            self.dataset_combo.setCurrentIndex(self._add_folder_item(ds, OPEN_AUDIO))
 
     def start_training(self) -> Run | None:
         """Start: create a run from the pickers and the settings form, then train it in the worker."""

@@ -430,3 +430,31 @@ def test_shot_writes_window_and_panel_pngs(qapp, tmp_path):
     assert seen and 100 < img.width() < 1400
     with pytest.raises(KeyError):
         shot("nope", tmp_path / "x.png")
+
+
+def test_codec_trains_on_an_audio_folder_opened_in_the_picker(main_window, qtbot, tmp_path):
+    """Issue 15's own WAV folder from the GUI: "Open audio folder…" checks it (a folder without audio
+    is one error), adds wav:PATH to the picker and a codec run trains on it."""
+    import numpy as np
+
+    from genstudio.core.data.audio import write_wav
+
+    w = main_window
+    assert w.select_plugin("codec")
+    assert w.dataset_combo.findText("Open audio folder…") >= 0
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not w.open_audio_folder(str(empty)) and "no audio files" in w.errors[-1][0]
+    w.errors.clear()
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    t = np.arange(8000) / 8000
+    for i, f0 in enumerate((220.0, 330.0, 440.0)):
+        write_wav(clips / f"tone{i}.wav", 0.5 * np.sin(2 * np.pi * f0 * t), 8000)
+    assert w.open_audio_folder(str(clips))
+    assert w.current_dataset() == f"wav:{clips}"
+    configure(w, plugin="codec", dataset=f"wav:{clips}", steps=4, config={"batch_size": 2, "channels": 4},
+              log_every=2, sample_every=0, checkpoint_every=0)
+    run = start(qtbot, w)
+    qtbot.waitUntil(lambda: status_of(run) == "completed", timeout=TIMEOUT)
+    assert run.info()["dataset"] == f"wav:{clips}" and run.checkpoints() and not w.errors

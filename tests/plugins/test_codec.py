@@ -122,7 +122,7 @@ def test_training_uses_random_depths_and_reports_per_level():
 def test_shared_contract_runs_on_the_codec(with_codec, tmp_path):
     assert test_contract.DATASETS["audio"] == "audio:tones"
     assert any(p.values[0] == "codec" for p in test_contract._cases())
-    test_contract.test_plugin_contract("codec", "audio:tones", tmp_path)
+    test_contract.test_plugin_contract("codec", "audio:tones", tmp_path, torch.device("cpu"))
 
 
 def test_reconstruct_all_and_export(model, tmp_path):

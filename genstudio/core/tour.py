@@ -14,8 +14,7 @@ A stage::
     job = "train"               # one of JOBS ("" = nothing runs: a caption only)
     caption = "What you see, and why it matters."
     hold = 4                    # seconds an automatic tour (--auto) lingers after the job
-    [stages.settings]           # the job's settings (JOBS lists the keys)
-    plugin = "ddpm"
+    [stages.settings]           # the job's settings (JOBS lists the keys): plugin, dataset, steps...
     [stages.quick]              # overrides used by --quick (tests, a fast check of the tour)
     steps = 40
 """

@@ -155,7 +155,7 @@ def eval_clipscore(ctx: Any, name: str) -> dict[str, Any]:
     mismatched = clip_scores(enc, real.x, np.roll(np.array(real.captions), 1).tolist()).mean()
     se = float(s.std(ddof=1) / np.sqrt(len(s))) if len(s) > 1 else float("nan")
     return {"clipscore": {"value": float(s.mean()), "ci_low": float(s.mean() - 1.96 * se),
-                          "ci_high": float(s.mean() + 1.96 * se), "extractor": "clip",
+                          "ci_high": float(s.mean() + 1.96 * se), "extractor": "contrastive",
                           "note": f"100 * max(cos, 0) under the contrastive encoder, {len(s)} seen test prompts (mean "
                                   f"+- 1.96 se); real matched pairs score {matched:.1f}, mismatched {mismatched:.1f}",
                           "real_matched": float(matched), "real_mismatched": float(mismatched)}}

@@ -57,7 +57,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("eval", "Evaluation", "genstudio.core.eval.evaluate"),
     Tool("scene", "The 3-D viewer", "genstudio.core.scene", requires=("Scene",)),
     Tool("views", "Model views", "genstudio.core.jobs.train", requires=("Views",)),
-    Tool("codec", "The codec explorer", "genstudio.core.tools.codec.codec_job", requires=("Codec",)),
+    Tool("bitrates", "The codec explorer: every bitrate decoded", "genstudio.core.tools.codec.codec_job", requires=("Codec",)),
 )}
 
 

@@ -57,10 +57,10 @@ def audio_output() -> tuple[Player | None, str]:
 
 
 class CodecPanel(JobPanel):
-    panel_id = "codec"
+    panel_id = "bitrates"
     title = "Codec"
     order = 78
-    tools = ("codec",)
+    tools = ("bitrates",)
 
     def __init__(self, ctx: AppContext, parent: QWidget | None = None) -> None:
         super().__init__(ctx, parent)
@@ -148,7 +148,7 @@ class CodecPanel(JobPanel):
         lay.addWidget(self.summary)
         lay.addWidget(self.status)
 
-        self.decode_button.clicked.connect(lambda: self._toggle("codec", self.decode_button, self.start_decode))
+        self.decode_button.clicked.connect(lambda: self._toggle("bitrates", self.decode_button, self.start_decode))
         self.slider.valueChanged.connect(self._redraw)
         self.clip_spin.valueChanged.connect(self._redraw)
         self.play_in.clicked.connect(lambda: self.play(False))
@@ -177,8 +177,8 @@ class CodecPanel(JobPanel):
         self._update_buttons()
 
     def _update_buttons(self) -> None:
-        why = self._can_sample() or self.why_not("codec", self._run)
-        self._job_button(self.decode_button, "codec", "Decode clips", "Stop", why)
+        why = self._can_sample() or self.why_not("bitrates", self._run)
+        self._job_button(self.decode_button, "bitrates", "Decode clips", "Stop", why)
         have = self.result is not None
         for b, what in ((self.play_in, "input"), (self.play_out, "reconstruction")):
             b.setEnabled(have)
@@ -190,21 +190,21 @@ class CodecPanel(JobPanel):
 
     def start_decode(self) -> Control | None:
         run = self._run
-        if run is None or self._can_sample() or self.why_not("codec", run):
+        if run is None or self._can_sample() or self.why_not("bitrates", run):
             return None
-        bus, token = self.ctx.bus, self._new_token("codec")
+        bus, token = self.ctx.bus, self._new_token("bitrates")
 
         def job(control: Control):
             result = yield from codec_job(run, N_CLIPS, 0, control)
             bus.emit(CODEC_RESULT, run.id, result=result, token=token)
 
-        return self._launch("codec", run, job, "encoding and decoding at every bitrate…")
+        return self._launch("bitrates", run, job, "encoding and decoding at every bitrate…")
 
     def on_events(self, events: list[Event]) -> None:
         for e in events:
             if e.kind == CODEC_RESULT and self._run is not None and e.run_id == self._run.id \
-                    and self._current(e, "codec"):
-                self._done("codec")
+                    and self._current(e, "bitrates"):
+                self._done("bitrates")
                 self._result_run = e.run_id
                 self.set_result(e.data["result"])
                 self.status.setText(f"decoded {len(e.data['result'].x)} clips at "

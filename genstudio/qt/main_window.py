@@ -114,6 +114,35 @@ def load_panel_classes(specs: Sequence[PanelSpec] | None = None) -> tuple[list[t
     return ok, errors
 
 
+LAZY_PANELS = os.environ.get("GENSTUDIO_EAGER_PANELS", "") != "1"  # 1: build every panel at start (debugging)
+
+
+class LazyPanels(dict):
+    """Panel id -> panel, where a panel not built yet (a tab no one has raised) is built on first
+    ``panels[pid]`` / ``panels.get(pid)``; iterating gives the built ones only, so events and run
+    changes never build a hidden panel (issue #18: building all of them was ~1 s of cold start)."""
+
+    def __init__(self, build: Callable[[str], Any], pending: dict[str, Any]) -> None:
+        super().__init__()
+        self._build = build
+        self._pending = pending
+
+    def __missing__(self, pid: str) -> Any:
+        panel = self._build(pid)
+        if panel is None:
+            raise KeyError(pid)
+        return panel
+
+    def get(self, pid: str, default: Any = None) -> Any:  # type: ignore[override]
+        try:
+            return self[pid]
+        except KeyError:
+            return default
+
+    def __contains__(self, pid: object) -> bool:
+        return dict.__contains__(self, pid) or pid in self._pending
+
+
 def make_settings(path: str | os.PathLike | None = None) -> QSettings:
     """QSettings at ``path`` / $GENSTUDIO_SETTINGS (ini file), else the platform's default place."""
     path = path or os.environ.get(SETTINGS_ENV)
@@ -142,7 +171,8 @@ class MainWindow(QMainWindow):
         self.bus = EventBus()
         self.settings = settings or make_settings(settings_path)
         self.errors: list[tuple[str, str]] = []  # every error shown (tests read it)
-        self.panels: dict[str, Panel] = {}
+        self._deferred: dict[str, tuple[type, QDockWidget]] = {}  # panel id -> (class, its dock) not built yet
+        self.panels: dict[str, Panel] = LazyPanels(self._build_deferred, self._deferred)  # built when first seen
         self._pending_steer: dict[str, dict[str, Any]] = {}  # run id -> live settings for its next job
         self.docks: dict[str, QDockWidget] = {}
         self._run: Run | None = None
@@ -299,19 +329,18 @@ class MainWindow(QMainWindow):
         placed: dict[str, list[QDockWidget]] = {}
         tabs_front: list[QDockWidget] = []
         for cls, area in self._panel_classes:
-            try:
-                panel = cls(self)
-            except Exception as exc:  # noqa: BLE001 - a broken panel must not take the window down
-                log.exception("panel %s failed to build", cls.__name__)
-                self.panel_errors[cls.__name__] = f"{exc.__class__.__name__}: {exc}"
+            behind = self.docks.get(area[4:]) if area.startswith("tab:") else None
+            dock = QDockWidget(cls.title, self)
+            dock.setObjectName(f"dock_{cls.panel_id}")
+            if behind is not None and LAZY_PANELS:  # off screen at start: built when its tab is first raised
+                dock.setWidget(QWidget())
+                self._deferred[cls.panel_id] = (cls, dock)
+                dock.visibilityChanged.connect(partial(self._deferred_seen, cls.panel_id))
+            elif not self._place_panel(cls, dock):
+                dock.deleteLater()
                 continue
-            dock = QDockWidget(panel.title, self)
-            dock.setObjectName(f"dock_{panel.panel_id}")
-            dock.setWidget(panel)
-            dock.visibilityChanged.connect(panel.set_on_screen)  # a tab behind another: no redraws
             dock.setFeatures(QDockWidget.DockWidgetMovable | QDockWidget.DockWidgetFloatable
                              | QDockWidget.DockWidgetClosable)
-            behind = self.docks.get(area[4:]) if area.startswith("tab:") else None
             siblings = placed.setdefault(area, [])
             if behind is not None:
                 self.tabifyDockWidget(behind, dock)
@@ -321,8 +350,7 @@ class MainWindow(QMainWindow):
             else:
                 self.addDockWidget(AREAS.get(area, Qt.RightDockWidgetArea), dock)
             siblings.append(dock)
-            self.panels[panel.panel_id] = panel
-            self.docks[panel.panel_id] = dock
+            self.docks[cls.panel_id] = dock
         for dock in tabs_front:  # the panel a tab was added behind stays in front
             dock.raise_()
         runs = self.panels.get("runs")
@@ -337,6 +365,39 @@ class MainWindow(QMainWindow):
             docks = [self.docks[n] for n in names if n in self.docks]
             if docks:
                 self.resizeDocks(docks, list(heights[:len(docks)]), Qt.Vertical)
+
+    def _place_panel(self, cls: type, dock: QDockWidget) -> Panel | None:
+        """Build one panel into its dock; a panel that fails is logged and listed, never fatal."""
+        try:
+            panel = cls(self)
+        except Exception as exc:  # noqa: BLE001 - a broken panel must not take the window down
+            log.exception("panel %s failed to build", cls.__name__)
+            self.panel_errors[cls.__name__] = f"{exc.__class__.__name__}: {exc}"
+            return None
+        dock.setWidget(panel)
+        dock.visibilityChanged.connect(panel.set_on_screen)  # a tab behind another: no redraws
+        dict.__setitem__(self.panels, panel.panel_id, panel)
+        return panel
+
+    def _deferred_seen(self, pid: str, visible: bool) -> None:
+        if visible:
+            self._build_deferred(pid, on_screen=True)
+
+    def _build_deferred(self, pid: str, on_screen: bool = False) -> Panel | None:
+        """Build a panel whose tab has not been seen yet (its dock is shown, or code asked for it)
+        and bring it up to date with the selected run; None if ``pid`` is no such panel."""
+        if pid not in self._deferred:
+            return None
+        cls, dock = self._deferred.pop(pid)
+        placeholder = dock.widget()
+        panel = self._place_panel(cls, dock)
+        if placeholder is not None and panel is not None:
+            placeholder.deleteLater()
+        if panel is not None:
+            panel.set_on_screen(on_screen)
+            if self._run is not None:
+                self._safely(panel.set_run, self._run)
+        return panel
 
     def _build_menus(self) -> None:
         mb = self.menuBar()

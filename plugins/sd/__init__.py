@@ -33,12 +33,14 @@ from genstudio.core.config import param
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.data.captions import CaptionsDataset
 from genstudio.core.diffusion import q_sample
+from genstudio.core.imaging import readable_scale, to_uint8
+from genstudio.core.latent import labelled_grid
 from genstudio.core.nn import ema_decay_at, ema_update
 from genstudio.core.nn.ema import ema_copy
 from genstudio.core.nn.text import TextEncoder
 from genstudio.core.nn.text_unet import TextUNet
 from genstudio.core.nn.unet import default_mults
-from genstudio.core.plugin import PluginInfo, SampleOption, SampleState
+from genstudio.core.plugin import PluginInfo, SampleOption, SampleState, final_state
 from genstudio.core.text import Tokenizer
 
 PREVIEW_PROMPTS = ("a red circle", "a blue square", "two triangles", "a yellow circle left of a red square")
@@ -184,8 +186,26 @@ class TextDiffusion:
             out["attn"] = self._attn.float().cpu()
         return out
 
-    def preview_prompts(self) -> tuple[str, ...]:
-        return PREVIEW_PROMPTS
+    @torch.no_grad()
+    def views(self) -> dict[str, Any]:
+        """"prompts": two samples for each fixed preview prompt (its row label), at the config's
+        guidance and the preview's step count: what the training monitor shows next to the loss."""
+        k = 2
+        prompts = [p for p in PREVIEW_PROMPTS for _ in range(k)]
+        steps = min(50, getattr(self, "preview_steps", None) or 25)
+        x = final_state(self.sample(len(prompts), seed=0, prompt=prompts, steps=steps)).x  # type: ignore
+        scale = readable_scale(*x.shape[-2:], cell=48)
+        tiles = to_uint8(x.cpu()).transpose(0, 2, 3, 1).repeat(scale, 1).repeat(scale, 2)
+        title = f"fixed prompts, guidance {self.config.guidance:g}, {steps} steps"  # type: ignore[attr-defined]
+        return {"prompts": labelled_grid(tiles, k, list(PREVIEW_PROMPTS), [f"sample {i + 1}" for i in range(k)], title)}
+
+    def extra_state(self) -> dict[str, Any]:
+        return {**super().extra_state(), "tokenizer": self.tokenizer.to_json()}  # type: ignore[misc]
+
+    def load_extra_state(self, state: dict[str, Any]) -> None:
+        super().load_extra_state(state)  # type: ignore[misc]
+        if "tokenizer" in state:
+            self.tokenizer = Tokenizer.from_json(state["tokenizer"])
 
 
 @dataclass
@@ -292,14 +312,6 @@ class SDPlugin(TextDiffusion, LDMPlugin):
                 ("denoiser", f"U-Net + cross-attention on a {'x'.join(map(str, self.latent_shape))} latent"),
                 ("scheduler", f"{c.schedule} {c.timesteps}-step chain; ddim {c.sample_steps} steps by default"),
                 ("VAE decoder", vae)]
-
-    def extra_state(self) -> dict[str, Any]:
-        return {**super().extra_state(), "tokenizer": self.tokenizer.to_json()}
-
-    def load_extra_state(self, state: dict[str, Any]) -> None:
-        super().load_extra_state(state)
-        if "tokenizer" in state:
-            self.tokenizer = Tokenizer.from_json(state["tokenizer"])
 
 
 PLUGIN = SDPlugin

@@ -5,7 +5,6 @@ import torch
 from genstudio_plugins.imagen import ImagenConfig, ImagenPlugin, dynamic_threshold
 
 from genstudio.core.data import get_dataset
-from genstudio.core.plugin import final_state
 
 
 def test_dynamic_threshold_closed_form():

@@ -34,6 +34,8 @@ def default_mults(size: int) -> tuple[int, ...]:
 
 
 class ResBlock(nn.Module):
+    takes_emb = True  # called as block(h, e); UNet.forward asks this, so wrappers (cross-attention) can too
+
     def __init__(self, cin: int, cout: int, emb_dim: int, dropout: float = 0.0) -> None:
         super().__init__()
         self.norm1 = nn.GroupNorm(_groups(cin), cin)
@@ -127,11 +129,11 @@ class UNet(nn.Module):
         h = self.conv_in(x)
         hs = [h]
         for m in self.down:
-            h = m(h, e) if isinstance(m, ResBlock) else m(h)
+            h = m(h, e) if getattr(m, "takes_emb", False) else m(h)
             hs.append(h)
         h = self.mid2(self.mid_attn(self.mid1(h, e)), e)
         for m in self.up:
-            if isinstance(m, ResBlock):
+            if getattr(m, "takes_emb", False):
                 h = m(torch.cat([h, hs.pop()], dim=1), e)
             else:
                 h = m(h)

@@ -256,7 +256,7 @@ class UnifiedPlugin(DallePlugin):
         real = (~self.tokenizer.padding_mask(ids)) & (ids != self.tokenizer.eos_id)
         k = int(real.sum(1).min())  # the shortest prompt's words start every row
         done_ids = ids[:, :k]
-        for done_ids, _ in self.ar_text(self._marks(n, "cap"), ids[:, :k], g, opts[1], opts[2]):
+        for done_ids, _ in self.ar_text(self._marks(n, "cap"), ids[:, :k], g, opts[1], opts[2]):  # noqa: B007
             pass
         captions = self.caption_text(done_ids)
         yield from self.text_to_image(self.tokenizer.encode(captions).to(self.device), g, every, opts, decoding, steps,

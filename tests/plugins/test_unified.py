@@ -45,7 +45,7 @@ def test_rows_after_their_eos_stay_padding(model):
     prefix = model.i2t_prefix(model.encode_images(model.test_images(4, 0)))
     start = torch.zeros(4, 0, dtype=torch.long)
     ids = done = None
-    for ids, done in model.ar_text(prefix, start, model.generator(0), 1.0, 0):
+    for ids, done in model.ar_text(prefix, start, model.generator(0), 1.0, 0):  # noqa: B007
         pass
     assert done.all() or ids.shape[1] == model.text_len
     for row in ids.tolist():

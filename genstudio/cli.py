@@ -423,6 +423,12 @@ def _declared_options(pairs: list[str]) -> dict[str, Any]:
     return out
 
 
+def _token_sampling_flags(args: argparse.Namespace) -> dict[str, Any]:
+    """--temperature / --top-k / --mode / --decoding: the token models' declared options, as flags."""
+    return {k: getattr(args, k) for k in ("temperature", "top_k", "mode", "decoding")
+            if getattr(args, k, None) is not None}
+
+
 def cmd_sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
@@ -434,6 +440,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule), ("prompt", args.prompt)) if v is not None}
     extra.update(_declared_options(args.option or []))
+    extra.update(_token_sampling_flags(args))
     if extra:
         from genstudio.core.plugin import option_error, sample_options
         from genstudio.core.registry import registry
@@ -462,6 +469,7 @@ def cmd_sample(args: argparse.Namespace) -> int:
                       every=1, keep_states=bool(every), thin=every or 1, device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
     result = None
+    st = None
     try:
         while True:
             st = next(gen)
@@ -475,6 +483,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(result.npz)
     for path in result.files:  # audio runs: a 16-bit WAV per clip
         print(path)
+    for text in (st.extras.get("caption") or ()) if st is not None else ():  # image -> caption runs
+        print(f"caption: {text}")
     if args.gif:
         print(_write_trajectory(result.states, args.gif))
     return 0
@@ -972,6 +982,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", metavar="NAME=VALUE",
                    help="any other sampling option the plugin declares, e.g. truncation=0.5 (GANs), mix_seed=3 "
                         "crossover=1 (StyleGAN); `genstudio plugins -v` lists them (repeatable)")
+    s.add_argument("--temperature", type=float, default=None, help="token samplers: softmax temperature (0 = greedy)")
+    s.add_argument("--top-k", dest="top_k", type=int, default=None, help="token samplers: draw from the k likeliest")
+    s.add_argument("--mode", default=None, help="unified model: text2image, image2caption or caption_completion")
+    s.add_argument("--decoding", default=None, help="unified model: autoregressive or maskgit image tokens")
     s.set_defaults(fn=cmd_sample)
     s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -167,3 +167,82 @@ METRIC_INFO = {"geneval": ("GenEval-like prompt alignment (seen combinations)", 
                "geneval_heldout": ("GenEval-like prompt alignment (held-out combinations)", "higher"),
                "clipscore": ("CLIPScore-like text-image agreement", "higher")}
 METRIC_RANGE = {"geneval": (0.0, 1.0), "geneval_heldout": (0.0, 1.0), "clipscore": (0.0, 100.0)}
+
+
+# -- captioning: image -> caption, checked against the scene graph (additive) ------------------------
+def caption_facts(prompt: C.Prompt) -> set[tuple]:
+    """The attribute-level facts a caption states: how many objects, each shape present, its colour
+    where said (bound to the shape), counts of a counting caption, the relation where said."""
+    facts: set[tuple] = {("objects", len(prompt.objects))}
+    for o in prompt.objects:
+        facts.add(("shape", o.shape))
+        if o.colour:
+            facts.add(("colour", o.shape, o.colour))
+    if prompt.category == "counting":
+        facts.add(("count", prompt.objects[0].shape, len(prompt.objects)))
+    if prompt.relation != "and":
+        facts.add(("relation", prompt.objects[0].shape, prompt.relation, prompt.objects[1].shape))
+    return facts
+
+
+def fact_holds(fact: tuple, objects: Sequence[C.Obj]) -> bool:
+    """Whether a scene graph's objects make ``fact`` (from :func:`caption_facts`) true."""
+    kind = fact[0]
+    if kind == "objects":
+        return len(objects) == fact[1]
+    if kind == "shape":
+        return any(o.shape == fact[1] for o in objects)
+    if kind == "colour":
+        return any(o.shape == fact[1] and o.colour == fact[2] for o in objects)
+    if kind == "count":
+        return sum(o.shape == fact[1] for o in objects) == fact[2]
+    _, s1, rel, s2 = fact
+    return any(a.shape == s1 and b.shape == s2 and C.relation_holds(a, b, rel)
+               for a in objects for b in objects if a is not b)
+
+
+def caption_scores(captions: Sequence[str], scenes: Sequence[C.SceneGraph]) -> dict[str, float]:
+    """Attribute-level precision (stated facts true of the scene graph; a caption outside the grammar
+    counts as one false fact), recall (facts of the scene's own caption that the generated caption
+    also states) and exact (the scene satisfies the generated caption as a whole)."""
+    true_stated = stated = recalled = reference = exact = 0
+    for text, scene in zip(captions, scenes):
+        ref = caption_facts(C.parse_prompt(scene.caption))
+        reference += len(ref)
+        p = C.parse_prompt(text)
+        if p is None:
+            stated += 1
+            continue
+        facts = caption_facts(p)
+        stated += len(facts)
+        true_stated += sum(fact_holds(f, scene.objects) for f in facts)
+        recalled += len(facts & ref)
+        exact += C.satisfies(p, scene.objects)
+    n = max(len(scenes), 1)
+    return {"precision": true_stated / max(stated, 1), "recall": recalled / max(reference, 1), "exact": exact / n,
+            "n": float(len(scenes))}
+
+
+def eval_captioning(ctx: Any, name: str) -> dict[str, Any]:
+    """caption_precision / caption_recall / caption_exact of a model's greedy captions (``caption_images``)
+    of the seen test images, against their scene graphs."""
+    if not callable(getattr(ctx.model, "caption_images", None)):
+        raise _skip()("needs a model that captions images (caption_images)")
+    if not isinstance(ctx.ds, C.CaptionsDataset):
+        raise _skip()("needs captioned-shapes data (its scene graphs are what is checked)")
+    real = ctx.ds.test_set("seen", _per_category(ctx), seed=ctx.ref_seed)
+    caps = []
+    for i in range(0, len(real), 250):
+        caps += ctx.model.caption_images(real.x[i:i + 250], seed=ctx.ref_seed)
+    r = caption_scores(caps, real.scenes)
+    note = (f"attribute-level, greedy captions of {len(real)} seen test images against their scene graphs "
+            "(objects, shapes, colours, counts, relations)")
+    return {f"caption_{k}": {"value": r[k], "note": note, "extractor": "scene-graph"}
+            for k in ("precision", "recall", "exact")}
+
+
+EVAL_METRICS["captioning"] = eval_captioning
+METRIC_INFO.update({"caption_precision": ("Caption facts true of the scene graph", "higher"),
+                    "caption_recall": ("Reference caption facts the caption states", "higher"),
+                    "caption_exact": ("Captions the scene satisfies as a whole", "higher")})
+METRIC_RANGE.update({k: (0.0, 1.0) for k in ("caption_precision", "caption_recall", "caption_exact")})

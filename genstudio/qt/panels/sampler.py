@@ -343,6 +343,11 @@ class SamplerPanel(Panel):
         sample_lay = QVBoxLayout(sample_tab)
         sample_lay.setContentsMargins(0, 0, 0, 0)
         sample_lay.addLayout(views, 1)
+        # image -> caption models stream their captions as extras["caption"]: shown under the images
+        self.caption_label = QLabel()
+        self.caption_label.setWordWrap(True)
+        self.caption_label.setVisible(False)
+        sample_lay.addWidget(self.caption_label)
         sample_lay.addLayout(bottom)
         self.tabs = QTabWidget()
         self.tabs.setDocumentMode(True)
@@ -748,6 +753,14 @@ class SamplerPanel(Panel):
             self.status.setText(f"cannot draw samples of shape {tuple(st.x.shape)}")
         self.step_label.setText(f"step {st.step}/{st.total} · t={st.t:.3f}")
         self.step_label.setToolTip(f"state {i + 1} of {len(self._states)} kept")
+        self._show_caption(st)
+
+    def _show_caption(self, st: SampleState) -> None:
+        """The state's streamed captions (extras["caption"], one per sample), numbered as the grid reads."""
+        caps = (st.extras or {}).get("caption")
+        self.caption_label.setVisible(bool(caps))
+        if caps:
+            self.caption_label.setText("   ".join(f"{k + 1}: {c or '…'}" for k, c in enumerate(caps[:16])))
 
     def _show_time_bar(self, column: bool, bar: bool) -> None:
         """The colour bar's column (2-D trajectories) and the bar in it (whole paths coloured by t)."""

@@ -434,6 +434,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule), ("prompt", args.prompt)) if v is not None}
     extra.update(_declared_options(args.option or []))
+    if getattr(args, "frames", None):
+        extra["frames"] = args.frames  # video runs: the clip length (a declared sample option)
     if extra:
         from genstudio.core.plugin import option_error, sample_options
         from genstudio.core.registry import registry
@@ -475,7 +477,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     print(result.npz)
     for path in result.files:  # audio runs: a 16-bit WAV per clip
         print(path)
-    if args.gif:
+    if args.gif and result.x.dim() == 5:  # video runs: the clips themselves, T frames
+        from genstudio.core.metrics.video import save_clip
+
+        print(save_clip(result.x, args.gif))
+    elif args.gif:
         print(_write_trajectory(result.states, args.gif))
     return 0
 
@@ -972,6 +978,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--option", action="append", metavar="NAME=VALUE",
                    help="any other sampling option the plugin declares, e.g. truncation=0.5 (GANs), mix_seed=3 "
                         "crossover=1 (StyleGAN); `genstudio plugins -v` lists them (repeatable)")
+    s.add_argument("--frames", type=COUNT, default=None,
+                   help="video runs: frames per clip (default: as trained; more than trained = extrapolated)")
     s.set_defaults(fn=cmd_sample)
     s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
     s.add_argument("run", help="run folder or run id (prefix)")

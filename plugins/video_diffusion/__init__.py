@@ -19,6 +19,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec, get_dataset
@@ -28,7 +29,6 @@ from genstudio.core.nn.ema import ema_copy
 from genstudio.core.nn.video import SpaceTimeDiT, UNet3D, VideoCond
 from genstudio.core.plugin import PluginInfo, SampleOption, SampleState
 from genstudio.core.text import Tokenizer
-from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 
 
 @dataclass
@@ -78,7 +78,8 @@ class VideoDiffusionPlugin(DDPMPlugin):
         if cfg.cond == "class" and not self.num_classes:
             raise ValueError(f"cond=class needs labelled clips (video:moving16); {data.name} has no classes")
         if cfg.cond == "caption":
-            self.tokenizer = getattr(get_dataset(data.name), "tokenizer", None)
+            ds = get_dataset(data.name)
+            self.tokenizer = getattr(ds, "tokenizer", None) if getattr(ds, "captioned", True) else None
             if self.tokenizer is None:
                 raise ValueError(f"cond=caption needs captioned clips (video:captions16); {data.name} has none")
         dim = cfg.width if cfg.arch == "dit" else 4 * cfg.base

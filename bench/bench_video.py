@@ -12,12 +12,12 @@ import time
 
 import numpy as np
 import torch
+from genstudio_plugins.video_diffusion import VideoDiffusionConfig, VideoDiffusionPlugin
 
 from genstudio.core.data import get_dataset
 from genstudio.core.metrics import fid_from_features
 from genstudio.core.metrics.video import motion_correct, temporal_difference, video_extractors
 from genstudio.core.plugin import final_state
-from genstudio_plugins.video_diffusion import VideoDiffusionConfig, VideoDiffusionPlugin
 
 N_EVAL = 128
 STEPS = 20  # DDIM

@@ -121,8 +121,7 @@ def dataset_names() -> list[str]:
 def dataset_table() -> list[tuple[str, str]]:
     _load_builtin()
     return [(k, d) for k, (_, d) in _FACTORIES.items()] + [("folder:PATH", "your own image folder (png/jpg), resized"),
-                                                             ("wav:PATH", "your own audio folder (wav/flac), 1 s clips"),
-                                                             ("video:PATH", "your own GIF/MP4 folder, 16 frames")]
+                                                             ("wav:PATH", "your own audio folder (wav/flac), 1 s clips")]
 
 
 def get_dataset(name: str) -> Dataset:

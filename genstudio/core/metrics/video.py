@@ -14,7 +14,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Collection, Sequence
+from collections.abc import Collection
 from pathlib import Path
 from typing import Any
 
@@ -215,7 +215,3 @@ METRIC_INFO = {"fcd_frames": ("Per-frame FCD (classifier-feature Frechet distanc
                "motion": ("Motion correctness (tracked direction matches)", "higher")}
 METRIC_RANGE = {"fcd_frames": (0.0, None), "fvcd": (0.0, None), "temporal": (0.0, None), "motion": (0.0, 1.0)}
 
-
-def frames_of(x: torch.Tensor) -> Sequence[torch.Tensor]:
-    """The frames of one clip (C, T, H, W) as (C, H, W) tensors."""
-    return list(x.unbind(1))

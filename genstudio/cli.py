@@ -441,6 +441,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
                                ("sigma_schedule", args.sigma_schedule), ("prompt", args.prompt)) if v is not None}
     extra.update(_declared_options(args.option or []))
     extra.update(_token_sampling_flags(args))
+    if getattr(args, "frames", None):
+        extra["frames"] = args.frames  # video runs: the clip length (a declared sample option)
     if extra:
         from genstudio.core.plugin import option_error, sample_options
         from genstudio.core.registry import registry
@@ -486,6 +488,11 @@ def cmd_sample(args: argparse.Namespace) -> int:
     for text in (st.extras.get("caption") or ()) if st is not None else ():  # image -> caption runs
         print(f"caption: {text}")
     if args.gif:
+    if args.gif and result.x.dim() == 5:  # video runs: the clips themselves, T frames
+        from genstudio.core.metrics.video import save_clip
+
+        print(save_clip(result.x, args.gif))
+    elif args.gif:
         print(_write_trajectory(result.states, args.gif))
     return 0
 
@@ -986,6 +993,8 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--top-k", dest="top_k", type=int, default=None, help="token samplers: draw from the k likeliest")
     s.add_argument("--mode", default=None, help="unified model: text2image, image2caption or caption_completion")
     s.add_argument("--decoding", default=None, help="unified model: autoregressive or maskgit image tokens")
+    s.add_argument("--frames", type=COUNT, default=None,
+                   help="video runs: frames per clip (default: as trained; more than trained = extrapolated)")
     s.set_defaults(fn=cmd_sample)
     s = sub.add_parser("eval", help="sample-quality metrics for a run (stored in its evals/ folder)")
     s.add_argument("run", help="run folder or run id (prefix)")

@@ -590,3 +590,10 @@ def format_value(entry: dict[str, Any], digits: int = 4, name: str = "") -> str:
     if lo is not None and hi is not None:
         s += f" [{lo:.{digits - 1}g}, {hi:.{digits - 1}g}]"
     return s
+
+# video clips: per-frame FCD, Frechet video-classifier distance, temporal consistency, motion correctness
+from genstudio.core.metrics import video as _video  # noqa: E402
+
+_METRIC_FNS.update(_video.EVAL_METRICS)
+METRIC_INFO.update(_video.METRIC_INFO)
+METRIC_RANGE.update(_video.METRIC_RANGE)

@@ -172,6 +172,8 @@ class PreviewMetrics(Protocol):
 _APPLIES: dict[type, Callable[[Any], bool]] = {
     Conditional: lambda m: int(getattr(m, "num_classes", 0) or 0) > 0,
 }
+# a plugin whose text conditioning depends on the run (video diffusion's cond=caption) hides the attribute
+_APPLIES[TextConditional] = lambda m: getattr(m, "text_tokenizer", None) is not None
 FACES: tuple[type, ...] = (Sampling, NoisePrior, ForwardProcessFace, Denoiser, Conditional, Latent, Likelihood, Scene,
                           Views, Adversarial, TextConditional, TextImageEmbedding, Codec, PreviewMetrics)
 

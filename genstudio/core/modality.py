@@ -247,3 +247,37 @@ def modality_of(spec_or_kind: DataSpec | Modality | str) -> Modality:
         return MODALITIES[kind]
     except KeyError:
         raise KeyError(f"unknown data kind {kind!r}; registered: {', '.join(MODALITIES)}") from None
+
+
+class Video(Modality):
+    """Clips (C, T, H, W) in [-1, 1] (batches (B, C, T, H, W)): previews are one strip of frames per
+    clip; metrics (``genstudio.core.metrics.video``) are per-frame FCD, the Frechet video-classifier
+    distance, temporal consistency and motion correctness."""
+
+    name = "video"
+    rank = 4
+    value_range = (-1.0, 1.0)
+    user_data = "video"
+    preview_n = 6
+    eval_n = 256
+    metrics = ("fcd_frames", "fvcd", "temporal", "motion")
+    base_metrics = ("fcd_frames", "fvcd", "temporal", "motion")
+
+    def preview(self, x: torch.Tensor) -> np.ndarray:
+        from genstudio.core.metrics.video import frame_strips
+
+        return frame_strips(x)
+
+    def export(self, x: torch.Tensor, stem: str, spec: DataSpec | None = None) -> list[str]:
+        from genstudio.core.metrics.video import save_clip
+
+        return [str(save_clip(x[:8], f"{stem}.gif"))]
+
+    def extractors(self, dataset: Dataset, names: Collection[str], *, inception: str | None = None,
+                   root: Any = None, device: Any = "cpu") -> dict[str, Extractor]:
+        from genstudio.core.metrics.video import video_extractors
+
+        return video_extractors(dataset, names, root=root, device=device)
+
+
+register(Video())

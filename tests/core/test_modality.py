@@ -30,6 +30,7 @@ GOOD = {
     "latent": (torch.randn(16, 8) * 3, (8,), torch.rand(4, 1, 8, 8) * 2 - 1),
     "captioned": (torch.rand(4, 3, 8, 8) * 2 - 1, (3, 8, 8), torch.rand(4, 3, 8, 8) * 2 - 1),
     "audio": (torch.rand(4, 1, 800) * 2 - 1, (1, 800), torch.rand(4, 1, 800) * 2 - 1),
+    "video": (torch.rand(2, 3, 4, 8, 8) * 2 - 1, (3, 4, 8, 8), torch.rand(2, 3, 4, 8, 8) * 2 - 1),
 }
 
 
@@ -72,8 +73,8 @@ def test_every_builtin_dataset_has_a_registered_modality():
 
 
 def test_unknown_kind_says_what_is_registered():
-    with pytest.raises(KeyError, match="unknown data kind 'video'; registered: points2d, image"):
-        modality_of("video")
+    with pytest.raises(KeyError, match="unknown data kind 'hologram'; registered: points2d, image"):
+        modality_of("hologram")
 
 
 def test_metric_defaults_follow_the_modality():

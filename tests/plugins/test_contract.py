@@ -23,7 +23,7 @@ from genstudio.core.runs import atomic_torch_save
 # one small dataset per data kind the contract knows how to feed
 DATASETS = {"points2d": "8gaussians", "image": "digits", "scene": "scene:primitives", "field": "field:sdf-sphere",
             "captioned": "captions16",
-            "audio": "audio:tones"}
+            "audio": "audio:tones", "video": "video:moving16"}
 # kinds whose samples are rendered pictures (N, 3, H, W) rather than rows shaped like the data
 RENDERED_KINDS = {"scene", "field"}
 N = 4

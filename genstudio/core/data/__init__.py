@@ -136,6 +136,10 @@ def get_dataset(name: str) -> Dataset:
         from genstudio.core.data.audio import load_wav_folder
 
         return load_wav_folder(name[len("wav:"):])
+    if name.startswith("video:") and name not in _FACTORIES:  # a user's GIF/MP4 folder
+        from genstudio.core.data.video import load_video_folder
+
+        return load_video_folder(name[len("video:"):])
     if name.startswith("transforms:") and name not in _FACTORIES:  # a user's scene, after a restart
         from genstudio.core.data.scenes import load_transforms_dataset
 
@@ -153,4 +157,5 @@ def _load_builtin() -> None:
         scenes,  # noqa: F401  (3-D scenes and neural-field targets)
         sprites,
         toys,
+        video,  # noqa: F401  (moving-shapes clips)
     )

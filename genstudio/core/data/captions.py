@@ -227,9 +227,11 @@ def scene_for(rng: random.Random, prompt: Prompt, split: str) -> SceneGraph:
     return SceneGraph(tuple(objs), caption_of(prompt), prompt.category)
 
 
-def render(scenes: list[SceneGraph] | tuple[SceneGraph, ...], size: int) -> torch.Tensor:
+def render(scenes: list[SceneGraph] | tuple[SceneGraph, ...], size: int,
+           angles: torch.Tensor | None = None) -> torch.Tensor:
     """Scene graphs -> (B, 3, size, size) images in [-1, 1] on black, edges anti-aliased (the area
-    a one-pixel ramp of the signed distance covers, as the sprites dataset draws them)."""
+    a one-pixel ramp of the signed distance covers, as the sprites dataset draws them). ``angles``
+    (B, k) rotates each object about its centre (radians; the video clips spin their shapes)."""
     k = max([len(s.objects) for s in scenes] or [1])
     b = len(scenes)
     shape = torch.zeros(b, k, dtype=torch.long)
@@ -247,6 +249,9 @@ def render(scenes: list[SceneGraph] | tuple[SceneGraph, ...], size: int) -> torc
     r = rad[..., None, None].clamp(min=1e-3)
     u = (px - cx[..., None, None]) / r  # object-local coordinates, radius 1
     v = (-py - cy[..., None, None]) / r
+    if angles is not None:
+        ca, sa = torch.cos(angles[:, :k, None, None]), torch.sin(angles[:, :k, None, None])
+        u, v = ca * u + sa * v, ca * v - sa * u
     sd_circle = torch.sqrt(u**2 + v**2) - 1
     sd_square = torch.maximum(u.abs(), v.abs()) - 0.82
     normals = [(math.cos(a), math.sin(a)) for a in (math.pi / 2, 7 * math.pi / 6, 11 * math.pi / 6)]

@@ -487,7 +487,6 @@ def cmd_sample(args: argparse.Namespace) -> int:
         print(path)
     for text in (st.extras.get("caption") or ()) if st is not None else ():  # image -> caption runs
         print(f"caption: {text}")
-    if args.gif:
     if args.gif and result.x.dim() == 5:  # video runs: the clips themselves, T frames
         from genstudio.core.metrics.video import save_clip
 

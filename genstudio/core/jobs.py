@@ -25,7 +25,14 @@ from genstudio.core.config import apply_overrides, fields_of, from_dict, run_ref
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
 from genstudio.core.distributed import Ranks
-from genstudio.core.faces import Adversarial, Conditional, PreviewMetrics, face_names, has_face
+from genstudio.core.faces import (
+    Adversarial,
+    Conditional,
+    PreviewMetrics,
+    TextConditional,
+    face_names,
+    has_face,
+)
 from genstudio.core.imaging import samples_image, save_png
 from genstudio.core.metrics.modes import coverage_for
 from genstudio.core.modality import Modality, modality_of
@@ -382,7 +389,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         gen = torch.Generator().manual_seed(seed * 1_000_003 + start)
         status("running", f"training {info['plugin']} on {info['dataset']} ({describe(dev)}) from step {start}",
                device=str(dev), faces=face_names(model),  # what this run's model can do, for panels
-               classes=int(model.num_classes) if has_face(model, Conditional) else 0, processes=ranks.world)
+               classes=int(model.num_classes) if has_face(model, Conditional) else 0, processes=ranks.world,
+               **({"vocabulary": model.text_tokenizer().words} if has_face(model, TextConditional) else {}))
         rows: list[dict[str, Any]] = []
         t0 = time.time()
         t_last, step_last = t0, start
@@ -657,12 +665,15 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
     kept: list[SampleState] = []
     last: SampleState | None = None
     thin = max(1, int(thin))
+    stages = getattr(model, "pipeline_stages", None)  # text-to-image: the diagram the Sampler draws
+    pipeline = stages() if callable(stages) else None
     with torch.no_grad():
         for i, st in enumerate(model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every,
                                             **sample_kwargs)):
             control.check()
+            extras = st.extras if pipeline is None else {**(st.extras or {}), "pipeline": pipeline}
             cpu = SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
-                              st.x0.detach().cpu() if st.x0 is not None else None, st.extras)
+                              st.x0.detach().cpu() if st.x0 is not None else None, extras)
             if keep_states and i % thin == 0:
                 kept.append(cpu)
             last = cpu

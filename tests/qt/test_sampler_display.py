@@ -203,7 +203,9 @@ def test_png_of_both_views_at_the_slider_step(panel, tmp_path, monkeypatch):
     _save_dialog(monkeypatch, tmp_path / "final.png")
     panel.png_final_action.trigger()
     assert Image.open(tmp_path / "final.png").size == (256, 256)
-    assert [a.text() for a in panel.png_button.menu().actions()] == ["Final samples…", "x_t | x̂0 at this step…"]
+    # (the cross-attention export is there only for text-to-image runs)
+    assert [a.text() for a in panel.png_button.menu().actions() if a.isVisible()] == \
+        ["Final samples…", "x_t | x̂0 at this step…"]
 
 
 def test_colour_bar_never_changes_the_view_widths(panel, qtbot, tmp_path):

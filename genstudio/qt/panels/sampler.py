@@ -37,6 +37,7 @@ from PySide6.QtWidgets import (
     QSizePolicy,
     QSlider,
     QSpinBox,
+    QSplitter,
     QTabWidget,
     QVBoxLayout,
     QWidget,
@@ -62,9 +63,23 @@ from genstudio.core.jobs import Control
 from genstudio.core.plugin import SampleOption, SampleState, option_applies, sample_options
 from genstudio.core.runs import Run, RunError
 from genstudio.core.tools import edit
+from genstudio.core.tools.text2image import (
+    attention_figure,
+    attention_strip,
+    has_attention,
+    state_pipeline_image,
+)
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.runs import short_name
-from genstudio.qt.panels.views import MAX_TRAILS, PALETTE, TRAIL, SampleView, particle_history
+from genstudio.qt.panels.views import (
+    MAX_TRAILS,
+    PALETTE,
+    TRAIL,
+    ImageLabel,
+    PromptEdit,
+    SampleView,
+    particle_history,
+)
 
 ANIMATION_FILTERS = {".gif": "GIF animation (*.gif)", ".mp4": "MP4 video (*.mp4)"}
 TIME_BAR_WIDTH = 78  # px of the t colour bar's column (bar, ticks and axis title)
@@ -275,6 +290,18 @@ class SamplerPanel(Panel):
         rows.addLayout(row)
         rows.addLayout(self.option_row)  # the plugin's declared options on a line of their own: the
         self.option_row.addStretch(1)     # main row stays narrow whatever a plugin declares
+        # text-to-image runs (the TextConditional face): a prompt box completing words from the
+        # run's vocabulary; the guidance scale is the plugin's declared option above
+        self.prompt = PromptEdit()
+        self.prompt.setObjectName("sampler_prompt")
+        self.prompt.returnPressed.connect(lambda: None if self.ctx.job_running("sample") else self.start_sampling())
+        self.prompt_row = QWidget()
+        prow = QHBoxLayout(self.prompt_row)
+        prow.setContentsMargins(0, 0, 0, 0)
+        prow.addWidget(QLabel("prompt"))
+        prow.addWidget(self.prompt, 1)
+        self.prompt_row.setVisible(False)
+        rows.addWidget(self.prompt_row)
         top.addWidget(self.sample_controls)
         top.addWidget(self.status, 1)
 
@@ -314,6 +341,10 @@ class SamplerPanel(Panel):
         self.png_final_action = png_menu.addAction("Final samples…")
         self.png_views_action = png_menu.addAction("x_t | x̂0 at this step…")
         self.png_views_action.setToolTip("Both views at the slider's step, side by side, labelled")
+        self.png_attn_action = png_menu.addAction("Cross-attention over the steps…")
+        self.png_attn_action.setToolTip("Text-to-image runs: each word's attention map of the chosen sample at "
+                                        "evenly spaced steps (rows: noise at the top, sample at the bottom)")
+        self.png_attn_action.setVisible(False)  # shown once a trajectory carries attention maps
         self.png_button.setMenu(png_menu)
         self.gif_button = QPushButton("Export GIF/MP4…")
         gif_menu = QMenu(self.gif_button)
@@ -342,7 +373,15 @@ class SamplerPanel(Panel):
         sample_tab = QWidget()
         sample_lay = QVBoxLayout(sample_tab)
         sample_lay.setContentsMargins(0, 0, 0, 0)
-        sample_lay.addLayout(views, 1)
+        views_box = QWidget()
+        views_box.setLayout(views)
+        self.split = QSplitter(Qt.Vertical)  # x_t | x̂0 above, the text-to-image views below
+        self.split.addWidget(views_box)
+        self.split.addWidget(self._build_text_views())
+        self.split.setStretchFactor(0, 3)
+        self.split.setStretchFactor(1, 2)
+        self.split.setChildrenCollapsible(False)
+        sample_lay.addWidget(self.split, 1)
         # image -> caption models stream their captions as extras["caption"]: shown under the images
         self.caption_label = QLabel()
         self.caption_label.setWordWrap(True)
@@ -368,8 +407,88 @@ class SamplerPanel(Panel):
         self.slider.valueChanged.connect(self.show_step)
         self.png_final_action.triggered.connect(self._export_png_dialog)
         self.png_views_action.triggered.connect(self._export_views_dialog)
+        self.png_attn_action.triggered.connect(self._export_attention_dialog)
         self.gif_traj_action.triggered.connect(self._export_animation_dialog)
         self.gif_ckpt_action.triggered.connect(self._export_checkpoints_dialog)
+
+    def _build_text_views(self) -> QWidget:
+        """Text-to-image runs: each word's cross-attention map of one sample at the slider's step,
+        and the pipeline (prompt -> tokens -> text encoder -> denoiser <-> scheduler -> decoder) with
+        the live tensor of every stage; hidden for other runs."""
+        self.attn_index = QSpinBox(minimum=0, maximum=0, prefix="sample ")
+        self.attn_index.setToolTip("Which sample of the grid (row by row from the top left) the maps are of")
+        self.attn_index.valueChanged.connect(lambda _: self.show_step(self.slider.value()))
+        self.attn_eos = QCheckBox("<eos>")
+        self.attn_eos.setToolTip("Also show the end token's map (it often soaks up attention no word wants)")
+        self.attn_eos.toggled.connect(lambda _: self.show_step(self.slider.value()))
+        self.attn_note = QLabel()
+        self.attn_note.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Preferred)
+        row = QHBoxLayout()
+        row.setContentsMargins(4, 0, 4, 0)
+        row.addWidget(QLabel("<b>Cross-attention per word</b>"))
+        for w in (self.attn_index, self.attn_eos):
+            row.addWidget(w)
+        row.addWidget(self.attn_note, 1)
+        self.attn_view = ImageLabel(smooth=True, max_zoom=2.0)
+        self.attn_view.setObjectName("attention_view")
+        self.pipe_view = ImageLabel(smooth=True, max_zoom=1.5)
+        self.pipe_view.setObjectName("pipeline_view")
+        self.text_views = QWidget()
+        lay = QVBoxLayout(self.text_views)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.setSpacing(2)
+        lay.addLayout(row)
+        pics = QHBoxLayout()  # side by side: a short strip under the views, which keep most of the height
+        pics.setSpacing(4)
+        pics.addWidget(self.attn_view, 5)
+        pics.addWidget(self.pipe_view, 4)
+        lay.addLayout(pics, 1)
+        self.text_views.setVisible(False)
+        return self.text_views
+
+    def _show_text_views(self, st: SampleState) -> None:
+        """The attention strip and the pipeline diagram of state ``st`` (if it carries them)."""
+        ex = st.extras or {}
+        attn, pipe = has_attention(st), ex.get("pipeline")
+        self.png_attn_action.setVisible(attn)
+        if not (attn or pipe):
+            self.text_views.setVisible(False)
+            return
+        if not self.text_views.isVisibleTo(self):  # first shown: the views keep three quarters
+            self.text_views.setVisible(True)
+            total = max(200, sum(self.split.sizes()))
+            self.split.setSizes([total * 3 // 4, total - total * 3 // 4])
+        n = int(st.x.shape[0])
+        self.attn_index.setMaximum(max(0, n - 1))
+        k = min(self.attn_index.value(), n - 1)
+        if attn:
+            self.attn_view.set_image(attention_strip(st, k, cell=64, eos=self.attn_eos.isChecked()))
+            words = [w for w in ex["tokens"][k] if w and w != "<eos>"]
+            self.attn_note.setText(f"“{' '.join(words)}” · step {st.step}/{st.total}, t = {st.t:.3f} · one colour "
+                                   "scale for all words (dark = the word is ignored there)")
+        else:
+            self.attn_view.clear()
+            self.attn_note.setText("this model reports no cross-attention")
+        if pipe:
+            self.pipe_view.set_image(state_pipeline_image(st, pipe, k))
+        else:
+            self.pipe_view.clear()
+
+    def _export_attention_dialog(self) -> None:
+        if not any(has_attention(s) for s in self._states):
+            self.status.setText("these samples carry no cross-attention maps (not a text-to-image run)")
+            return
+        path, _ = QFileDialog.getSaveFileName(self, "Export cross-attention over the steps", "attention.png",
+                                              "PNG image (*.png)")
+        if path:
+            self.export_attention(path)
+
+    def export_attention(self, path: str | Path, rows: int = 8) -> Path:
+        """The chosen sample's per-word attention maps at ``rows`` evenly spaced steps, as a PNG."""
+        out = save_png(attention_figure(self._states, self.attn_index.value(), rows=rows,
+                                        eos=self.attn_eos.isChecked()), path)
+        self.ctx.status_message(f"wrote {out}")
+        return out
 
     def _build_edit(self) -> QWidget:
         """The Invert / interpolate tab: A and B, DDIM steps, frames; two pictures; export."""
@@ -438,6 +557,7 @@ class SamplerPanel(Panel):
         options: tuple[SampleOption, ...] = ()
         config: dict[str, Any] = {}
         self._faces = set()
+        info: dict[str, Any] = {}
         classes, spatial, edit_why = 0, False, "select a run"
         if run is not None:
             try:
@@ -476,11 +596,29 @@ class SamplerPanel(Panel):
             combo.setVisible(classes > 0 and not edit_why)
         self._set_options(options, config)
         self._sampler_changed()
+        text = "TextConditional" in self._faces
+        self.prompt_row.setVisible(text)
+        if text:
+            self.prompt.set_vocabulary(self._vocabulary(info))
         self._edit_why = edit_why
         for picker in (self.item_a, self.item_b):
             picker.set_images_allowed(spatial)
         self._problem = problem
         self._refresh_checkpoints()
+
+    @staticmethod
+    def _vocabulary(info: dict[str, Any]) -> list[str]:
+        """The words a text run knows: recorded by its train job, else its dataset's tokenizer."""
+        words = info.get("vocabulary")
+        if words:
+            return list(words)
+        try:
+            from genstudio.core.data import get_dataset
+
+            ds = get_dataset(info["dataset"])
+            return list(ds.tokenizer().words) if hasattr(ds, "tokenizer") else []
+        except (KeyError, ValueError, OSError):
+            return []
 
     def _set_options(self, options: tuple[SampleOption, ...], config: dict[str, Any]) -> None:
         """One control per declared option, starting from the run config's value of that name."""
@@ -521,6 +659,8 @@ class SamplerPanel(Panel):
         for name, c in self.options.items():
             if c.isVisibleTo(self.sample_controls) and c.isEnabled():
                 kw[name] = c.value()
+        if self.prompt_row.isVisibleTo(self.sample_controls) and self.prompt.prompts():
+            kw["prompt"] = self.prompt.prompts()
         return kw
 
     def step_by(self, d: int) -> None:
@@ -641,6 +781,7 @@ class SamplerPanel(Panel):
         self.view_x.clear_content()
         self.view_x0.clear_content()
         self._show_time_bar(False, False)
+        self.text_views.setVisible(False)
         self.step_label.clear()
         self.step_label.setToolTip("")
         self.status.clear()
@@ -754,6 +895,7 @@ class SamplerPanel(Panel):
         self.step_label.setText(f"step {st.step}/{st.total} · t={st.t:.3f}")
         self.step_label.setToolTip(f"state {i + 1} of {len(self._states)} kept")
         self._show_caption(st)
+        self._show_text_views(st)
 
     def _show_caption(self, st: SampleState) -> None:
         """The state's streamed captions (extras["caption"], one per sample), numbered as the grid reads."""

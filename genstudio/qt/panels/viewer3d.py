@@ -23,7 +23,7 @@ from typing import Any, ClassVar
 
 import numpy as np
 from PySide6.QtCore import Qt, QTimer
-from PySide6.QtGui import QGuiApplication, QImage, QOffscreenSurface, QOpenGLContext, QPixmap
+from PySide6.QtGui import QGuiApplication, QOffscreenSurface, QOpenGLContext
 from PySide6.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -46,6 +46,7 @@ from genstudio.core.scene.exports import ImageScene, MeshScene, VolumeScene
 from genstudio.core.scene.gaussians import Gaussians
 from genstudio.qt.panels.base import AppContext, Panel
 from genstudio.qt.panels.camera_path import FLY_READY, CameraPathBar
+from genstudio.qt.panels.views import ImageLabel, to_pixmap  # noqa: F401 - also this module's API
 from genstudio.qt.visuals import Frustums, make_visual
 from genstudio.qt.visuals import geometry as geo
 
@@ -73,43 +74,6 @@ def gl_available() -> bool:
             if _gl_ok:
                 ctx.doneCurrent()
     return _gl_ok
-
-
-def to_pixmap(img: np.ndarray, size: int | tuple[int, int] = 256) -> QPixmap:
-    """(H, W, 3) in [0, 1] -> a pixmap scaled (nearest) to fit ``size`` (a square side or (w, h))."""
-    a = np.ascontiguousarray((np.clip(np.asarray(img, np.float32), 0, 1) * 255).astype(np.uint8)[..., :3])
-    h, w = a.shape[:2]
-    q = QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
-    sw, sh = (size, size) if isinstance(size, int) else size
-    return QPixmap.fromImage(q).scaled(sw, sh, Qt.KeepAspectRatio, Qt.FastTransformation)
-
-
-class ImageLabel(QLabel):
-    """A picture that fits its label (nearest scaling, aspect kept) and refits when the label resizes,
-    so a small render stays readable and never spills over its neighbours."""
-
-    def __init__(self, parent: QWidget | None = None) -> None:
-        super().__init__(parent)
-        self.image: np.ndarray | None = None
-        self.setAlignment(Qt.AlignCenter)
-        self.setMinimumSize(96, 72)
-        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)  # the picture follows the label
-
-    def set_image(self, img: np.ndarray) -> None:
-        self.image = np.asarray(img)
-        self._fit()
-
-    def clear(self) -> None:
-        self.image = None
-        super().clear()
-
-    def _fit(self) -> None:
-        if self.image is not None:
-            self.setPixmap(to_pixmap(self.image, (max(16, self.width()), max(16, self.height()))))
-
-    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
-        super().resizeEvent(event)
-        self._fit()
 
 
 def turntable_pose(eye: np.ndarray, target: np.ndarray) -> tuple[float, float, float]:

@@ -3,8 +3,14 @@ cloud with particle trails, and the helpers that feed it."""
 
 from __future__ import annotations
 
+import re
+from typing import Any
+
 import numpy as np
 import pyqtgraph as pg
+from PySide6.QtCore import QStringListModel, Qt
+from PySide6.QtGui import QImage, QPixmap
+from PySide6.QtWidgets import QCompleter, QLabel, QLineEdit, QSizePolicy, QWidget
 
 from genstudio.core.imaging import colormap, outside
 
@@ -179,3 +185,120 @@ class SampleView(pg.PlotItem):
         self._image_shape = None
         self.outside = 0
         self.set_note("")
+
+
+def to_pixmap(img: np.ndarray, size: int | tuple[int, int] = 256, smooth: bool = False) -> QPixmap:
+    """(H, W, 3) floats in [0, 1] or uint8 -> a pixmap scaled to fit ``size`` (a square side or
+    (w, h)), nearest-neighbour unless ``smooth`` (pictures with text in them shrink legibly)."""
+    a = np.asarray(img)
+    if a.dtype != np.uint8:
+        a = (np.clip(a.astype(np.float32), 0, 1) * 255).astype(np.uint8)
+    a = np.ascontiguousarray(a[..., :3])
+    h, w = a.shape[:2]
+    q = QImage(a.data, w, h, 3 * w, QImage.Format_RGB888).copy()
+    sw, sh = (size, size) if isinstance(size, int) else size
+    mode = Qt.SmoothTransformation if smooth else Qt.FastTransformation
+    return QPixmap.fromImage(q).scaled(sw, sh, Qt.KeepAspectRatio, mode)
+
+
+class ImageLabel(QLabel):
+    """A picture that fits its label (aspect kept) and refits when the label resizes, so a small
+    render stays readable and never spills over its neighbours. ``smooth``: shrink with filtering
+    (labelled figures) instead of nearest-neighbour (pixel art, renders); never enlarged past
+    ``max_zoom`` x, so a thin strip does not blow up into a blur."""
+
+    def __init__(self, parent: QWidget | None = None, smooth: bool = False, max_zoom: float = 0.0) -> None:
+        super().__init__(parent)
+        self.image: np.ndarray | None = None
+        self.smooth, self.max_zoom = smooth, max_zoom
+        self.setAlignment(Qt.AlignCenter)
+        self.setMinimumSize(96, 72)
+        self.setSizePolicy(QSizePolicy.Ignored, QSizePolicy.Ignored)  # the picture follows the label
+
+    def set_image(self, img: np.ndarray) -> None:
+        self.image = np.asarray(img)
+        self._fit()
+
+    def clear(self) -> None:
+        self.image = None
+        super().clear()
+
+    def _fit(self) -> None:
+        if self.image is not None:
+            w, h = max(16, self.width()), max(16, self.height())
+            if self.max_zoom:
+                w = min(w, int(self.image.shape[1] * self.max_zoom))
+                h = min(h, int(self.image.shape[0] * self.max_zoom))
+            self.setPixmap(to_pixmap(self.image, (w, h), self.smooth))
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        self._fit()
+
+
+class PromptEdit(QLineEdit):
+    """A prompt box that completes the word under the cursor from the run's vocabulary (Tab or
+    Enter takes the highlighted word). Several prompts are separated by "|" (samples cycle
+    through them)."""
+
+    def __init__(self, placeholder: str = "prompt, e.g. a red circle left of a blue square",
+                 parent: QWidget | None = None) -> None:
+        super().__init__(parent)
+        self.setPlaceholderText(placeholder)
+        self.setClearButtonEnabled(True)
+        self._words = QStringListModel([])
+        self.completer_ = QCompleter(self._words, self)
+        self.completer_.setCaseSensitivity(Qt.CaseInsensitive)
+        self.completer_.setCompletionMode(QCompleter.PopupCompletion)
+        self.completer_.setWidget(self)
+        self.completer_.activated.connect(self.insert_word)
+        self.textEdited.connect(self._edited)
+
+    def set_vocabulary(self, words: list[str]) -> None:
+        self._words.setStringList(sorted({w for w in words if w}))
+        self.setToolTip(f"{len(self._words.stringList())} words in this run's vocabulary; "
+                        "separate several prompts with |" if words else "separate several prompts with |")
+
+    def vocabulary(self) -> list[str]:
+        return self._words.stringList()
+
+    def prefix(self) -> str:
+        """The part of the word under the cursor typed so far."""
+        head = self.text()[: self.cursorPosition()]
+        return re.split(r"[\s|]", head)[-1]
+
+    def _edited(self, _: str) -> None:
+        p = self.prefix()
+        if not p:
+            self.completer_.popup().hide()
+            return
+        self.completer_.setCompletionPrefix(p)
+        if self.completer_.completionCount() and self.completer_.currentCompletion().lower() != p.lower():
+            self.completer_.complete()
+        else:
+            self.completer_.popup().hide()
+
+    def insert_word(self, word: str) -> None:
+        """Replace the word being typed by ``word`` and a space."""
+        pos = self.cursorPosition()
+        start = pos - len(self.prefix())
+        text = self.text()
+        self.setText(text[:start] + word + " " + text[pos:].lstrip(" "))
+        self.setCursorPosition(start + len(word) + 1)
+
+    def prompts(self) -> list[str] | None:
+        """The prompts typed ("|"-separated, blanks dropped); None when there is none."""
+        out = [p.strip() for p in self.text().split("|") if p.strip()]
+        return out or None
+
+    def keyPressEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        popup = self.completer_.popup()
+        if popup.isVisible() and event.key() in (Qt.Key_Tab, Qt.Key_Return, Qt.Key_Enter):
+            idx = popup.currentIndex()
+            self.insert_word(idx.data() if idx.isValid() else self.completer_.currentCompletion())
+            popup.hide()
+            return
+        super().keyPressEvent(event)
+
+    def focusNextPrevChild(self, forward: bool) -> bool:  # noqa: N802 - Qt's name: Tab completes
+        return False if self.completer_.popup().isVisible() else super().focusNextPrevChild(forward)

@@ -29,6 +29,21 @@ FG = (235, 235, 235)
 DIM = (150, 155, 165)
 
 
+def run_vocabulary(info: Mapping[str, Any]) -> list[str]:
+    """The words a text run knows (prompt completion): recorded in run.json by its train job, else
+    its dataset's tokenizer's; [] when neither is known."""
+    words = info.get("vocabulary")
+    if words:
+        return list(words)
+    try:
+        from genstudio.core.data import get_dataset
+
+        ds = get_dataset(info["dataset"])
+        return list(ds.tokenizer().words) if hasattr(ds, "tokenizer") else []
+    except (KeyError, ValueError, OSError):
+        return []
+
+
 def has_attention(state: Any) -> bool:
     """The state carries per-token cross-attention maps and the token strings."""
     ex = getattr(state, "extras", None) or {}

@@ -67,6 +67,7 @@ from genstudio.core.tools.text2image import (
     attention_figure,
     attention_strip,
     has_attention,
+    run_vocabulary,
     state_pipeline_image,
 )
 from genstudio.qt.panels.base import AppContext, Panel
@@ -599,26 +600,12 @@ class SamplerPanel(Panel):
         text = "TextConditional" in self._faces
         self.prompt_row.setVisible(text)
         if text:
-            self.prompt.set_vocabulary(self._vocabulary(info))
+            self.prompt.set_vocabulary(run_vocabulary(info))
         self._edit_why = edit_why
         for picker in (self.item_a, self.item_b):
             picker.set_images_allowed(spatial)
         self._problem = problem
         self._refresh_checkpoints()
-
-    @staticmethod
-    def _vocabulary(info: dict[str, Any]) -> list[str]:
-        """The words a text run knows: recorded by its train job, else its dataset's tokenizer."""
-        words = info.get("vocabulary")
-        if words:
-            return list(words)
-        try:
-            from genstudio.core.data import get_dataset
-
-            ds = get_dataset(info["dataset"])
-            return list(ds.tokenizer().words) if hasattr(ds, "tokenizer") else []
-        except (KeyError, ValueError, OSError):
-            return []
 
     def _set_options(self, options: tuple[SampleOption, ...], config: dict[str, Any]) -> None:
         """One control per declared option, starting from the run config's value of that name."""

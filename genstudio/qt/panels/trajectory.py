@@ -48,11 +48,12 @@ from genstudio.core.metrics.functional import energy_distance
 from genstudio.core.plugin import SampleState, sample_options
 from genstudio.core.runs import Run, RunError
 from genstudio.core.tools.compare import compare_runs
+from genstudio.core.tools.text2image import run_vocabulary
 from genstudio.qt.panels.base import AppContext
 from genstudio.qt.panels.jobpanel import JobPanel
 from genstudio.qt.panels.runs import short_name
 from genstudio.qt.panels.sampler import PLAY_INTERVAL_MS, PLAY_SECONDS, _is_points
-from genstudio.qt.panels.views import PALETTE, SampleView, particle_history
+from genstudio.qt.panels.views import PALETTE, PromptEdit, SampleView, particle_history
 
 # every event's data also has "token": the job that sent it (see TrajectoryPanel._tokens)
 AB_RESULT = "trajectory_ab"  # data: {"a", "b": [SampleState], "labels": (str, str), "scales", "steps"}
@@ -84,6 +85,8 @@ class _Side:
         self.steps.setSpecialValueText("steps: default")
         self.seed = QSpinBox(minimum=0, maximum=999_999, value=0, prefix="seed ")
         self.seed.setToolTip("Seed: the same seed on both sides starts both from the same noise x_T")
+        self.prompt = PromptEdit(f"prompt of side {name}")  # text-to-image runs: prompt A vs prompt B
+        self.prompt.setObjectName(f"compare_prompt_{name}")
         self.view = SampleView(name, col)
         self.canvas = pg.GraphicsLayoutWidget()
         self.canvas.addItem(self.view)
@@ -110,6 +113,7 @@ class TrajectoryPanel(JobPanel):
         self._samplers: tuple[str, ...] = ()  # side A's run's samplers
         self._marg_stale = False  # a comparison is being sampled: the heat map waits for it
         self._two_runs = False  # the shown A/B came from two runs (their t need not mean the same)
+        self._text = False  # the run takes prompts (TextConditional face)
         self._build()
         self._play = QTimer(self, interval=PLAY_INTERVAL_MS)
         self._play.timeout.connect(self._play_tick)
@@ -123,8 +127,8 @@ class TrajectoryPanel(JobPanel):
         self.cls = QComboBox()
         self.cls.setToolTip("Class label for both sides (class-conditional runs)")
         self.cls.setSizeAdjustPolicy(QComboBox.AdjustToContents)
-        self.cls.currentIndexChanged.connect(
-            lambda _: self.guidance.setEnabled(self.cls.currentData() is not None))  # w needs a label
+        self.cls.currentIndexChanged.connect(  # w needs a label (or a prompt)
+            lambda _: self.guidance.setEnabled(self._text or self.cls.currentData() is not None))
         self.guidance = QDoubleSpinBox(minimum=0.0, maximum=20.0, value=1.0, singleStep=0.5, prefix="w ")
         self.guidance.setToolTip("Classifier-free guidance scale (0 = unconditional, 1 = conditional)")
         self.compare_button = QPushButton("Compare")
@@ -143,6 +147,13 @@ class TrajectoryPanel(JobPanel):
                 top.addWidget(self.b_run, 1)
             for w in (side.sampler, side.steps, side.seed):
                 top.addWidget(w, 1 if w is side.sampler else 0)
+        self.prompt_row = QWidget()  # text runs: two prompts from the same noise on one slider
+        prow = QHBoxLayout(self.prompt_row)
+        prow.setContentsMargins(4, 0, 4, 0)
+        for side in (self.a, self.b):
+            prow.addWidget(QLabel(f"<b>{side.name}</b> prompt"))
+            prow.addWidget(side.prompt, 1)
+        self.prompt_row.setVisible(False)
         shared = QHBoxLayout()
         shared.setContentsMargins(4, 0, 4, 2)
         self.whole_paths = QCheckBox("paths coloured by t")
@@ -178,6 +189,7 @@ class TrajectoryPanel(JobPanel):
         lay = QVBoxLayout(ab)
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addLayout(top)
+        lay.addWidget(self.prompt_row)
         lay.addLayout(shared)
         lay.addWidget(self.views, 1)
         lay.addLayout(bottom)
@@ -344,6 +356,7 @@ class TrajectoryPanel(JobPanel):
         self._run = run
         self._samplers = ()
         self._guided = False  # the plugin declares a guidance scale (SampleOption)
+        self._text = False  # the run takes prompts (TextConditional face)
         self._problem = ""
         self._fwd = None
         info: dict[str, Any] = {}
@@ -364,7 +377,14 @@ class TrajectoryPanel(JobPanel):
         for c in range(self._classes):
             self.cls.addItem(f"class {c}", c)
         self.cls.setVisible(self._classes > 0)
-        self.guidance.setVisible(self._classes > 0 and self._guided)
+        self._text = "TextConditional" in (info.get("faces") or ()) and not self._problem
+        self.prompt_row.setVisible(self._text)
+        if self._text:
+            words = run_vocabulary(info)
+            for side in (self.a, self.b):
+                side.prompt.set_vocabulary(words)
+        self.guidance.setVisible((self._classes > 0 or self._text) and self._guided)
+        self.guidance.setEnabled(self._text or self.cls.currentData() is not None)
         self._describe_fwd()
         self._b_shown = "?"  # B's samplers are refilled for the run just selected
         self.refresh_b_runs()
@@ -490,6 +510,10 @@ class TrajectoryPanel(JobPanel):
             kw["cond"] = int(self.cls.currentData())
             if self._guided:
                 kw["guidance"] = float(self.guidance.value())
+        if self._text and (side is self.a or self._b_other_run() is None):  # another run B may take no text
+            kw["prompt"] = side.prompt.prompts()
+            if self._guided:
+                kw["guidance"] = float(self.guidance.value())
         return kw
 
     def _compare_clicked(self) -> None:
@@ -527,8 +551,10 @@ class TrajectoryPanel(JobPanel):
         steps = side.steps.value()
         rid = (self._run.id if side is self.a else self.b_run.currentData()) if self._run is not None else None
         which = f"{short_name(rid)} · " if self._b_other_run() is not None and rid else ""
+        prompt = " | ".join(side.prompt.prompts() or []) if self._text else ""
         return (f"{side.name}: {which}{side.sampler.currentText()}"
-                + (f", {steps} steps" if steps else "") + f", seed {side.seed.value()}")
+                + (f", {steps} steps" if steps else "") + f", seed {side.seed.value()}"
+                + (f" · “{prompt}”" if prompt else ""))
 
     def _ab_status(self, data: dict[str, Any]) -> str:
         """Which checkpoints were compared and whether both sides start from the same noise."""

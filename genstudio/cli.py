@@ -108,6 +108,13 @@ def _animation_file(text: str) -> str:
     return _out_file(text)
 
 
+def _png_file(text: str) -> str:
+    """An argparse type for a PNG to write in an existing folder."""
+    if Path(text).suffix.lower() != ".png":
+        raise argparse.ArgumentTypeError(f"{text!r}: write the figure as .png")
+    return _out_file(text)
+
+
 def _in_file(text: str) -> str:
     """An argparse type for a file to read."""
     if not Path(text).expanduser().is_file():
@@ -433,10 +440,17 @@ def cmd_sample(args: argparse.Namespace) -> int:
     from tqdm import tqdm
 
     from genstudio.core import jobs
+    from genstudio.core.tools.text2image import has_attention
 
     if args.gif and args.no_trajectory:
         raise CliError("--gif draws the trajectory: drop --no-trajectory")
     run = _trained_run(args.run)
+    figures = args.attention or args.pipeline
+    if figures and "TextConditional" not in set(run.info().get("faces") or ()):
+        raise CliError(f"{'--attention' if args.attention else '--pipeline'} draws a text-to-image run's "
+                       f"cross-attention / pipeline: run {run.id} ({run.info().get('plugin')}) takes no prompt")
+    if figures and not 0 <= args.index < args.n:
+        raise CliError(f"--index {args.index}: the batch has samples 0..{args.n - 1}")
     extra = {k: v for k, v in (("cond", args.cls), ("guidance", args.guidance), ("eta", args.eta),
                                ("sigma_schedule", args.sigma_schedule), ("prompt", args.prompt)) if v is not None}
     extra.update(_declared_options(args.option or []))
@@ -472,9 +486,12 @@ def cmd_sample(args: argparse.Namespace) -> int:
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
     result = None
     st = None
+    attn_states = []  # --attention: the states that carry cross-attention maps (small: B x L x h x w)
     try:
         while True:
             st = next(gen)
+            if args.attention and has_attention(st):
+                attn_states.append(st)
             bar.total = st.total
             bar.update(st.step - bar.n)  # redraws at most every mininterval (refresh() drew every step)
     except StopIteration as stop:
@@ -493,7 +510,26 @@ def cmd_sample(args: argparse.Namespace) -> int:
         print(save_clip(result.x, args.gif))
     elif args.gif:
         print(_write_trajectory(result.states, args.gif))
+    if figures:
+        _write_text_figures(args, attn_states, st)
     return 0
+
+
+def _write_text_figures(args: argparse.Namespace, attn_states: Sequence[Any], last: Any) -> None:
+    """--attention / --pipeline: the Sampler's per-word attention figure and pipeline diagram of
+    sample --index, as PNGs."""
+    from genstudio.core.imaging import save_png
+    from genstudio.core.tools.text2image import attention_figure, state_pipeline_image
+
+    if args.attention:
+        if not attn_states:
+            raise CliError("--attention: this sampler yielded no cross-attention maps")
+        print(save_png(attention_figure(attn_states, args.index, rows=args.rows), args.attention))
+    if args.pipeline:
+        stages = (last.extras or {}).get("pipeline") if last is not None else None
+        if not stages:
+            raise CliError("--pipeline: this model describes no pipeline stages")
+        print(save_png(state_pipeline_image(last, stages, args.index), args.pipeline))
 
 
 def _checkpoint_arg(run: Any, ref: str | None) -> Path | None:
@@ -983,6 +1019,14 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--guidance", type=float, default=None, help="classifier-free guidance scale with --class")
     s.add_argument("--prompt", action="append", default=None,
                    help="text prompt (text-conditioned runs; repeatable: samples cycle through the prompts)")
+    s.add_argument("--attention", type=_png_file, default=None, metavar="FILE.png",
+                   help="text-to-image runs: also write sample --index's cross-attention map per word at --rows "
+                        "evenly spaced steps (the Sampler's 'Cross-attention over the steps' export)")
+    s.add_argument("--pipeline", type=_png_file, default=None, metavar="FILE.png",
+                   help="text-to-image runs: also write the pipeline diagram (prompt -> tokens -> text encoder -> "
+                        "denoiser <-> scheduler -> decoder) with sample --index's tensors at the last step")
+    s.add_argument("--index", type=int, default=0, help="which sample of the batch --attention/--pipeline show")
+    s.add_argument("--rows", type=COUNT, default=8, help="denoising steps in the --attention figure")
     s.add_argument("--eta", type=float, default=None, help="DDIM stochasticity (0 = deterministic)")
     s.add_argument("--sigma-schedule", default=None, help="k-samplers: model, karras or exponential")
     s.add_argument("--option", action="append", metavar="NAME=VALUE",

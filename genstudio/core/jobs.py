@@ -252,7 +252,12 @@ def _load(run: Run, device: str | torch.device | None, checkpoint: bool, checkpo
         model = cls(cfg, dev)
         for name, ref_model in used.items():
             model.use_run(name, ref_model)
+        restoring = checkpoint_path is not None or bool(checkpoint and run.checkpoints())
+        if restoring:
+            model.restoring = True  # an instance flag: plugins without BasePlugin never see it
         model.setup(ds.spec)
+        if restoring:
+            model.restoring = False
     step = 0
     if checkpoint_path is not None:
         step, state = run.load_checkpoint(Path(checkpoint_path))

@@ -211,6 +211,10 @@ class BasePlugin(Generic[C]):
     # sampler's own default. A preview is a whole sampling run every ``sample_every`` steps: with
     # a 1000-step default it can cost more than the training between previews (issue #18).
     preview_steps: ClassVar[int | None] = None
+    # True while ``setup`` runs for a model whose checkpoint is loaded right after (set by
+    # ``jobs.load_model``): a sub-model trained in setup (an on-the-fly VAE) need not be trained,
+    # its weights come from the checkpoint -- sampling an sd run retrained its VAE for minutes.
+    restoring: bool = False
 
     config: C
 

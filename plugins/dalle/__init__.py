@@ -105,7 +105,8 @@ class DallePlugin(BasePlugin[DalleConfig]):
         self.tokenizer = ds.tokenizer
         vq = self.run_model("vqvae_run")
         if vq is None:
-            vq = train_vqvae(data, c.vqvae_steps, c.vqvae_codebook, c.vqvae_downsample, 64, self.device)
+            steps = 0 if self.restoring else c.vqvae_steps  # restoring: its weights are in the checkpoint
+            vq = train_vqvae(data, steps, c.vqvae_codebook, c.vqvae_downsample, 64, self.device)
         elif tuple(vq.data.shape) != tuple(data.shape) or not isinstance(getattr(vq, "net", None), VQVAE):
             raise ValueError(f"run {c.vqvae_run!r} is not a VQ-VAE of {tuple(data.shape)} images")
         self.vq_source = f"vqvae run {c.vqvae_run}" if c.vqvae_run else f"vqvae trained in setup ({c.vqvae_steps} steps)"

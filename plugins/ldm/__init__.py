@@ -96,7 +96,8 @@ class LDMPlugin(DDPMPlugin):
             vae = VAEPlugin(VAEConfig(latent_dim=c.vae_latent, batch_size=min(c.batch_size, 128)), self.device)
             vae.setup(data)
             g = torch.Generator().manual_seed(0)
-            for step in range(1, c.vae_steps + 1):
+            # restoring a checkpoint: the VAE's weights are in it, training would be thrown away
+            for step in range(1, 0 if self.restoring else c.vae_steps + 1):
                 vae.train_step(ds.batch(vae.config.batch_size, g)[0].to(self.device), None, step)
         return vae
 

@@ -69,3 +69,28 @@ def test_states_fill_tokens_one_by_one_with_attention_to_the_caption(model):
     assert (attn[0, :4] > 0).all()
     names = [n for n, _ in model.pipeline_stages()]
     assert set(states[-1].extras["stages"]) <= set(names)
+
+
+def test_loading_a_checkpoint_does_not_retrain_the_on_the_fly_vqvae(tmp_path, monkeypatch):
+    """The VQ-VAE's weights travel in the checkpoint: a load (sample, eval, the GUI) must not spend
+    vqvae_steps training one it then overwrites."""
+    from dataclasses import replace
+
+    from genstudio_plugins.vqvae import VQVAEPlugin
+
+    from genstudio.core import jobs
+    from genstudio.core.config import to_dict
+    from genstudio.core.runs import RunStore
+
+    run = jobs.create_run(RunStore(tmp_path), jobs.TrainSpec(
+        "dalle", "captions16", device="cpu", steps=2, checkpoint_every=2, sample_every=0,
+        config=to_dict(replace(DalleConfig.tiny(), vqvae_steps=3))))
+    list(jobs.train(run))
+    trained, _, _ = jobs.load_model(run)
+    calls = []
+    real = VQVAEPlugin.train_step
+    monkeypatch.setattr(VQVAEPlugin, "train_step", lambda self, *a: calls.append(1) or real(self, *a))
+    again, _, step = jobs.load_model(run)
+    assert step == 2 and calls == []
+    for a, b in zip(again.vq_net.state_dict().values(), trained.vq_net.state_dict().values(), strict=True):
+        assert torch.equal(a, b)

@@ -65,3 +65,21 @@ def test_on_the_fly_vae_is_reproducible_and_checkpointed() -> None:
     c.load_state_dict(state)  # ... replaced by the checkpoint's, with its latent std
     assert c.latent_std == a.latent_std
     assert torch.equal(final_state(c.sample(4, seed=3)).x, final_state(a.sample(4, seed=3)).x)
+
+
+def test_loading_a_checkpoint_does_not_retrain_the_on_the_fly_vae(tmp_path, monkeypatch) -> None:
+    """Sampling or evaluating a run restores the VAE from its checkpoint: training it again in setup
+    (1500 steps for sd) cost minutes per load and was thrown away."""
+    store = RunStore(tmp_path)
+    run = jobs.create_run(store, jobs.TrainSpec("ldm", "digits", device="cpu", steps=2, checkpoint_every=2,
+                                                sample_every=0, config=to_dict(replace(LDMConfig.tiny(), vae_steps=4))))
+    list(jobs.train(run))
+    trained, _, _ = jobs.load_model(run)
+    calls = []
+    real = VAEPlugin.train_step
+    monkeypatch.setattr(VAEPlugin, "train_step", lambda self, *a: calls.append(1) or real(self, *a))
+    again, _, step = jobs.load_model(run)
+    assert step == 2 and calls == [] and again.restoring is False
+    assert torch.equal(final_state(again.sample(3, seed=1, steps=3)).x, final_state(trained.sample(3, seed=1, steps=3)).x)
+    fresh, _, _ = jobs.load_model(run, checkpoint=False)  # no checkpoint to restore: trained in setup
+    assert calls == [1] * 4 and fresh.restoring is False

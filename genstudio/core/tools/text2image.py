@@ -39,7 +39,8 @@ def run_vocabulary(info: Mapping[str, Any]) -> list[str]:
         from genstudio.core.data import get_dataset
 
         ds = get_dataset(info["dataset"])
-        return list(ds.tokenizer().words) if hasattr(ds, "tokenizer") else []
+        tok = getattr(ds, "tokenizer", None)  # a cached property of captioned datasets
+        return list(tok.words) if tok is not None else []
     except (KeyError, ValueError, OSError):
         return []
 

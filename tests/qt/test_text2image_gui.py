@@ -101,3 +101,17 @@ def test_compare_panel_samples_one_prompt_per_side(qtbot, root, dalle_run):
     words = [[w for w in s[-1].extras["tokens"][0] if w and w != "<eos>"] for s in (a, b)]
     assert words == [["a", "red", "circle"], ["a", "blue", "square"]]  # each side sampled its own prompt
     assert torch.equal(a[0].x, b[0].x)  # from the same start
+
+
+def test_compare_guidance_starts_where_the_sampler_does(qtbot, root):
+    """The run config's guidance (what the Sampler starts at), else the plugin's declared default."""
+    ctx = FakeCtx(root, registry())
+    run = trained(ctx, "captions16", steps=1, plugin="sd", guidance=4.5)
+    p = TrajectoryPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(run)
+    assert p.guidance.value() == 4.5 and p._sample_kwargs(p.a)["guidance"] == 4.5
+    s = SamplerPanel(ctx)
+    qtbot.addWidget(s)
+    s.set_run(run)
+    assert s.option("guidance").value() == 4.5

@@ -365,7 +365,10 @@ class TrajectoryPanel(JobPanel):
                 info = run.info()
                 plugin = self.ctx.registry.get(info["plugin"])
                 self._samplers = tuple(plugin.info.samplers)
-                self._guided = any(o.name == "guidance" for o in sample_options(plugin))
+                guide = [o for o in sample_options(plugin) if o.name == "guidance"]
+                self._guided = bool(guide)
+                if guide:  # the Sampler's starting value: the run config's, else the plugin's (sd: 3)
+                    self.guidance.setValue(float(info["config"].get("guidance", guide[0].default)))
                 fresh = plugin(from_dict(plugin.info.config_cls, info["config"]), "cpu")  # no setup: config only
                 self._fwd = fresh.forward_process() if has_face(fresh, ForwardProcessFace) else None
             except (KeyError, RunError, ValueError, TypeError) as e:

@@ -482,7 +482,8 @@ def cmd_sample(args: argparse.Namespace) -> int:
     ckpt = _checkpoint_arg(run, args.checkpoint)
     every = args.trajectory or (1 if args.gif else 0)  # the trajectory only when asked: it costs 20-30 %
     gen = jobs.sample(run, n=args.n, steps=args.steps, sampler=args.sampler, seed=args.seed, checkpoint=ckpt,
-                      every=1, keep_states=bool(every), thin=every or 1, device=args.device, out=args.out, **extra)
+                      every=1, keep_states=bool(every), thin=every or 1, hold_states=bool(args.gif),
+                      device=args.device, out=args.out, **extra)
     bar = tqdm(desc="sampling", unit="step", disable=None if sys.stderr.isatty() else False)
     result = None
     st = None

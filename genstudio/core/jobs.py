@@ -650,44 +650,27 @@ class SampleResult:
 def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | None = None, seed: int = 0,
            every: int = 1, keep_states: bool = True, thin: int = 1, control: Control | None = None,
            bus: ev.EventBus | None = None, device: str | None = None, out: str | None = None,
-           model: Any = None, checkpoint: str | Path | None = None,
+           model: Any = None, checkpoint: str | Path | None = None, hold_states: bool = False,
            **sample_kwargs: Any) -> Iterator[SampleState]:
     """Sample from a run's newest checkpoint (or ``checkpoint``, a path), yielding each SampleState
     (publishing SAMPLE_STATE). ``keep_states`` records the trajectory (every ``thin``-th state and
-    the last) for the NPZ and the result; without it only the newest state is held, so a long
-    sampler costs what a bare loop of the net costs (issue #18: keeping all of them cost 20-30 %).
+    the last) in the NPZ, streamed to disk as it comes (:class:`TrajectoryStream`); without it only
+    the newest state is held, so a long sampler costs what a bare loop of the net costs (issue #18:
+    keeping all of them in memory cost 20-30 %). ``hold_states`` also keeps the recorded states in
+    memory, as the result's ``states`` (animations drawn from them).
 
     Writes the final picture (PNG) and arrays (NPZ: final x and, if kept, the trajectory) to the
     run's samples folder, or to ``out`` (``.png`` or ``.npz``). The generator's return value is a
     :class:`SampleResult`.
     """
+    from genstudio.core.npzstream import TrajectoryStream
+
     control = control or Control()
     bus = bus or ev.EventBus()
     spec = None  # a given model's own spec may be an inner one (an LDM's latents): drawn by shape then
     if model is None:
         model, ds, _ = load_model(run, device, checkpoint_path=checkpoint)
         spec = ds.spec
-    kept: list[SampleState] = []
-    last: SampleState | None = None
-    thin = max(1, int(thin))
-    stages = getattr(model, "pipeline_stages", None)  # text-to-image: the diagram the Sampler draws
-    pipeline = stages() if callable(stages) else None
-    with torch.no_grad():
-        for i, st in enumerate(model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every,
-                                            **sample_kwargs)):
-            control.check()
-            extras = st.extras if pipeline is None else {**(st.extras or {}), "pipeline": pipeline}
-            cpu = SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
-                              st.x0.detach().cpu() if st.x0 is not None else None, extras)
-            if keep_states and i % thin == 0:
-                kept.append(cpu)
-            last = cpu
-            bus.emit(ev.SAMPLE_STATE, run.id, state=cpu)
-            yield cpu
-    if last is None:
-        raise RuntimeError("the sampler produced no state")
-    if keep_states and kept[-1] is not last:  # a thinned trajectory still ends where the sampler did
-        kept.append(last)
     stem = f"sample_{sampler or 'default'}_n{n}_s{seed}_{time.strftime('%Y%m%d-%H%M%S')}"
     base = run.sample_dir() / stem
     png_path = npz_path = None
@@ -698,15 +681,45 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
             png_path = out
     png_path = png_path or str(base) + ".png"
     npz_path = npz_path or str(base) + ".npz"
-    save_png(preview_image(spec, last.x), png_path)
-    arrays = {"x": last.x.numpy()}
-    if keep_states:
-        arrays["traj_x"] = np.stack([s.x.numpy() for s in kept])
-        arrays["traj_t"] = np.array([s.t for s in kept])
-        if all(s.x0 is not None for s in kept):
-            arrays["traj_x0"] = np.stack([s.x0.numpy() for s in kept])
-    np.savez_compressed(npz_path, **arrays)
+    held: list[SampleState] = []
+    last: SampleState | None = None
+    recorded: SampleState | None = None
+    thin = max(1, int(thin))
+    stages = getattr(model, "pipeline_stages", None)  # text-to-image: the diagram the Sampler draws
+    pipeline = stages() if callable(stages) else None
+    stream = TrajectoryStream(Path(npz_path).parent) if keep_states else None
+    try:
+        with torch.no_grad():
+            for i, st in enumerate(model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every,
+                                                **sample_kwargs)):
+                control.check()
+                extras = st.extras if pipeline is None else {**(st.extras or {}), "pipeline": pipeline}
+                cpu = SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
+                                  st.x0.detach().cpu() if st.x0 is not None else None, extras)
+                if stream is not None and i % thin == 0:
+                    stream.add(cpu.x, cpu.x0, cpu.t)
+                    recorded = cpu
+                    if hold_states:
+                        held.append(cpu)
+                last = cpu
+                bus.emit(ev.SAMPLE_STATE, run.id, state=cpu)
+                yield cpu
+        if last is None:
+            raise RuntimeError("the sampler produced no state")
+        if stream is not None and recorded is not last:  # a thinned trajectory still ends where the sampler did
+            stream.add(last.x, last.x0, last.t)
+            if hold_states:
+                held.append(last)
+        save_png(preview_image(spec, last.x), png_path)
+        arrays = {"x": last.x.numpy()}
+        if stream is not None:
+            stream.write_npz(npz_path, arrays)
+        else:
+            np.savez_compressed(npz_path, **arrays)
+    finally:
+        if stream is not None:
+            stream.close()
     files = spec.modality.export(last.x, str(Path(png_path).with_suffix("")), spec) if spec is not None else []
     run.log(f"sampled n={n} sampler={sampler} steps={steps} seed={seed} -> {png_path}")
     bus.emit(ev.RESULT, run.id, png=png_path, npz=npz_path, files=files)
-    return SampleResult(last.x, kept, png_path, npz_path, files)
+    return SampleResult(last.x, held, png_path, npz_path, files)

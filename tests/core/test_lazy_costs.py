@@ -77,5 +77,31 @@ def test_sample_keeps_no_trajectory_unless_asked(tmp_path):
 
     assert "traj_x" not in np.load(res.npz).files
     seen, res = result(keep_states=True, thin=16)
-    assert [s.step for s in res.states] == [1, 17, 33, 40]
+    assert res.states == []  # streamed to disk: nothing held unless asked
     assert np.load(res.npz)["traj_x"].shape == (4, 8, 2)
+    seen, res = result(keep_states=True, thin=16, hold_states=True)
+    assert [s.step for s in res.states] == [1, 17, 33, 40]
+    z = np.load(res.npz)
+    # the streamed arrays are exactly what stacking the held states gives, x0 and t included
+    assert np.array_equal(z["traj_x"], np.stack([s.x.numpy() for s in res.states]))
+    assert np.array_equal(z["traj_x0"], np.stack([s.x0.numpy() for s in res.states]))
+    assert np.array_equal(z["traj_t"], [s.t for s in res.states]) and np.array_equal(z["x"], res.x.numpy())
+    assert not [p for p in run.sample_dir().iterdir() if p.name.startswith(".")]  # no scratch left
+
+
+def test_trajectory_stream_drops_x0_when_a_state_lacks_it_and_cleans_up(tmp_path):
+    import numpy as np
+    import torch
+
+    from genstudio.core.npzstream import TrajectoryStream
+
+    s = TrajectoryStream(tmp_path)
+    s.add(torch.ones(2, 3), torch.zeros(2, 3), 1.0)
+    s.add(torch.full((2, 3), 2.0), None, 0.5)
+    s.add(torch.arange(6).reshape(2, 3).double(), None, 0.0)  # cast to the first state's dtype
+    out = s.write_npz(tmp_path / "a.npz", {"x": np.arange(3)})
+    s.close()
+    z = np.load(out)
+    assert sorted(z.files) == ["traj_t", "traj_x", "x"] and z["traj_x"].dtype == np.float32
+    assert z["traj_x"][:, 1].tolist() == [[1, 1, 1], [2, 2, 2], [3, 4, 5]] and z["traj_t"].tolist() == [1, 0.5, 0]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]

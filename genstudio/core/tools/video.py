@@ -47,7 +47,7 @@ def scrub_job(run: Any, n: int, steps: int, seed: int = 0, control: Control | No
     """Sample ``n`` clips with DDIM (``steps``), yielding progress; returns the :class:`Scrub`."""
     from genstudio.core import jobs
 
-    gen = jobs.sample(run, n=n, steps=steps, sampler="ddim", seed=seed, every=1, keep_states=True,
+    gen = jobs.sample(run, n=n, steps=steps, sampler="ddim", seed=seed, every=1, keep_states=True, hold_states=True,
                       control=control, **sample_kw)
     try:
         while True:

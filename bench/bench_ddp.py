@@ -1,5 +1,6 @@
-"""DDP scaling on CPU: DDPM on moons with 1 process and with N processes (torchrun, gloo), one
-torch thread each, and the equal-loss check against 1 process on the N-times batch.
+"""DDP scaling on CPU: DDPM on moons with 1 process and with N processes (torchrun, gloo; DDP, and
+FSDP with --sharding fsdp), one torch thread each, and the equal-loss check against 1 process on
+the N-times batch.
 
     PYTHONPATH=. python3 bench/bench_ddp.py [--steps 400] [--batch 256] [--nproc 2]
 
@@ -43,12 +44,13 @@ def one_process(root: Path, steps: int, batch: int, overrides: list[str]) -> Run
     return run
 
 
-def many_processes(root: Path, steps: int, batch: int, nproc: int, overrides: list[str]) -> Run:
+def many_processes(root: Path, steps: int, batch: int, nproc: int, overrides: list[str],
+                   sharding: str = "ddp") -> Run:
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GENSTUDIO_DATA_DIR": str(root)}
     sets = [a for kv in [*overrides, f"batch_size={batch}"] for a in ("--set", kv)]
     subprocess.run([sys.executable, "-m", "genstudio", "train", "ddpm", "--data", "moons", "--steps", str(steps),
                     "--log-every", "10", "--sample-every", "0", "--checkpoint-every", "0", "--preview-steps", "2",
-                    "--n-preview", "16", "--device", "cpu", "--nproc", str(nproc), *sets],
+                    "--n-preview", "16", "--device", "cpu", "--nproc", str(nproc), "--sharding", sharding, *sets],
                    env=env, check=True, stdout=subprocess.DEVNULL)
     (run,) = RunStore(root).list()
     return run
@@ -66,6 +68,7 @@ def main() -> None:
         r1, l1 = rate(one_process(tmp / "a", a.steps, a.batch, a.set))
         rb, lb = rate(one_process(tmp / "b", a.steps, a.batch * a.nproc, a.set))
         rn, ln = rate(many_processes(tmp / "c", a.steps, a.batch, a.nproc, a.set))
+        rf, lf = rate(many_processes(tmp / "d", a.steps, a.batch, a.nproc, a.set, "fsdp"))
     load = os.getloadavg()[0]
     print(f"DDPM on moons, {a.steps} steps, CPU, 1 torch thread per process, {os.cpu_count()} cores "
           f"(load average {load:.1f})")
@@ -73,12 +76,14 @@ def main() -> None:
     base = r1 * a.batch
     for name, r, n in ((f"1 process, batch {a.batch}", r1, a.batch),
                        (f"1 process, batch {a.batch * a.nproc}", rb, a.batch * a.nproc),
-                       (f"{a.nproc} processes, batch {a.batch} each", rn, a.batch * a.nproc)):
+                       (f"{a.nproc} processes, batch {a.batch} each", rn, a.batch * a.nproc),
+                       (f"{a.nproc} processes FSDP, {a.batch} each", rf, a.batch * a.nproc)):
         print(f"{name:<34}{r:>10.1f}{r * n:>12.0f}{r * n / base:>10.2f}x")
     half = len(ln) // 2
     m_one, m_many = lb[half:].mean(), ln[half:].mean()
     print(f"equal-loss check (mean loss, second half): 1 process on batch {a.batch * a.nproc} {m_one:.4f}, "
-          f"{a.nproc} processes {m_many:.4f}, relative gap {abs(m_many - m_one) / m_one:.1%}")
+          f"{a.nproc} processes {m_many:.4f}, relative gap {abs(m_many - m_one) / m_one:.1%}; FSDP "
+          f"{lf[half:].mean():.4f} ({abs(lf[half:].mean() - m_one) / m_one:.1%})")
 
 
 if __name__ == "__main__":

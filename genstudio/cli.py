@@ -321,10 +321,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         overrides=args.set or [], log_every=args.log_every, sample_every=args.sample_every,
         checkpoint_every=args.checkpoint_every, n_preview=args.n_preview, preview_steps=args.preview_steps,
         keep_checkpoints=args.keep_checkpoints,
-        amp=args.amp,
+        amp=args.amp, sharding=args.sharding,
     )
     if args.nproc > 1:
-        _parallel_plugin(args.plugin)
+        _parallel_plugin(args.plugin, args.sharding)
     ranks = _ranks(args)
     run = jobs.create_run(_store(), spec) if ranks.writer else None
     if args.nproc > 1 and not ranks.many:  # this process only launches the N that train
@@ -339,12 +339,12 @@ def _ranks(args: argparse.Namespace) -> Any:
     return start(args.device)
 
 
-def _parallel_plugin(plugin: str) -> None:
+def _parallel_plugin(plugin: str, sharding: str = "ddp") -> None:
     """Refuse a many-process run of a plugin that cannot split its training, before any folder."""
     from genstudio.core.distributed import require_parallel
     from genstudio.core.registry import registry
 
-    require_parallel(registry().get(plugin))
+    require_parallel(registry().get(plugin), sharding)
 
 
 def _launch(run: Any, argv: list[str], args: argparse.Namespace) -> int:
@@ -376,7 +376,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
     if ranks.writer:
         _refuse_completed(run, args.steps)
     if args.nproc > 1 and not ranks.many:
-        _parallel_plugin(run.info()["plugin"])
+        _parallel_plugin(run.info()["plugin"], run.info().get("sharding") or "ddp")
         argv = ["resume", str(run.path), *(["--steps", str(args.steps)] if args.steps else []),
                 *(a for kv in args.set or [] for a in ("--set", kv))]
         return _launch(run, argv, args)
@@ -975,6 +975,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="checkpoint every N steps (0 = only at the end)")
     s.add_argument("--n-preview", type=EVERY, default=0,
                    help="samples in each logged grid (0 = auto: 64 images, 400 points of 2-D data)")
+    s.add_argument("--sharding", choices=["ddp", "fsdp"], default="ddp",
+                   help="with --nproc: ddp replicates the nets on every process; fsdp shards parameters, gradients "
+                        "and optimiser state across them (FSDP2; plugins that declare fsdp_modules, e.g. ddpm)")
     s.add_argument("--amp", choices=["bf16"], default="",
                    help="mixed precision: train steps under bf16 autocast (helps large nets on GPUs; see README)")
     s.add_argument("--preview-steps", type=EVERY, default=0,

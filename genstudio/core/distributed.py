@@ -10,7 +10,10 @@ for everything that differs between one process and many, so the loop stays one 
   modules in DistributedDataParallel (gloo on CPU, NCCL on CUDA); ``ddp_grads = True`` averages
   the gradients of every optimiser's parameters as they are accumulated, for plugins whose nets
   are called in ways DDP does not follow (two optimisers, detached halves). Neither: a clear
-  :class:`NotDistributable` before any step;
+  :class:`NotDistributable` before any step. ``fsdp_modules = ("net", "ema")`` lets a run ask for
+  ``sharding = "fsdp"`` instead (FSDP2's ``fully_shard``: parameters, gradients and optimiser
+  state split across the ranks); checkpoints and previews then gather the full weights, every rank
+  taking part, so a checkpoint is the same plain state dict as a one-process run's;
 - metrics are averaged across ranks; rank 0 alone writes the run store (the other ranks work on
   a private copy of run.json and the newest checkpoint, sent by rank 0, so no shared disk is
   needed) and draws previews; pause / stop are rank 0's, broadcast before each step.
@@ -22,6 +25,7 @@ train ...`` is the multi-node form.
 
 from __future__ import annotations
 
+import copy
 import datetime
 import os
 import shutil
@@ -67,21 +71,47 @@ class _DDP(DistributedDataParallel):
         return self.module.load_state_dict(*a, **kw)
 
 
-def parallel_mode(cls: type) -> str | None:
-    """How a plugin class trains on many processes: "ddp", "grads" or None (it cannot)."""
+SHARDING = ("ddp", "fsdp")  # a run's `sharding` option: replicate (DDP / gradient averaging) or shard
+
+
+def parallel_mode(cls: type, sharding: str = "ddp") -> str | None:
+    """How a plugin class trains on many processes: "fsdp" (asked, and declared), "ddp", "grads"
+    or None (it cannot)."""
+    if sharding == "fsdp":
+        return "fsdp" if getattr(cls, "fsdp_modules", ()) else None
     if getattr(cls, "ddp_modules", ()):
         return "ddp"
     return "grads" if getattr(cls, "ddp_grads", False) else None
 
 
-def require_parallel(cls: type) -> str:
+def require_parallel(cls: type, sharding: str = "ddp") -> str:
     """:func:`parallel_mode`, or NotDistributable saying what the plugin would have to declare."""
-    mode = parallel_mode(cls)
+    if sharding not in SHARDING:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDING)}; got {sharding!r}")
+    mode = parallel_mode(cls, sharding)
+    if mode is None and sharding == "fsdp":
+        raise NotDistributable(
+            f"plugin {cls.info.id} cannot shard its training (FSDP): it declares no fsdp_modules; "
+            "train it with sharding ddp")
     if mode is None:
         raise NotDistributable(
             f"plugin {cls.info.id} cannot train on several processes: it declares neither ddp_modules "
             "(the nets to wrap in DistributedDataParallel) nor ddp_grads = True; train it with one process")
     return mode
+
+
+def full_state(state: Any) -> Any:
+    """``state`` (nested dicts / lists, e.g. a plugin's state dict) with every DTensor shard
+    gathered into a plain full tensor -- a collective: every rank calls it, in the same order."""
+    from torch.distributed.tensor import DTensor
+
+    if isinstance(state, DTensor):
+        return state.full_tensor()
+    if isinstance(state, dict):
+        return {k: full_state(v) for k, v in state.items()}
+    if isinstance(state, (list, tuple)):
+        return type(state)(full_state(v) for v in state)
+    return state
 
 
 @dataclass
@@ -121,11 +151,16 @@ class Ranks:
         part = slice(self.rank * n, (self.rank + 1) * n)
         return x[part], (y[part] if y is not None else None)
 
-    def wrap(self, model: Any) -> Any:
+    sharded: bool = field(default=False, repr=False)  # FSDP: the plugin's fsdp_modules are split across ranks
+    shadow: Any = field(default=None, repr=False)  # rank 0 under FSDP: an unsharded copy that draws previews
+
+    def wrap(self, model: Any, sharding: str = "ddp") -> Any:
         """The model set up for many processes (see the module docstring); itself when alone."""
         if not self.many:
             return model
-        mode = require_parallel(type(model))
+        mode = require_parallel(type(model), sharding)
+        if mode == "fsdp":
+            return self._shard(model)
         if mode == "ddp":  # no buffer sync in forward: rank 0 alone runs the nets for previews
             ids = [model.device.index if model.device.index is not None else torch.cuda.current_device()] \
                 if model.device.type == "cuda" else None
@@ -138,6 +173,70 @@ class Ranks:
             return model
         self._average_grads(model)
         return model
+
+    def _shard(self, model: Any) -> Any:
+        """FSDP2 on each of ``model.fsdp_modules`` (in place), the optimisers pointed at the new
+        sharded parameters and any loaded optimiser state cut into the matching shards."""
+        from collections import defaultdict
+
+        from torch.distributed.fsdp import fully_shard
+        from torch.distributed.tensor import DTensor, distribute_tensor
+
+        names = tuple(model.fsdp_modules)
+        if self.writer:  # previews: rank 0 samples from a full copy, refreshed before each one
+            self.shadow = copy.deepcopy(model)
+        before = {id(p): (n, pn) for n in names for pn, p in getattr(model, n).named_parameters()}
+        for n in names:
+            fully_shard(getattr(model, n))
+        after = {(n, pn): p for n in names for pn, p in getattr(model, n).named_parameters()}
+        for opt in (v for v in vars(model).values() if isinstance(v, torch.optim.Optimizer)):
+            new = {id(p): after.get(before.get(id(p)), p) for g in opt.param_groups for p in g["params"]}
+            state = defaultdict(dict)
+            for p, st in opt.state.items():
+                q = new.get(id(p), p)
+                state[q] = {k: distribute_tensor(v, q.device_mesh, q.placements)
+                            if isinstance(q, DTensor) and torch.is_tensor(v) and v.shape == q.shape else v
+                            for k, v in st.items()}
+            for g in opt.param_groups:
+                g["params"] = [new[id(p)] for p in g["params"]]
+            opt.state = state
+        self.sharded = True
+        return model
+
+    def shard_summary(self, model: Any) -> str:
+        """One log line: how much of the sharded nets this rank holds."""
+        mine = sum(p.to_local().numel() for n in model.fsdp_modules for p in getattr(model, n).parameters())
+        full = sum(p.numel() for n in model.fsdp_modules for p in getattr(model, n).parameters())
+        return (f"FSDP: {', '.join(model.fsdp_modules)} sharded across {self.world} processes; rank {self.rank} "
+                f"holds {mine:,} of {full:,} parameters")
+
+    def state_dict(self, model: Any) -> dict[str, Any]:
+        """What a checkpoint holds: the plain full state dict (FSDP: gathered, every rank calling)."""
+        return full_state(model.state_dict()) if self.sharded else model.state_dict()
+
+    def preview_model(self, model: Any) -> Any:
+        """The model previews sample from: itself, or under FSDP rank 0's unsharded copy loaded
+        with the gathered weights (every rank must call this; the others get None)."""
+        if not self.sharded:
+            return model
+        full = {n: full_state(getattr(model, n).state_dict()) for n in model.fsdp_modules}
+        if not self.writer:
+            return None
+        for n, sd in full.items():
+            getattr(self.shadow, n).load_state_dict(sd)
+        if hasattr(model, "extra_state"):
+            self.shadow.load_extra_state(model.extra_state())
+        self.shadow.config = model.config  # steered settings reach the previews too
+        return self.shadow
+
+    def agree(self, flag: bool) -> bool:
+        """Rank 0's ``flag`` on every rank when the ranks must act together (FSDP's previews: a
+        single step asked in rank 0's window); ``flag`` itself otherwise."""
+        if not self.sharded:
+            return flag
+        t = torch.tensor([float(flag and self.writer)], device=CPU)
+        dist.broadcast(t, 0)
+        return bool(t.item())
 
     def _average_grads(self, model: Any) -> None:
         """Same start on every rank (rank 0's weights), then each gradient averaged as it lands."""

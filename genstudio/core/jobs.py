@@ -24,7 +24,7 @@ from genstudio.core import events as ev
 from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
-from genstudio.core.distributed import Ranks
+from genstudio.core.distributed import SHARDING, Ranks
 from genstudio.core.faces import (
     Adversarial,
     Conditional,
@@ -191,6 +191,7 @@ class TrainSpec:
     keep_checkpoints: int = 0  # newest N checkpoints kept; 0 = the plugin's choice (3; every one for GANs); -1 = all
     processes: int = 1  # > 1: torchrun trains it with that many processes (genstudio.core.distributed)
     amp: str = ""  # "bf16": train steps under torch.autocast(bfloat16) (mixed precision; no loss scaling needed)
+    sharding: str = "ddp"  # many processes: "ddp" replicates the nets, "fsdp" shards them (plugins declaring fsdp_modules)
 
 
 def create_run(store: RunStore, spec: TrainSpec) -> Run:
@@ -204,6 +205,8 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
     cfg = apply_overrides(cfg, spec.overrides)
     if spec.amp not in AMP_MODES:
         raise ValueError(f"amp must be one of {', '.join(m or repr(m) for m in AMP_MODES)}; got {spec.amp!r}")
+    if spec.sharding not in SHARDING:
+        raise ValueError(f"sharding must be one of {', '.join(SHARDING)}; got {spec.sharding!r}")
     for name, ref in run_refs(cfg).items():  # fail here, before a run folder exists
         _referenced_run(store, cls, name, ref)
     dev = pick_device(spec.device)
@@ -213,7 +216,8 @@ def create_run(store: RunStore, spec: TrainSpec) -> Run:
         extra={"log_every": spec.log_every, "sample_every": spec.sample_every,
                "checkpoint_every": spec.checkpoint_every, "n_preview": spec.n_preview,
                "preview_steps": spec.preview_steps, "keep_checkpoints": spec.keep_checkpoints,
-               **({"amp": spec.amp} if spec.amp else {})},
+               **({"amp": spec.amp} if spec.amp else {}),
+               **({"sharding": spec.sharding} if spec.sharding != "ddp" else {})},
     )
 
 
@@ -374,6 +378,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     preview_steps = int(info.get("preview_steps", 0)) or None
     seed = int(info.get("seed", 0))
     amp = str(info.get("amp", "") or "")
+    sharding = str(info.get("sharding", "") or "ddp")
 
     def status(s: str, message: str = "", **extra: Any) -> None:
         run.update(status=s, message=message, **extra)
@@ -383,7 +388,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
     try:
         model, ds, start = load_model(run, device)
-        model = ranks.wrap(model)
+        model = ranks.wrap(model, sharding)
+        if ranks.sharded:
+            run.log(ranks.shard_summary(model))
         n_preview = preview_count(n_preview, ds.spec.modality)
         auto_steps = getattr(model, "preview_steps", None)  # what a preview costs by default: the plugin's say
         preview_steps = preview_steps or auto_steps
@@ -408,35 +415,37 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         elapsed0 = float(info.get("elapsed", 0.0))
         step = done = start  # done = last step whose update was applied
 
-        def save(step: int) -> None:
+        def save(step: int, state: dict[str, Any] | None = None) -> None:
+            state = ranks.state_dict(model) if state is None else state  # FSDP: every rank gathers
             run.append_metrics(rows)
             rows.clear()
-            run.save_checkpoint(step, model.state_dict(), keep=kept_checkpoints(keep, model))
+            run.save_checkpoint(step, state, keep=kept_checkpoints(keep, model))
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
             bus.emit(ev.CHECKPOINT, rid, step=step)
 
         def preview(step: int, stage: str = "preview") -> None:
+            view = ranks.preview_model(model)  # FSDP: every rank helps gather the full weights
             if not ranks.writer:  # rank 0 alone draws previews
                 return
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
             began = time.perf_counter()
             with torch.no_grad():
                 last = None
-                for last in model.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
+                for last in view.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
                     if control.cancelled:  # a long preview must not hold up Stop / Ctrl-C (a pause waits)
                         raise Cancelled()
             x = last.x.detach().cpu()
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
-            views = model_views(step)
+            views = model_views(step, view)
             # its cost, shown by the monitor: previews are the largest share of a short run's wall time
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=views,
                      seconds=time.perf_counter() - began, sample_steps=last.total)
-            log_coverage(step, x)
-            log_model_metrics(step)
+            log_coverage(step, x, view)
+            log_model_metrics(step, view)
 
         cover: list[Any] = []  # the dataset's mode-coverage function, built at the first preview
 
-        def log_coverage(step: int, x: torch.Tensor) -> None:
+        def log_coverage(step: int, x: torch.Tensor, model: Any) -> None:
             """Modes the preview samples reach (data with known modes), logged with the step so mode
             collapse shows as a falling curve; labelled images use their classifier for adversarial
             runs only (it may train for seconds on first use). Never costs the run more than a log line."""
@@ -461,7 +470,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             rows.append(row)
             bus.emit(ev.METRICS, rid, **row)
 
-        def log_model_metrics(step: int) -> None:
+        def log_model_metrics(step: int, model: Any) -> None:
             """The PreviewMetrics face's scalars at this preview; a failure costs a log line only."""
             if not has_face(model, PreviewMetrics):
                 return
@@ -474,7 +483,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             rows.append(row)
             bus.emit(ev.METRICS, rid, **row)
 
-        def model_views(step: int) -> dict[str, np.ndarray]:
+        def model_views(step: int, model: Any) -> dict[str, np.ndarray]:
             """The plugin's optional ViewsModel pictures, saved next to the samples; a broken
             views() only costs a log line, never the run."""
             if not callable(getattr(model, "views", None)):
@@ -489,8 +498,10 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 run.log(f"views() failed at step {step}; skipped:\n{traceback.format_exc()}")
                 return {}
 
+        paused_state: list[dict[str, Any] | None] = [None]  # FSDP: gathered by every rank before the pause
+
         def on_pause() -> None:
-            save(done)
+            save(done, paused_state[0])
             status("paused", f"paused at step {done}")
 
         def steer(step: int) -> None:
@@ -537,7 +548,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         while done < total:
             step = done + 1
             if ranks.held(control):
+                paused_state[0] = ranks.state_dict(model) if ranks.sharded else None
                 ranks.wait(control, on_pause)
+                paused_state[0] = None
                 if run.info().get("status") != "running":
                     status("running", f"resumed at step {done}")
             steer(step)
@@ -566,12 +579,15 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                            "checkpoint is intact")
                     return
                 newest = ranks.newest_checkpoint(run)  # rank 0's, for every rank
-                if newest is not None:
+                if newest is not None and not ranks.sharded:
                     ck_step, state = newest
                     model.load_state_dict(state)
-                else:
+                else:  # FSDP: a fresh model, the plain checkpoint loaded, then sharded again
                     model, ds, ck_step = load_model(run, device, checkpoint=False)
-                    model = ranks.wrap(model)
+                    if newest is not None:
+                        ck_step, state = newest
+                        model.load_state_dict(state)
+                    model = ranks.wrap(model, sharding)
                 done = step_last = ck_step  # rewind: the steps after the checkpoint are trained again
                 t_last = time.time()
                 status("running", f"resumed from checkpoint step {ck_step}")
@@ -588,7 +604,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                     run.append_metrics(rows)
                     rows.clear()
                     flushed_at = now
-            single = control.take_single()
+            single = ranks.agree(control.take_single())  # FSDP: a preview needs every rank
             if single or (sample_every and (step % sample_every == 0 or step == first_preview)):
                 preview(step)
             if single:

@@ -76,6 +76,7 @@ class DDPMPlugin(BasePlugin[DDPMConfig]):
     """Trains ``net`` with the simple epsilon loss; samples with ``ema`` (both saved by BasePlugin)."""
 
     ddp_modules = ("net",)  # many processes: DDP wraps the trained net (genstudio.core.distributed)
+    fsdp_modules = ("net", "ema")  # or FSDP shards it, and its EMA the same way (ema_update runs on the shards)
 
     info = PluginInfo(
         id="ddpm", name="DDPM", family="diffusion",

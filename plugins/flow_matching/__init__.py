@@ -102,6 +102,7 @@ class FlowMatchingConfig(NetConfig):
 class FlowMatchingPlugin(BasePlugin[FlowMatchingConfig]):
     """Trains ``net`` as a velocity field; samples with its EMA copy."""
     ddp_modules = ("net",)  # many processes: DDP wraps the trained net (genstudio.core.distributed)
+    fsdp_modules = ("net", "ema")  # or FSDP shards it, and its EMA the same way (ema_update runs on the shards)
 
     info = PluginInfo(
         id="flow_matching", name="Flow matching", family="diffusion",

@@ -67,6 +67,7 @@ class ScoreSDEConfig(NetConfig):
 class ScoreSDEPlugin(BasePlugin[ScoreSDEConfig]):
     """Trains ``net`` on continuous-time DSM; samples and scores with its EMA copy."""
     ddp_modules = ("net",)  # many processes: DDP wraps the trained net (genstudio.core.distributed)
+    fsdp_modules = ("net", "ema")  # or FSDP shards it, and its EMA the same way (ema_update runs on the shards)
 
     info = PluginInfo(
         id="score_sde", name="Score SDE", family="diffusion",

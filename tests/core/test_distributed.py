@@ -109,3 +109,53 @@ def test_cli_refuses_many_processes_for_a_plugin_that_cannot(tmp_path, monkeypat
     assert cli.main(["train", no, "--data", "moons", "--nproc", "2"]) == 2
     assert "cannot train on several processes" in capsys.readouterr().err
     assert RunStore(tmp_path).list() == []
+
+
+def test_fsdp_shards_trains_like_one_process_and_writes_plain_checkpoints(tmp_path):
+    """--sharding fsdp: each of 2 processes holds half of the nets, the loss follows a lone process
+    on the doubled batch, the checkpoint is a plain state dict (no DTensor) that one process
+    resumes from, and the 2-process job resumes from it as well (optimiser state re-sharded)."""
+    torch.set_num_threads(1)
+    steps = 60
+    one = RunStore(tmp_path / "one")
+    single = jobs.create_run(one, jobs.TrainSpec("ddpm", "moons", steps=steps, overrides=[*TINY, "batch_size=64"],
+                                                 log_every=1, sample_every=0, checkpoint_every=steps, device="cpu"))
+    for _ in jobs.train(single):
+        pass
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "GENSTUDIO_DATA_DIR": str(tmp_path / "two")}
+    argv = ["train", "ddpm", "--data", "moons", "--steps", str(steps), "--log-every", "1", "--sample-every",
+            str(steps // 2), "--checkpoint-every", str(steps // 2), "--preview-steps", "2", "--n-preview", "16",
+            "--device", "cpu", *(a for kv in [*TINY, "batch_size=32"] for a in ("--set", kv)), "--nproc", "2",
+            "--sharding", "fsdp"]
+    r = subprocess.run([sys.executable, "-m", "genstudio", *argv], env=env, capture_output=True, text=True,
+                       timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    (run,) = RunStore(tmp_path / "two").list()
+    info = run.info()
+    assert info["status"] == "completed" and info["sharding"] == "fsdp" and info["processes"] == 2
+    log = run.read_log()
+    assert "FSDP: net, ema sharded across 2 processes; rank 0 holds" in log
+    held, total = (int(v.replace(",", "")) for v in log.split("rank 0 holds ")[1].split(" parameters")[0].split(" of "))
+    assert 0.4 * total <= held <= 0.6 * total  # about half each
+    a, b = _losses(single), _losses(run)
+    assert abs(a[steps // 2:].mean() - b[steps // 2:].mean()) < 0.15 * a[steps // 2:].mean()
+    assert len(list((run.path / "samples").glob("*.png"))) == 2  # rank 0 previewed from the gathered weights
+    _, state = run.load_checkpoint()
+    flat = [v for part in state.values() if isinstance(part, dict) for v in part.values() if torch.is_tensor(v)]
+    assert flat and all(type(v) is torch.Tensor for v in flat)
+    r = subprocess.run([sys.executable, "-m", "genstudio", "resume", str(run.path), "--steps", "4", "--nproc", "2"],
+                       env=env, capture_output=True, text=True, timeout=240)
+    assert r.returncode == 0, r.stderr[-3000:]
+    for _ in jobs.train(run, extra_steps=3, device="cpu"):  # and one process from the plain checkpoint
+        pass
+    assert run.info()["step"] == steps + 7
+
+
+def test_fsdp_is_refused_for_a_plugin_that_declares_no_fsdp_modules():
+    assert parallel_mode(registry().get("ddpm"), "fsdp") == "fsdp"
+    vae = registry().get("vae")
+    assert parallel_mode(vae) == "ddp" and parallel_mode(vae, "fsdp") is None
+    with pytest.raises(NotDistributable, match="cannot shard"):
+        require_parallel(vae, "fsdp")
+    with pytest.raises(ValueError, match="sharding must be one of"):
+        require_parallel(vae, "zero3")

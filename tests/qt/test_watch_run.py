@@ -58,13 +58,13 @@ def test_processes_setting_launches_torchrun_and_watches(main_window, monkeypatc
     monkeypatch.setattr(qwatch, "launch", lambda window, run, n: launched.append((window, run.id, n)))
     assert w.select_plugin("ddpm") and w.select_dataset("moons")
     settings = w.panels["settings"]
-    settings.run_form.set_values({"processes": 2})
+    settings.run_form.set_values({"processes": 2, "sharding": "fsdp"})
     run = w.start_training()
     assert launched == [(w, run.id, 2)] and not w.job_running("train")  # nothing trains in the window
-    assert run.info()["status"] == "created"
+    assert run.info()["status"] == "created" and run.info()["sharding"] == "fsdp"  # what the resume reads
     # the command it runs: torchrun on `genstudio resume RUN`, one process per --nproc-per-node
     cmd = qwatch.launch_command(["resume", str(run.path)], 2)
     assert cmd[1:4] == ["-m", "torch.distributed.run", "--standalone"] and "--nproc-per-node=2" in cmd
     assert cmd[-3:] == ["genstudio", "resume", str(run.path)]
     w.select_run(run)
-    assert settings.steer_form is None or "processes" not in settings.steer_form.values()  # not steerable
+    assert settings.steer_form is None or not {"processes", "sharding"} & set(settings.steer_form.values())

@@ -42,9 +42,12 @@ class RunOptions:
     processes: int = param(_SPEC_DEFAULTS.processes, "Training processes on this machine (torchrun, DDP: "
                            "gloo on CPU, NCCL on CUDA; batch size is per process). Above 1 the run trains "
                            "outside the window, which watches it", range=(1, 256))
+    sharding: str = param(_SPEC_DEFAULTS.sharding, "With several processes: ddp replicates the nets on each; "
+                          "fsdp shards parameters, gradients and optimiser state across them (plugins that "
+                          "declare it, e.g. DDPM, flow matching, score SDE)", choices=("ddp", "fsdp"))
 
 
-LAUNCH_ONLY = ("processes",)  # how a run starts: never steered mid-run
+LAUNCH_ONLY = ("processes", "sharding")  # how a run starts: never steered mid-run
 _RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions) if f.name not in LAUNCH_ONLY)
 
 

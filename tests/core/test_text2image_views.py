@@ -59,6 +59,9 @@ def test_strip_and_figure_layout():
     states = [_state(s) for s in range(1, 5)]
     fig = attention_figure(states, 1, rows=2, cell=32)
     assert fig.shape[0] == 2 * strip.shape[0] and fig.shape[1] == 96 + strip.shape[1]
+    empty = _state()
+    empty.extras["tokens"] = [["<eos>", "", "", "", "", ""]] * 2  # no prompt: only the sample itself
+    assert attention_strip(empty, 0, cell=32).shape[1] == 32 + 8
     with pytest.raises(ValueError, match="no cross-attention"):
         attention_figure([SampleState(1, 1, 0.0, torch.zeros(1, 3, 4, 4))])
 

@@ -115,3 +115,22 @@ def test_compare_guidance_starts_where_the_sampler_does(qtbot, root):
     qtbot.addWidget(s)
     s.set_run(run)
     assert s.option("guidance").value() == 4.5
+
+
+def test_text_views_stand_beside_the_samples_in_a_short_wide_panel(qtbot, root, dalle_run):
+    """Under the default layout's short Sampler dock the strip below left x_t / x̂0 60 px: there
+    the text views stand in a column beside them, and below them again when the panel is tall."""
+    ctx = FakeCtx(root, registry())
+    p = SamplerPanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(1100, 330)
+    p.show()
+    p.set_run(dalle_run)
+    p.n.setValue(2)
+    p.start_sampling()
+    ctx.deliver(p)
+    qtbot.waitUntil(lambda: p.text_views.isVisibleTo(p), timeout=2000)
+    assert p.split.orientation() == Qt.Horizontal and p.split.sizes()[0] > p.split.sizes()[1]
+    p.resize(1100, 1000)
+    qtbot.waitUntil(lambda: p.split.orientation() == Qt.Vertical, timeout=2000)
+    assert p.split.sizes()[0] > p.split.sizes()[1]

@@ -67,8 +67,10 @@ def attention_overlays(image: np.ndarray, attn: torch.Tensor, positions: Sequenc
     """Each position's map (of ``attn`` (L, h, w)) bilinearly upsampled to ``image``'s size and
     blended as a heat map over a grey copy of it; one colour scale ``0 .. hi`` for all (default:
     the largest weight among ``positions``)."""
+    if not positions:  # an empty prompt (unconditional): no word to draw
+        return []
     size = image.shape[:2]
-    maps = attn[list(positions)].float()[None] if positions else attn[:0].float()[None]
+    maps = attn[list(positions)].float()[None]
     up = F.interpolate(maps, size=size, mode="bilinear", align_corners=False)[0].clamp_min(0).numpy()
     top = float(hi) if hi is not None else (float(maps.max()) if maps.numel() else 1.0)
     grey = image.mean(2, keepdims=True).repeat(3, 2)

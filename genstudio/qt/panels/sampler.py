@@ -26,6 +26,7 @@ import torch
 from PySide6.QtCore import Qt, QTimer
 from PySide6.QtGui import QKeySequence, QShortcut
 from PySide6.QtWidgets import (
+    QBoxLayout,
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
@@ -439,13 +440,34 @@ class SamplerPanel(Panel):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.setSpacing(2)
         lay.addLayout(row)
-        pics = QHBoxLayout()  # side by side: a short strip under the views, which keep most of the height
-        pics.setSpacing(4)
-        pics.addWidget(self.attn_view, 5)
-        pics.addWidget(self.pipe_view, 4)
-        lay.addLayout(pics, 1)
+        # side by side in a strip under the views; stacked in a column beside them when the panel is
+        # short and wide (the default layout), so x_t and x̂0 keep a usable size (_orient_text_views)
+        self._pics = QBoxLayout(QBoxLayout.LeftToRight)
+        self._pics.setSpacing(4)
+        self._pics.addWidget(self.attn_view, 5)
+        self._pics.addWidget(self.pipe_view, 4)
+        lay.addLayout(self._pics, 1)
         self.text_views.setVisible(False)
         return self.text_views
+
+    def _orient_text_views(self, force: bool = False) -> None:
+        """Text views below x_t | x̂0 (a strip) when the panel is tall enough, else beside them (a
+        column): under a 340 px dock they left the sample views 60 px. Sizes are reset only when the
+        orientation changes (or ``force``), so a user's splitter drag stays."""
+        beside = self.split.height() < 480 and self.split.width() > 2 * self.split.height()
+        want = Qt.Horizontal if beside else Qt.Vertical
+        if want == self.split.orientation() and not force:
+            return
+        self.split.setOrientation(want)
+        self._pics.setDirection(QBoxLayout.TopToBottom if beside else QBoxLayout.LeftToRight)
+        total = max(200, sum(self.split.sizes()))
+        keep = total * 62 // 100 if beside else total * 3 // 4
+        self.split.setSizes([keep, total - keep])
+
+    def resizeEvent(self, event: Any) -> None:  # noqa: N802 - Qt's name
+        super().resizeEvent(event)
+        if self.text_views.isVisibleTo(self):
+            self._orient_text_views()
 
     def _show_text_views(self, st: SampleState) -> None:
         """The attention strip and the pipeline diagram of state ``st`` (if it carries them)."""
@@ -455,18 +477,18 @@ class SamplerPanel(Panel):
         if not (attn or pipe):
             self.text_views.setVisible(False)
             return
-        if not self.text_views.isVisibleTo(self):  # first shown: the views keep three quarters
+        if not self.text_views.isVisibleTo(self):  # first shown: the views keep most of the room
             self.text_views.setVisible(True)
-            total = max(200, sum(self.split.sizes()))
-            self.split.setSizes([total * 3 // 4, total - total * 3 // 4])
+            self._orient_text_views(force=True)
         n = int(st.x.shape[0])
         self.attn_index.setMaximum(max(0, n - 1))
         k = min(self.attn_index.value(), n - 1)
         if attn:
             self.attn_view.set_image(attention_strip(st, k, cell=64, eos=self.attn_eos.isChecked()))
             words = [w for w in ex["tokens"][k] if w and w != "<eos>"]
-            self.attn_note.setText(f"“{' '.join(words)}” · step {st.step}/{st.total}, t = {st.t:.3f} · one colour "
+            self.attn_note.setText(f"“{' '.join(words) or '(empty prompt: unconditional)'}” · step {st.step}/{st.total}, t = {st.t:.3f} · one colour "
                                    "scale for all words (dark = the word is ignored there)")
+            self.attn_note.setToolTip(self.attn_note.text())  # cut short when the views stand in a column
         else:
             self.attn_view.clear()
             self.attn_note.setText("this model reports no cross-attention")

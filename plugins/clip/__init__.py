@@ -180,6 +180,17 @@ class CLIPPlugin(BasePlugin[CLIPConfig]):
 
     # -- "sampling" = retrieval --------------------------------------------------------------------
     @torch.no_grad()
+    def caption_images(self, images: Tensor, seed: int = 0, **_: Any) -> list[str]:
+        """Captions by retrieval: each image's most similar caption of the whole grammar -- the
+        single-direction image -> caption baseline the unified model is compared with (``genstudio
+        eval RUN --metrics captioning`` scores both the same way)."""
+        from genstudio.core.data.captions import all_captions
+
+        caps = all_captions()
+        with torch.no_grad():
+            sim = self.embed_images(images) @ self.embed_text(caps).T
+        return [caps[i] for i in sim.argmax(1).tolist()]
+
     def ranked(self, prompts: Sequence[str]) -> tuple[Tensor, Tensor]:
         """(indices (P, G), cosines (P, G)) of the gallery images by similarity to each prompt."""
         sim = self.embed_text(list(prompts)) @ self.embed_images(self.gallery.x).T

@@ -109,3 +109,21 @@ def test_eval_scores_a_text_conditioned_run(tmp_path, reader):
     _, state = run.load_checkpoint()  # weights-only load; the tokenizer travels as its JSON text
     assert isinstance(state["tokenizer"], str) and json.loads(state["tokenizer"])["max_len"] == C.MAX_LEN
     assert model.text_tokenizer().to_json() == state["tokenizer"]
+
+
+def test_clip_captions_by_retrieving_the_most_similar_caption_of_the_grammar():
+    """CLIP as the single-direction image -> caption baseline: argmax cosine over every caption."""
+    from genstudio_plugins.clip import CLIPConfig, CLIPPlugin
+
+    caps = C.all_captions()
+    m = CLIPPlugin(CLIPConfig.tiny(), "cpu")
+    m.setup(get_dataset("captions16").spec)
+    picks = [5, 0, len(caps) - 1]
+    m.embed_text = lambda prompts: torch.eye(len(caps))[[caps.index(p) for p in prompts]]
+    m.embed_images = lambda x: torch.eye(len(caps))[picks[: len(x)]]
+    assert m.caption_images(torch.zeros(3, 3, 16, 16)) == [caps[i] for i in picks]
+    real = get_dataset("captions16").test_set("seen", 4, seed=0)
+    m.embed_images = lambda x: torch.eye(len(caps))[[caps.index(s.caption) for s in real.scenes]]
+    from genstudio.core.metrics.alignment import caption_scores
+
+    assert caption_scores(m.caption_images(real.x), real.scenes)["exact"] == 1.0  # its own captions: perfect

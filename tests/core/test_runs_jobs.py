@@ -385,3 +385,16 @@ def test_a_rows_same_step_measurements_merge_but_a_rewind_supersedes(store):
                         {"step": 20, "loss": 0.5}, {"step": 20, "loss": 0.4}, {"step": 15, "loss": 0.7}])
     assert run.metrics() == [{"step": 10, "loss": 1.0, "time": 1.0, "modes": 3.0, "hq": 0.5},
                              {"step": 15, "loss": 0.7}]
+
+
+def test_compile_option_compiles_the_trained_nets_and_keeps_checkpoint_keys(tmp_path, monkeypatch):
+    monkeypatch.setattr(jobs, "COMPILE_BACKEND", "eager")  # the same path, without minutes of C++ builds
+    store = RunStore(tmp_path)
+    run = jobs.create_run(store, jobs.TrainSpec("ddpm", "moons", steps=3, sample_every=0, checkpoint_every=3,
+                                                device="cpu", compile=True, overrides=["hidden=16", "depth=1"]))
+    list(jobs.train(run))
+    assert run.info()["compile"] is True and "torch.compile (eager): net" in run.read_log()
+    _, state = run.load_checkpoint()
+    assert not [k for k in state["net"] if "_orig_mod" in k]
+    model, _, step = jobs.load_model(run)  # an uncompiled model takes the checkpoint as is
+    assert step == 3

@@ -6,6 +6,8 @@ Measures, in one process:
 2. training steps/s of that run (from its metrics) vs a bare loop calling ``plugin.train_step``
    with no GUI, run in the same process afterwards.
 
+With ``--own-process`` the runs train in a process of their own that the window watches (the run
+option ``own_process``), timed by the events the window sees (the file tail adds its polling lag).
 With ``--steps N`` it counts wall time instead (issue #18's goal): a whole N-step run started with
 the Start button and the default run options (previews every 500 steps, the final preview, the
 checkpoints), from its "running" status to its "completed" one, against N bare ``train_step``
@@ -121,9 +123,13 @@ def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[fl
 
 def wall_mode(a: argparse.Namespace) -> None:
     torch.set_num_threads(1)
+    if a.own_process:  # the trainer process gets one thread too, like the bare loop
+        os.environ["OMP_NUM_THREADS"] = "1"
     gui, bare, busy, prev = [], [], [], []
     with scratch_window((1400, 880)) as w:
         timer_intervals(1.0)
+        if a.own_process:
+            w.panels["settings"].run_form.set_values({"own_process": True})
         for _ in range(a.repeats):
             g, iv, ps = gui_wall(w, a.plugin, a.data, a.steps)
             gui.append(g)
@@ -133,7 +139,8 @@ def wall_mode(a: argparse.Namespace) -> None:
     ratios = [b / g for g, b in zip(gui, bare, strict=True)]
     p99 = [float(np.percentile(iv, 99)) for iv in busy]
     print(f"plugin={a.plugin} data={a.data} steps={a.steps} repeats={a.repeats} cores={os.cpu_count()} "
-          f"QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']}")
+          f"QT_QPA_PLATFORM={os.environ['QT_QPA_PLATFORM']} load={os.getloadavg()[0]:.1f} "
+          f"trainer={'its own process, watched' if a.own_process else 'the window worker thread'}")
     print(f"whole run in the GUI (previews, checkpoints) : median {statistics.median(gui):7.2f} s  {gui}")
     print(f"  of which previews                         : median {statistics.median(prev):7.2f} s")
     print(f"bare loop, same steps, no GUI               : median {statistics.median(bare):7.2f} s  {bare}")
@@ -150,6 +157,8 @@ def main() -> None:
     p.add_argument("--seconds", type=float, default=10.0)
     p.add_argument("--steps", type=int, default=0, help="wall-time mode: whole runs of this many steps")
     p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--own-process", action="store_true",
+                   help="wall-time mode: Start with the run option own_process (the window watches a trainer process)")
     a = p.parse_args()
     if a.steps:
         wall_mode(a)

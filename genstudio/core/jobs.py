@@ -193,6 +193,7 @@ class TrainSpec:
     processes: int = 1  # > 1: torchrun trains it with that many processes (genstudio.core.distributed)
     amp: str = ""  # "bf16": train steps under torch.autocast(bfloat16) (mixed precision; no loss scaling needed)
     compile: bool = False  # torch.compile the trained nets in place (state dict keys unchanged)
+    own_process: bool = False  # the GUI trains it in a process of its own and watches it (no shared GIL)
     sharding: str = "ddp"  # many processes: "ddp" replicates the nets, "fsdp" shards them (plugins declaring fsdp_modules)
 
 

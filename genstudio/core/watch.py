@@ -28,18 +28,19 @@ from genstudio.core.runs import METRICS_FILE, RUN_FILE, Run, RunError, atomic_wr
 from genstudio.core.timelapse import logged_previews
 
 CONTROL_FILE = "control.json"
-COMMANDS = ("pause", "resume", "step", "stop")
+COMMANDS = ("pause", "resume", "step", "stop", "steer")
 ENDED = ("completed", "stopped", "failed", "interrupted")  # a run in one of these, unlocked, is over
 POLL_S = 0.5  # how often a trainer looks at its control file
 STOP_WAIT_S = 10.0  # Stop pressed and no trainer holds the run this long after: stop watching
 
 
-def send(run: Run, command: str) -> None:
-    """Ask the process training ``run`` to pause, resume, take one step or stop."""
+def send(run: Run, command: str, **data: Any) -> None:
+    """Ask the process training ``run`` to pause, resume, take one step, stop, or take new live
+    settings (``send(run, "steer", changes={"lr": 1e-3})``)."""
     if command not in COMMANDS:
         raise ValueError(f"unknown command {command!r}; one of {', '.join(COMMANDS)}")
     atomic_write_text(run.path / CONTROL_FILE, json.dumps({"command": command, "time": time.time(),
-                                                           "pid": os.getpid()}))
+                                                           "pid": os.getpid(), **data}))
 
 
 class FileControl(Control):
@@ -64,7 +65,8 @@ class FileControl(Control):
             if st.st_mtime_ns == self._seen:
                 return
             self._seen = st.st_mtime_ns
-            command = json.loads(self.path.read_text("utf-8")).get("command")
+            msg = json.loads(self.path.read_text("utf-8"))
+            command = msg.get("command")
         except (OSError, ValueError, AttributeError):
             return
         if command == "stop":
@@ -75,6 +77,8 @@ class FileControl(Control):
             self.resume()
         elif command == "step":
             self.step_once()
+        elif command == "steer" and isinstance(msg.get("changes"), dict):
+            self.steer(**msg["changes"])  # checked by the job like a steer from its own window
 
     @property
     def paused(self) -> bool:
@@ -116,6 +120,9 @@ class RemoteControl(Control):
 
     def step_once(self) -> None:
         send(self.run, "step")
+
+    def steer(self, **changes: Any) -> None:
+        send(self.run, "steer", changes=changes)
 
     def cancel(self) -> None:
         self._cancel.set()

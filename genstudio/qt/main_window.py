@@ -786,7 +786,7 @@ class MainWindow(QMainWindow):
             return None
         self.save_settings()
         self._activity(f"created {run.id}")
-        if spec.processes > 1:  # torchrun outside the window, watched like any other process's run
+        if spec.processes > 1 or spec.own_process:  # outside the window, watched like any other process's run
             from genstudio.qt.watch import launch
 
             launch(self, run, spec.processes)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -57,13 +58,21 @@ def attach(window: Any, run: Run, process: subprocess.Popen | None = None) -> Co
     return control
 
 
+def trainer_command(run: Run, processes: int) -> list[str]:
+    """``genstudio resume RUN`` in a process of its own, or under torchrun for several."""
+    if processes > 1:
+        return launch_command(["resume", str(run.path)], processes)
+    return [sys.executable, "-m", "genstudio", "resume", str(run.path)]
+
+
 def launch(window: Any, run: Run, processes: int) -> Control:
-    """Train ``run`` with ``processes`` processes under torchrun (outside the window), and watch it."""
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    """Train ``run`` outside the window -- one process of its own, or ``processes`` under torchrun
+    -- and watch it."""
+    env = {**os.environ, **({"OMP_NUM_THREADS": "1"} if processes > 1 else {})}
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env.setdefault("GENSTUDIO_DATA_DIR", str(window.store.root))
     with open(run.path / LAUNCH_LOG, "ab") as log:
-        proc = subprocess.Popen(launch_command(["resume", str(run.path)], processes), env=env, stdout=log,
+        proc = subprocess.Popen(trainer_command(run, processes), env=env, stdout=log,
                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
     return attach(window, run, proc)

@@ -38,6 +38,9 @@ def test_window_follows_a_run_written_by_a_subprocess_and_stops_it(make_window, 
         qtbot.waitUntil(lambda: points() > first + 2, timeout=30_000)  # growing as the files grow
         assert w.progress.isVisible() and w.stop_button.isEnabled()
 
+        assert w.steer_run(run, {"lr": 5e-4}) == "applies from the next step"  # through the control file
+        qtbot.waitUntil(lambda: bool(run.info().get("steering")), timeout=30_000)
+        assert run.info()["steering"][-1]["changes"]["lr"][1] == 5e-4 and run.info()["config"]["lr"] == 5e-4
         w.stop_training()  # written to control.json; the other process checkpoints and stops
         assert proc.wait(timeout=60) == 0, proc.stderr.read()[-2000:]
         qtbot.waitUntil(lambda: not w.job_running("train"), timeout=15_000)
@@ -68,3 +71,25 @@ def test_processes_setting_launches_torchrun_and_watches(main_window, monkeypatc
     assert cmd[-3:] == ["genstudio", "resume", str(run.path)]
     w.select_run(run)
     assert settings.steer_form is None or not {"processes", "sharding"} & set(settings.steer_form.values())
+
+
+def test_own_process_option_trains_outside_the_window_and_is_watched(main_window, qtbot):
+    """Run option own_process: Start launches `genstudio resume RUN` as a process of its own (no
+    torchrun for one process) and the window watches it; Stop reaches it."""
+    import genstudio.qt.watch as qwatch
+
+    w = main_window
+    assert w.select_plugin("ddpm") and w.select_dataset("moons")
+    settings = w.panels["settings"]
+    settings.run_form.set_values({"own_process": True, "sample_every": 0, "checkpoint_every": 0})
+    w.steps_spin.setValue(100_000)
+    run = w.start_training()
+    t = w._jobs["train"]
+    assert isinstance(t, qwatch.WatchThread) and t.process is not None
+    assert qwatch.trainer_command(run, 1)[-3:] == ["genstudio", "resume", str(run.path)]
+    qtbot.waitUntil(lambda: run.info()["status"] == "running", timeout=60_000)
+    qtbot.waitUntil(lambda: len(run.metrics()) >= 2, timeout=60_000)
+    w.stop_training()
+    assert t.process.wait(timeout=60) == 0
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=15_000)
+    assert run.info()["status"] == "stopped"

@@ -45,9 +45,13 @@ class RunOptions:
     sharding: str = param(_SPEC_DEFAULTS.sharding, "With several processes: ddp replicates the nets on each; "
                           "fsdp shards parameters, gradients and optimiser state across them (plugins that "
                           "declare it, e.g. DDPM, flow matching, score SDE)", choices=("ddp", "fsdp"))
+    own_process: bool = param(_SPEC_DEFAULTS.own_process, "Train in a process of its own, which the window "
+                              "watches like a run the CLI trains: the window then takes no Python time from the "
+                              "training (no shared GIL), only CPU. Pause, Step, Stop and live settings reach it "
+                              "through the run's control file")
 
 
-LAUNCH_ONLY = ("processes", "sharding")  # how a run starts: never steered mid-run
+LAUNCH_ONLY = ("processes", "sharding", "own_process")  # how a run starts: never steered mid-run
 _RUN_OPTION_NAMES = tuple(f.name for f in dataclasses.fields(RunOptions) if f.name not in LAUNCH_ONLY)
 
 

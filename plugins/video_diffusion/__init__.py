@@ -24,6 +24,7 @@ from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.diffusion import make_schedule, q_sample
+from genstudio.core.diffusion.samplers import predict_eps
 from genstudio.core.nn import ema_decay_at, ema_update
 from genstudio.core.nn.ema import ema_copy
 from genstudio.core.nn.video import SpaceTimeDiT, UNet3D, VideoCond
@@ -46,6 +47,9 @@ class VideoDiffusionConfig(DDPMConfig):
     patch_t: int = param(2, "DiT patch length in frames", range=(1, 8))
     patch_s: int = param(4, "DiT patch side in pixels", range=(1, 8))
     base: int = param(16, "3-D U-Net base channels", range=(4, 256))
+    predict: str = param("eps", "What the network outputs: the noise (eps, DDPM) or the clean clip (x0; for DiTs "
+                         "whose patch holds more numbers than the width: noise does not fit through, clips do)",
+                         choices=("eps", "x0"))
 
     @classmethod
     def tiny(cls) -> VideoDiffusionConfig:
@@ -69,6 +73,8 @@ class VideoDiffusionPlugin(DDPMPlugin):
         cfg = self.config
         if cfg.arch not in ("dit", "unet3d"):
             raise ValueError(f"unknown arch {cfg.arch!r}: dit or unet3d")
+        if cfg.predict not in ("eps", "x0"):
+            raise ValueError(f"unknown predict {cfg.predict!r}: eps or x0")
         self.data = data
         self.sched = make_schedule(cfg.schedule, cfg.timesteps)
         self.x_absmax = 0.0
@@ -111,15 +117,24 @@ class VideoDiffusionPlugin(DDPMPlugin):
         ids = ids.long().to(self.device)
         return ids[torch.arange(n, device=self.device) % len(ids)]
 
+    def _eps(self, net: torch.nn.Module, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The network's noise estimate: its output (predict=eps) or the noise its clean clip implies
+        (predict=x0), so every sampler and CFG stay written in eps."""
+        out = net(x, time, y)
+        if self.config.predict == "eps":
+            return out
+        k = (time * self.sched.T - 1).round().long().clamp(0, self.sched.T - 1).expand(x.shape[0])
+        return predict_eps(out, k, x, self.sched)
+
     def guided_eps(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None,
                    guidance: float = 1.0) -> torch.Tensor:
         """CFG as the DDPM's, with the null condition of the run's kind (null class or empty caption)."""
         if y is None or guidance == 1.0:
-            return self.ema(x, time, y)
+            return self._eps(self.ema, x, time, y)
         null = self.ema.cond.null_like(y)
         if guidance == 0.0:
-            return self.ema(x, time, null)
-        eps_c, eps_u = self.ema(torch.cat([x, x]), torch.cat([time, time]), torch.cat([y, null])).chunk(2)
+            return self._eps(self.ema, x, time, null)
+        eps_c, eps_u = self._eps(self.ema, torch.cat([x, x]), torch.cat([time, time]), torch.cat([y, null])).chunk(2)
         return eps_u + guidance * (eps_c - eps_u)
 
     def train_step(self, batch: torch.Tensor, labels: torch.Tensor | None, step: int) -> dict[str, float]:
@@ -131,7 +146,8 @@ class VideoDiffusionPlugin(DDPMPlugin):
         y = None
         if cfg.cond != "none" and labels is not None:
             y = self.net.cond.drop(labels.to(self.device), cfg.cond_drop)
-        loss = F.mse_loss(self.net(q_sample(x0, t, noise, self.sched), self._time(t), y), noise)
+        out = self.net(q_sample(x0, t, noise, self.sched), self._time(t), y)
+        loss = F.mse_loss(out, noise if cfg.predict == "eps" else x0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))

@@ -8,6 +8,10 @@ or "caption" (``video:captions16``; TextConditional face, ``sample(prompt=[...])
 condition dropout for CFG. ``sample(frames=F)`` draws clips of F frames from a model trained on T:
 the U-Net's convolutions take any length; the DiT interpolates its sin-cos temporal positions onto
 the trained range 0..T'-1 (so F > T is a denser sampling of the trained time span, not new time).
+``predict`` (auto): a DiT whose patch holds more numbers than its width (2x4x4x3 = 96 > 64) cannot
+pass per-pixel noise through its tokens -- eps-prediction stalls at loss ~0.38 and samples noise --
+so it predicts the clean clip instead (x0; as in Li & He 2025, "Back to Basics: Let Denoising
+Generative Models Denoise"); the samplers still get the eps that clip implies.
 """
 
 from __future__ import annotations
@@ -47,9 +51,9 @@ class VideoDiffusionConfig(DDPMConfig):
     patch_t: int = param(2, "DiT patch length in frames", range=(1, 8))
     patch_s: int = param(4, "DiT patch side in pixels", range=(1, 8))
     base: int = param(16, "3-D U-Net base channels", range=(4, 256))
-    predict: str = param("eps", "What the network outputs: the noise (eps, DDPM) or the clean clip (x0; for DiTs "
-                         "whose patch holds more numbers than the width: noise does not fit through, clips do)",
-                         choices=("eps", "x0"))
+    predict: str = param("auto", "What the network outputs: the noise (eps, DDPM) or the clean clip (x0); auto: "
+                         "x0 for a DiT whose patch holds more numbers than its width (noise does not fit "
+                         "through it, clean clips do), else eps", choices=("auto", "eps", "x0"))
 
     @classmethod
     def tiny(cls) -> VideoDiffusionConfig:
@@ -73,13 +77,15 @@ class VideoDiffusionPlugin(DDPMPlugin):
         cfg = self.config
         if cfg.arch not in ("dit", "unet3d"):
             raise ValueError(f"unknown arch {cfg.arch!r}: dit or unet3d")
-        if cfg.predict not in ("eps", "x0"):
-            raise ValueError(f"unknown predict {cfg.predict!r}: eps or x0")
+        if cfg.predict not in ("auto", "eps", "x0"):
+            raise ValueError(f"unknown predict {cfg.predict!r}: auto, eps or x0")
         self.data = data
         self.sched = make_schedule(cfg.schedule, cfg.timesteps)
         self.x_absmax = 0.0
         self.tokenizer: Tokenizer | None = None
         ch, frames, size = data.shape[0], data.shape[1], data.shape[-1]
+        narrow = cfg.arch == "dit" and cfg.patch_t * cfg.patch_s ** 2 * ch > cfg.width
+        self.predict = cfg.predict if cfg.predict != "auto" else ("x0" if narrow else "eps")
         self.num_classes = data.num_classes if cfg.cond == "class" else 0
         if cfg.cond == "class" and not self.num_classes:
             raise ValueError(f"cond=class needs labelled clips (video:moving16); {data.name} has no classes")
@@ -121,7 +127,7 @@ class VideoDiffusionPlugin(DDPMPlugin):
         """The network's noise estimate: its output (predict=eps) or the noise its clean clip implies
         (predict=x0), so every sampler and CFG stay written in eps."""
         out = net(x, time, y)
-        if self.config.predict == "eps":
+        if self.predict == "eps":
             return out
         k = (time * self.sched.T - 1).round().long().clamp(0, self.sched.T - 1).expand(x.shape[0])
         return predict_eps(out, k, x, self.sched)
@@ -147,7 +153,7 @@ class VideoDiffusionPlugin(DDPMPlugin):
         if cfg.cond != "none" and labels is not None:
             y = self.net.cond.drop(labels.to(self.device), cfg.cond_drop)
         out = self.net(q_sample(x0, t, noise, self.sched), self._time(t), y)
-        loss = F.mse_loss(out, noise if cfg.predict == "eps" else x0)
+        loss = F.mse_loss(out, noise if self.predict == "eps" else x0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))

@@ -65,6 +65,10 @@ def test_x0_prediction_is_what_the_denoiser_returns():
         assert torch.allclose(a.float().view(-1, 1, 1, 1, 1) * x0 + s.float().view(-1, 1, 1, 1, 1) * eps, x, atol=1e-3)
     out = final_state(m.sample(2, seed=0, cond=y, guidance=2.0, sampler="ddim")).x
     assert out.shape == x.shape and torch.isfinite(out).all()
+    # auto: x0 exactly where the DiT's patch does not fit through its width
+    for kw, want in (({"arch": "dit", "width": 64}, "x0"), ({"arch": "dit", "width": 96}, "eps"),
+                     ({"arch": "unet3d"}, "eps"), ({"arch": "unet3d", "predict": "x0"}, "x0")):
+        assert _trained("video:moving16", **kw)[0].predict == want, kw
 
 
 def test_bad_settings_fail_clearly():

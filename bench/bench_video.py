@@ -2,7 +2,11 @@
 after the same CPU-seconds budget (one thread): per-frame FCD, Frechet video-classifier distance,
 temporal-consistency gap, motion correctness, samples/s.
 
-    python bench/bench_video.py [BUDGET_S] [SEEDS]
+    python bench/bench_video.py [BUDGET_S] [SEEDS] [SAVE_DIR]
+
+The DiT predicts the clean clip (predict=x0): its 2x4x4 patches hold 96 numbers, more than its width
+of 64, so the noise it would have to output does not fit through it (eps-prediction stays at loss
+~0.38 and samples pure noise); clean clips do. The U-Net runs both ways. SAVE_DIR: the generated clips as NPZ per arch.
 """
 
 from __future__ import annotations
@@ -23,10 +27,14 @@ N_EVAL = 128
 STEPS = 20  # DDIM
 
 
-def run(arch: str, budget: float, seed: int, ds, ex, real) -> dict[str, float]:
+ARCHS = {"dit": {"arch": "dit", "predict": "x0"}, "unet3d": {"arch": "unet3d"},
+         "unet3d-x0": {"arch": "unet3d", "predict": "x0"}}
+
+
+def run(arch: str, budget: float, seed: int, ds, ex, real, save: str = "") -> dict[str, float]:
     torch.manual_seed(seed)
-    cfg = VideoDiffusionConfig(arch=arch, cond="class", batch_size=16, timesteps=1000, lr=1e-3, width=64, blocks=3,
-                               base=16)
+    cfg = VideoDiffusionConfig(cond="class", batch_size=16, timesteps=1000, lr=1e-3, width=64, blocks=3, base=16,
+                               **ARCHS[arch])
     m = VideoDiffusionPlugin(cfg, torch.device("cpu"))
     m.setup(ds.spec)
     g = torch.Generator().manual_seed(seed)
@@ -40,6 +48,8 @@ def run(arch: str, budget: float, seed: int, ds, ex, real) -> dict[str, float]:
     with torch.no_grad():
         fake = final_state(m.sample(N_EVAL, seed=seed, steps=STEPS, sampler="ddim", cond=yr)).x.clamp(-1, 1)
     sps = N_EVAL / (time.perf_counter() - w0)
+    if save:
+        np.savez_compressed(f"{save}/bench_video_{arch}_s{seed}.npz", x=fake.numpy(), y=yr.numpy(), steps=step)
     fr, ff = ex["frames"].features_and_probs(xr)[0], ex["frames"].features_and_probs(fake)[0]
     vr, vf = ex["video"].features_and_probs(xr)[0], ex["video"].features_and_probs(fake)[0]
     td_r, td_f = float(temporal_difference(xr).mean()), float(temporal_difference(fake).mean())
@@ -52,6 +62,7 @@ def main() -> None:
     torch.set_num_threads(1)
     budget = float(sys.argv[1]) if len(sys.argv) > 1 else 240.0
     seeds = int(sys.argv[2]) if len(sys.argv) > 2 else 1
+    save = sys.argv[3] if len(sys.argv) > 3 else ""
     ds = get_dataset("video:moving16")
     ex = video_extractors(ds, ("fcd_frames", "fvcd"))
     c = ds.clips(N_EVAL, torch.Generator().manual_seed(999))
@@ -60,10 +71,10 @@ def main() -> None:
     print(f"real vs real (n={N_EVAL}): fcd_frames {fid_from_features(ex['frames'].features_and_probs(c.x)[0], ex['frames'].features_and_probs(c2.x)[0]):.3f}"
           f"  fvcd {fid_from_features(ex['video'].features_and_probs(c.x)[0], ex['video'].features_and_probs(c2.x)[0]):.3f}"
           f"  motion {float(motion_correct(c.x, c.labels).float().mean()):.3f}", flush=True)
-    for arch in ("dit", "unet3d"):
-        rows = [run(arch, budget, s, ds, ex, real) for s in range(seeds)]
+    for arch in ARCHS:
+        rows = [run(arch, budget, s, ds, ex, real, save) for s in range(seeds)]
         mean = {k: float(np.mean([r[k] for r in rows])) for k in rows[0]}
-        print(f"{arch:7s} budget {budget:.0f} CPU-s x {seeds} seed(s): " + "  ".join(
+        print(f"{arch:9s} budget {budget:.0f} CPU-s x {seeds} seed(s): " + "  ".join(
             f"{k} {v:.3f}" for k, v in mean.items()), flush=True)
 
 

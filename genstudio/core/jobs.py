@@ -728,7 +728,7 @@ def sample(run: Run, *, n: int = 64, steps: int | None = None, sampler: str | No
             for i, st in enumerate(model.sample(n, seed=seed, steps=steps, sampler=sampler, every=every,
                                                 **sample_kwargs)):
                 control.check()
-                extras = st.extras if pipeline is None else {**(st.extras or {}), "pipeline": pipeline}
+                extras = st.extras if pipeline is None else {"pipeline": pipeline, **(st.extras or {})}  # a state's own wins
                 cpu = SampleState(st.step, st.total, st.t, st.x.detach().cpu(),
                                   st.x0.detach().cpu() if st.x0 is not None else None, extras)
                 if stream is not None and i % thin == 0:

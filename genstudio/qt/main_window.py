@@ -77,7 +77,8 @@ ACTIVITY_LINES = 5  # lines the activity log shows (it scrolls; View → Activit
 OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
 OPEN_SCENE = "__open_scene__"  # dataset picker entry that asks for a transforms.json scene folder
 OPEN_AUDIO = "__open_audio__"  # dataset picker entry that asks for a folder of audio files
-OPENERS = (OPEN_FOLDER, OPEN_SCENE, OPEN_AUDIO)
+OPEN_VIDEO = "__open_video__"  # dataset picker entry that asks for a folder of GIF/MP4 clips
+OPENERS = (OPEN_FOLDER, OPEN_SCENE, OPEN_AUDIO, OPEN_VIDEO)
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}
@@ -408,6 +409,9 @@ class MainWindow(QMainWindow):
         act = QAction("Open audio folder…", self)
         act.triggered.connect(self.open_audio_folder)
         file_menu.addAction(act)
+        act = QAction("Open video folder…", self)
+        act.triggered.connect(self.open_video_folder)
+        file_menu.addAction(act)
         act = QAction("Watch a run folder…", self)  # a run another process trains
         act.triggered.connect(self.choose_watch_folder)
         file_menu.addAction(act)
@@ -548,6 +552,12 @@ class MainWindow(QMainWindow):
             combo.addItem("Open audio folder…", OPEN_AUDIO)
             combo.setItemData(combo.count() - 1, "Train on your own audio files (wav/flac/ogg), mono, resampled",
                               Qt.ToolTipRole)
+        if "video" in sources:
+            for folder in self._recent_folders("videos"):
+                self._add_folder_item(folder, OPEN_VIDEO)
+            combo.addItem("Open video folder…", OPEN_VIDEO)
+            combo.setItemData(combo.count() - 1, "Train on your own clips (gif/mp4/webm): first 16 frames, centre "
+                              "crop, resized", Qt.ToolTipRole)
         if "transforms" in sources:
             for scene in self._recent_folders("scenes"):
                 self._add_folder_item(scene, OPEN_SCENE)
@@ -601,7 +611,7 @@ class MainWindow(QMainWindow):
 
     def _dataset_activated(self, index: int) -> None:
         action = {OPEN_FOLDER: self.open_image_folder, OPEN_SCENE: self.open_scene_folder,
-                  OPEN_AUDIO: self.open_audio_folder}.get(
+                  OPEN_AUDIO: self.open_audio_folder, OPEN_VIDEO: self.open_video_folder}.get(
             self.dataset_combo.itemData(index))
         if action is not None and not action():
             self.dataset_combo.setCurrentIndex(self._last_dataset_index)
@@ -638,6 +648,10 @@ class MainWindow(QMainWindow):
     def open_audio_folder(self, path: str | None = None) -> bool:
         """Add ``wav:PATH`` (a folder of audio files) to the dataset picker and select it."""
         return self._open_user_folder(path, "wav", "audio", OPEN_AUDIO, "audio")
+
+    def open_video_folder(self, path: str | None = None) -> bool:
+        """Add ``video:PATH`` (a folder of GIF/MP4/WebM clips) to the dataset picker and select it."""
+        return self._open_user_folder(path, "video", "videos", OPEN_VIDEO, "video")
 
     def _open_user_folder(self, path: str | None, prefix: str, key: str, before: str, what: str) -> bool:
         """A folder of the user's own data as the dataset ``PREFIX:PATH``: checked by loading it (one
@@ -678,7 +692,7 @@ class MainWindow(QMainWindow):
         return True
 
     def _recent_folders(self, key: str = "folders") -> list[str]:
-        prefix = {"folders": "folder:", "audio": "wav:"}.get(key, "transforms:")
+        prefix = {"folders": "folder:", "audio": "wav:", "videos": "video:"}.get(key, "transforms:")
         try:
             v = json.loads(self.settings.value(f"choices/{key}", "[]") or "[]")
             return [f for f in v if isinstance(f, str) and f.startswith(prefix)]
@@ -764,6 +778,8 @@ class MainWindow(QMainWindow):
             self.dataset_combo.setCurrentIndex(self._add_folder_item(ds, OPEN_SCENE))
         elif str(ds).startswith("wav:") and "wav" in sources:
             self.dataset_combo.setCurrentIndex(self._add_folder_item(ds, OPEN_AUDIO))
+        elif str(ds).startswith("video:") and "video" in sources:
+            self.dataset_combo.setCurrentIndex(self._add_folder_item(ds, OPEN_VIDEO))
 
     def start_training(self) -> Run | None:
         """Start: create a run from the pickers and the settings form, then train it in the worker."""

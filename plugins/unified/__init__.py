@@ -181,7 +181,8 @@ class UnifiedPlugin(DallePlugin):
             if k % every == 0 or last:
                 yield SampleState(total if last else k, total, 0.0 if last else 1 - k / total, images,
                                   extras={"caption": self.caption_text(ids), "input": images, "words": k,
-                                          "image_tokens": codes.view(-1, *self.grid)})
+                                          "image_tokens": codes.view(-1, *self.grid),
+                                          "pipeline": None})  # not the text -> image diagram
 
     def caption_images(self, images: Tensor, seed: int = 0, temperature: float = 0.0, top_k: int = 0) -> list[str]:
         """Captions of ``images`` (greedy by default): what the captioning metric scores."""

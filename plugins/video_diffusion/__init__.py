@@ -8,6 +8,10 @@ or "caption" (``video:captions16``; TextConditional face, ``sample(prompt=[...])
 condition dropout for CFG. ``sample(frames=F)`` draws clips of F frames from a model trained on T:
 the U-Net's convolutions take any length; the DiT interpolates its sin-cos temporal positions onto
 the trained range 0..T'-1 (so F > T is a denser sampling of the trained time span, not new time).
+``predict`` (auto): a DiT whose patch holds more numbers than its width (2x4x4x3 = 96 > 64) cannot
+pass per-pixel noise through its tokens -- eps-prediction stalls at loss ~0.38 and samples noise --
+so it predicts the clean clip instead (x0; as in Li & He 2025, "Back to Basics: Let Denoising
+Generative Models Denoise"); the samplers still get the eps that clip implies.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from genstudio_plugins.ddpm import DDPMConfig, DDPMPlugin
 from genstudio.core.config import param
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.diffusion import make_schedule, q_sample
+from genstudio.core.diffusion.samplers import predict_eps
 from genstudio.core.nn import ema_decay_at, ema_update
 from genstudio.core.nn.ema import ema_copy
 from genstudio.core.nn.video import SpaceTimeDiT, UNet3D, VideoCond
@@ -46,6 +51,9 @@ class VideoDiffusionConfig(DDPMConfig):
     patch_t: int = param(2, "DiT patch length in frames", range=(1, 8))
     patch_s: int = param(4, "DiT patch side in pixels", range=(1, 8))
     base: int = param(16, "3-D U-Net base channels", range=(4, 256))
+    predict: str = param("auto", "What the network outputs: the noise (eps, DDPM) or the clean clip (x0); auto: "
+                         "x0 for a DiT whose patch holds more numbers than its width (noise does not fit "
+                         "through it, clean clips do), else eps", choices=("auto", "eps", "x0"))
 
     @classmethod
     def tiny(cls) -> VideoDiffusionConfig:
@@ -69,11 +77,15 @@ class VideoDiffusionPlugin(DDPMPlugin):
         cfg = self.config
         if cfg.arch not in ("dit", "unet3d"):
             raise ValueError(f"unknown arch {cfg.arch!r}: dit or unet3d")
+        if cfg.predict not in ("auto", "eps", "x0"):
+            raise ValueError(f"unknown predict {cfg.predict!r}: auto, eps or x0")
         self.data = data
         self.sched = make_schedule(cfg.schedule, cfg.timesteps)
         self.x_absmax = 0.0
         self.tokenizer: Tokenizer | None = None
         ch, frames, size = data.shape[0], data.shape[1], data.shape[-1]
+        narrow = cfg.arch == "dit" and cfg.patch_t * cfg.patch_s ** 2 * ch > cfg.width
+        self.predict = cfg.predict if cfg.predict != "auto" else ("x0" if narrow else "eps")
         self.num_classes = data.num_classes if cfg.cond == "class" else 0
         if cfg.cond == "class" and not self.num_classes:
             raise ValueError(f"cond=class needs labelled clips (video:moving16); {data.name} has no classes")
@@ -111,15 +123,24 @@ class VideoDiffusionPlugin(DDPMPlugin):
         ids = ids.long().to(self.device)
         return ids[torch.arange(n, device=self.device) % len(ids)]
 
+    def _eps(self, net: torch.nn.Module, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None) -> torch.Tensor:
+        """The network's noise estimate: its output (predict=eps) or the noise its clean clip implies
+        (predict=x0), so every sampler and CFG stay written in eps."""
+        out = net(x, time, y)
+        if self.predict == "eps":
+            return out
+        k = (time * self.sched.T - 1).round().long().clamp(0, self.sched.T - 1).expand(x.shape[0])
+        return predict_eps(out, k, x, self.sched)
+
     def guided_eps(self, x: torch.Tensor, time: torch.Tensor, y: torch.Tensor | None,
                    guidance: float = 1.0) -> torch.Tensor:
         """CFG as the DDPM's, with the null condition of the run's kind (null class or empty caption)."""
         if y is None or guidance == 1.0:
-            return self.ema(x, time, y)
+            return self._eps(self.ema, x, time, y)
         null = self.ema.cond.null_like(y)
         if guidance == 0.0:
-            return self.ema(x, time, null)
-        eps_c, eps_u = self.ema(torch.cat([x, x]), torch.cat([time, time]), torch.cat([y, null])).chunk(2)
+            return self._eps(self.ema, x, time, null)
+        eps_c, eps_u = self._eps(self.ema, torch.cat([x, x]), torch.cat([time, time]), torch.cat([y, null])).chunk(2)
         return eps_u + guidance * (eps_c - eps_u)
 
     def train_step(self, batch: torch.Tensor, labels: torch.Tensor | None, step: int) -> dict[str, float]:
@@ -131,7 +152,8 @@ class VideoDiffusionPlugin(DDPMPlugin):
         y = None
         if cfg.cond != "none" and labels is not None:
             y = self.net.cond.drop(labels.to(self.device), cfg.cond_drop)
-        loss = F.mse_loss(self.net(q_sample(x0, t, noise, self.sched), self._time(t), y), noise)
+        out = self.net(q_sample(x0, t, noise, self.sched), self._time(t), y)
+        loss = F.mse_loss(out, noise if self.predict == "eps" else x0)
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         gn = torch.nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip if cfg.grad_clip > 0 else float("inf"))

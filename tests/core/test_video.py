@@ -105,6 +105,21 @@ def test_motion_correctness_real_high_shuffled_low():
     assert temporal_difference(shuffle_frames(c.x)).mean() > temporal_difference(c.x).mean()
 
 
+def test_motion_correctness_survives_sampler_noise_and_rejects_noise_alone():
+    """Generated clips carry per-pixel noise: real clips plus noise of std 0.5 (in [-1, 1] units; the
+    old hard-threshold tracker fell to 0.06 there) still count as moving their way; pure noise, still
+    clips and shuffled noisy clips do not."""
+    c = make_clips(random.Random(4), 128, 16)
+    g = torch.Generator().manual_seed(0)
+    noisy = (c.x + 0.5 * torch.randn(c.x.shape, generator=g)).clamp(-1, 1)
+    assert float(motion_correct(noisy, c.labels).float().mean()) >= 0.9
+    assert float(motion_correct(shuffle_frames(noisy), c.labels).float().mean()) < 0.15
+    noise = torch.randn(c.x.shape, generator=g).clamp(-1, 1)
+    assert float(motion_correct(noise).float().mean()) < 0.05  # "some straight direction": no false positives
+    still = c.x[:, :, :1].expand_as(c.x) + 0.3 * torch.randn(c.x.shape, generator=g)
+    assert float(motion_correct(still.clamp(-1, 1), c.labels).float().mean()) < 0.05
+
+
 def test_gif_export_has_t_frames(tmp_path):
     import imageio.v3 as iio
 

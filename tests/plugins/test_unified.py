@@ -29,6 +29,7 @@ def test_caption_streams_word_by_word_and_stops_at_eos(model):
     assert states[-1].step == states[-1].total and states[-1].x.shape == (3, 3, 16, 16)
     words = [s.extras["words"] for s in states]
     assert words == list(range(1, len(states) + 1))
+    assert all(s.extras["pipeline"] is None for s in states)  # the Sampler draws no text -> image diagram for it
     # an end token forced at once: one state, empty captions
     eos = model.vocab.text_offset + model.tokenizer.eos_id
     with torch.no_grad():

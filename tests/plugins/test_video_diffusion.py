@@ -48,6 +48,29 @@ def test_caption_conditional_takes_prompts():
     assert fresh.tokenizer.to_json() == m.tokenizer.to_json()
 
 
+def test_x0_prediction_is_what_the_denoiser_returns():
+    """predict=x0: the network's output is the clean clip; the eps the samplers and CFG use is the
+    noise it implies, so the Denoiser face hands the network's clip back unchanged (inside the clip
+    range) and a DDIM sample runs on it."""
+    m, _ = _trained("video:moving16", cond="class", predict="x0", clip_x0=False)
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.randn(2, 3, 16, 16, 16, generator=g), torch.tensor([0, 2])
+    for p in m.ema.proj_out.parameters():  # zero-initialised: give the output some structure
+        p.data.normal_(0, 0.1, generator=g)
+    for k in (0, 7, 19):
+        t = torch.full((2,), k)
+        x0, eps = m.denoise(x, t, cond=y)
+        assert torch.allclose(x0, m.ema(x, m._time(t), y), atol=1e-4)
+        a, s = m.alpha_sigma(t)
+        assert torch.allclose(a.float().view(-1, 1, 1, 1, 1) * x0 + s.float().view(-1, 1, 1, 1, 1) * eps, x, atol=1e-3)
+    out = final_state(m.sample(2, seed=0, cond=y, guidance=2.0, sampler="ddim")).x
+    assert out.shape == x.shape and torch.isfinite(out).all()
+    # auto: x0 exactly where the DiT's patch does not fit through its width
+    for kw, want in (({"arch": "dit", "width": 64}, "x0"), ({"arch": "dit", "width": 96}, "eps"),
+                     ({"arch": "unet3d"}, "eps"), ({"arch": "unet3d", "predict": "x0"}, "x0")):
+        assert _trained("video:moving16", **kw)[0].predict == want, kw
+
+
 def test_bad_settings_fail_clearly():
     with pytest.raises(ValueError, match="captioned clips"):
         _trained("video:moving16", cond="caption")

@@ -458,3 +458,42 @@ def test_codec_trains_on_an_audio_folder_opened_in_the_picker(main_window, qtbot
     run = start(qtbot, w)
     qtbot.waitUntil(lambda: status_of(run) == "completed", timeout=TIMEOUT)
     assert run.info()["dataset"] == f"wav:{clips}" and run.checkpoints() and not w.errors
+
+
+def test_video_folder_opened_from_menu_and_picker(main_window, tmp_path, monkeypatch):
+    """Issue 17's own GIF folder from the GUI: the picker's "Open video folder…" (and the File menu
+    action) turn the folder the dialog returns into ``video:PATH``; a folder without readable clips
+    is one clear error and the previous choice stays."""
+    import imageio.v3 as iio
+
+    w = main_window
+    assert w.select_plugin("video_diffusion")
+    combo = w.dataset_combo
+    assert combo.findData("__open_video__") >= 0 and combo.findData("video:moving16") >= 0
+    assert w.select_dataset("video:moving16")
+    bad = tmp_path / "bad"
+    bad.mkdir()
+    (bad / "broken.gif").write_bytes(b"not a gif")
+    monkeypatch.setattr(w, "choose_folder", lambda: str(bad))
+    combo.activated.emit(combo.findData("__open_video__"))
+    assert w.errors and "cannot be read" in w.errors[-1][0] and "broken.gif" in w.errors[-1][0]
+    assert w.current_dataset() == "video:moving16"
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not w.open_video_folder(str(empty)) and "no video files" in w.errors[-1][0]
+    w.errors.clear()
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    for i in range(2):  # a square moving right, 8 frames
+        frames = np.zeros((8, 20, 24, 3), np.uint8)
+        for f in range(8):
+            frames[f, 8:12, 2 * f + i:2 * f + i + 4] = 255
+        iio.imwrite(clips / f"clip{i}.gif", frames, duration=100, loop=0)
+    monkeypatch.setattr(w, "choose_folder", lambda: str(clips))
+    action = next(a for a in w.menuBar().actions()[0].menu().actions() if a.text() == "Open video folder…")
+    action.trigger()
+    assert w.current_dataset() == f"video:{clips}" and not w.errors
+    assert combo.itemText(combo.currentIndex()) == "video: clips"
+    from genstudio.core.data import get_dataset
+
+    assert get_dataset(w.current_dataset()).spec.shape == (3, 16, 16, 16)

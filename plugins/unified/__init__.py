@@ -257,8 +257,18 @@ class UnifiedPlugin(DallePlugin):
         real = (~self.tokenizer.padding_mask(ids)) & (ids != self.tokenizer.eos_id)
         k = int(real.sum(1).min())  # the shortest prompt's words start every row
         done_ids = ids[:, :k]
-        for done_ids, _ in self.ar_text(self._marks(n, "cap"), ids[:, :k], g, opts[1], opts[2]):  # noqa: B007
-            pass
+        # one trajectory, steps counting on: the caption streams word by word (on a black image),
+        # then its image is drawn (a step that went back would start a new trajectory in the Sampler)
+        blank = torch.full((n, *self.data.shape), -1.0, device=self.device)
+        drawn = int(steps or self.config.maskgit_steps) if decoding == "maskgit" else self.n_image
+        text_max, said = self.text_len - k, 0
+        for done_ids, done in self.ar_text(self._marks(n, "cap"), ids[:, :k], g, opts[1], opts[2]):
+            said = done_ids.shape[1] - k
+            if said % every == 0 or bool(done.all()):
+                yield SampleState(said, text_max + 1 + drawn, 1.0, blank, extras={
+                    "caption": self.caption_text(done_ids), "words": done_ids.shape[1], "pipeline": None})
         captions = self.caption_text(done_ids)
-        yield from self.text_to_image(self.tokenizer.encode(captions).to(self.device), g, every, opts, decoding, steps,
-                                      {"caption": captions})
+        for st in self.text_to_image(self.tokenizer.encode(captions).to(self.device), g, every, opts, decoding, steps,
+                                     {"caption": captions}):
+            # the image's step 0 (nothing drawn yet) comes after the caption's last word
+            yield SampleState(said + 1 + st.step, said + 1 + st.total, st.t, st.x, st.x0, st.extras)

@@ -71,6 +71,14 @@ def test_maskgit_and_completion_modes(model):
     assert len(states) == 4 and filled[-1] == model.n_image and filled == sorted(filled)
     a = final_state(model.sample(2, seed=0, prompt="a red", mode="caption_completion", temperature=0.0))
     assert all(c.startswith("a red") for c in a.extras["caption"]) and a.extras["filled"] == model.n_image
+    states = list(model.sample(2, seed=0, prompt="a red", mode="caption_completion", temperature=0.0))
+    text = [s for s in states if "filled" not in s.extras]  # the caption streams word by word first
+    words = [s.extras["words"] for s in text]
+    assert text and words == sorted(words) and words[0] == 3 and len(set(words)) == len(words)
+    assert [len(c.split()) for c in text[0].extras["caption"]] == [3, 3]  # "a red" + one word
+    assert text[-1].extras["caption"] == states[-1].extras["caption"]  # then drawn
+    steps = [s.step for s in states]  # one trajectory: the Sampler starts a new one when a step goes back
+    assert all(a < b for a, b in zip(steps, steps[1:])) and states[-1].step == states[-1].total
 
 
 def test_captioning_metric_on_the_scene_graph():

@@ -127,6 +127,14 @@ class SceneReader:
             out.append(torch.stack([h.argmax(-1) for h in _split(lg)], -1).cpu())
         return torch.cat(out) if out else torch.zeros(0, CELLS, 4, dtype=torch.long)
 
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """(B, 4 * 2 * width) penultimate per-cell features: the space where the guidance sweep measures
+        how varied the images of one prompt are (pixel distances say little about variety)."""
+        out = [self.net.body[:-1](to_read_size(x[i:i + batch_size].to(self.device).float())).flatten(1).cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, 0)
+
     def read(self, x: torch.Tensor) -> list[tuple[C.Obj, ...]]:
         """The objects found in each image (cells in row-major order)."""
         graphs = []

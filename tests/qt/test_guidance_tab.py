@@ -90,4 +90,7 @@ def test_guidance_tab_text_run(qtbot, tmp_path):
     assert [r["scale"] for r in rows] == [1.0, 4.0] and all(0 <= r["accuracy"] <= 1 for r in rows)
     x, y = p.guide_curves["saturation"].getData()
     assert np.allclose(x, [1, 4]) and np.allclose(y, [r["saturation"] for r in rows])
-    assert "saturation" in [label.text for _, label in p.guide_legend.items]
+    labels = [label.text for _, label in p.guide_legend.items]
+    assert labels == ["accuracy", "diversity", "saturation"]  # once, however many rows streamed in
+    p.set_guidance_rows([{"scale": 1.0, "accuracy": 0.5, "diversity": 1.0}])  # a class run's rows: no saturation
+    assert [label.text for _, label in p.guide_legend.items] == ["accuracy", "diversity"]

@@ -292,7 +292,7 @@ class GuidancePanel(_SweepPanel):
             have = [r for r in self._guide_rows if k in r]
             item.setData([r["scale"] for r in have], [r[k] for r in have])
         sat = self.guide_curves["saturation"]
-        shown = any(it is sat for it, _ in self.guide_legend.items)
+        shown = any(sample.item is sat for sample, _ in self.guide_legend.items)
         if bool(self._guide_rows) and "saturation" in self._guide_rows[0]:
             if not shown:
                 self.guide_legend.addItem(sat, "saturation")

@@ -11,7 +11,10 @@ unified also its greedy image -> caption scores. Every record is appended to ``-
 made, so ``--summary`` prints the tables (mean +- sd over seeds) of a run cut short.
 
     OMP_NUM_THREADS=1 python bench/bench_t2i.py [--budget 120] [--seeds 0,1,2] [--jsonl FILE]
-    python bench/bench_t2i.py --summary FILE
+    python bench/bench_t2i.py --summary FILE[,FILE...]
+
+On a loaded machine the seeds can run as separate processes (``--seeds 2 --scales "" --jsonl B``;
+the budget is CPU time, so they do not disturb each other's numbers) and be summarised together.
 """
 
 from __future__ import annotations
@@ -87,6 +90,11 @@ def _ms(v: list[float]) -> str:
 def summary(path: Path) -> str:
     """Markdown tables of a JSONL file: accuracy mean ± sd over seeds, then the guidance sweep."""
     recs = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    return summary_of(recs)
+
+
+def summary_of(recs: list[dict[str, Any]]) -> str:
+    """:func:`summary` of records (several runs' files concatenated: e.g. one process per seed)."""
     evals = [r for r in recs if r["kind"] == "eval"]
     cats = ("single", "colour", "two", "counting", "position", "colour_attr")
     lines = ["| family | seeds | steps | " + " | ".join(f"seen {c}" for c in cats)
@@ -121,10 +129,11 @@ def main() -> None:
     ap.add_argument("--sweep-prompts", type=int, default=3, help="sweep: prompts per category")
     ap.add_argument("--per-prompt", type=int, default=4, help="sweep: samples per prompt")
     ap.add_argument("--jsonl", default="/tmp/t2ibench.jsonl")
-    ap.add_argument("--summary", default=None, help="only print the tables of this JSONL file")
+    ap.add_argument("--summary", default=None, help="only print the tables of these JSONL files (comma list)")
     a = ap.parse_args()
     if a.summary:
-        print(summary(Path(a.summary)))
+        print(summary_of([json.loads(line) for f in a.summary.split(",")
+                          for line in Path(f).read_text(encoding="utf-8").splitlines() if line.strip()]))
         return
     torch.set_num_threads(1)
     out = Path(a.jsonl)
@@ -134,7 +143,7 @@ def main() -> None:
     real = {s: geneval_scores(ds.test_set(s, a.per_category).x, prompts_of(ds, s, a.per_category), reader)["overall"]
             ["value"] for s in SPLITS}
     emit(out, {"kind": "real", **real})
-    scales = [float(s) for s in a.scales.split(",")]
+    scales = [float(s) for s in a.scales.split(",") if s.strip()]  # "" = no sweep
     for seed in [int(s) for s in a.seeds.split(",")]:
         for pid in a.families.split(","):
             model, rec = train_for(pid, ds, a.budget, seed)

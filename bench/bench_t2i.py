@@ -95,7 +95,7 @@ def summary(path: Path) -> str:
 
 def summary_of(recs: list[dict[str, Any]]) -> str:
     """:func:`summary` of records (several runs' files concatenated: e.g. one process per seed)."""
-    evals = [r for r in recs if r["kind"] == "eval"]
+    evals = list({(r["family"], r["seed"]): r for r in reversed(recs) if r["kind"] == "eval"}.values())[::-1]
     cats = ("single", "colour", "two", "counting", "position", "colour_attr")
     lines = ["| family | seeds | steps | " + " | ".join(f"seen {c}" for c in cats)
              + " | seen overall | held-out overall | samples/CPU-s |", "|---" * (len(cats) + 6) + "|"]

@@ -83,8 +83,10 @@ def emit(path: Path, rec: dict[str, Any]) -> None:
         f.write(json.dumps(rec) + "\n")
 
 
-def _ms(v: list[float]) -> str:
-    return f"{np.mean(v):.2f} ± {np.std(v, ddof=1):.2f}" if len(v) > 1 else (f"{v[0]:.2f}" if v else "–")
+def _ms(v: list[float], digits: int = 2) -> str:
+    if not v:
+        return "–"
+    return f"{np.mean(v):.{digits}f} ± {np.std(v, ddof=1):.{digits}f}" if len(v) > 1 else f"{v[0]:.{digits}f}"
 
 
 def summary(path: Path) -> str:
@@ -104,9 +106,9 @@ def summary_of(recs: list[dict[str, Any]]) -> str:
         if not rs:
             continue
         cells = [_ms([r["seen"][c] for r in rs if c in r["seen"]]) for c in (*cats, "overall")]
-        lines.append(f"| {fam} | {len(rs)} | {_ms([r['train_steps'] for r in rs]).replace('.00', '')} | "
+        lines.append(f"| {fam} | {len(rs)} | {_ms([r['train_steps'] for r in rs], 0)} | "
                      + " | ".join(cells) + f" | {_ms([r['heldout']['overall'] for r in rs])} | "
-                     f"{_ms([r['samples_per_cpu_s'] for r in rs])} |")
+                     f"{_ms([r['samples_per_cpu_s'] for r in rs], 1)} |")
     sweep = [r for r in recs if r["kind"] == "sweep"]
     if sweep:
         lines += ["", "| family | scale | accuracy | diversity | saturation (data) | clipped | seconds |",

@@ -690,14 +690,24 @@ def cmd_guidance(args: argparse.Namespace) -> int:
     finally:
         close()
     print(f"sampler {sampler or 'plugin default'}, steps {args.steps or 'plugin default'}")
-    print(f"{run.id}  step {step}  {args.n} per class  data accuracy {rows[0]['data_accuracy']:.3f}  "
-          "(diversity: within-class spread / the data's)" if rows else run.id)
-    print(_table([(f"{r['scale']:g}", f"{r['accuracy']:.4f}", f"{r['diversity']:.4f}", f"{r['seconds']:.2f}")
-                  for r in rows], ("scale", "accuracy", "diversity", "seconds")))
+    text = bool(rows) and "saturation" in rows[0]  # the text sweep: GenEval-like accuracy, per-prompt spread
+    if not rows:
+        print(run.id)
+    elif text:
+        print(f"{run.id}  step {step}  {rows[0]['n']} samples ({rows[0]['per_prompt']} per prompt, {rows[0]['split']} "
+              f"test prompts)  real images: GenEval-like {rows[0]['data_accuracy']:.3f}, saturation "
+              f"{rows[0]['data_saturation']:.3f}  (diversity: within-prompt spread / the data's)")
+    else:
+        print(f"{run.id}  step {step}  {args.n} per class  data accuracy {rows[0]['data_accuracy']:.3f}  "
+              "(diversity: within-class spread / the data's)")
+    cols = ("scale", "accuracy", "diversity", *(("saturation", "clipped") if text else ()), "seconds")
+    print(_table([(f"{r['scale']:g}", f"{r['accuracy']:.4f}", f"{r['diversity']:.4f}",
+                   *((f"{r['saturation']:.4f}", f"{r['clipped']:.4f}") if text else ()), f"{r['seconds']:.2f}")
+                  for r in rows], cols))
     if args.csv:
         with open(args.csv, "w", encoding="utf-8") as f:
-            f.write("scale,accuracy,diversity,seconds\n")
-            f.writelines(f"{r['scale']},{r['accuracy']},{r['diversity']},{r['seconds']}\n" for r in rows)
+            f.write(",".join(cols) + "\n")
+            f.writelines(",".join(str(r[c]) for c in cols) + "\n" for r in rows)
         print(args.csv)
     return 0
 
@@ -1068,10 +1078,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=SEED, default=0)
     s.add_argument("--device", default=None)
     s.set_defaults(fn=cmd_nfe)
-    s = sub.add_parser("guidance", help="class accuracy and diversity against the guidance scale (class-conditional runs)")
+    s = sub.add_parser("guidance", help="accuracy and diversity against the guidance scale "
+                       "(class- or text-conditional runs)")
     s.add_argument("run", help="run folder or run id (prefix)")
     s.add_argument("--scales", default="0,1,2,4,8", help="comma list of classifier-free guidance scales")
-    s.add_argument("--n", type=COUNT, default=25, help="samples per class and scale")
+    s.add_argument("--n", type=COUNT, default=25, help="samples per class and scale (text runs: per prompt category, 4 per prompt)")
     s.add_argument("--steps", type=COUNT, default=None,
                    help="sampling steps passed to the plugin (default: the plugin's; DDIM: the run's sample_steps)")
     s.add_argument("--sampler", default=None, help="default: ddim where the plugin has it, else the plugin's own")

@@ -66,3 +66,31 @@ def test_guidance_tab(qtbot, tmp_path):
     assert p.guidance_rows() == []
     ctx.deliver(p)
     assert [r["scale"] for r in p.guidance_rows()] == [8.0]
+
+
+def test_guidance_tab_text_run(qtbot, tmp_path):
+    """A text-conditional sd run qualifies (TextConditional face); its rows carry saturation, which
+    joins the chart's legend."""
+    ctx = FakeCtx(tmp_path, registry())
+    p = GuidancePanel(ctx)
+    qtbot.addWidget(p)
+    p.resize(900, 500)
+    tiny = ["vae_steps=3", "vae_latent=16", "channels=8", "text_width=16", "text_layers=1", "sample_steps=3"]
+    run = jobs.create_run(ctx.store, jobs.TrainSpec(plugin="sd", dataset="captions16", steps=2, device="cpu",
+                                                    overrides=tiny, checkpoint_every=2))
+    for _ in jobs.train(run, device="cpu"):
+        pass
+    p.set_run(run)
+    assert p.guide_button.isEnabled(), p.guide_button.toolTip()
+    p.guide_scales.setText("1, 4")
+    p.guide_n.setValue(4)
+    p.start_guidance()
+    ctx.deliver(p)
+    rows = p.guidance_rows()
+    assert [r["scale"] for r in rows] == [1.0, 4.0] and all(0 <= r["accuracy"] <= 1 for r in rows)
+    x, y = p.guide_curves["saturation"].getData()
+    assert np.allclose(x, [1, 4]) and np.allclose(y, [r["saturation"] for r in rows])
+    labels = [label.text for _, label in p.guide_legend.items]
+    assert labels == ["accuracy", "diversity", "saturation"]  # once, however many rows streamed in
+    p.set_guidance_rows([{"scale": 1.0, "accuracy": 0.5, "diversity": 1.0}])  # a class run's rows: no saturation
+    assert [label.text for _, label in p.guide_legend.items] == ["accuracy", "diversity"]

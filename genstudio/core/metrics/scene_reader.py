@@ -127,6 +127,14 @@ class SceneReader:
             out.append(torch.stack([h.argmax(-1) for h in _split(lg)], -1).cpu())
         return torch.cat(out) if out else torch.zeros(0, CELLS, 4, dtype=torch.long)
 
+    @torch.no_grad()
+    def features(self, x: torch.Tensor, batch_size: int = 500) -> torch.Tensor:
+        """(B, 4 * 2 * width) penultimate per-cell features: the space where the guidance sweep measures
+        how varied the images of one prompt are (pixel distances say little about variety)."""
+        out = [self.net.body[:-1](to_read_size(x[i:i + batch_size].to(self.device).float())).flatten(1).cpu()
+               for i in range(0, len(x), batch_size)]
+        return torch.cat(out) if out else torch.zeros(0, 0)
+
     def read(self, x: torch.Tensor) -> list[tuple[C.Obj, ...]]:
         """The objects found in each image (cells in row-major order)."""
         graphs = []
@@ -166,10 +174,23 @@ def reader_path(root: Path | str | None = None) -> Path:
 _LOADED: dict[str, SceneReader] = {}
 
 
+def save_reader(reader: SceneReader, root: Path | str | None = None) -> Path:
+    """Write ``reader`` to the cache of ``root`` (atomically), so another process finds it trained."""
+    from safetensors.torch import save_file
+
+    path = reader_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.detach().cpu().contiguous() for k, v in reader.net.state_dict().items()}, str(tmp),
+              metadata={"meta": json.dumps(reader.meta)})
+    tmp.replace(path)
+    return path
+
+
 def scene_reader(*, root: Path | str | None = None, device: torch.device | str = "cpu") -> SceneReader:
     """The cached reader, trained on first use (then its held-out accuracy is stored with it)."""
     from safetensors import safe_open
-    from safetensors.torch import load_file, save_file
+    from safetensors.torch import load_file
 
     path = reader_path(root)
     key = f"{_recipe_hash()}|{device}"  # one recipe, one (deterministic) reader, wherever it is cached
@@ -189,10 +210,7 @@ def scene_reader(*, root: Path | str | None = None, device: torch.device | str =
         ds = C.CaptionsDataset(16, "captions16")
         meta["heldout_accuracy"] = reader_accuracy(SceneReader(net, meta), [ds.test_set("seen", 50, seed=1),
                                                                          ds.test_set("heldout", 50, seed=1)])
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        save_file({k: v.contiguous() for k, v in net.state_dict().items()}, str(tmp), metadata={"meta": json.dumps(meta)})
-        tmp.replace(path)
+        save_reader(SceneReader(net, meta), root)
     reader = SceneReader(net, meta, device)
     _LOADED[key] = reader
     return reader

@@ -15,6 +15,7 @@ from typing import Any
 
 # how a missing face reads in a message (others: "a model with the X face")
 FACE_WORDS = {"Conditional": "a class-conditional run", "Denoiser": "a DDIM-capable diffusion run",
+              "TextConditional": "a text-conditional run",
               "Latent": "a model with a latent space (encode/decode)", "Scene": "a 3-D scene model",
               "Codec": "a neural codec (discrete tokens)"}
 
@@ -53,7 +54,7 @@ TOOLS: dict[str, Tool] = {t.name: t for t in (
     Tool("compare", "A/B compare", "genstudio.core.tools.compare.run_trajectory"),
     Tool("nfe", "The NFE sweep", "genstudio.core.tools.nfe.nfe_curve"),
     Tool("guidance", "The guidance sweep", "genstudio.core.tools.guidance.guidance_sweep",
-         requires=("Sampling", "Conditional")),
+         any_of=("Conditional", "TextConditional")),
     Tool("eval", "Evaluation", "genstudio.core.eval.evaluate"),
     Tool("scene", "The 3-D viewer", "genstudio.core.scene", requires=("Scene",)),
     Tool("views", "Model views", "genstudio.core.jobs.train", requires=("Views",)),

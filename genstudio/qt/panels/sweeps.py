@@ -244,10 +244,13 @@ class GuidancePanel(_SweepPanel):
         self.guide_chart.showGrid(x=True, y=True, alpha=0.2)
         self.guide_chart.setLabel("bottom", "guidance scale")
         self.guide_chart.setLabel("left", "accuracy / diversity (1 = the data's)")
-        self.guide_chart.addLegend(offset=(-10, 10))
+        self.guide_legend = self.guide_chart.addLegend(offset=(-10, 10))
+        # saturation (text runs: fraction of pixel values at the range limits) joins the legend only
+        # when the rows have it
         self.guide_curves = {k: self.guide_chart.plot([], [], pen=pg.mkPen(colour(i), width=2), symbol="o",
-                                                      symbolSize=6, symbolBrush=colour(i), name=k)
-                             for i, k in enumerate(("accuracy", "diversity"))}
+                                                      symbolSize=6, symbolBrush=colour(i),
+                                                      name=None if k == "saturation" else k)
+                             for i, k in enumerate(("accuracy", "diversity", "saturation"))}
         self._layout([QLabel("scales"), self.guide_scales, self.guide_n, self.guide_button], self.guide_chart)
         self.guide_button.clicked.connect(
             lambda: self._toggle("guidance", self.guide_button, self.start_guidance))
@@ -286,7 +289,15 @@ class GuidancePanel(_SweepPanel):
     def set_guidance_rows(self, rows: list[dict[str, Any]]) -> None:
         self._guide_rows = list(rows)
         for k, item in self.guide_curves.items():
-            item.setData([r["scale"] for r in self._guide_rows], [r[k] for r in self._guide_rows])
+            have = [r for r in self._guide_rows if k in r]
+            item.setData([r["scale"] for r in have], [r[k] for r in have])
+        sat = self.guide_curves["saturation"]
+        shown = any(sample.item is sat for sample, _ in self.guide_legend.items)
+        if bool(self._guide_rows) and "saturation" in self._guide_rows[0]:
+            if not shown:
+                self.guide_legend.addItem(sat, "saturation")
+        elif shown:
+            self.guide_legend.removeItem(sat)
 
     def guidance_rows(self) -> list[dict[str, Any]]:
         return list(self._guide_rows)

@@ -26,7 +26,7 @@ from genstudio.core.audioviews import code_grid_image, comparison_image, usage_i
 from genstudio.core.config import ModelConfig, param
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.data.audio import SAMPLE_RATE
-from genstudio.core.metrics.audio import mel_distance, multi_resolution_stft_loss, si_sdr
+from genstudio.core.metrics.audio import mel_distance, multi_resolution_stft_loss, si_sdr, si_sdr_loss
 from genstudio.core.nn.vq import ResidualVQ
 from genstudio.core.plugin import BasePlugin, PluginInfo, SampleOption, SampleState
 
@@ -62,6 +62,11 @@ class CodecConfig(ModelConfig):
     w_stft: float = param(0.1, "Weight of the multi-resolution STFT loss", range=(0.0, 100.0), live=True)
     w_mel: float = param(0.1, "Weight of the log-mel L1 loss", range=(0.0, 100.0), live=True)
     w_wave: float = param(1.0, "Weight of the waveform MSE loss", range=(0.0, 100.0), live=True)
+    w_sisdr: float = param(0.0, "Weight of the negative SI-SDR loss (in dB; scale-invariant, so quiet clips "
+                           "count as much as loud ones)", range=(0.0, 100.0), live=True)
+    crop: int = param(0, "Train on random crops of this many samples (a multiple of the hop; 0 = whole "
+                      "clips): more steps per CPU second", range=(0, 10**7))
+    squash: bool = param(True, "tanh on the decoder output (keeps it in [-1, 1])")
 
     @classmethod
     def tiny(cls) -> CodecConfig:
@@ -78,6 +83,13 @@ def parse_strides(text: str) -> tuple[int, ...]:
     if not out or any(s < 1 or s > 16 for s in out):
         raise ValueError(f"strides must be a comma list of integers in 1..16, got {text!r}")
     return out
+
+
+def random_crops(x: Tensor, n: int, hop: int) -> Tensor:
+    """One random window of ``n`` samples per clip of ``x`` (B, C, T), starting on a frame boundary."""
+    starts = torch.randint(0, (x.shape[-1] - n) // hop + 1, (x.shape[0],)) * hop
+    idx = starts[:, None] + torch.arange(n)
+    return torch.gather(x, -1, idx[:, None].expand(-1, x.shape[1], -1).to(x.device))
 
 
 class CodecPlugin(BasePlugin[CodecConfig]):
@@ -103,7 +115,10 @@ class CodecPlugin(BasePlugin[CodecConfig]):
             raise ValueError(f"clips of {data.shape[-1]} samples do not split into frames of hop {self.hop} "
                              f"(strides {c.strides}); change the strides or the clip length")
         self.enc = Encoder(c.channels, self.strides, c.latent_dim).to(self.device)
-        self.dec = Decoder(c.channels, self.strides, c.latent_dim).to(self.device)
+        if c.crop and (c.crop % self.hop or c.crop > data.shape[-1]):
+            raise ValueError(f"crop {c.crop} must be a multiple of the hop {self.hop} and at most the clip "
+                             f"length {data.shape[-1]}")
+        self.dec = Decoder(c.channels, self.strides, c.latent_dim, squash=c.squash).to(self.device)
         self.rvq = ResidualVQ(c.n_codebooks, c.latent_dim, c.codebook_size, dropout=c.quantizer_dropout,
                               decay=c.ema_decay, commitment=c.commitment,
                               dead_threshold=c.dead_threshold).to(self.device)
@@ -133,13 +148,15 @@ class CodecPlugin(BasePlugin[CodecConfig]):
     def losses(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
         """The reconstruction losses of ``y`` against ``x`` (unweighted)."""
         return {"stft": multi_resolution_stft_loss(x, y), "mel": mel_distance(x, y, self.sr).mean(),
-                "wave": F.mse_loss(y, x)}
+                "wave": F.mse_loss(y, x), "sisdr": si_sdr_loss(x, y)}
 
     def train_step(self, batch: Tensor, labels: Tensor | None, step: int) -> dict[str, float]:
         c = self.config
         self.enc.train()
         self.dec.train()
         self.rvq.train()
+        if c.crop and c.crop < batch.shape[-1]:
+            batch = random_crops(batch, c.crop, self.hop)
         z = self.enc(batch)
         warm = step <= c.quantize_from
         q = None if warm else self.rvq(z)
@@ -148,6 +165,8 @@ class CodecPlugin(BasePlugin[CodecConfig]):
         commit = z.new_zeros(()) if q is None else q.loss
         ramp = min(1.0, max(0.0, step / c.spectral_from - 1)) if c.spectral_from else 1.0
         loss = ramp * (c.w_stft * parts["stft"] + c.w_mel * parts["mel"]) + c.w_wave * parts["wave"] + commit
+        if c.w_sisdr:
+            loss = loss + c.w_sisdr * parts["sisdr"]
         self.opt.zero_grad(set_to_none=True)
         loss.backward()
         self.opt.step()

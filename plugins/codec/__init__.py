@@ -64,8 +64,8 @@ class CodecConfig(ModelConfig):
     w_wave: float = param(1.0, "Weight of the waveform MSE loss", range=(0.0, 100.0), live=True)
     w_sisdr: float = param(0.0, "Weight of the negative SI-SDR loss (in dB; scale-invariant, so quiet clips "
                            "count as much as loud ones)", range=(0.0, 100.0), live=True)
-    crop: int = param(0, "Train on random crops of this many samples (a multiple of the hop; 0 = whole "
-                      "clips): more steps per CPU second", range=(0, 10**7))
+    crop: int = param(0, "Train on random crops of this many samples (a multiple of the hop; 0 or "
+                      "longer than a clip = whole clips): more steps per CPU second", range=(0, 10**7))
     squash: bool = param(True, "tanh on the decoder output (keeps it in [-1, 1])")
 
     @classmethod
@@ -115,9 +115,8 @@ class CodecPlugin(BasePlugin[CodecConfig]):
             raise ValueError(f"clips of {data.shape[-1]} samples do not split into frames of hop {self.hop} "
                              f"(strides {c.strides}); change the strides or the clip length")
         self.enc = Encoder(c.channels, self.strides, c.latent_dim).to(self.device)
-        if c.crop and (c.crop % self.hop or c.crop > data.shape[-1]):
-            raise ValueError(f"crop {c.crop} must be a multiple of the hop {self.hop} and at most the clip "
-                             f"length {data.shape[-1]}")
+        if c.crop % self.hop:
+            raise ValueError(f"crop {c.crop} must be a multiple of the hop {self.hop} (0 = whole clips)")
         self.dec = Decoder(c.channels, self.strides, c.latent_dim, squash=c.squash).to(self.device)
         self.rvq = ResidualVQ(c.n_codebooks, c.latent_dim, c.codebook_size, dropout=c.quantizer_dropout,
                               decay=c.ema_decay, commitment=c.commitment,

@@ -57,13 +57,13 @@ class Encoder(nn.Module):
 class Decoder(nn.Module):
     """(B, latent, frames) -> (B, 1, frames * hop), squashed into [-1, 1] by tanh."""
 
-    def __init__(self, channels: int, strides: tuple[int, ...], latent: int) -> None:
+    def __init__(self, channels: int, strides: tuple[int, ...], latent: int, squash: bool = True) -> None:
         super().__init__()
         w = widths(channels, len(strides))[::-1]
         layers: list[nn.Module] = [nn.Conv1d(latent, w[0], 7, padding=3)]
         for a, b, s in zip(w[:-1], w[1:], strides[::-1]):
             layers += [nn.ELU(), _up(a, b, s), ResUnit(b, 1), ResUnit(b, 3)]
-        layers += [nn.ELU(), nn.Conv1d(w[-1], 1, 7, padding=3), nn.Tanh()]
+        layers += [nn.ELU(), nn.Conv1d(w[-1], 1, 7, padding=3)] + ([nn.Tanh()] if squash else [])
         self.net = nn.Sequential(*layers)
 
     def forward(self, z: Tensor) -> Tensor:

@@ -13,7 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from genstudio_plugins.codec import CodecConfig, CodecPlugin, parse_strides
+from genstudio_plugins.codec import CodecConfig, CodecPlugin, parse_strides, random_crops
 
 import genstudio.core.registry as registry_mod
 from genstudio.cli import main
@@ -97,6 +97,18 @@ def test_strides_must_divide_the_clip():
     m = CodecPlugin(CodecConfig(strides="3,7"), "cpu")
     with pytest.raises(ValueError, match="hop 21"):
         m.setup(get_dataset("audio:tones").spec)
+
+
+def test_random_crops_are_frame_aligned_windows_of_each_clip():
+    torch.manual_seed(0)
+    x = torch.arange(3 * 2 * 100, dtype=torch.float32).reshape(3, 2, 100)
+    c = random_crops(x, 40, 20)
+    assert c.shape == (3, 2, 40)
+    for b in range(3):
+        start = int(c[b, 0, 0] - x[b, 0, 0])
+        assert start % 20 == 0 and torch.equal(c[b], x[b, :, start:start + 40])
+    with pytest.raises(ValueError, match="multiple of the hop"):
+        CodecPlugin(CodecConfig(crop=1010), "cpu").setup(get_dataset("audio:tones").spec)
 
 
 def test_training_uses_random_depths_and_reports_per_level():

@@ -58,7 +58,11 @@ def train_for(pid: str, ds: Any, budget: float, seed: int) -> tuple[Any, dict[st
 def evaluate(pid: str, model: Any, ds: Any, reader: Any, per_category: int, guidance: float, steps: int
              ) -> dict[str, Any]:
     """GenEval-like scores per split on the fixed test prompts, and samples per CPU-second."""
-    kw: dict[str, Any] = {"guidance": guidance}
+    from genstudio.core.plugin import sample_options
+
+    # clip (a baseline: retrieval for text -> image, the closest caption for image -> caption) has no guidance
+    takes = {o.name for o in sample_options(type(model))}
+    kw: dict[str, Any] = {"guidance": guidance} if "guidance" in takes else {}
     if pid in DIFFUSION:
         kw["steps"] = steps
     out: dict[str, Any] = {}
@@ -101,7 +105,8 @@ def summary_of(recs: list[dict[str, Any]]) -> str:
     cats = ("single", "colour", "two", "counting", "position", "colour_attr")
     lines = ["| family | seeds | steps | " + " | ".join(f"seen {c}" for c in cats)
              + " | seen overall | held-out overall | samples/CPU-s |", "|---" * (len(cats) + 6) + "|"]
-    for fam in FAMILIES:
+    families = list(dict.fromkeys(r["family"] for r in evals))  # as run: the four, and clip if asked
+    for fam in families:
         rs = [r for r in evals if r["family"] == fam]
         if not rs:
             continue
@@ -109,6 +114,11 @@ def summary_of(recs: list[dict[str, Any]]) -> str:
         lines.append(f"| {fam} | {len(rs)} | {_ms([r['train_steps'] for r in rs], 0)} | "
                      + " | ".join(cells) + f" | {_ms([r['heldout']['overall'] for r in rs])} | "
                      f"{_ms([r['samples_per_cpu_s'] for r in rs], 1)} |")
+    caps = [(fam, [r["captioning"] for r in evals if r["family"] == fam and "captioning" in r]) for fam in families]
+    if any(c for _, c in caps):
+        lines += ["", "| image -> caption | seeds | precision | recall | exact |", "|---|---|---|---|---|"]
+        lines += [f"| {fam} | {len(c)} | " + " | ".join(_ms([x[k] for x in c]) for k in ("precision", "recall", "exact"))
+                  + " |" for fam, c in caps if c]
     sweep = [r for r in recs if r["kind"] == "sweep"]
     if sweep:
         lines += ["", "| family | scale | accuracy | diversity | saturation (data) | clipped | seconds |",

@@ -78,6 +78,15 @@ OPEN_FOLDER = "__open_folder__"  # dataset picker entry that asks for a folder
 OPEN_SCENE = "__open_scene__"  # dataset picker entry that asks for a transforms.json scene folder
 OPEN_AUDIO = "__open_audio__"  # dataset picker entry that asks for a folder of audio files
 OPEN_VIDEO = "__open_video__"  # dataset picker entry that asks for a folder of GIF/MP4 clips
+# The picker's "Open … folder" entries: (Modality.user_data source, recent-folders key, entry, label, tooltip)
+USER_SOURCES = (
+    ("folder", "folders", OPEN_FOLDER, "Open image folder…", "Train on your own images (png/jpg), resized"),
+    ("wav", "audio", OPEN_AUDIO, "Open audio folder…", "Train on your own audio files (wav/flac/ogg), mono, resampled"),
+    ("video", "videos", OPEN_VIDEO, "Open video folder…",
+     "Train on your own clips (gif/mp4/webm): first 16 frames, centre crop, resized"),
+    ("transforms", "scenes", OPEN_SCENE, "Open scene folder (transforms.json)…",
+     "A nerfstudio / instant-ngp folder with transforms.json and its images"),
+)
 OPENERS = (OPEN_FOLDER, OPEN_SCENE, OPEN_AUDIO, OPEN_VIDEO)
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
@@ -541,29 +550,12 @@ class MainWindow(QMainWindow):
                 continue
             combo.addItem(name, name)
             combo.setItemData(combo.count() - 1, desc, Qt.ToolTipRole)
-        if "folder" in sources:
-            for folder in self._recent_folders():
-                self._add_folder_item(folder)
-            combo.addItem("Open image folder…", OPEN_FOLDER)
-            combo.setItemData(combo.count() - 1, "Train on your own images (png/jpg), resized", Qt.ToolTipRole)
-        if "wav" in sources:
-            for folder in self._recent_folders("audio"):
-                self._add_folder_item(folder, OPEN_AUDIO)
-            combo.addItem("Open audio folder…", OPEN_AUDIO)
-            combo.setItemData(combo.count() - 1, "Train on your own audio files (wav/flac/ogg), mono, resampled",
-                              Qt.ToolTipRole)
-        if "video" in sources:
-            for folder in self._recent_folders("videos"):
-                self._add_folder_item(folder, OPEN_VIDEO)
-            combo.addItem("Open video folder…", OPEN_VIDEO)
-            combo.setItemData(combo.count() - 1, "Train on your own clips (gif/mp4/webm): first 16 frames, centre "
-                              "crop, resized", Qt.ToolTipRole)
-        if "transforms" in sources:
-            for scene in self._recent_folders("scenes"):
-                self._add_folder_item(scene, OPEN_SCENE)
-            combo.addItem("Open scene folder (transforms.json)…", OPEN_SCENE)
-            combo.setItemData(combo.count() - 1, "A nerfstudio / instant-ngp folder with transforms.json and its "
-                              "images", Qt.ToolTipRole)
+        for source, recent, opener, label, tip in USER_SOURCES:  # each with the folders picked lately
+            if source in sources:
+                for folder in self._recent_folders(recent):
+                    self._add_folder_item(folder, opener)
+                combo.addItem(label, opener)
+                combo.setItemData(combo.count() - 1, tip, Qt.ToolTipRole)
         combo.blockSignals(False)
         if not self.select_dataset(keep) and not any(self.select_dataset(d) for d in DEFAULT_DATASETS):
             combo.setCurrentIndex(0 if combo.count() and combo.itemData(0) not in OPENERS else -1)

@@ -156,26 +156,19 @@ def text_guidance_sweep(model: Any, dataset: Any, scales: Sequence[float] = (0, 
     data_acc = geneval_scores(real, batch, reader)["overall"]["value"]
     data_div = within_group_distance(reader.features(real).double().numpy(), groups)
     data_sat = saturation(real)
-    rows = []
-    for w in scales:
-        if should_stop is not None and should_stop():
-            break
-        t0 = time.perf_counter()
+    def one(w: float) -> dict[str, Any]:
         x = _final_samples(model, len(batch), w, seed, steps, sampler, on_step, prompt=batch)
         sat, clipped = saturation(x), float((x.abs() > 1 + 2 / 255).float().mean())
         x = x.clamp(-1, 1)
         res = geneval_scores(x, batch, reader)
         div = within_group_distance(reader.features(x).double().numpy(), groups)
-        row = {"scale": float(w), "accuracy": res["overall"]["value"],
-               "diversity": div / data_div if data_div > 0 else math.nan, "diversity_raw": div,
-               "saturation": sat, "clipped": clipped, "data_accuracy": data_acc, "data_diversity": data_div,
-               "data_saturation": data_sat, "n": len(batch), "per_prompt": per_prompt, "split": split,
-               "categories": {c: v["value"] for c, v in res.items() if c != "overall"},
-               "sampler": sampler, "seconds": time.perf_counter() - t0}
-        rows.append(row)
-        if callback is not None:
-            callback(row)
-    return rows
+        return {"accuracy": res["overall"]["value"], "diversity": div / data_div if data_div > 0 else math.nan,
+                "diversity_raw": div, "saturation": sat, "clipped": clipped, "data_accuracy": data_acc,
+                "data_diversity": data_div, "data_saturation": data_sat, "n": len(batch), "per_prompt": per_prompt,
+                "split": split, "categories": {c: v["value"] for c, v in res.items() if c != "overall"},
+                "sampler": sampler}
+
+    return _scale_rows(scales, one, should_stop, callback)
 
 
 def guidance_sweep(model: Any, dataset: Dataset, scales: Sequence[float] = (0, 1, 2, 4, 8), *,
@@ -209,17 +202,26 @@ def guidance_sweep(model: Any, dataset: Dataset, scales: Sequence[float] = (0, 1
     xd, yd = dataset.batch(k * n_per_class, g)
     fd, pd = classify(xd)
     data_acc, data_div = score(fd, pd, yd.numpy(), k)
+    def one(w: float) -> dict[str, Any]:
+        f, p = classify(_final_samples(model, len(labels), w, seed, steps, sampler, on_step, cond=labels))
+        acc, div = score(f, p, labels.numpy(), k)
+        return {"accuracy": acc, "diversity": div / data_div if data_div > 0 else math.nan, "diversity_raw": div,
+                "data_accuracy": data_acc, "data_diversity": data_div, "n": len(labels), "sampler": sampler}
+
+    return _scale_rows(scales, one, should_stop, callback)
+
+
+def _scale_rows(scales: Sequence[float], one: Callable[[float], dict[str, Any]],
+                should_stop: Callable[[], bool] | None,
+                callback: Callable[[dict[str, Any]], None] | None) -> list[dict[str, Any]]:
+    """``one(scale)`` for each scale (until ``should_stop``), each row timed and handed to ``callback``."""
     rows = []
     for w in scales:
         if should_stop is not None and should_stop():
             break
         t0 = time.perf_counter()
-        x = _final_samples(model, len(labels), w, seed, steps, sampler, on_step, cond=labels)
-        f, p = classify(x)
-        acc, div = score(f, p, labels.numpy(), k)
-        row = {"scale": float(w), "accuracy": acc, "diversity": div / data_div if data_div > 0 else math.nan,
-               "diversity_raw": div, "data_accuracy": data_acc, "data_diversity": data_div,
-               "n": len(labels), "sampler": sampler, "seconds": time.perf_counter() - t0}
+        row = {"scale": float(w), **one(float(w))}
+        row["seconds"] = time.perf_counter() - t0
         rows.append(row)
         if callback is not None:
             callback(row)

@@ -134,3 +134,14 @@ def test_text_views_stand_beside_the_samples_in_a_short_wide_panel(qtbot, root, 
     p.resize(1100, 1000)
     qtbot.waitUntil(lambda: p.split.orientation() == Qt.Vertical, timeout=2000)
     assert p.split.sizes()[0] > p.split.sizes()[1]
+
+
+def test_x0_pane_says_why_it_is_empty_for_a_token_model(qtbot, root, dalle_run):
+    ctx = FakeCtx(root, registry())
+    p = SamplerPanel(ctx)
+    qtbot.addWidget(p)
+    p.set_run(dalle_run)
+    p.n.setValue(2)
+    p.start_sampling()
+    ctx.deliver(p)
+    assert p._states[-1].x0 is None and "none for this model" in p.view_x0.note

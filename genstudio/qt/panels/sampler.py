@@ -896,9 +896,12 @@ class SamplerPanel(Panel):
             self._show_time_bar(False, False)
             self.view_x.show_image(image_grid(st.x))
             if st.x0 is not None:
+                self.view_x0.set_note("")
                 self.view_x0.show_image(image_grid(st.x0))
             else:
                 self.view_x0.clear_content()
+                # an empty pane says why: token and one-shot models (dalle, unified, GANs) draw x directly
+                self.view_x0.set_note("none for this model: it draws the sample itself")
         else:
             self.status.setText(f"cannot draw samples of shape {tuple(st.x.shape)}")
         self.step_label.setText(f"step {st.step}/{st.total} · t={st.t:.3f}")

@@ -87,7 +87,7 @@ USER_SOURCES = (
     ("transforms", "scenes", OPEN_SCENE, "Open scene folder (transforms.json)…",
      "A nerfstudio / instant-ngp folder with transforms.json and its images"),
 )
-OPENERS = (OPEN_FOLDER, OPEN_SCENE, OPEN_AUDIO, OPEN_VIDEO)
+OPENERS = tuple(entry for _, _, entry, _, _ in USER_SOURCES)
 DEFAULT_DATASETS = ("8gaussians", "moons", "digits")  # first choice on a fresh install: quick to train
 AREAS = {"left": Qt.LeftDockWidgetArea, "right": Qt.RightDockWidgetArea,
          "top": Qt.TopDockWidgetArea, "bottom": Qt.BottomDockWidgetArea}

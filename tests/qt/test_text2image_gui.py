@@ -30,6 +30,23 @@ def dalle_run(root):
     return trained(FakeCtx(root, registry()), "captions16", steps=2, plugin="dalle")
 
 
+def _sampled(qtbot, root, run, size=None, prompt="", n=2):
+    """A shown Sampler on ``run`` that has sampled ``n`` images (``prompt`` typed first)."""
+    ctx = FakeCtx(root, registry())
+    p = SamplerPanel(ctx)
+    qtbot.addWidget(p)
+    if size:
+        p.resize(*size)
+        p.show()
+    p.set_run(run)
+    if prompt:
+        p.prompt.setText(prompt)
+    p.n.setValue(n)
+    p.start_sampling()
+    ctx.deliver(p)
+    return p
+
+
 def test_prompt_box_completes_the_word_under_the_cursor(qtbot):
     box = PromptEdit()
     qtbot.addWidget(box)
@@ -120,15 +137,7 @@ def test_compare_guidance_starts_where_the_sampler_does(qtbot, root):
 def test_text_views_stand_beside_the_samples_in_a_short_wide_panel(qtbot, root, dalle_run):
     """Under the default layout's short Sampler dock the strip below left x_t / x̂0 60 px: there
     the text views stand in a column beside them, and below them again when the panel is tall."""
-    ctx = FakeCtx(root, registry())
-    p = SamplerPanel(ctx)
-    qtbot.addWidget(p)
-    p.resize(1100, 330)
-    p.show()
-    p.set_run(dalle_run)
-    p.n.setValue(2)
-    p.start_sampling()
-    ctx.deliver(p)
+    p = _sampled(qtbot, root, dalle_run, size=(1100, 330))
     qtbot.waitUntil(lambda: p.text_views.isVisibleTo(p), timeout=2000)
     assert p.split.orientation() == Qt.Horizontal and p.split.sizes()[0] > p.split.sizes()[1]
     p.resize(1100, 1000)
@@ -137,11 +146,5 @@ def test_text_views_stand_beside_the_samples_in_a_short_wide_panel(qtbot, root, 
 
 
 def test_x0_pane_says_why_it_is_empty_for_a_token_model(qtbot, root, dalle_run):
-    ctx = FakeCtx(root, registry())
-    p = SamplerPanel(ctx)
-    qtbot.addWidget(p)
-    p.set_run(dalle_run)
-    p.n.setValue(2)
-    p.start_sampling()
-    ctx.deliver(p)
+    p = _sampled(qtbot, root, dalle_run)
     assert p._states[-1].x0 is None and "none for this model" in p.view_x0.note

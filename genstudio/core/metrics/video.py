@@ -8,8 +8,9 @@
   video classifier (a SmallCNN over the frames stacked on channels, trained to tell the motion
   classes apart, cached the same way). FVD-like, but *not* FVD (no I3D network).
 * :func:`track` / :func:`motion_correct` -- the foreground centroid per frame (the shapes are bright
-  on black; background-subtracted and smoothed, so sampler noise does not swamp it) and whether it moves in the clip's direction: its coordinate along that axis must
-  correlate with time (r >= ``MIN_R``) in the right sense. Shuffled frames break it.
+  on black; background-subtracted and smoothed, so sampler noise does not swamp it) and whether it
+  moves in the clip's direction: its coordinate along that axis must correlate with time
+  (r >= ``MIN_R``) in the right sense. Shuffled frames break it.
 """
 
 from __future__ import annotations

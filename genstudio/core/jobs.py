@@ -454,11 +454,13 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                     if control.cancelled:  # a long preview must not hold up Stop / Ctrl-C (a pause waits)
                         raise Cancelled()
             x = last.x.detach().cpu()
+            # its cost, shown by the monitor: previews are the largest share of a short run's wall time
+            seconds = time.perf_counter() - began
+            run.note_preview(step, seconds, last.total)
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             views = model_views(step, view)
-            # its cost, shown by the monitor: previews are the largest share of a short run's wall time
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=views,
-                     seconds=time.perf_counter() - began, sample_steps=last.total)
+                     seconds=seconds, sample_steps=last.total)
             log_coverage(step, x, view)
             log_model_metrics(step, view)
 

@@ -40,6 +40,7 @@ import torch
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
+PREVIEWS_FILE = "previews.jsonl"  # in samples/: what each training preview cost (a watcher shows it too)
 LOCK_FILE = "run.lock"
 CKPT_RE = re.compile(r"^step_(\d+)\.pt$")
 TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # what atomic_write_* leaves when killed mid-write
@@ -462,6 +463,28 @@ class Run:
     # -- files ------------------------------------------------------------------------------
     def sample_dir(self) -> Path:
         return self._dir("samples")
+
+    def note_preview(self, step: int, seconds: float, sample_steps: int | None) -> None:
+        """Record what the training preview of ``step`` cost (before its PNG is written, so whoever
+        sees the PNG -- a window watching this run -- finds its cost)."""
+        append_lines(self.sample_dir() / PREVIEWS_FILE,
+                     [json.dumps({"step": int(step), "seconds": round(float(seconds), 4),
+                                  "sample_steps": sample_steps})])
+
+    def preview_costs(self) -> dict[int, tuple[float, int | None]]:
+        """step -> (seconds, sampling steps) of the training previews noted so far."""
+        out: dict[int, tuple[float, int | None]] = {}
+        try:
+            lines = (self.path / "samples" / PREVIEWS_FILE).read_text("utf-8").splitlines()
+        except OSError:
+            return out
+        for line in lines:
+            try:
+                row = json.loads(line)
+                out[int(row["step"])] = (float(row["seconds"]), row.get("sample_steps"))
+            except (ValueError, KeyError, TypeError):
+                continue  # a torn last line: the next read has it whole
+        return out
 
     def eval_dir(self) -> Path:
         return self._dir("evals")

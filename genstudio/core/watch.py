@@ -155,10 +155,12 @@ class RunTail:
         self.step = 0
         self._samples: set[int] = set()
         self._checkpoints: set[int] = set()
+        self._steered = 0  # entries of run.json's "steering" already published
         if not from_start:
             self._samples = set(logged_previews(run.path / "samples")[0])
             self._checkpoints = {s for s, _ in run.checkpoints()}
             self._read_info()
+            self._steered = len(self.info.get("steering") or [])
 
     def poll(self) -> list[ev.Event]:
         rid = self.run.id
@@ -166,6 +168,11 @@ class RunTail:
         info = self._read_info()
         if info is not None:
             out.append(ev.Event(ev.STATUS, rid, {"status": info.get("status", ""), "message": info.get("message", "")}))
+        steering = self.info.get("steering") or []
+        for m in steering[self._steered:]:  # live settings the trainer took: the monitor marks them
+            if isinstance(m, dict) and "step" in m:
+                out.append(ev.Event(ev.STEERED, rid, {"step": int(m["step"]), "changes": dict(m.get("changes") or {})}))
+        self._steered = len(steering)
         for row in self._new_rows():
             out.append(ev.Event(ev.METRICS, rid, row))
             self.step = max(self.step, int(row["step"]))
@@ -173,11 +180,15 @@ class RunTail:
             out.append(ev.Event(ev.PROGRESS, rid, {"done": max(self.step, int(self.info.get("step", 0) or 0)),
                                                    "total": int(self.info.get("steps", 0) or 0)}))
         samples, views = logged_previews(self.run.path / "samples")
-        for step in sorted(set(samples) - self._samples):
+        new = sorted(set(samples) - self._samples)
+        costs = self.run.preview_costs() if new else {}
+        for step in new:
             self._samples.add(step)
             shown = {name: _png(frames[step]) for name, frames in views.items() if step in frames}
+            cost = {"seconds": costs[step][0], "sample_steps": costs[step][1]} if step in costs else {}
             out.append(ev.Event(ev.SAMPLES, rid, {"step": step, "x": None, "path": str(samples[step]),
-                                                  "views": {k: v for k, v in shown.items() if v is not None}}))
+                                                  "views": {k: v for k, v in shown.items() if v is not None},
+                                                  **cost}))
         for step, _ in self.run.checkpoints():
             if step not in self._checkpoints:
                 self._checkpoints.add(step)
@@ -253,16 +264,19 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
     bus = bus or ev.EventBus()
     tail = tail or RunTail(run)
     stop_asked: float | None = None
+    heard = trainer is None  # a trainer we just started: the folder's old "completed" is not its end
     while True:
         gone = trainer is not None and not trainer()  # read before the last look: nothing is missed
         for e in tail.poll():
-            if e.kind == ev.STATUS and isinstance(control, RemoteControl):
-                control.follow(str(e.data.get("status")))
+            if e.kind == ev.STATUS:
+                heard = True
+                if isinstance(control, RemoteControl):
+                    control.follow(str(e.data.get("status")))
             bus.publish(e)
         yield tail.step
         if control.cancelled and stop_asked is None:
             stop_asked = time.monotonic()
         unheard = stop_asked is not None and time.monotonic() - stop_asked > STOP_WAIT_S and not run.busy()
-        if getattr(control, "detached", False) or tail.ended() or (gone and not run.busy()) or unheard:
+        if getattr(control, "detached", False) or (heard and tail.ended()) or (gone and not run.busy()) or unheard:
             return
         time.sleep(interval)

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -61,6 +61,7 @@ from genstudio.qt.panels.base import Panel
 from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
+STANDBY_DELAY_MS = 2500  # after the window opens (or a run ends), warm the next trainer process: not during the paint
 QUIET_JOB_S = 2.0  # a job that finishes faster (an OT solve, a decode) is not worth a line in the activity log
 
 # Panels come through the entry-point group ``genstudio.panels`` (pyproject.toml), exactly like
@@ -191,6 +192,10 @@ class MainWindow(QMainWindow):
         self._last_dataset_index = 0
         self._live_step: dict[str, int] = {}  # run id -> last step seen in PROGRESS while it trains
         self._info: dict[str, dict[str, Any]] = {}  # run id -> run.json, read again only when it changes
+        from genstudio.qt.watch import Standby
+
+        self.standby = Standby(self.store.root)  # a warm trainer process for the next own_process run
+        self._closed = False
 
         self._build_toolbar()
         self._build_central()
@@ -208,6 +213,7 @@ class MainWindow(QMainWindow):
         if restore:
             self.restore_settings()
         self._update_controls()
+        self._warm_trainer_later()
 
     # == construction ==========================================================================
     def _build_toolbar(self) -> None:
@@ -928,7 +934,34 @@ class MainWindow(QMainWindow):
         if self._run is None or self._run.id != run.id:
             self.select_run(run)
         self._activity(f"resuming {run.id}" + (f" for {extra} more steps" if extra else ""))
+        processes = int(info.get("processes", 1) or 1)
+        if processes > 1 or self.own_process():
+            from genstudio.qt.watch import launch
+
+            launch(self, run, processes, extra_steps=extra, steer=self._pending_steer.pop(run.id, None))
+            return
         self._train(run, extra_steps=extra)
+
+    def own_process(self) -> bool:
+        """Whether runs train in a process of their own (the Settings → Run option, on by default)."""
+        settings = self.panels.get("settings")
+        try:
+            return bool(settings.run_values().get("own_process")) if settings is not None else False
+        except Exception:  # noqa: BLE001 - a half-typed form: the worker thread, as before the option
+            return False
+
+    def _warm_trainer_later(self) -> None:
+        QTimer.singleShot(STANDBY_DELAY_MS, self, self._warm_trainer)
+
+    def _warm_trainer(self) -> None:
+        """Start the standby trainer when runs train in their own process and none trains now (its
+        imports would take CPU from a run)."""
+        if (self.standby is not None and not self._closed and not self.job_running("train")
+                and self.own_process()):
+            try:
+                self.standby.start()
+            except OSError as exc:  # no process to be had: Start launches a cold one
+                log.warning("cannot start a standby trainer: %s", exc)
 
     def delete_run(self, run: Run) -> bool:
         """Delete a run folder after confirmation; refused while a job uses it."""
@@ -980,6 +1013,7 @@ class MainWindow(QMainWindow):
             self.progress.setVisible(False)
             if t.run_ref is not None:
                 self._live_step.pop(t.run_ref.id, None)
+            self._warm_trainer_later()
         self._update_header()
         self._update_controls()
         runs = self.panels.get("runs")
@@ -1171,6 +1205,9 @@ class MainWindow(QMainWindow):
                 t.setParent(None)
                 _orphans.append(t)
         self._jobs.clear()
+        self._closed = True  # no standby trainer is started after this
+        if self.standby is not None:
+            self.standby.close()
         self.bridge.close()
         self.gc.close()
 

@@ -69,7 +69,8 @@ class JobThread(QThread):
             self.outcome = FAILED
             tb = traceback.format_exc()
             log.error("job %s failed: %s", self.name, tb)
-            self.failed.emit(f"{exc.__class__.__name__}: {exc}", tb)
+            details = getattr(exc, "details", None)  # an error that explains itself (a trainer's log)
+            self.failed.emit(str(exc) if details else f"{exc.__class__.__name__}: {exc}", details or tb)
 
     def stop(self, wait_ms: int = 10_000) -> bool:
         """Cancel and wait for the thread to end; False if it did not end in time."""

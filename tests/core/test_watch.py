@@ -115,3 +115,19 @@ def test_job_pauses_resumes_and_stops_through_the_control_file(tmp_path):
     assert done.wait(30)
     info = run.info()
     assert info["status"] == "stopped" and info["step"] > step
+
+
+def test_tail_publishes_the_steering_and_preview_costs_the_trainer_wrote(tmp_path):
+    run = _run(tmp_path, steps=100)
+    run.update(steering=[{"step": 3, "changes": {"lr": [1e-3, 2e-3]}}])  # before the watcher: not news
+    tail = RunTail(run)
+    run.update(steering=[{"step": 3, "changes": {"lr": [1e-3, 2e-3]}}, {"step": 9, "changes": {"lr": [2e-3, 5e-4]}}])
+    steered = [e.data for e in tail.poll() if e.kind == ev.STEERED]
+    assert steered == [{"step": 9, "changes": {"lr": [2e-3, 5e-4]}}]
+    assert not [e for e in tail.poll() if e.kind == ev.STEERED]  # once
+
+    run.note_preview(10, 0.25, 50)  # the trainer notes a preview's cost before its PNG
+    save_png(np.zeros((4, 4, 3), np.uint8), run.sample_dir() / "step_00000010.png")
+    samples = [e.data for e in tail.poll() if e.kind == ev.SAMPLES]
+    assert samples[0]["step"] == 10 and samples[0]["seconds"] == 0.25 and samples[0]["sample_steps"] == 50
+    assert run.preview_costs() == {10: (0.25, 50)}

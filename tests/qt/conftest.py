@@ -15,13 +15,17 @@ from genstudio.core.runs import RunStore  # noqa: E402
 
 
 @pytest.fixture
-def make_window(qapp, tmp_path, monkeypatch):
+def make_window(qapp, tmp_path, monkeypatch, request):
     """Factory for main windows sharing this test's data dir and settings file (so a second window
     sees what the first one saved)."""
     from genstudio.qt.app import configure_app
     from genstudio.qt.main_window import MainWindow
+    from genstudio.qt.panels.settings import RunOptions
 
     monkeypatch.setenv("GENSTUDIO_DATA_DIR", str(tmp_path / "data"))
+    if "own_process" not in request.keywords:  # GUI tests train in the window's worker thread (fast, and
+        # it sees the test plugins); tests marked own_process keep the app's default: a trainer process
+        monkeypatch.setattr(RunOptions.__dataclass_fields__["own_process"], "default", False)
     configure_app(qapp)
     windows = []
 

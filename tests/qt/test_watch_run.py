@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 from genstudio.core import jobs
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -93,3 +95,68 @@ def test_own_process_option_trains_outside_the_window_and_is_watched(main_window
     assert t.process.wait(timeout=60) == 0
     qtbot.waitUntil(lambda: not w.job_running("train"), timeout=15_000)
     assert run.info()["status"] == "stopped"
+
+
+SMALL = {"sample_every": 0, "checkpoint_every": 0, "preview_steps": 2, "n_preview": 16}
+
+
+def _small_ddpm(w, steps: int) -> None:
+    assert w.select_plugin("ddpm") and w.select_dataset("moons")
+    w.panels["settings"].form.set_values({"timesteps": 20, "hidden": 16, "depth": 1})
+    w.panels["settings"].run_form.set_values(SMALL)
+    w.steps_spin.setValue(steps)
+
+
+@pytest.mark.own_process
+def test_by_default_start_hands_the_run_to_the_warm_trainer_and_resume_trains_on_in_one(make_window, qtbot):
+    """The app's default: runs train in a process of their own; a warm standby (imports done while
+    the window sat idle) takes the run at Start, and a new one is warmed once the run has ended.
+    Resuming the completed run trains its extra steps in a trainer process as well."""
+    w = make_window()
+    assert w.own_process() and w.panels["settings"].run_form.values()["own_process"] is True
+    w._warm_trainer()  # what the window does a few seconds after it opens
+    qtbot.waitUntil(w.standby.warm, timeout=120_000)
+    standby_pid = w.standby.process.pid
+    _small_ddpm(w, 30)
+    run = w.start_training()
+    t = w._jobs["train"]
+    assert t.process is not None and t.process.pid == standby_pid and w.standby.process is None
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
+    assert run.info()["status"] == "completed" and run.info()["step"] == 30 and not w.errors
+    monitor = w.panels["training"]
+    assert monitor._preview_cost and "preview" in monitor.sample_label.text()  # the cost read from the folder
+    qtbot.waitUntil(w.standby.warm, timeout=120_000)  # the next one, warmed after the run
+    w.steps_spin.setValue(20)
+    w.resume_run(run)
+    t = w._jobs["train"]
+    assert isinstance(t, __import__("genstudio.qt.watch", fromlist=["WatchThread"]).WatchThread)
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
+    assert run.info()["status"] == "completed" and run.info()["step"] == 50 and not w.errors
+
+
+@pytest.mark.own_process
+def test_a_trainer_that_dies_is_reported_with_the_end_of_its_output(make_window, qtbot):
+    w = make_window()
+    _small_ddpm(w, 1_000_000)
+    run = w.start_training()
+    t = w._jobs["train"]
+    qtbot.waitUntil(lambda: len(run.metrics()) >= 2, timeout=120_000)
+    t.process.kill()
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=60_000)
+    assert w.errors, "a dead trainer must be reported"
+    message, details = w.errors[-1]
+    assert "is gone" in message and "launch.log" in details and "ddpm" in details  # the trainer's last lines
+    assert run.info()["status"] == "interrupted"  # and Resume continues it from its last checkpoint
+
+
+@pytest.mark.own_process
+def test_closing_the_window_stops_the_trainer_it_started_with_a_checkpoint(make_window, qtbot):
+    w = make_window()
+    _small_ddpm(w, 1_000_000)
+    run = w.start_training()
+    proc = w._jobs["train"].process
+    qtbot.waitUntil(lambda: len(run.metrics()) >= 2, timeout=120_000)
+    w.close()
+    assert proc.poll() is not None  # not left training with no window
+    info = run.info()
+    assert info["status"] == "stopped" and run.checkpoints() and run.checkpoints()[-1][0] == info["step"]

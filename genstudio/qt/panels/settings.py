@@ -45,10 +45,12 @@ class RunOptions:
     sharding: str = param(_SPEC_DEFAULTS.sharding, "With several processes: ddp replicates the nets on each; "
                           "fsdp shards parameters, gradients and optimiser state across them (plugins that "
                           "declare it, e.g. DDPM, flow matching, score SDE)", choices=("ddp", "fsdp"))
-    own_process: bool = param(_SPEC_DEFAULTS.own_process, "Train in a process of its own, which the window "
-                              "watches like a run the CLI trains: the window then takes no Python time from the "
-                              "training (no shared GIL), only CPU. Pause, Step, Stop and live settings reach it "
-                              "through the run's control file")
+    own_process: bool = param(True, "Train in a process of its own, which the window watches like a run the "
+                              "CLI trains: the window then takes no Python time from the training (no shared "
+                              "GIL), only CPU; a warm one waits, so Start costs no start-up. Pause, Step, Stop "
+                              "and live settings reach it through the run's control file; closing the window "
+                              "stops it. Off: the window's worker thread trains (plugins added at run time, "
+                              "debugging)")
 
 
 LAUNCH_ONLY = ("processes", "sharding", "own_process")  # how a run starts: never steered mid-run

@@ -123,6 +123,7 @@ def test_by_default_start_hands_the_run_to_the_warm_trainer_and_resume_trains_on
     assert t.process is not None and t.process.pid == standby_pid and w.standby.process is None
     qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
     assert run.info()["status"] == "completed" and run.info()["step"] == 30 and not w.errors
+    assert "(completed)" in w.panels["settings"].steer_note.text()  # followed the run, not frozen at "created"
     monitor = w.panels["training"]
     assert monitor._preview_cost and "preview" in monitor.sample_label.text()  # the cost read from the folder
     qtbot.waitUntil(w.standby.warm, timeout=120_000)  # the next one, warmed after the run

@@ -13,6 +13,7 @@ from typing import Any
 
 from PySide6.QtWidgets import QGroupBox, QHBoxLayout, QLabel, QPushButton, QScrollArea, QVBoxLayout, QWidget
 
+from genstudio.core import events as ev
 from genstudio.core.config import ConfigError, param
 from genstudio.core.jobs import TrainSpec
 from genstudio.qt.forms import ConfigForm
@@ -155,12 +156,22 @@ class SettingsPanel(Panel):
         values = {**(info.get("config") or {}), **{k: info[k] for k in _RUN_OPTION_NAMES if k in info}}
         self.steer_form.set_values({k: v for k, v in values.items() if k in self.steer_form.values()})
         self.steer_layout.insertWidget(1, self.steer_form)
+        self._note_status(str(info.get("status", "?")))
+        self.steer_box.setVisible(True)
+
+    def _note_status(self, status: str) -> None:
         from genstudio.qt.panels.runs import short_name
 
-        self.steer_note.setText(f"<b>{short_name(run.id)}</b> ({info.get('status', '?')}): "
+        self.steer_note.setText(f"<b>{short_name(self._steer_run.id)}</b> ({status}): "
                                 "these settings can change while it trains; the Model and Run boxes below "
                                 "are for the next new run.")
-        self.steer_box.setVisible(True)
+
+    def on_events(self, events: list[Any]) -> None:
+        """Keep the steered run's status in the note current (it starts, pauses, ends)."""
+        run = self._steer_run
+        for e in events:
+            if run is not None and e.kind == ev.STATUS and e.run_id == run.id and self.steer_form is not None:
+                self._note_status(str(e.data.get("status", "?")))
 
     def steering_changes(self) -> dict[str, Any]:
         """What the steering form changes against the run's recorded values."""

@@ -120,7 +120,8 @@ class Control:
 
 
 COVERAGE_N = 500  # samples an adversarial run's mode coverage counts (a grid preview has only 64)
-METRICS_FLUSH_S = 2.0  # logged rows reach metrics.jsonl at least this often (genstudio watch tails it)
+METRICS_FLUSH_S = 0.25  # logged rows reach metrics.jsonl at least this often: the window watching its own
+# trainer process draws the curve and progress from them (2 s made both jump in steps)
 LIVE_RUN_OPTIONS = ("log_every", "sample_every", "checkpoint_every", "n_preview", "preview_steps", "keep_checkpoints")
 
 

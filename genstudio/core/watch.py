@@ -32,6 +32,7 @@ COMMANDS = ("pause", "resume", "step", "stop", "steer")
 ENDED = ("completed", "stopped", "failed", "interrupted")  # a run in one of these, unlocked, is over
 POLL_S = 0.5  # how often a trainer looks at its control file
 STOP_WAIT_S = 10.0  # Stop pressed and no trainer holds the run this long after: stop watching
+RESEND_S = 1.0  # Stop pressed and the run still trains: the stop is written again this often
 
 
 def send(run: Run, command: str, **data: Any) -> None:
@@ -264,6 +265,7 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
     bus = bus or ev.EventBus()
     tail = tail or RunTail(run)
     stop_asked: float | None = None
+    resent = 0.0
     heard = trainer is None  # a trainer we just started: the folder's old "completed" is not its end
     while True:
         gone = trainer is not None and not trainer()  # read before the last look: nothing is missed
@@ -275,8 +277,15 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
             bus.publish(e)
         yield tail.step
         if control.cancelled and stop_asked is None:
-            stop_asked = time.monotonic()
-        unheard = stop_asked is not None and time.monotonic() - stop_asked > STOP_WAIT_S and not run.busy()
+            stop_asked = resent = time.monotonic()
+        elif (stop_asked is not None and isinstance(control, RemoteControl)
+              and tail.info.get("status") in ("created", "running") and time.monotonic() - resent > RESEND_S):
+            # Stop pressed while the trainer was starting: its control file was removed as stale when
+            # its job began, so say it again until the run has stopped
+            send(run, "stop")
+            resent = time.monotonic()
+        unheard = (stop_asked is not None and time.monotonic() - stop_asked > STOP_WAIT_S and not run.busy()
+                   and (trainer is None or gone))  # a trainer of ours still starting will hear it
         if getattr(control, "detached", False) or (heard and tail.ended()) or (gone and not run.busy()) or unheard:
             return
         time.sleep(interval)

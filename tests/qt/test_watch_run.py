@@ -161,3 +161,17 @@ def test_closing_the_window_stops_the_trainer_it_started_with_a_checkpoint(make_
     assert proc.poll() is not None  # not left training with no window
     info = run.info()
     assert info["status"] == "stopped" and run.checkpoints() and run.checkpoints()[-1][0] == info["step"]
+
+
+@pytest.mark.own_process
+def test_stop_pressed_while_the_trainer_starts_still_stops_it(make_window, qtbot):
+    """The trainer removes a control file older than its job (an old stop must stop nothing), so a
+    Stop pressed before it has started is said again until it is heard."""
+    w = make_window()
+    _small_ddpm(w, 1_000_000)
+    run = w.start_training()  # no standby warmed: a cold process, seconds before its first step
+    proc = w._jobs["train"].process
+    w.stop_training()
+    assert run.info()["status"] == "created"  # pressed before the trainer got anywhere
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
+    assert proc.wait(timeout=30) == 0 and run.info()["status"] == "stopped" and not w.errors

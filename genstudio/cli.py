@@ -1177,6 +1177,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     from genstudio.core.data import UnknownDataset
     from genstudio.core.runs import RunError
 
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:1] == ["standby"]:  # the window's warm trainer (not a user command: unlisted)
+        from genstudio.core.standby import serve
+
+        return serve(ready=argv[1] if len(argv) > 1 else None)
     try:
         args = build_parser().parse_args(argv)
         if not getattr(args, "fn", None):

@@ -8,7 +8,7 @@ from its stdin. That line (JSON) names the CLI command to run (``{"argv": ["resu
 PATH, "env": {...}}``); the process sends its output to ``log`` and runs it as ``genstudio ARGV``
 would. It serves one run and exits; end-of-file (the window closed) ends it without training.
 
-    python -m genstudio.core.standby [READY]   # started by the window, fed by genstudio.qt.watch.Standby
+    genstudio standby [READY]   # started by the window (unlisted), fed by genstudio.qt.watch.Standby
 
 ``READY``: a file the process creates once warm (the window waits for it only in benchmarks).
 """
@@ -75,6 +75,3 @@ def serve(stream: IO[str] | None = None, ready: str | None = None) -> int:
 
     return main([str(a) for a in req["argv"]])
 
-
-if __name__ == "__main__":
-    sys.exit(serve(ready=sys.argv[1] if len(sys.argv) > 1 else None))

@@ -133,7 +133,13 @@ def trainer_command(run: Run, processes: int, extra_steps: int | None = None,
     argv = trainer_argv(run, extra_steps, steer)
     if processes > 1:
         return launch_command(argv, processes)
-    return [sys.executable, "-m", "genstudio", *argv]
+    return genstudio_command(argv)
+
+
+def genstudio_command(argv: list[str]) -> list[str]:
+    """``genstudio ARGV`` as a new process: this Python with ``-m genstudio``, or the app itself
+    when it is a frozen bundle (its entry point is the CLI)."""
+    return [sys.executable, *argv] if getattr(sys, "frozen", False) else [sys.executable, "-m", "genstudio", *argv]
 
 
 def trainer_env(store_root: Path, processes: int = 1) -> dict[str, str]:
@@ -166,7 +172,7 @@ class Standby:
         os.close(fd)
         self._ready_file = Path(name)
         self._ready_file.unlink()  # the process creates it once its imports are done
-        self.process = subprocess.Popen([sys.executable, "-m", "genstudio.core.standby", name],
+        self.process = subprocess.Popen(genstudio_command(["standby", name]),
                                         env=trainer_env(self.store_root), stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                                         start_new_session=True, text=True)

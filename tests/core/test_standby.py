@@ -22,7 +22,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def _standby(tmp_path: Path) -> tuple[subprocess.Popen, Path]:
     ready = tmp_path / "standby.ready"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "GENSTUDIO_DATA_DIR": str(tmp_path / "data"), "OMP_NUM_THREADS": "1"}
-    proc = subprocess.Popen([sys.executable, "-m", "genstudio.core.standby", str(ready)], env=env,
+    proc = subprocess.Popen([sys.executable, "-m", "genstudio", "standby", str(ready)], env=env,
                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     end = time.monotonic() + 120
     while not ready.exists():

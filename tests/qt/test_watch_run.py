@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from genstudio.core import jobs
+from genstudio.core.runs import RunStore
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -130,7 +131,7 @@ def test_by_default_start_hands_the_run_to_the_warm_trainer_and_resume_trains_on
     w.steps_spin.setValue(20)
     w.resume_run(run)
     t = w._jobs["train"]
-    assert isinstance(t, __import__("genstudio.qt.watch", fromlist=["WatchThread"]).WatchThread)
+    assert t.process is not None  # a trainer process again, not the window's worker thread
     qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
     assert run.info()["status"] == "completed" and run.info()["step"] == 50 and not w.errors
 
@@ -175,3 +176,14 @@ def test_stop_pressed_while_the_trainer_starts_still_stops_it(make_window, qtbot
     assert run.info()["status"] == "created"  # pressed before the trainer got anywhere
     qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
     assert proc.wait(timeout=30) == 0 and run.info()["status"] == "stopped" and not w.errors
+
+
+def test_trainer_commands_run_the_cli_or_the_frozen_app_itself(monkeypatch, tmp_path):
+    import genstudio.qt.watch as qwatch
+
+    assert qwatch.genstudio_command(["standby", "r"]) == [sys.executable, "-m", "genstudio", "standby", "r"]
+    monkeypatch.setattr(sys, "frozen", True, raising=False)  # a PyInstaller bundle: its binary is the CLI
+    assert qwatch.genstudio_command(["resume", "R"]) == [sys.executable, "resume", "R"]
+    run = jobs.create_run(RunStore(tmp_path), jobs.TrainSpec("ddpm", "moons", steps=5))
+    assert qwatch.trainer_argv(run, 20, {"lr": 0.0005, "sampler": "ddim"}) == [
+        "resume", str(run.path), "--steps", "20", "--set", "lr=0.0005", "--set", "sampler=ddim"]

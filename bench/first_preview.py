@@ -68,7 +68,9 @@ def main() -> None:
     create_app()
     for i in range(args.repeat):
         r = first_preview(args.data, args.timeout)
-        print(f"[{i + 1}] {r['plugin']} on {args.data}: Start -> preview stage {r['to_stage_s']:.2f} s, "
+        stage = "n/a (a trainer process: no stage events)" if r["to_stage_s"] != r["to_stage_s"] else \
+            f"{r['to_stage_s']:.2f} s"
+        print(f"[{i + 1}] {r['plugin']} on {args.data}: Start -> preview stage {stage}, "
               f"-> preview on screen {r['to_preview_s']:.2f} s (drawn at step {r['step']:.0f} of "
               f"{r['steps']:.0f})")
 

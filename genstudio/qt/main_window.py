@@ -61,7 +61,9 @@ from genstudio.qt.panels.base import Panel
 from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
-STANDBY_DELAY_MS = 2500  # after the window opens (or a run ends), warm the next trainer process: not during the paint
+FIRST_STANDBY_MS = 500  # the first trainer process is warmed this soon after the window's first paint (a
+# demo may press Start at once), the next ones this long after a run ends (not while its results are sampled)
+STANDBY_DELAY_MS = 2500
 QUIET_JOB_S = 2.0  # a job that finishes faster (an OT solve, a decode) is not worth a line in the activity log
 
 # Panels come through the entry-point group ``genstudio.panels`` (pyproject.toml), exactly like
@@ -213,7 +215,7 @@ class MainWindow(QMainWindow):
         if restore:
             self.restore_settings()
         self._update_controls()
-        self._warm_trainer_later()
+        self._warm_trainer_later(FIRST_STANDBY_MS)
 
     # == construction ==========================================================================
     def _build_toolbar(self) -> None:
@@ -950,8 +952,8 @@ class MainWindow(QMainWindow):
         except Exception:  # noqa: BLE001 - a half-typed form: the worker thread, as before the option
             return False
 
-    def _warm_trainer_later(self) -> None:
-        QTimer.singleShot(STANDBY_DELAY_MS, self, self._warm_trainer)
+    def _warm_trainer_later(self, ms: int = STANDBY_DELAY_MS) -> None:
+        QTimer.singleShot(ms, self, self._warm_trainer)
 
     def _warm_trainer(self) -> None:
         """Start the standby trainer when runs train in their own process and none trains now (its

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QEvent, QObject, QSettings, Qt, QTimer, Signal
+from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -58,6 +58,7 @@ from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
 from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
+from genstudio.qt.throttle import after_first_paint
 from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
@@ -153,38 +154,6 @@ class LazyPanels(dict):
         return dict.__contains__(self, pid) or pid in self._pending
 
 
-class _AfterFirstPaint(QObject):
-    """Event filter that runs its calls once, in the event loop's turn after the widget's first
-    paint: work the first screen does not need waits until that screen is up (issue #18)."""
-
-    def __init__(self, widget: QWidget) -> None:
-        super().__init__(widget)
-        self.calls: list[Callable[[], Any]] = []
-        self.painted = False
-        widget.installEventFilter(self)
-
-    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
-        if event.type() == QEvent.Paint:
-            obj.removeEventFilter(self)
-            self.painted = True
-            QTimer.singleShot(0, self._run)
-        return False
-
-    def _run(self) -> None:
-        calls, self.calls = self.calls, []
-        for call in calls:
-            call()
-
-
-def after_first_paint(widget: QWidget, call: Callable[[], Any]) -> None:
-    """Run ``call`` once ``widget`` has painted for the first time (soon, if it has already)."""
-    hook = widget.findChild(_AfterFirstPaint, options=Qt.FindDirectChildrenOnly) or _AfterFirstPaint(widget)
-    if hook.painted:
-        QTimer.singleShot(0, call)
-    else:
-        hook.calls.append(call)
-
-
 def make_settings(path: str | os.PathLike | None = None) -> QSettings:
     """QSettings at ``path`` / $GENSTUDIO_SETTINGS (ini file), else the platform's default place."""
     path = path or os.environ.get(SETTINGS_ENV)
@@ -205,7 +174,7 @@ class MainWindow(QMainWindow):
                  panels: Sequence[PanelSpec] | None = None, restore: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        guard_wheel()  # a wheel turn never edits an unfocused spin box, combo box or slider
+        after_first_paint(self, guard_wheel)  # a wheel turn never edits an unfocused spin box, combo box or slider
         self.setObjectName("main_window")
         self.setWindowTitle("GenStudio")
         self.store = store or RunStore()

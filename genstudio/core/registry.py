@@ -81,15 +81,23 @@ class Registry:
 
     def load_all(self) -> None:
         """Import every pending plugin, in entry-point order."""
+        while self.load_next():
+            pass
+
+    def load_next(self) -> bool:
+        """Import the next pending plugin (the folder plugins come last, together); True while
+        some are left, so a GUI can import them one event-loop turn at a time."""
         if self.loaded:
-            return
-        while self._pending:
+            return False
+        if self._pending:
             _load_entry_point(self, self._pending.pop(0))
-        while self._rest:
+        else:
             self._rest.pop(0)()
-        rank = {e.id: self._order.get(e.source.partition(" = ")[0].removeprefix("entry point "), len(self._order))
-                for e in self._entries.values()}
-        self._entries = dict(sorted(self._entries.items(), key=lambda kv: rank[kv[0]]))  # stable: as eager
+        if self.loaded:  # list them as an eager discovery does, whatever order they came in
+            rank = {e.id: self._order.get(e.source.partition(" = ")[0].removeprefix("entry point "),
+                                          len(self._order)) for e in self._entries.values()}
+            self._entries = dict(sorted(self._entries.items(), key=lambda kv: rank[kv[0]]))
+        return not self.loaded
 
     def entry(self, pid: str | None) -> PluginEntry | None:
         """The entry for ``pid``, importing only its own module when the entry point of that name

@@ -21,7 +21,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from PySide6.QtCore import QSettings, Qt, Signal
+from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
 from PySide6.QtWidgets import (
     QComboBox,
@@ -58,7 +58,7 @@ from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
 from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
-from genstudio.qt.throttle import after_first_paint
+from genstudio.qt.throttle import after_first_paint, on_first_touch
 from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
 
 log = logging.getLogger(__name__)
@@ -476,7 +476,8 @@ class MainWindow(QMainWindow):
     def populate_plugins(self) -> None:
         """(Re)fill the plugin picker from the registry; broken plugins are disabled, error as tooltip.
         A registry that has not imported its plugins yet lists the one the picker will show (its
-        pick, or the default) and the rest join right after the first paint (issue #18)."""
+        pick, or the default); the rest are imported one event-loop turn at a time after the first
+        paint, or all at once when the user reaches for the picker (issue #18)."""
         keep = self.plugin_combo.currentData()
         entries = None
         if not self.registry.loaded:
@@ -484,7 +485,8 @@ class MainWindow(QMainWindow):
                      if (e := self.registry.entry(p)) is not None}
             if not self.registry.loaded and any(first[p].ok for p in (keep, *DEFAULT_PLUGINS) if p in first):
                 entries = list(first.values())  # the pick is the one a full list would make
-                after_first_paint(self, self._list_all_plugins)
+                after_first_paint(self, self._import_next_plugin)
+                self._plugin_touch = on_first_touch(self.plugin_combo, self._list_all_plugins)
         self._plugins_listed = entries is None
         self._fill_plugin_combo(self.registry.entries.values() if entries is None else entries)
         ok = [e.id for e in self.registry.entries.values() if e.ok] if entries is None else []
@@ -521,12 +523,22 @@ class MainWindow(QMainWindow):
                 combo.model().item(i).setEnabled(False)
         combo.blockSignals(False)
 
+    def _import_next_plugin(self) -> None:
+        """One plugin a turn, so the window answers the user meanwhile; the list when all are in."""
+        if self._plugins_listed:
+            return
+        if self.registry.load_next():
+            QTimer.singleShot(0, self._import_next_plugin)
+        else:
+            self._list_all_plugins()
+
     def _list_all_plugins(self) -> None:
         """Import the plugins the picker does not list yet and list them; the pick stays as it is
         (no plugin-changed: the settings form keeps what it holds)."""
         if self._plugins_listed:
             return
         self._plugins_listed = True
+        self._plugin_touch.deleteLater()
         pid = self.plugin_combo.currentData()
         self.plugin_combo.blockSignals(True)
         self._fill_plugin_combo(self.registry.entries.values())

@@ -4,7 +4,8 @@ Events reach the GUI ~30 times a second; repainting pyqtgraph curves (and their 
 scene that often holds the GIL long enough to slow the trainer in the worker thread (issue #18:
 the GUI cost 32 % of a bare loop's throughput). A :class:`Throttle` folds any number of redraw
 requests into at most ``hz`` runs a second, and none while the view is out of sight.
-:func:`after_first_paint` holds work the first screen does not need until that screen is up.
+:func:`after_first_paint` holds work the first screen does not need until that screen is up, and
+:func:`on_first_touch` does it at once if the user reaches for a widget that needs it sooner.
 """
 
 from __future__ import annotations
@@ -99,3 +100,24 @@ def after_first_paint(widget: QWidget, call: Callable[[], Any]) -> None:
         QTimer.singleShot(0, call)
     else:
         hook.calls.append(call)
+
+
+class _FirstTouch(QObject):
+    """Event filter that runs ``call`` when its widget first gets a click, a key or a wheel turn."""
+
+    def __init__(self, widget: QWidget, call: Callable[[], Any]) -> None:
+        super().__init__(widget)
+        self.call = call
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() in (QEvent.MouseButtonPress, QEvent.KeyPress, QEvent.Wheel):
+            obj.removeEventFilter(self)
+            self.call()
+        return False
+
+
+def on_first_touch(widget: QWidget, call: Callable[[], Any]) -> QObject:
+    """Run ``call`` before ``widget`` handles its first click, key or wheel turn (not focus: a
+    window gives its first widget focus when it opens); delete the returned object to drop it."""
+    return _FirstTouch(widget, call)

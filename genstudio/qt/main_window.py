@@ -59,7 +59,7 @@ from genstudio.qt.bridge import EventBridge
 from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
 from genstudio.qt.throttle import after_first_paint, on_first_touch
-from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
+from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread, freeze_startup_objects
 
 log = logging.getLogger(__name__)
 QUIET_JOB_S = 2.0  # a job that finishes faster (an OT solve, a decode) is not worth a line in the activity log
@@ -202,6 +202,7 @@ class MainWindow(QMainWindow):
         self.populate_plugins()
 
         self.gc = GuiGarbageCollector(self)  # Python's GC only in this thread, never in a worker
+        after_first_paint(self, freeze_startup_objects)  # full collections skip the startup objects
         self.bridge = EventBridge(self.bus, self)
         self.bridge.events.connect(self._on_events)
         self.resize(1400, 880)

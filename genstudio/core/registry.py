@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
 from dataclasses import dataclass
 from functools import partial
@@ -59,6 +60,7 @@ class Registry:
         self._pending: list[Any] = []  # entry points not imported yet, in order
         self._rest: list[Any] = []  # what load_all does after the entry points (folder plugins)
         self._order: dict[str, int] = {}  # entry-point name -> its place, so a full load lists in order
+        self._lock = threading.RLock()  # a job thread may ask for a plugin while the GUI imports the rest
 
     @property
     def entries(self) -> dict[str, PluginEntry]:
@@ -87,29 +89,32 @@ class Registry:
     def load_next(self) -> bool:
         """Import the next pending plugin (the folder plugins come last, together); True while
         some are left, so a GUI can import them one event-loop turn at a time."""
-        if self.loaded:
-            return False
-        if self._pending:
-            _load_entry_point(self, self._pending.pop(0))
-        else:
-            self._rest.pop(0)()
-        if self.loaded:  # list them as an eager discovery does, whatever order they came in
-            rank = {e.id: self._order.get(e.source.partition(" = ")[0].removeprefix("entry point "),
-                                          len(self._order)) for e in self._entries.values()}
-            self._entries = dict(sorted(self._entries.items(), key=lambda kv: rank[kv[0]]))
-        return not self.loaded
+        with self._lock:
+            if self.loaded:
+                return False
+            if self._pending:
+                _load_entry_point(self, self._pending.pop(0))
+            else:
+                self._rest.pop(0)()
+            if self.loaded:  # list them as an eager discovery does, whatever order they came in
+                rank = {e.id: self._order.get(e.source.partition(" = ")[0].removeprefix("entry point "),
+                                              len(self._order)) for e in self._entries.values()}
+                self._entries = dict(sorted(self._entries.items(), key=lambda kv: rank[kv[0]]))
+            return not self.loaded
 
     def entry(self, pid: str | None) -> PluginEntry | None:
         """The entry for ``pid``, importing only its own module when the entry point of that name
         is still pending (a plugin's id is its entry point's name); else a full load."""
         if not pid:
             return None
-        mine = [ep for ep in self._pending if ep.name == pid][:1]
-        if pid not in self._entries and mine:
-            self._pending.remove(mine[0])
-            _load_entry_point(self, mine[0])
         if pid not in self._entries:
-            self.load_all()
+            with self._lock:
+                mine = [ep for ep in self._pending if ep.name == pid][:1]
+                if pid not in self._entries and mine:
+                    self._pending.remove(mine[0])
+                    _load_entry_point(self, mine[0])
+                if pid not in self._entries:
+                    self.load_all()
         return self._entries.get(pid)
 
     def add_class(self, cls: Any, source: str, fallback_id: str) -> None:

@@ -11,8 +11,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+from functools import partial
 from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
@@ -47,25 +49,89 @@ class PluginEntry:
         return self.cls.info if self.ok else None
 
 
-@dataclass
 class Registry:
-    entries: dict[str, PluginEntry] = field(default_factory=dict)
+    """Plugin id -> :class:`PluginEntry`. A lazy one (:func:`discover` with ``lazy=True``) knows
+    its entry points' names but imports a plugin's module only when that plugin is asked for
+    (:meth:`entry`, :meth:`get`); anything reading ``entries`` imports the rest first, so code
+    that lists plugins sees all of them (issue #18: the GUI paints before importing them)."""
+
+    def __init__(self, entries: dict[str, PluginEntry] | None = None) -> None:
+        self._entries: dict[str, PluginEntry] = dict(entries or {})
+        self._pending: list[Any] = []  # entry points not imported yet, in order
+        self._rest: list[Any] = []  # what load_all does after the entry points (folder plugins)
+        self._order: dict[str, int] = {}  # entry-point name -> its place, so a full load lists in order
+        self._lock = threading.RLock()  # a job thread may ask for a plugin while the GUI imports the rest
+
+    @property
+    def entries(self) -> dict[str, PluginEntry]:
+        """Every plugin (imports those not imported yet)."""
+        self.load_all()
+        return self._entries
+
+    @property
+    def loaded(self) -> bool:
+        """True once every plugin is imported (then ``entries`` costs nothing)."""
+        return not self._pending and not self._rest
+
+    def defer(self, eps: list[Any], rest: Any = None) -> None:
+        """Entry points to import on demand, and ``rest()`` to run at the full load."""
+        for ep in eps:
+            self._order.setdefault(ep.name, len(self._order))
+        self._pending += eps
+        if rest is not None:
+            self._rest.append(rest)
+
+    def load_all(self) -> None:
+        """Import every pending plugin, in entry-point order."""
+        while self.load_next():
+            pass
+
+    def load_next(self) -> bool:
+        """Import the next pending plugin (the folder plugins come last, together); True while
+        some are left, so a GUI can import them one event-loop turn at a time."""
+        with self._lock:
+            if self.loaded:
+                return False
+            if self._pending:
+                _load_entry_point(self, self._pending.pop(0))
+            else:
+                self._rest.pop(0)()
+            if self.loaded:  # list them as an eager discovery does, whatever order they came in
+                rank = {e.id: self._order.get(e.source.partition(" = ")[0].removeprefix("entry point "),
+                                              len(self._order)) for e in self._entries.values()}
+                self._entries = dict(sorted(self._entries.items(), key=lambda kv: rank[kv[0]]))
+            return not self.loaded
+
+    def entry(self, pid: str | None) -> PluginEntry | None:
+        """The entry for ``pid``, importing only its own module when the entry point of that name
+        is still pending (a plugin's id is its entry point's name); else a full load."""
+        if not pid:
+            return None
+        if pid not in self._entries:
+            with self._lock:
+                mine = [ep for ep in self._pending if ep.name == pid][:1]
+                if pid not in self._entries and mine:
+                    self._pending.remove(mine[0])
+                    _load_entry_point(self, mine[0])
+                if pid not in self._entries:
+                    self.load_all()
+        return self._entries.get(pid)
 
     def add_class(self, cls: Any, source: str, fallback_id: str) -> None:
         errs = contract_errors(cls)
         pid = getattr(getattr(cls, "info", None), "id", None) or fallback_id
         if errs:
             self._record(PluginEntry(pid, source, error="contract: " + "; ".join(errs)))
-        elif pid in self.entries and self.entries[pid].cls is cls:
+        elif pid in self._entries and self._entries[pid].cls is cls:
             return  # the same class registered again (tests, reloads): nothing to do
-        elif pid in self.entries and self.entries[pid].ok:
+        elif pid in self._entries and self._entries[pid].ok:
             self._record(PluginEntry(pid + "?dup", source, error=f"duplicate plugin id {pid!r} (first from "
-                                     f"{self.entries[pid].source})"))
+                                     f"{self._entries[pid].source})"))
         else:
             self._record(PluginEntry(pid, source, cls=cls))
 
     def _record(self, entry: PluginEntry) -> None:
-        self.entries[entry.id] = entry
+        self._entries[entry.id] = entry
 
     def add_failure(self, pid: str, source: str, exc: BaseException) -> None:
         self._record(PluginEntry(pid, source, error=f"{exc.__class__.__name__}: {exc}",
@@ -80,7 +146,7 @@ class Registry:
 
     def get(self, pid: str) -> Any:
         """The plugin class for ``pid``; KeyError with a readable message otherwise."""
-        e = self.entries.get(pid)
+        e = self.entry(pid)
         if e is None:
             raise KeyError(f"unknown plugin {pid!r}; available: {', '.join(x.id for x in self.ok()) or 'none'}")
         if not e.ok:
@@ -88,13 +154,12 @@ class Registry:
         return e.cls
 
 
-def _load_entry_points(reg: Registry) -> None:
-    for ep in entry_points(group=GROUP):
-        src = f"entry point {ep.name} = {ep.value}"
-        try:
-            reg.add_class(ep.load(), src, ep.name)
-        except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, even SystemExit
-            reg.add_failure(ep.name, src, exc)
+def _load_entry_point(reg: Registry, ep: Any) -> None:
+    src = f"entry point {ep.name} = {ep.value}"
+    try:
+        reg.add_class(ep.load(), src, ep.name)
+    except BaseException as exc:  # noqa: BLE001 - a plugin may raise anything, even SystemExit
+        reg.add_failure(ep.name, src, exc)
 
 
 def _modname(name: str) -> str:
@@ -142,18 +207,25 @@ def _probe_cache() -> Path:
     return default_root() / "plugin_probe.json"
 
 
-def discover(extra_paths: list[str | Path] | None = None, *, entry_points_too: bool = True) -> Registry:
-    """Find all plugins. Never raises: failures are entries with ``error`` set."""
+def discover(extra_paths: list[str | Path] | None = None, *, entry_points_too: bool = True,
+             lazy: bool = False) -> Registry:
+    """Find all plugins. Never raises: failures are entries with ``error`` set. ``lazy``: import
+    each plugin only when it is asked for (see :class:`Registry`)."""
     reg = Registry()
-    if entry_points_too:
-        _load_entry_points(reg)
-    paths = [Path(p) for p in (extra_paths or [])]
-    paths += [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
+    reg.defer(list(entry_points(group=GROUP)) if entry_points_too else [],
+              partial(_load_folders, reg, [Path(p) for p in (extra_paths or [])]))
+    if not lazy:
+        reg.load_all()
+    return reg
+
+
+def _load_folders(reg: Registry, paths: list[Path]) -> None:
+    """The plugins of ``extra_paths`` and ``$GENSTUDIO_PLUGIN_PATH`` (each probed in a child first)."""
+    paths = paths + [Path(p) for p in os.environ.get(PATH_ENV, "").split(os.pathsep) if p]
     found = [f for p in paths for f in _folder_plugins(p)]
     refused = plugin_probe.probe_all({target: _modname(name) for name, target in found}, _probe_cache())
     for name, target in found:
         _load_file(reg, name, target, refused.get(target))
-    return reg
 
 
 _cached: Registry | None = None
@@ -163,7 +235,7 @@ def registry(refresh: bool = False) -> Registry:
     """The process-wide registry (discovered once)."""
     global _cached
     if _cached is None or refresh:
-        _cached = discover()
+        _cached = discover(lazy=True)
     return _cached
 
 

@@ -30,6 +30,7 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core.config import ConfigError, FieldSpec, coerce, fields_of
+from genstudio.qt.throttle import after_first_paint
 
 INT_LIMIT = 2**31 - 1
 FLOAT_LIMIT = 1e12
@@ -59,7 +60,10 @@ class WheelGuard(QObject):
 
 
 def guard_wheel(app: QApplication | None = None) -> WheelGuard | None:
-    """Install the :class:`WheelGuard` on the application once (later calls return the same one)."""
+    """Install the :class:`WheelGuard` on the application once (later calls return the same one).
+    Widgets polished before it was installed get their strong focus here: the window installs it
+    after its first paint, as the filter sees every event of the process (issue #18: ~25,000 of
+    them while the window is built)."""
     app = app or QApplication.instance()
     if app is None:
         return None
@@ -68,6 +72,9 @@ def guard_wheel(app: QApplication | None = None) -> WheelGuard | None:
         guard = WheelGuard(app)
         app.installEventFilter(guard)
         app._genstudio_wheel_guard = guard
+        for w in app.allWidgets():
+            if isinstance(w, WHEEL_GUARDED) and w.focusPolicy() == Qt.WheelFocus:
+                w.setFocusPolicy(Qt.StrongFocus)
     return guard
 
 
@@ -248,7 +255,7 @@ class ConfigForm(QWidget):
     def __init__(self, config_cls: type, parent: QWidget | None = None,
                  run_choices: RunChoices | None = None) -> None:
         super().__init__(parent)
-        guard_wheel()
+        after_first_paint(self, guard_wheel)
         self.config_cls = config_cls
         self.specs = {s.name: s for s in fields_of(config_cls)}
         self.fields: dict[str, _Field] = {}

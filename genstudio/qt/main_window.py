@@ -16,7 +16,7 @@ import os
 import sys
 import time
 import traceback
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
 from typing import Any
@@ -52,13 +52,14 @@ from genstudio.core.device import describe, pick_device, worker_threads
 from genstudio.core.events import Event, EventBus
 from genstudio.core.jobs import Control, TrainSpec, create_run, train
 from genstudio.core.modality import MODALITIES
-from genstudio.core.registry import DEFAULT_PLUGINS, Registry
+from genstudio.core.registry import DEFAULT_PLUGINS, PluginEntry, Registry
 from genstudio.core.registry import registry as core_registry
 from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
 from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
-from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread
+from genstudio.qt.throttle import after_first_paint, on_first_touch
+from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread, freeze_startup_objects
 
 log = logging.getLogger(__name__)
 FIRST_STANDBY_MS = 500  # the first trainer process is warmed this soon after the window's first paint (a
@@ -176,7 +177,7 @@ class MainWindow(QMainWindow):
                  panels: Sequence[PanelSpec] | None = None, restore: bool = True,
                  parent: QWidget | None = None) -> None:
         super().__init__(parent)
-        guard_wheel()  # a wheel turn never edits an unfocused spin box, combo box or slider
+        after_first_paint(self, guard_wheel)  # a wheel turn never edits an unfocused spin box, combo box or slider
         self.setObjectName("main_window")
         self.setWindowTitle("GenStudio")
         self.store = store or RunStore()
@@ -208,6 +209,7 @@ class MainWindow(QMainWindow):
         self.populate_plugins()
 
         self.gc = GuiGarbageCollector(self)  # Python's GC only in this thread, never in a worker
+        after_first_paint(self, freeze_startup_objects)  # full collections skip the startup objects
         self.bridge = EventBridge(self.bus, self)
         self.bridge.events.connect(self._on_events)
         self.resize(1400, 880)
@@ -481,13 +483,31 @@ class MainWindow(QMainWindow):
 
     # == pickers ===============================================================================
     def populate_plugins(self) -> None:
-        """(Re)fill the plugin picker from the registry; broken plugins are disabled, error as tooltip."""
+        """(Re)fill the plugin picker from the registry; broken plugins are disabled, error as tooltip.
+        A registry that has not imported its plugins yet lists the one the picker will show (its
+        pick, or the default); the rest are imported one event-loop turn at a time after the first
+        paint, or all at once when the user reaches for the picker (issue #18)."""
         keep = self.plugin_combo.currentData()
+        entries = None
+        if not self.registry.loaded:
+            first = {e.id: e for p in (keep, self.settings.value("choices/plugin", "") or None, *DEFAULT_PLUGINS)
+                     if (e := self.registry.entry(p)) is not None}
+            if not self.registry.loaded and any(first[p].ok for p in (keep, *DEFAULT_PLUGINS) if p in first):
+                entries = list(first.values())  # the pick is the one a full list would make
+                after_first_paint(self, self._import_next_plugin)
+                self._plugin_touch = on_first_touch(self.plugin_combo, self._list_all_plugins)
+        self._plugins_listed = entries is None
+        self._fill_plugin_combo(self.registry.entries.values() if entries is None else entries)
+        ok = [e.id for e in self.registry.entries.values() if e.ok] if entries is None else []
+        if not any(self.select_plugin(p) for p in (keep, *DEFAULT_PLUGINS, *ok[:1])):
+            self._plugin_changed()
+
+    def _fill_plugin_combo(self, entries: Iterable[PluginEntry]) -> None:
         combo = self.plugin_combo
         combo.blockSignals(True)
         combo.clear()
-        entries = sorted(self.registry.entries.values(),
-                         key=lambda e: (not e.ok, e.info.family if e.ok else "", e.info.name if e.ok else e.id))
+        entries = sorted(entries, key=lambda e: (not e.ok, e.info.family if e.ok else "",
+                                                 e.info.name if e.ok else e.id))
         family = None
         for e in entries:
             if e.ok and e.info.family != family:  # a header per family (not selectable), so 19 ids read as groups
@@ -511,16 +531,38 @@ class MainWindow(QMainWindow):
             if not e.ok:
                 combo.model().item(i).setEnabled(False)
         combo.blockSignals(False)
-        ok = [e.id for e in entries if e.ok]
-        if not any(self.select_plugin(p) for p in (keep, *DEFAULT_PLUGINS, *ok[:1])):
-            self._plugin_changed()
+
+    def _import_next_plugin(self) -> None:
+        """One plugin a turn, so the window answers the user meanwhile; the list when all are in."""
+        if self._plugins_listed:
+            return
+        if self.registry.load_next():
+            QTimer.singleShot(0, self._import_next_plugin)
+        else:
+            self._list_all_plugins()
+
+    def _list_all_plugins(self) -> None:
+        """Import the plugins the picker does not list yet and list them; the pick stays as it is
+        (no plugin-changed: the settings form keeps what it holds)."""
+        if self._plugins_listed:
+            return
+        self._plugins_listed = True
+        self._plugin_touch.deleteLater()
+        pid = self.plugin_combo.currentData()
+        self.plugin_combo.blockSignals(True)
+        self._fill_plugin_combo(self.registry.entries.values())
+        self.plugin_combo.setCurrentIndex(self.plugin_combo.findData(pid) if pid else -1)
+        self.plugin_combo.blockSignals(False)
 
     def select_plugin(self, pid: str | None) -> bool:
         """Pick plugin ``pid`` if it is present and working."""
         if pid is None:
             return False
         i = self.plugin_combo.findData(pid)
-        e = self.registry.entries.get(pid)
+        e = self.registry.entry(pid)
+        if i < 0 and e is not None and e.ok:  # not listed yet (the others join after the first paint)
+            self._list_all_plugins()
+            i = self.plugin_combo.findData(pid)
         if i < 0 or e is None or not e.ok:
             return False
         if self.plugin_combo.currentIndex() == i:
@@ -531,12 +573,12 @@ class MainWindow(QMainWindow):
 
     def current_plugin(self) -> str | None:
         pid = self.plugin_combo.currentData()
-        e = self.registry.entries.get(pid) if pid else None
+        e = self.registry.entry(pid)
         return pid if e is not None and e.ok else None
 
     def _plugin_changed(self, *_: Any) -> None:
         pid = self.current_plugin()
-        cls = self.registry.entries[pid].cls if pid else None
+        cls = self.registry.entry(pid).cls if pid else None
         self.populate_datasets()
         settings = self.panels.get("settings")
         if settings is not None and hasattr(settings, "set_plugin"):
@@ -547,7 +589,7 @@ class MainWindow(QMainWindow):
     def populate_datasets(self) -> None:
         """Datasets the current plugin accepts, recent image folders, and "Open image folder…"."""
         pid = self.current_plugin()
-        kinds = self.registry.entries[pid].info.data_kinds if pid else ()
+        kinds = self.registry.entry(pid).info.data_kinds if pid else ()
         sources = user_data_sources(kinds)
         keep = self.dataset_combo.currentData()
         combo = self.dataset_combo
@@ -666,7 +708,7 @@ class MainWindow(QMainWindow):
             self.show_error(f"Cannot use {path}: {exc}", traceback.format_exc())
             return False
         pid = self.current_plugin()
-        if pid and prefix not in user_data_sources(self.registry.entries[pid].info.data_kinds):
+        if pid and prefix not in user_data_sources(self.registry.entry(pid).info.data_kinds):
             self.show_error(f"{pid} does not train on {what}; pick a plugin for {what} first")
             return False
         folders = [spec] + [f for f in self._recent_folders(key) if f != spec]
@@ -771,7 +813,7 @@ class MainWindow(QMainWindow):
         if not ds or ds == self.current_dataset() or self.select_dataset(ds):
             return
         pid = self.current_plugin()
-        sources = user_data_sources(self.registry.entries[pid].info.data_kinds) if pid else set()
+        sources = user_data_sources(self.registry.entry(pid).info.data_kinds) if pid else set()
         if str(ds).startswith("folder:") and "folder" in sources:
             self.dataset_combo.setCurrentIndex(self._add_folder_item(ds))
         elif str(ds).startswith("transforms:") and "transforms" in sources:

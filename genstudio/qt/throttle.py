@@ -4,6 +4,8 @@ Events reach the GUI ~30 times a second; repainting pyqtgraph curves (and their 
 scene that often holds the GIL long enough to slow the trainer in the worker thread (issue #18:
 the GUI cost 32 % of a bare loop's throughput). A :class:`Throttle` folds any number of redraw
 requests into at most ``hz`` runs a second, and none while the view is out of sight.
+:func:`after_first_paint` holds work the first screen does not need until that screen is up, and
+:func:`on_first_touch` does it at once if the user reaches for a widget that needs it sooner.
 """
 
 from __future__ import annotations
@@ -11,8 +13,10 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from typing import Any
 
-from PySide6.QtCore import QObject, QTimer
+from PySide6.QtCore import QEvent, QObject, Qt, QTimer
+from PySide6.QtWidgets import QWidget
 
 
 class Throttle(QObject):
@@ -64,3 +68,56 @@ class Throttle(QObject):
         self._last = self._clock()
         self.runs += 1
         self._fn()
+
+
+class _AfterFirstPaint(QObject):
+    """Event filter that runs its calls once, in the event loop's turn after the widget's first
+    paint: work the first screen does not need waits until that screen is up (issue #18)."""
+
+    def __init__(self, widget: QWidget) -> None:
+        super().__init__(widget)
+        self.calls: list[Callable[[], Any]] = []
+        self.painted = False
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() == QEvent.Paint:
+            obj.removeEventFilter(self)
+            self.painted = True
+            QTimer.singleShot(0, self._run)
+        return False
+
+    def _run(self) -> None:
+        calls, self.calls = self.calls, []
+        for call in calls:
+            call()
+
+
+def after_first_paint(widget: QWidget, call: Callable[[], Any]) -> None:
+    """Run ``call`` once ``widget`` has painted for the first time (soon, if it has already)."""
+    hook = widget.findChild(_AfterFirstPaint, options=Qt.FindDirectChildrenOnly) or _AfterFirstPaint(widget)
+    if hook.painted:
+        QTimer.singleShot(0, call)
+    else:
+        hook.calls.append(call)
+
+
+class _FirstTouch(QObject):
+    """Event filter that runs ``call`` when its widget first gets a click, a key or a wheel turn."""
+
+    def __init__(self, widget: QWidget, call: Callable[[], Any]) -> None:
+        super().__init__(widget)
+        self.call = call
+        widget.installEventFilter(self)
+
+    def eventFilter(self, obj: QObject, event: QEvent) -> bool:  # noqa: N802 - Qt override
+        if event.type() in (QEvent.MouseButtonPress, QEvent.KeyPress, QEvent.Wheel):
+            obj.removeEventFilter(self)
+            self.call()
+        return False
+
+
+def on_first_touch(widget: QWidget, call: Callable[[], Any]) -> QObject:
+    """Run ``call`` before ``widget`` handles its first click, key or wheel turn (not focus: a
+    window gives its first widget focus when it opens); delete the returned object to drop it."""
+    return _FirstTouch(widget, call)

@@ -105,3 +105,17 @@ def test_trajectory_stream_drops_x0_when_a_state_lacks_it_and_cleans_up(tmp_path
     assert sorted(z.files) == ["traj_t", "traj_x", "x"] and z["traj_x"].dtype == np.float32
     assert z["traj_x"][:, 1].tolist() == [[1, 1, 1], [2, 2, 2], [3, 4, 5]] and z["traj_t"].tolist() == [1, 0.5, 0]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.npz"]
+
+
+def test_lazy_registry_imports_a_plugin_only_when_asked():
+    """The process-wide registry imports one plugin's module for ``entry``/``get``; reading
+    ``entries`` imports the rest, listed in the order an eager discovery gives."""
+    out = _fresh("import sys\n"
+                 "from genstudio.core.registry import discover, registry\n"
+                 "mods = lambda: sorted(m for m in sys.modules if m.count('.') == 1\n"
+                 "                      and m.startswith('genstudio_plugins.'))\n"
+                 "r = registry()\n"
+                 "print(r.loaded, mods())\n"
+                 "print(r.get('ddpm').info.id, mods())\n"
+                 "print(r.entry('no_such') is None, r.loaded, list(r.entries) == list(discover().entries))")
+    assert out.split() == ["False", "[]", "ddpm", "['genstudio_plugins.ddpm']", "True", "True", "True"]

@@ -19,6 +19,7 @@ from genstudio.core import jobs  # noqa: E402
 from genstudio.core.registry import registry  # noqa: E402
 from genstudio.core.scene.exports import VolumeScene  # noqa: E402
 from genstudio.core.scene.gaussians import Gaussians  # noqa: E402
+from genstudio.qt.forms import WheelGuard  # noqa: E402
 from genstudio.qt.panels.runs import short_name  # noqa: E402
 from tests.qt.test_panels import FakeCtx  # noqa: E402
 
@@ -54,6 +55,8 @@ def test_wheel_changes_only_a_focused_field_of_the_settings_form(qtbot, main_win
     spin = form.widget("grad_clip")
     combo = form.widget("schedule")
     other = form.widget("lr")
+    # the guard is installed after the window's first paint
+    qtbot.waitUntil(lambda: QApplication.instance().findChild(WheelGuard) is not None, timeout=5000)
     assert spin.focusPolicy() == Qt.StrongFocus  # the wheel alone never focuses it
     spin.setValue(1.0)
     w.activateWindow()

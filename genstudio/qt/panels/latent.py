@@ -191,8 +191,7 @@ class LatentPanel(Panel):
         top.addWidget(self.status, 1)
 
         # map
-        self.map = pg.PlotWidget()
-        self.map.setMenuEnabled(False)
+        self.map = pg.PlotWidget(enableMenu=False)  # its view's menu is never built
         self.map.showGrid(x=True, y=True, alpha=0.15)
         self.map.setTitle("latent map")
         self.scatter = pg.ScatterPlotItem(size=6, pen=None, tip=None)
@@ -279,8 +278,7 @@ class LatentPanel(Panel):
         self.cluster_view, w = self._view("k-means: one cluster per row, most central members first")
         self.tabs.addTab(w, "Clusters")
 
-        self.density_plot = pg.PlotWidget()
-        self.density_plot.setMenuEnabled(False)
+        self.density_plot = pg.PlotWidget(enableMenu=False)
         self.density_plot.setAspectLocked(True)
         self.density_image = pg.ImageItem(axisOrder="row-major")
         self.density_image.setColorMap(pg.colormap.get("inferno"))

@@ -214,14 +214,12 @@ class TrajectoryPanel(JobPanel):
         self.n_paths = QSpinBox(minimum=1, maximum=256, value=16, prefix="paths ")
         self.marg_note = QLabel()
         self.marg_note.setWordWrap(True)
-        self.marg_plot = pg.PlotWidget()
+        self.marg_plot = pg.PlotWidget(enableMenu=False)  # its view's menu is never built
         self.marg_plot.setAspectLocked(True)
-        self.marg_plot.setMenuEnabled(False)
         self.marg_img = pg.ImageItem()
         self.marg_plot.addItem(self.marg_img)
-        self.marg_plot_b = pg.PlotWidget()  # side B at the same t: with A = reverse SDE (ancestral) and
-        self.marg_plot_b.setAspectLocked(True)  # B = PF-ODE (DDIM, Euler...) the Fokker-Planck check
-        self.marg_plot_b.setMenuEnabled(False)
+        self.marg_plot_b = pg.PlotWidget(enableMenu=False)  # side B at the same t: with A = reverse SDE
+        self.marg_plot_b.setAspectLocked(True)  # (ancestral) and B = PF-ODE (DDIM, Euler...) the Fokker-Planck check
         self.marg_img_b = pg.ImageItem()
         self.marg_plot_b.addItem(self.marg_img_b)
         self.marg_dist = QLabel()

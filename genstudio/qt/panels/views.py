@@ -79,11 +79,10 @@ class SampleView(pg.PlotItem):
     """A titled plot that shows an RGB uint8 image (axes hidden, y down) or points with trails."""
 
     def __init__(self, title: str = "", point_colour: tuple[int, int, int] = PALETTE[0]) -> None:
-        super().__init__(title=title)
+        super().__init__(title=title, enableMenu=False)  # no context menu: never built (~7 ms a view)
         self.base_title = title
         self.note = ""  # appended to the title (e.g. how many points lie outside the view)
         self.outside = 0  # points of the last show_points(clip=...) left undrawn
-        self.setMenuEnabled(False)
         self.image = pg.ImageItem(axisOrder="row-major")
         self.trails = pg.PlotCurveItem(pen=pg.mkPen(*point_colour, 60, width=1))
         self.scatter = pg.ScatterPlotItem(size=4, pen=None, brush=pg.mkBrush(*point_colour, 220))

@@ -28,6 +28,7 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QFileDialog,
+    QGraphicsItem,
     QHBoxLayout,
     QLabel,
     QListView,
@@ -331,6 +332,9 @@ class TrainingPanel(Panel):
         self.plot_item.setMenuEnabled(True)
         vb = self.plot_item.getViewBox()
         vb.disableAutoRange()  # pyqtgraph's auto-range re-fits (and re-ticks the axes) at every setData
+        for side in ("left", "bottom"):  # an axis (its grid spans the plot) repaints from a pixmap until
+            # its ticks change: its labels were ~2 ms of each 4-per-second redraw while a run trains
+            self.plot_item.getAxis(side).setCacheMode(QGraphicsItem.DeviceCoordinateCache)
         vb.sigRangeChangedManually.connect(self._user_moved_view)
         self.plot_item.autoBtn.clicked.connect(self._fit_again)
 

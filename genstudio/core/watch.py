@@ -110,13 +110,16 @@ class RemoteControl(Control):
         super().__init__()
         self.run = run
         self._detached = False
+        self._pause_unheard = False  # paused here, and the run has not said "paused" since
 
     def pause(self) -> None:
         super().pause()
+        self._pause_unheard = True
         send(self.run, "pause")
 
     def resume(self) -> None:
         super().resume()
+        self._pause_unheard = False
         send(self.run, "resume")
 
     def step_once(self) -> None:
@@ -140,6 +143,9 @@ class RemoteControl(Control):
     def follow(self, status: str) -> None:
         if status == "paused" or status == "diverged":
             self._run.clear()
+            self._pause_unheard = False
+        elif status == "running" and self._pause_unheard:
+            send(self.run, "pause")  # pressed while the trainer started: it removed that file as stale
         elif status == "running":
             self._run.set()
 

@@ -187,3 +187,21 @@ def test_trainer_commands_run_the_cli_or_the_frozen_app_itself(monkeypatch, tmp_
     run = jobs.create_run(RunStore(tmp_path), jobs.TrainSpec("ddpm", "moons", steps=5))
     assert qwatch.trainer_argv(run, 20, {"lr": 0.0005, "sampler": "ddim"}) == [
         "resume", str(run.path), "--steps", "20", "--set", "lr=0.0005", "--set", "sampler=ddim"]
+
+
+@pytest.mark.own_process
+def test_pause_pressed_while_the_trainer_starts_pauses_it_once_it_runs(make_window, qtbot):
+    w = make_window()
+    _small_ddpm(w, 1_000_000)
+    run = w.start_training()  # a cold trainer process
+    w.pause_training()
+    assert run.info()["status"] == "created"
+    qtbot.waitUntil(lambda: run.info()["status"] == "paused", timeout=120_000)
+    assert w._jobs["train"].control.paused and w.resume_button.isEnabled()
+    step = run.info()["step"]
+    w.resume_training()  # a resume after the pause was heard is not undone
+    qtbot.waitUntil(lambda: run.info()["status"] == "running" and run.metrics()[-1]["step"] > step + 20,
+                    timeout=60_000)
+    w.stop_training()
+    qtbot.waitUntil(lambda: not w.job_running("train"), timeout=60_000)
+    assert run.info()["status"] == "stopped" and not w.errors

@@ -199,6 +199,9 @@ def test_pause_pressed_while_the_trainer_starts_pauses_it_once_it_runs(make_wind
     qtbot.waitUntil(lambda: run.info()["status"] == "paused", timeout=120_000)
     assert w._jobs["train"].control.paused and w.resume_button.isEnabled()
     step = run.info()["step"]
+    w.step_training()  # Step: one step in the trainer process, which then pauses again
+    qtbot.waitUntil(lambda: run.info()["step"] == step + 1 and run.info()["status"] == "paused", timeout=60_000)
+    step += 1
     w.resume_training()  # a resume after the pause was heard is not undone
     qtbot.waitUntil(lambda: run.info()["status"] == "running" and run.metrics()[-1]["step"] > step + 20,
                     timeout=60_000)

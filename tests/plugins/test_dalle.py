@@ -81,16 +81,12 @@ def test_loading_a_checkpoint_does_not_retrain_the_on_the_fly_vqvae(tmp_path, mo
     from genstudio.core import jobs
     from genstudio.core.config import to_dict
     from genstudio.core.runs import RunStore
+    from tests.restoring import trained_and_reloaded
 
     run = jobs.create_run(RunStore(tmp_path), jobs.TrainSpec(
         "dalle", "captions16", device="cpu", steps=2, checkpoint_every=2, sample_every=0,
         config=to_dict(replace(DalleConfig.tiny(), vqvae_steps=3))))
-    list(jobs.train(run))
-    trained, _, _ = jobs.load_model(run)
-    calls = []
-    real = VQVAEPlugin.train_step
-    monkeypatch.setattr(VQVAEPlugin, "train_step", lambda self, *a: calls.append(1) or real(self, *a))
-    again, _, step = jobs.load_model(run)
+    trained, again, step, calls = trained_and_reloaded(run, VQVAEPlugin, monkeypatch)
     assert step == 2 and calls == []
     for a, b in zip(again.vq_net.state_dict().values(), trained.vq_net.state_dict().values(), strict=True):
         assert torch.equal(a, b)

@@ -14,6 +14,7 @@ from genstudio.core.config import to_dict
 from genstudio.core.data import get_dataset
 from genstudio.core.plugin import final_state
 from genstudio.core.runs import RunStore
+from tests.restoring import trained_and_reloaded
 
 
 def _ldm(**kw) -> tuple[LDMPlugin, object]:
@@ -73,12 +74,7 @@ def test_loading_a_checkpoint_does_not_retrain_the_on_the_fly_vae(tmp_path, monk
     store = RunStore(tmp_path)
     run = jobs.create_run(store, jobs.TrainSpec("ldm", "digits", device="cpu", steps=2, checkpoint_every=2,
                                                 sample_every=0, config=to_dict(replace(LDMConfig.tiny(), vae_steps=4))))
-    list(jobs.train(run))
-    trained, _, _ = jobs.load_model(run)
-    calls = []
-    real = VAEPlugin.train_step
-    monkeypatch.setattr(VAEPlugin, "train_step", lambda self, *a: calls.append(1) or real(self, *a))
-    again, _, step = jobs.load_model(run)
+    trained, again, step, calls = trained_and_reloaded(run, VAEPlugin, monkeypatch)
     assert step == 2 and calls == [] and again.restoring is False
     assert torch.equal(final_state(again.sample(3, seed=1, steps=3)).x, final_state(trained.sample(3, seed=1, steps=3)).x)
     fresh, _, _ = jobs.load_model(run, checkpoint=False)  # no checkpoint to restore: trained in setup

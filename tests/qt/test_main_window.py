@@ -432,6 +432,17 @@ def test_shot_writes_window_and_panel_pngs(qapp, tmp_path):
         shot("nope", tmp_path / "x.png")
 
 
+def _refuses_an_empty_folder_then(w, opener, says: str, tmp_path):
+    """An empty folder is one clear error (``says``); returns a fresh folder for the clips to open."""
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert not opener(str(empty)) and says in w.errors[-1][0]
+    w.errors.clear()
+    clips = tmp_path / "clips"
+    clips.mkdir()
+    return clips
+
+
 def test_codec_trains_on_an_audio_folder_opened_in_the_picker(main_window, qtbot, tmp_path):
     """Issue 15's own WAV folder from the GUI: "Open audio folder…" checks it (a folder without audio
     is one error), adds wav:PATH to the picker and a codec run trains on it."""
@@ -442,12 +453,7 @@ def test_codec_trains_on_an_audio_folder_opened_in_the_picker(main_window, qtbot
     w = main_window
     assert w.select_plugin("codec")
     assert w.dataset_combo.findText("Open audio folder…") >= 0
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert not w.open_audio_folder(str(empty)) and "no audio files" in w.errors[-1][0]
-    w.errors.clear()
-    clips = tmp_path / "clips"
-    clips.mkdir()
+    clips = _refuses_an_empty_folder_then(w, w.open_audio_folder, "no audio files", tmp_path)
     t = np.arange(8000) / 8000
     for i, f0 in enumerate((220.0, 330.0, 440.0)):
         write_wav(clips / f"tone{i}.wav", 0.5 * np.sin(2 * np.pi * f0 * t), 8000)
@@ -478,12 +484,7 @@ def test_video_folder_opened_from_menu_and_picker(main_window, tmp_path, monkeyp
     combo.activated.emit(combo.findData("__open_video__"))
     assert w.errors and "cannot be read" in w.errors[-1][0] and "broken.gif" in w.errors[-1][0]
     assert w.current_dataset() == "video:moving16"
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    assert not w.open_video_folder(str(empty)) and "no video files" in w.errors[-1][0]
-    w.errors.clear()
-    clips = tmp_path / "clips"
-    clips.mkdir()
+    clips = _refuses_an_empty_folder_then(w, w.open_video_folder, "no video files", tmp_path)
     for i in range(2):  # a square moving right, 8 frames
         frames = np.zeros((8, 20, 24, 3), np.uint8)
         for f in range(8):

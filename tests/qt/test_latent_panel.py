@@ -82,6 +82,7 @@ def panel(qtbot, vae_run):
     p.encode()
     ctx.deliver(p)
     assert p.explorer is not None
+    qtbot.wait(1)  # laid out and ranged, as on a screen a user points at
     return p
 
 
@@ -299,6 +300,20 @@ def test_hovering_a_dot_shows_its_thumbnail(panel, qtbot):
     qtbot.waitUntil(lambda: not panel.hover.isVisible(), timeout=2000)
     assert panel.hover_at(ex.embedding[i]) is not None  # again: the cached pixmap, not a new one
     assert panel._thumbs[panel.hover.index] is cached
+
+
+def test_the_tip_follows_where_the_mouse_stopped_however_fast_it_moved(panel, qtbot):
+    # moves a millisecond apart: the last one (off every dot) decides, none are lost on the way
+    ex = panel.explorer
+    spots, _ = _empty_spots(panel, 1)
+    for _ in range(3):
+        _move(panel, ex.embedding[5])
+        _move(panel, spots[0])
+        qtbot.wait(20)
+        assert not panel.hover.isVisible()
+        _move(panel, spots[0])
+        _move(panel, ex.embedding[5])
+        qtbot.waitUntil(lambda: panel.hover.isVisible(), timeout=2000)
 
 
 def test_the_a_to_b_path_is_drawn_on_the_map(panel):

@@ -154,6 +154,11 @@ class LatentPanel(Panel):
         self._refit = QTimer(self, singleShot=True, interval=120)
         self._refit.timeout.connect(self._refit_strips)
         self._refs: dict[int, pg.ScatterPlotItem] = {}  # view -> faint data behind 2-D decodes
+        # the hover follows the *latest* mouse move: pyqtgraph's scene drops moves under 10 ms
+        # apart, so its last one (where the mouse stopped) could be lost and the tip stay up
+        self._hover_pos: QPointF | None = None
+        self._hover_timer = QTimer(self, singleShot=True, interval=0)
+        self._hover_timer.timeout.connect(self._hover_pending)
         self._problem = ""
         self._control: Any = None
         self._build()
@@ -203,6 +208,7 @@ class LatentPanel(Panel):
             self.map.addItem(item)
         self.hover = HoverTip(self.map)
         self.map.installEventFilter(self)
+        self.map.viewport().installEventFilter(self)  # every mouse move, for the hover tip
         self.pick_marks = pg.ScatterPlotItem(size=14, brush=None, pen=pg.mkPen("w", width=2))
         self.map.addItem(self.pick_marks)
         self.pick_labels = [pg.TextItem(t, color="w", anchor=(0, 1)) for t in ("A", "B")]
@@ -303,7 +309,6 @@ class LatentPanel(Panel):
         self.encode_button.clicked.connect(self._encode_clicked)
         self.colour_by.currentIndexChanged.connect(self._recolour)
         self.map.scene().sigMouseClicked.connect(self._scene_clicked)
-        self.map.scene().sigMouseMoved.connect(self._mouse_moved)
         self.cursor.sigPositionChanged.connect(self._cursor_moved)
         self._update_export_buttons()
 
@@ -689,6 +694,10 @@ class LatentPanel(Panel):
         self.interp_hint.setText(f"{ends}; on the map: slerp solid orange, lerp dashed blue{where}")
         self._update_export_buttons()
 
+    def _hover_pending(self) -> None:
+        if self._hover_pos is not None:
+            self._mouse_moved(self.map.mapToScene(self._hover_pos.toPoint()))
+
     def _mouse_moved(self, scene_pos: QPointF) -> None:
         xy = self._map_pos(scene_pos)
         if xy is None:
@@ -716,7 +725,11 @@ class LatentPanel(Panel):
 
     def eventFilter(self, obj: QObject, event: QEvent) -> bool:
         if obj is self.map and event.type() == QEvent.Leave:
+            self._hover_pos = None
             self.hover.hide_tip()
+        elif event.type() == QEvent.MouseMove and obj is self.map.viewport():
+            self._hover_pos = event.position()  # a burst of moves costs one lookup, at the last
+            self._hover_timer.start()
         elif event.type() == QEvent.Resize and self._shown:
             self._refit.start()
         return super().eventFilter(obj, event)

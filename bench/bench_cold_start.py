@@ -1,9 +1,10 @@
 """Cold start: a fresh process to the main window's first paint, against a fresh ``import torch``.
 
 Both are whole processes started in turn (A B A B ...), so the ratio is taken pair by pair and a
-machine that speeds up or slows down during the run moves both. The child paints the window the
-way ``genstudio gui`` builds it (QApplication + theme + MainWindow on a scratch store) and exits
-at the first paint event.
+machine that speeds up or slows down during the run moves both. The child builds the window the
+way ``genstudio gui`` does (QApplication + theme + a staged MainWindow on a scratch store): its
+shell paints before torch is imported, then the panels, pickers and menus are built. The child
+prints both times -- first paint, and ready (everything built) -- and exits when ready.
 
     QT_QPA_PLATFORM=offscreen python bench/bench_cold_start.py [--repeats 5]
     python bench/bench_cold_start.py --child   # one cold start, prints the seconds to first paint
@@ -35,19 +36,28 @@ def child() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         from genstudio.core.runs import RunStore
 
-        w = MainWindow(store=RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "s.ini", restore=False)
+        w = MainWindow(store=RunStore(Path(tmp) / "data"), settings_path=Path(tmp) / "s.ini", restore=False,
+                       staged=True)
 
         class FirstPaint(QObject):
             def eventFilter(self, obj: QObject, e: QEvent) -> bool:  # noqa: N802 - Qt override
                 if e.type() == QEvent.Paint:
                     took = time.perf_counter() - T0
-                    print(f"first paint {took:.3f} s after the script started\nready {took:.4f}", flush=True)
-                    QTimer.singleShot(0, app.quit)
+                    torch = "torch" in sys.modules
+                    print(f"first paint {took:.3f} s after the script started (torch imported: {torch})\n"
+                          f"paint {took:.4f}", flush=True)
                     obj.removeEventFilter(self)
                 return False
 
+        def ready() -> None:
+            took = time.perf_counter() - T0
+            print(f"window ready (panels, pickers, menus) {took:.3f} s after the script started\nready {took:.4f}",
+                  flush=True)
+            QTimer.singleShot(0, app.quit)
+
         f = FirstPaint()
         w.installEventFilter(f)
+        w.when_ready(ready)
         w.show()
         app.exec()
         mods = sorted(m for m in ("scipy", "scipy.signal", "sklearn", "skimage", "vispy", "pyqtgraph.opengl")
@@ -60,17 +70,28 @@ def child() -> None:
 # reads .pyc files. Both commands cache theirs under one scratch prefix (written by the warm-up run,
 # never into the source tree); with PYTHONDONTWRITEBYTECODE=1 (set on some machines) every start
 # compiled GenStudio's ~140 modules again, about 1 s of "cold start" no user pays.
-def wall(cmd: list[str], pycache: str, own: list[float] | None = None) -> float:
-    """Seconds the whole process took; ``own`` gets the process's own clock to its goal (the
-    first paint; the end of ``import torch``), from its ``ready SECONDS`` line."""
+def timed(cmd: list[str], pycache: str) -> dict[str, float]:
+    """One process: for each ``TAG SECONDS`` line it prints ("paint", "ready"), the process's own
+    clock (``TAG``) and the seconds from its spawn to that line (``TAG@spawn``, interpreter start
+    included); ``exit`` is the whole process."""
     env = {k: v for k, v in os.environ.items() if k != "PYTHONDONTWRITEBYTECODE"}
     t = time.perf_counter()
-    out = subprocess.run(cmd, check=True, stdout=subprocess.PIPE, text=True,
-                         env={**env, "PYTHONPYCACHEPREFIX": pycache}).stdout
-    took = time.perf_counter() - t
-    if own is not None:
-        own += [float(line.split()[1]) for line in out.splitlines() if line.startswith("ready ")]
-    return took
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, text=True, env={**env, "PYTHONPYCACHEPREFIX": pycache})
+    got: dict[str, float] = {}
+    for line in proc.stdout:
+        tag, _, rest = line.partition(" ")
+        if tag in ("paint", "ready"):
+            got[f"{tag}@spawn"] = time.perf_counter() - t
+            got[tag] = float(rest)
+    if proc.wait():
+        raise subprocess.CalledProcessError(proc.returncode, cmd)
+    got["exit"] = time.perf_counter() - t
+    return got
+
+
+def _line(what: str, xs: list[float], unit: str = " s") -> str:
+    return (f"{what:<34}: median {statistics.median(xs):.2f}{unit}  (min {min(xs):.2f}, max {max(xs):.2f}, "
+            f"n={len(xs)})")
 
 
 def main() -> None:
@@ -83,29 +104,25 @@ def main() -> None:
         return
     os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
     torch_cmd = [sys.executable, "-c", "import time; t = time.perf_counter(); import torch; "
-                 "print(f'ready {time.perf_counter() - t:.4f}')"]
+                 "print(f'ready {time.perf_counter() - t:.4f}', flush=True)"]
     gui_cmd = [sys.executable, __file__, "--child"]
     pycache = tempfile.mkdtemp(prefix="genstudio-pycache-")
-    wall(torch_cmd, pycache), wall(gui_cmd, pycache)  # warm the file cache, write the bytecode
-    ratios, tt, tg, painted, imported = [], [], [], [], []
-    for _ in range(a.repeats):
-        t, g = wall(torch_cmd, pycache, imported), wall(gui_cmd, pycache, painted)
-        tt.append(t)
-        tg.append(g)
-        ratios.append(g / t)
-    own = [p / i for p, i in zip(painted, imported, strict=True)]
+    timed(torch_cmd, pycache), timed(gui_cmd, pycache)  # warm the file cache, write the bytecode
+    pairs = [(timed(torch_cmd, pycache), timed(gui_cmd, pycache)) for _ in range(a.repeats)]
     subprocess.run(gui_cmd, check=True)
-    print(f"import torch        : median {statistics.median(tt):.2f} s  (min {min(tt):.2f}, max {max(tt):.2f})")
-    print(f"window, first paint : median {statistics.median(tg):.2f} s  (min {min(tg):.2f}, max {max(tg):.2f})")
-    # the whole process, exit included (as for torch); the child's own clock stops at the paint
-    print(f"  of which to paint : median {statistics.median(painted):.2f} s  (the child's clock, from its "
-          f"first line; interpreter start and exit not in it)")
-    print(f"ratio (pairwise)    : median {statistics.median(ratios):.2f}  (min {min(ratios):.2f}, "
-          f"max {max(ratios):.2f}, n={a.repeats})")
-    # like for like without the interpreter's start and exit: the script's clock to its first paint
-    # against a script's clock around `import torch` (the window imports torch itself)
-    print(f"own clocks: to paint {statistics.median(painted):.2f} s vs import torch {statistics.median(imported):.2f} s"
-          f", ratio (pairwise) median {statistics.median(own):.2f}  (min {min(own):.2f}, max {max(own):.2f})")
+    col = {k: [t[k] for t, _ in pairs] for k in ("ready", "ready@spawn", "exit")}
+    print(_line("import torch (own clock)", col["ready"]))
+    print(_line("import torch (spawn to done)", col["ready@spawn"]))
+    print(_line("import torch (whole process)", col["exit"]))
+    for tag, what in (("paint", "window's first paint"), ("ready", "window ready")):
+        print(_line(f"{what} (own clock)", [g[tag] for _, g in pairs]))
+        print(_line(f"{what} (spawn to it)", [g[f"{tag}@spawn"] for _, g in pairs]))
+    print(_line("window process (whole, to exit)", [g["exit"] for _, g in pairs]))
+    # pair by pair: the window's first paint / ready against `import torch`, on the same clocks
+    for tag, what in (("paint", "first paint"), ("ready", "ready")):
+        print(_line(f"ratio {what} / torch, own clocks", [g[tag] / t["ready"] for t, g in pairs], ""))
+        print(_line(f"ratio {what} / torch, from spawn", [g[f"{tag}@spawn"] / t["ready@spawn"] for t, g in pairs], ""))
+    print(_line("ratio whole processes", [g["exit"] / t["exit"] for t, g in pairs], ""))
 
 
 if __name__ == "__main__":

@@ -1174,7 +1174,6 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from genstudio.core.config import ConfigError
-    from genstudio.core.data import UnknownDataset
     from genstudio.core.runs import RunError
 
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -1187,7 +1186,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not getattr(args, "fn", None):
             args = build_parser().parse_args(["gui"])
         return args.fn(args)
-    except (CliError, ConfigError, RunError, UnknownDataset, KeyError, ValueError, FileNotFoundError) as e:
+    # KeyError covers core.data's UnknownDataset (not imported here: it imports torch, which
+    # `genstudio gui` loads only after its window has painted)
+    except (CliError, ConfigError, RunError, KeyError, ValueError, FileNotFoundError) as e:
         if os.environ.get("GENSTUDIO_DEBUG"):
             raise
         msg = e.args[0] if isinstance(e, KeyError) and e.args else str(e)

@@ -35,8 +35,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import torch
-
 RUN_FILE = "run.json"
 METRICS_FILE = "metrics.jsonl"
 LOG_FILE = "log.txt"
@@ -175,6 +173,8 @@ def atomic_write_text(path: Path, text: str) -> None:
 def atomic_torch_save(obj: Any, path: Path) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    import torch  # here, not at the top: the window's first paint reads runs without torch
+
     try:  # through a Python file: a full disk is OSError(ENOSPC), not torch's "iostream error"
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
@@ -189,6 +189,8 @@ def atomic_torch_save(obj: Any, path: Path) -> None:
 def safe_torch_load(path: Path) -> Any:
     """Load a checkpoint without unpickling arbitrary objects. torch's own text is not shown: for a
     truncated file it advises ``weights_only=False``, which would run whatever the file holds."""
+    import torch
+
     try:
         ck = torch.load(path, map_location="cpu", weights_only=True)
     except FileNotFoundError:

@@ -82,10 +82,10 @@ def main(argv: Sequence[str] | None = None, watch: Any = None) -> int:
     app = create_app(argv)
     from genstudio.qt.main_window import MainWindow
 
-    window = MainWindow()
+    window = MainWindow(staged=True)  # its shell paints before torch is imported, the rest follows
     window.show()
     if watch is not None:
-        window.watch_run(watch)
+        window.when_ready(lambda: window.watch_run(watch))
     return app.exec()
 
 

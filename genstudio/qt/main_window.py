@@ -19,7 +19,7 @@ import traceback
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from functools import partial
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from PySide6.QtCore import QSettings, Qt, QTimer, Signal
 from PySide6.QtGui import QAction, QCloseEvent, QKeySequence
@@ -43,23 +43,17 @@ from PySide6.QtWidgets import (
 )
 
 from genstudio.core import events as ev
-from genstudio.core.data import (  # dataset_kind: panels import it here
-    dataset_kind,
-    dataset_table,
-    get_dataset,
-)
-from genstudio.core.device import describe, pick_device, worker_threads
 from genstudio.core.events import Event, EventBus
-from genstudio.core.jobs import Control, TrainSpec, create_run, train
-from genstudio.core.modality import MODALITIES
-from genstudio.core.registry import DEFAULT_PLUGINS, PluginEntry, Registry
-from genstudio.core.registry import registry as core_registry
 from genstudio.core.runs import Run, RunError, RunStore
 from genstudio.qt.bridge import EventBridge
 from genstudio.qt.forms import guard_wheel
 from genstudio.qt.panels.base import Panel
 from genstudio.qt.throttle import after_first_paint, on_first_touch
-from genstudio.qt.worker import FAILED, FINISHED, GuiGarbageCollector, JobThread, freeze_startup_objects
+
+if TYPE_CHECKING:  # torch's importers: this module loads without them, so a staged window paints first
+    from genstudio.core.jobs import Control
+    from genstudio.core.registry import PluginEntry, Registry
+    from genstudio.qt.worker import JobThread
 
 log = logging.getLogger(__name__)
 FIRST_STANDBY_MS = 500  # the first trainer process is warmed this soon after the window's first paint (a
@@ -102,6 +96,8 @@ _orphans: list[JobThread] = []  # threads that did not stop when the window clos
 def user_data_sources(kinds: Sequence[str]) -> set[str]:
     """Dataset-name prefixes of the user's own data that plugins of these kinds train on
     (``Modality.user_data``: "folder" image folders, "transforms" scene folders)."""
+    from genstudio.core.modality import MODALITIES
+
     return {MODALITIES[k].user_data for k in kinds if k in MODALITIES} - {""}
 
 
@@ -174,19 +170,25 @@ class MainWindow(QMainWindow):
 
     def __init__(self, store: RunStore | None = None, *, registry: Registry | None = None,
                  settings: QSettings | None = None, settings_path: str | os.PathLike | None = None,
-                 panels: Sequence[PanelSpec] | None = None, restore: bool = True,
+                 panels: Sequence[PanelSpec] | None = None, restore: bool = True, staged: bool = False,
                  parent: QWidget | None = None) -> None:
+        """``staged``: paint the window's shell (toolbar, run header, status bar) first and build
+        what needs torch -- panels, pickers, menus, the saved layout -- in the event-loop turn
+        after that first paint (``genstudio gui``: a window shows before ``import torch``, issue
+        #18). :attr:`ready` says when that is done; :meth:`when_ready` queues work for then.
+        Not staged (tests, screenshots, demos), all of it is done here."""
         super().__init__(parent)
         after_first_paint(self, guard_wheel)  # a wheel turn never edits an unfocused spin box, combo box or slider
         self.setObjectName("main_window")
         self.setWindowTitle("GenStudio")
         self.store = store or RunStore()
-        self.registry = registry or core_registry()
+        self.registry: Registry = registry  # type: ignore[assignment] # the process's registry when ready, if None
         self.bus = EventBus()
         self.settings = settings or make_settings(settings_path)
         self.errors: list[tuple[str, str]] = []  # every error shown (tests read it)
         self._deferred: dict[str, tuple[type, QDockWidget]] = {}  # panel id -> (class, its dock) not built yet
         self.panels: dict[str, Panel] = LazyPanels(self._build_deferred, self._deferred)  # built when first seen
+        self.panel_errors: dict[str, str] = {}
         self._pending_steer: dict[str, dict[str, Any]] = {}  # run id -> live settings for its next job
         self.docks: dict[str, QDockWidget] = {}
         self._run: Run | None = None
@@ -195,29 +197,66 @@ class MainWindow(QMainWindow):
         self._last_dataset_index = 0
         self._live_step: dict[str, int] = {}  # run id -> last step seen in PROGRESS while it trains
         self._info: dict[str, dict[str, Any]] = {}  # run id -> run.json, read again only when it changes
-        from genstudio.qt.watch import Standby
-
-        self.standby = Standby(self.store.root)  # a warm trainer process for the next own_process run
+        self.standby: Any = None  # a warm trainer process for the next own_process run (made when ready)
+        self.gc: Any = None
         self._closed = False
+        self.ready = False
+        self._when_ready: list[Callable[[], Any]] = []
 
         self._build_toolbar()
         self._build_central()
         self._build_statusbar()
+        self.bridge = EventBridge(self.bus, self)
+        self.bridge.events.connect(self._on_events)
+        self.resize(1400, 880)
+        self._startup = (panels, restore)
+        if staged:
+            self.toolbar.setEnabled(False)
+            self.run_header.setText("Starting: loading PyTorch, the panels and the model plugins…")
+            self.device_label.setText("Device: …")
+            after_first_paint(self, self._finish_startup)
+        else:
+            self._finish_startup()
+
+    def _finish_startup(self) -> None:
+        """Everything that imports torch: devices, panels, menus, plugins, the saved choices."""
+        if self.ready or self._closed:
+            return
+        from genstudio.core.registry import registry as core_registry
+        from genstudio.qt.watch import Standby
+        from genstudio.qt.worker import GuiGarbageCollector, freeze_startup_objects
+
+        panels, restore = self._startup
+        if self.registry is None:
+            self.registry = core_registry()
+        self.standby = Standby(self.store.root)
+        for name in available_devices():
+            self.device_combo.addItem(name, name)
         self._panel_classes, self.panel_errors = load_panel_classes(panels)
         self._build_panels()
         self._build_menus()
         self.populate_plugins()
-
         self.gc = GuiGarbageCollector(self)  # Python's GC only in this thread, never in a worker
         after_first_paint(self, freeze_startup_objects)  # full collections skip the startup objects
-        self.bridge = EventBridge(self.bus, self)
-        self.bridge.events.connect(self._on_events)
-        self.resize(1400, 880)
         self._default_state = self.saveState(STATE_VERSION)
         if restore:
             self.restore_settings()
+        self.toolbar.setEnabled(True)
+        self._update_header()
+        self._update_device_label()
         self._update_controls()
         self._warm_trainer_later(FIRST_STANDBY_MS)
+        self.ready = True
+        calls, self._when_ready = self._when_ready, []
+        for call in calls:
+            call()
+
+    def when_ready(self, call: Callable[[], Any]) -> None:
+        """Run ``call`` once the window is built (now, if it is)."""
+        if self.ready:
+            call()
+        else:
+            self._when_ready.append(call)
 
     # == construction ==========================================================================
     def _build_toolbar(self) -> None:
@@ -251,9 +290,7 @@ class MainWindow(QMainWindow):
         self.seed_spin.setToolTip("Random seed (data order and initialisation)")
         self.device_combo = QComboBox()
         self.device_combo.setObjectName("device_combo")
-        self.device_combo.addItem("auto", None)
-        for name in available_devices():
-            self.device_combo.addItem(name, name)
+        self.device_combo.addItem("auto", None)  # the devices found join it when torch is in
         self.device_combo.setToolTip("Where the model trains: auto = cuda > mps > cpu")
         self.device_combo.currentIndexChanged.connect(self._update_device_label)
 
@@ -340,7 +377,6 @@ class MainWindow(QMainWindow):
         self.device_label.setObjectName("device_label")
         for w in (self.progress, self.throughput_label, self.device_label):
             sb.addPermanentWidget(w)
-        self._update_device_label()
 
     def _build_panels(self) -> None:
         self.setDockNestingEnabled(True)
@@ -487,6 +523,8 @@ class MainWindow(QMainWindow):
         A registry that has not imported its plugins yet lists the one the picker will show (its
         pick, or the default); the rest are imported one event-loop turn at a time after the first
         paint, or all at once when the user reaches for the picker (issue #18)."""
+        from genstudio.core.registry import DEFAULT_PLUGINS
+
         keep = self.plugin_combo.currentData()
         entries = None
         if not self.registry.loaded:
@@ -595,6 +633,8 @@ class MainWindow(QMainWindow):
         combo = self.dataset_combo
         combo.blockSignals(True)
         combo.clear()
+        from genstudio.core.data import dataset_kind, dataset_table
+
         for name, desc in dataset_table():
             if name.startswith(("folder:", "wav:")) or dataset_kind(name) not in kinds:
                 continue
@@ -648,6 +688,8 @@ class MainWindow(QMainWindow):
         form = getattr(settings, "form", None)
         name = self.current_dataset()
         if form is not None and hasattr(form, "set_data_kind"):
+            from genstudio.core.data import dataset_kind
+
             user = {"folder": "image", "wav": "audio"}.get(name.partition(":")[0]) if name else None
             form.set_data_kind(user or (dataset_kind(name) if name and not name.startswith("transforms:") else None))
 
@@ -703,6 +745,8 @@ class MainWindow(QMainWindow):
             return False
         spec = f"{prefix}:{path}"
         try:
+            from genstudio.core.data import get_dataset
+
             get_dataset(spec)
         except Exception as exc:  # noqa: BLE001
             self.show_error(f"Cannot use {path}: {exc}", traceback.format_exc())
@@ -746,10 +790,12 @@ class MainWindow(QMainWindow):
         return self._run
 
     def start_job(self, name: str, run: Run | None, job: Callable[[Control], Iterator[Any]],
-                  thread: Callable[..., JobThread] = JobThread) -> Control:
+                  thread: Callable[..., JobThread] | None = None) -> Control:
         if self.job_running(name):
             raise RuntimeError(f"a {name} job is already running")
-        t = thread(name, run, job, parent=self)
+        from genstudio.qt.worker import JobThread
+
+        t = (thread or JobThread)(name, run, job, parent=self)
         t.failed.connect(partial(self._job_failed, t), Qt.QueuedConnection)
         t.finished.connect(partial(self._job_done, t), Qt.QueuedConnection)
         self._jobs[name] = t
@@ -832,6 +878,8 @@ class MainWindow(QMainWindow):
         if not pid or not ds:
             self.show_error("Pick a working plugin and a dataset first")
             return None
+        from genstudio.core.jobs import TrainSpec, create_run
+
         settings = self.panels.get("settings")
         try:
             config = settings.config_values() if settings is not None else None
@@ -872,6 +920,8 @@ class MainWindow(QMainWindow):
         self.progress.setVisible(True)
         self.throughput_label.setText("–")
         pending = self._pending_steer.pop(run.id, {})  # steered while no job ran it: taken at its first step
+
+        from genstudio.core.jobs import train
 
         def job(c: Control) -> Any:
             if pending:
@@ -1050,6 +1100,8 @@ class MainWindow(QMainWindow):
             self._info.pop(t.run_ref.id, None)
         if self._jobs.get(t.name) is t:
             del self._jobs[t.name]
+        from genstudio.qt.worker import FAILED, FINISHED
+
         outcome = t.outcome or FAILED
         if outcome != FINISHED or time.monotonic() - t.started_at > QUIET_JOB_S:  # slider-driven jobs stay quiet
             self._activity(f"{t.name} job {outcome}")
@@ -1163,6 +1215,8 @@ class MainWindow(QMainWindow):
                 name = self.store.get(rid).info().get("device")
             except RunError:
                 pass
+        from genstudio.core.device import describe, pick_device, worker_threads
+
         if name is None:
             try:
                 name = describe(pick_device(self.device_combo.currentData()))
@@ -1195,6 +1249,8 @@ class MainWindow(QMainWindow):
 
     # == persistence ===========================================================================
     def save_settings(self) -> None:
+        if not self.ready:  # closed while starting: the pickers are empty, the saved choices stay
+            return
         s = self.settings
         s.setValue("window/geometry", self.saveGeometry())
         s.setValue("window/state", self.saveState(STATE_VERSION))
@@ -1253,7 +1309,8 @@ class MainWindow(QMainWindow):
         if self.standby is not None:
             self.standby.close()
         self.bridge.close()
-        self.gc.close()
+        if self.gc is not None:
+            self.gc.close()
 
 
 def available_devices() -> list[str]:

@@ -80,3 +80,105 @@ def test_startup_objects_leave_the_cyclic_gc_after_the_first_paint():
                         "app.exec()\n"
                         "print(gc.get_freeze_count() > 100_000)\n")
     assert out[3:] == ["0", "True"]
+
+
+GUI_CHILD = """
+import sys
+from PySide6.QtCore import QEvent, QObject, QTimer
+from PySide6.QtWidgets import QApplication
+import genstudio.qt.app as app_mod
+
+class FirstPaint(QObject):
+    def eventFilter(self, obj, e):
+        if e.type() == QEvent.Paint and obj.objectName() == "main_window":
+            QApplication.instance().removeEventFilter(self)
+            print("torch_at_paint", "torch" in sys.modules, "ready_at_paint", obj.ready,
+                  "start_enabled", obj.start_button.isEnabled())
+            obj.when_ready(lambda: (print("ready", obj.current_plugin(), obj.current_dataset(),
+                                          sorted(dict.keys(obj.panels)), obj.start_button.isEnabled(),
+                                          obj.device_combo.count() > 1),
+                                    print("run", obj.current_run() and obj.current_run().id,
+                                          obj.job_running("train")),
+                                    QTimer.singleShot(0, obj.close)))
+        return False
+
+create = app_mod.create_app
+def create_app(argv=None):
+    app = create(argv)
+    app.installEventFilter(hook)
+    return app
+hook = FirstPaint()
+app_mod.create_app = create_app
+from genstudio.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+def _gui(tmp_path, *argv: str) -> list[str]:
+    """`genstudio ARGV` in a fresh process on a scratch store and settings file; what its window
+    printed at its first paint and once ready (then it closes itself)."""
+    import os
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    env = {**os.environ, "PYTHONPATH": str(root), "QT_QPA_PLATFORM": "offscreen",
+           "GENSTUDIO_DATA_DIR": str(tmp_path / "data"), "GENSTUDIO_SETTINGS": str(tmp_path / "s.ini")}
+    return subprocess.run([sys.executable, "-c", GUI_CHILD, *argv], env=env, capture_output=True, text=True,
+                          timeout=300, check=True).stdout.split("\n")
+
+
+def test_genstudio_gui_paints_its_window_before_importing_torch(tmp_path):
+    """`genstudio gui` shows the window's shell (toolbar, run header, status bar) before torch is
+    imported; the panels, pickers and saved choices come in the turn after that paint (#18)."""
+    from PySide6.QtCore import QSettings
+
+    ini = tmp_path / "s.ini"
+    saved = QSettings(str(ini), QSettings.IniFormat)
+    saved.setValue("choices/plugin", "vae")  # the user's last choices, restored once ready
+    saved.setValue("choices/dataset", "digits")
+    saved.sync()
+    out = _gui(tmp_path, "gui")
+    assert out[0] == "torch_at_paint False ready_at_paint False start_enabled False"
+    assert out[1] == "ready vae digits ['runs', 'sampler', 'settings', 'training'] True True"
+    assert out[2] == "run None False"
+    again = QSettings(str(ini), QSettings.IniFormat)  # closing saved the (restored) choices back
+    assert (again.value("choices/plugin"), again.value("choices/dataset")) == ("vae", "digits")
+
+
+def test_a_staged_window_closed_while_starting_keeps_the_saved_choices(qtbot, tmp_path):
+    from PySide6.QtCore import QSettings
+
+    from genstudio.core.runs import RunStore
+    from genstudio.qt.main_window import MainWindow
+
+    ini = tmp_path / "s.ini"
+    s = QSettings(str(ini), QSettings.IniFormat)
+    s.setValue("choices/plugin", "vae")
+    s.sync()
+    w = MainWindow(store=RunStore(tmp_path / "data"), settings_path=ini, staged=True)
+    assert not w.ready and not w.toolbar.isEnabled() and not dict.keys(w.panels)
+    w.close()  # before its first paint: nothing built, nothing overwritten, nothing left running
+    assert not w.ready and w.standby is None
+    assert QSettings(str(ini), QSettings.IniFormat).value("choices/plugin") == "vae"
+    w2 = MainWindow(store=RunStore(tmp_path / "data"), settings_path=ini, staged=True)
+    qtbot.addWidget(w2)
+    calls = []
+    w2.when_ready(lambda: calls.append(w2.current_plugin()))
+    w2.show()
+    qtbot.waitUntil(lambda: w2.ready, timeout=30_000)
+    assert calls == ["vae"] and w2.toolbar.isEnabled() and "settings" in dict.keys(w2.panels)
+    w2.when_ready(lambda: calls.append("now"))  # once ready: at once
+    assert calls == ["vae", "now"]
+    w2.close()
+
+
+def test_genstudio_watch_follows_its_run_once_the_window_is_ready(tmp_path):
+    from genstudio.core.jobs import TrainSpec, create_run
+    from genstudio.core.runs import RunStore
+
+    run = create_run(RunStore(tmp_path / "data"), TrainSpec(plugin="ddpm", dataset="moons", steps=5))
+    out = _gui(tmp_path, "watch", run.id)
+    assert out[0] == "torch_at_paint False ready_at_paint False start_enabled False"
+    assert out[2] == f"run {run.id} True"  # selected and followed (Pause / Stop reach its trainer)

@@ -9,14 +9,16 @@ and redraw once at the end.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from typing import Any, ClassVar, Protocol
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol
 
 from PySide6.QtWidgets import QWidget
 
 from genstudio.core.events import Event, EventBus
-from genstudio.core.jobs import Control
-from genstudio.core.registry import Registry
 from genstudio.core.runs import Run, RunError, RunStore
+
+if TYPE_CHECKING:  # both import torch; the window's shell paints without it
+    from genstudio.core.jobs import Control
+    from genstudio.core.registry import Registry
 
 
 class AppContext(Protocol):

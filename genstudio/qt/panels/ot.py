@@ -54,7 +54,7 @@ ALPHA_LEVELS = 6  # lines are drawn in this many alpha bins (one item each: per-
 def point_datasets() -> list[str]:
     """The built-in datasets of 2-D points (the main window's cached kinds, so no dataset is built
     twice in the app)."""
-    from genstudio.qt.main_window import dataset_kind
+    from genstudio.core.data import dataset_kind
 
     return [d for d in dataset_names() if ":" not in d and dataset_kind(d) == "points2d"]
 

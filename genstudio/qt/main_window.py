@@ -214,9 +214,21 @@ class MainWindow(QMainWindow):
             self.toolbar.setEnabled(False)
             self.run_header.setText("Starting: loading PyTorch, the panels and the model plugins…")
             self.device_label.setText("Device: …")
-            after_first_paint(self, self._finish_startup)
+            after_first_paint(self, self._finish_staged_startup)
         else:
             self._finish_startup()
+
+    def _finish_staged_startup(self) -> None:
+        """The staged window's second half, in the event loop: a failure (a broken torch install,
+        a panel module that raises at import) is an error dialog and a line in the window, which
+        stays open to read it and close; the saved choices are left as they were."""
+        try:
+            self._finish_startup()
+        except Exception as exc:  # noqa: BLE001 - the user must see why, not a window stuck "starting"
+            message = f"GenStudio could not finish starting: {exc.__class__.__name__}: {exc}"
+            self.run_header.setText(message)
+            self.device_label.setText("")
+            self.show_error(message, traceback.format_exc())
 
     def _finish_startup(self) -> None:
         """Everything that imports torch: devices, panels, menus, plugins, the saved choices."""

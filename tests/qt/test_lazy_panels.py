@@ -182,3 +182,26 @@ def test_genstudio_watch_follows_its_run_once_the_window_is_ready(tmp_path):
     out = _gui(tmp_path, "watch", run.id)
     assert out[0] == "torch_at_paint False ready_at_paint False start_enabled False"
     assert out[2] == f"run {run.id} True"  # selected and followed (Pause / Stop reach its trainer)
+
+
+def test_a_staged_window_whose_second_half_fails_says_why_and_stays_open(qtbot, tmp_path, monkeypatch):
+    from PySide6.QtCore import QSettings
+
+    import genstudio.qt.main_window as mw
+    from genstudio.core.runs import RunStore
+
+    def broken(*_):
+        raise ImportError("libtorch_cpu.so: cannot open shared object file")
+
+    monkeypatch.setattr(mw, "available_devices", broken)
+    ini = tmp_path / "s.ini"
+    QSettings(str(ini), QSettings.IniFormat).setValue("choices/plugin", "vae")
+    w = mw.MainWindow(store=RunStore(tmp_path / "data"), settings_path=ini, staged=True)
+    qtbot.addWidget(w)
+    w.show()
+    qtbot.waitUntil(lambda: bool(w.errors), timeout=10_000)
+    assert not w.ready and "could not finish starting" in w.errors[0][0] and "libtorch_cpu" in w.errors[0][0]
+    assert "Traceback" in w.errors[0][1] and "libtorch_cpu" in w.run_header.text()
+    assert not w.toolbar.isEnabled()
+    w.close()
+    assert QSettings(str(ini), QSettings.IniFormat).value("choices/plugin") == "vae"

@@ -22,6 +22,7 @@ import numpy as np
 import torch
 
 from genstudio.core import events as ev
+from genstudio.core.background import BackgroundSample
 from genstudio.core.config import apply_overrides, fields_of, from_dict, run_refs, to_dict
 from genstudio.core.data import DataSpec, get_dataset
 from genstudio.core.device import describe, pick_device
@@ -398,6 +399,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     amp = str(info.get("amp", "") or "")
     sharding = str(info.get("sharding", "") or "ddp")
 
+    pending: list[tuple[int, BackgroundSample]] = []  # (step, its preview) drawn beside the training
+    held: list[dict[str, Any]] = []  # the training's metric rows logged meanwhile (they follow its rows)
+
     def status(s: str, message: str = "", **extra: Any) -> None:
         run.update(status=s, message=message, **extra)
         if message:
@@ -443,20 +447,61 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
             bus.emit(ev.CHECKPOINT, rid, step=step)
 
-        def preview(step: int, stage: str = "preview") -> None:
+        # cadence previews are drawn beside the training (core.background) by one process on its own
+        # (torchrun's ranks and torch.compile's nets draw theirs inline); one at a time, in order
+        beside = [not ranks.many and not info.get("compile")]
+
+        def preview(step: int, stage: str = "preview", inline: bool = True) -> None:
             view = ranks.preview_model(model)  # FSDP: every rank helps gather the full weights
             if not ranks.writer:  # rank 0 alone draws previews
                 return
+            finish_previews()
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
+            if beside[0] and not inline:
+                try:
+                    pending.append((step, BackgroundSample(view, n_preview, seed=seed, steps=preview_steps,
+                                                           cancelled=lambda: control.cancelled, stop=Cancelled)))
+                    return
+                except Exception:  # a model that cannot be copied draws its previews inline
+                    run.log(f"previews drawn inline: the model could not be copied:\n{traceback.format_exc()}")
+                    beside[0] = False
             began = time.perf_counter()
             with torch.no_grad():
                 last = None
                 for last in view.sample(n_preview, seed=seed, steps=preview_steps):  # noqa: B007
                     if control.cancelled:  # a long preview must not hold up Stop / Ctrl-C (a pause waits)
                         raise Cancelled()
+            publish(step, view, last, time.perf_counter() - began)
+
+        def finish_previews(wait: bool = True) -> None:
+            """Publish the background previews that are done (all of them, waiting, with ``wait``);
+            an error a preview's sampling raised is raised here, in the training thread."""
+            while pending and (wait or pending[0][1].done()):
+                step, job = pending.pop(0)
+                last, seconds = job.result()
+                publish(step, job.model, last, seconds)
+                release_held()
+
+        def log_row(row: dict[str, Any]) -> None:
+            """One metrics row, to the file (in batches) and the bus. While a preview is drawn beside
+            the training, the training's rows wait for its rows (mode coverage at the preview's step):
+            the stream stays in step order, where an earlier step means a resume's rewind."""
+            if pending:
+                held.append(row)
+                return
+            rows.append(row)
+            bus.emit(ev.METRICS, rid, **row)
+
+        def release_held() -> None:
+            if not pending:
+                for row in held:
+                    rows.append(row)
+                    bus.emit(ev.METRICS, rid, **row)
+                held.clear()
+
+        def publish(step: int, view: Any, last: SampleState, seconds: float) -> None:
             x = last.x.detach().cpu()
             # its cost, shown by the monitor: previews are the largest share of a short run's wall time
-            seconds = time.perf_counter() - began
             run.note_preview(step, seconds, last.total)
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             views = model_views(step, view)
@@ -489,8 +534,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 cover[:] = [None]
                 run.log(f"mode coverage failed at step {step}; not logged:\n{traceback.format_exc()}")
                 return
-            rows.append(row)
-            bus.emit(ev.METRICS, rid, **row)
+            log_row(row)
 
         def log_model_metrics(step: int, model: Any) -> None:
             """The PreviewMetrics face's scalars at this preview; a failure costs a log line only."""
@@ -502,8 +546,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             except Exception:
                 run.log(f"preview_metrics() failed at step {step}; skipped:\n{traceback.format_exc()}")
                 return
-            rows.append(row)
-            bus.emit(ev.METRICS, rid, **row)
+            log_row(row)
 
         def model_views(step: int, model: Any) -> dict[str, np.ndarray]:
             """The plugin's optional ViewsModel pictures, saved next to the samples; a broken
@@ -569,7 +612,9 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
         while done < total:
             step = done + 1
+            finish_previews(wait=False)
             if ranks.held(control):
+                finish_previews()  # a paused run shows the preview it was drawing
                 paused_state[0] = ranks.state_dict(model) if ranks.sharded else None
                 ranks.wait(control, on_pause)
                 paused_state[0] = None
@@ -588,6 +633,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 _check_step_result(info["plugin"], m)
             m = ranks.average(m)
             if not _finite(m):
+                finish_previews()
                 bad = ", ".join(f"{k}={v}" for k, v in m.items() if not math.isfinite(v))
                 run.append_metrics(rows)
                 rows.clear()
@@ -619,16 +665,14 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             if step % log_every == 0 or step == total:
                 rate = (step - step_last) / max(now - t_last, 1e-9)
                 t_last, step_last = now, step
-                row = {"step": step, "time": elapsed0 + now - t0, "steps_per_s": rate, **m}
-                rows.append(row)
-                bus.emit(ev.METRICS, rid, **row)
+                log_row({"step": step, "time": elapsed0 + now - t0, "steps_per_s": rate, **m})
                 if len(rows) >= 50 or now - flushed_at > METRICS_FLUSH_S:  # a watching window sees them soon
                     run.append_metrics(rows)
                     rows.clear()
                     flushed_at = now
             single = ranks.agree(control.take_single())  # FSDP: a preview needs every rank
             if single or (sample_every and (step % sample_every == 0 or step == first_preview)):
-                preview(step)
+                preview(step, inline=single)  # Step shows its own preview before it pauses
             if single:
                 control.pause()
             if ckpt_every and step % ckpt_every == 0:
@@ -638,17 +682,26 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                 run.beat()
                 last_beat = time.time()
             yield step
+        finish_previews()
         bus.emit(ev.STAGE, rid, step=done, stage="final checkpoint")
         save(done)
         if not (sample_every and done % sample_every == 0):
             preview(done, "final preview")
         status("completed", f"finished {done} steps in {time.time() - t0:.1f}s")
     except Cancelled:
+        for _, job in pending:  # the preview being drawn is dropped: its rows never come
+            job.drop()
+        pending.clear()
+        if held:  # the training's rows logged meanwhile are kept
+            release_held()
         save(done)
         status("stopped", f"stopped at step {done}; resume continues from here")
     except Exception as exc:
         _record_failure(run, bus, exc, traceback.format_exc())
         raise
+    finally:  # stopped, failed or abandoned: the preview being drawn is dropped
+        for _, job in pending:
+            job.drop()
 
 
 def _record_failure(run: Run, bus: ev.EventBus, exc: Exception, tb: str) -> None:

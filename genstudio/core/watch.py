@@ -33,6 +33,8 @@ ENDED = ("completed", "stopped", "failed", "interrupted")  # a run in one of the
 POLL_S = 0.5  # how often a trainer looks at its control file
 STOP_WAIT_S = 10.0  # Stop pressed and no trainer holds the run this long after: stop watching
 RESEND_S = 1.0  # Stop pressed and the run still trains: the stop is written again this often
+STARTING_INTERVAL_S = 0.02  # how often a run still "created" is looked at in its first STARTING_S
+STARTING_S = 5.0  # (its trainer is starting; a run nobody trains is not polled that often for long)
 
 
 def send(run: Run, command: str, **data: Any) -> None:
@@ -273,6 +275,7 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
     stop_asked: float | None = None
     resent = 0.0
     heard = trainer is None  # a trainer we just started: the folder's old "completed" is not its end
+    began = time.monotonic()
     while True:
         gone = trainer is not None and not trainer()  # read before the last look: nothing is missed
         for e in tail.poll():
@@ -294,4 +297,6 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                    and (trainer is None or gone))  # a trainer of ours still starting will hear it
         if getattr(control, "detached", False) or (heard and tail.ended()) or (gone and not run.busy()) or unheard:
             return
-        time.sleep(interval)
+        # a trainer just handed the run starts in ~0.05 s: look more often until it says "running"
+        starting = tail.info.get("status") == "created" and time.monotonic() - began < STARTING_S
+        time.sleep(min(interval, STARTING_INTERVAL_S) if starting else interval)

@@ -31,7 +31,8 @@ from genstudio.qt.worker import JobThread
 
 LAUNCH_LOG = "launch.log"  # the trainer's (or torchrun's) own output, for a run the window started
 LOG_TAIL_LINES = 40  # of launch.log, in the error dialog of a trainer that failed
-WATCH_INTERVAL_S = 0.1  # how often the window looks at a run folder whose trainer it started
+WATCH_INTERVAL_S = 0.05  # how often the window looks at a run folder whose trainer it started (Start → running and
+# the end are seen this much later at most)
 
 
 class TrainerFailed(RuntimeError):

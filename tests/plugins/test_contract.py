@@ -92,8 +92,11 @@ def test_plugin_contract(pid, dataset, tmp_path, device):
     for name in info.samplers:
         _check_states(list(model.sample(N, seed=7, sampler=name)), shape)
 
-    # reproducible per seed, different across seeds
+    # reproducible per seed, different across seeds; drawn from the sampler's own generator, never
+    # torch's global one (training previews run beside the training, whose steps draw from that)
+    rng = torch.get_rng_state()
     a = final_state(model.sample(N, seed=11)).x
+    assert torch.equal(rng, torch.get_rng_state()), "sample() must not draw from torch's global RNG"
     assert torch.equal(a, final_state(model.sample(N, seed=11)).x)
     assert not torch.equal(a, final_state(model.sample(N, seed=12)).x)
 

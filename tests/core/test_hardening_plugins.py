@@ -175,7 +175,8 @@ def test_one_ctrl_c_stops_at_the_next_step_with_a_checkpoint(capsys):
 
 
 def test_stop_during_a_long_preview_returns_promptly():
-    """A preview of 2000 sampler steps (10 s) is cancelled between steps."""
+    """A preview of 2000 sampler steps (10 s) is cancelled between steps (drawn beside the
+    training, it held the run at the next preview's step at most: one is drawn at a time)."""
     sampling = threading.Event()
 
     def slow_sample(self, n, *, seed, steps=None, sampler=None, cond=None, every=1):
@@ -198,7 +199,7 @@ def test_stop_during_a_long_preview_returns_promptly():
     for _ in jobs.train(run, control=control):
         pass
     assert time.monotonic() - stopped_at[0] < 1.0
-    assert run.info()["status"] == "stopped" and run.info()["step"] == 5
+    assert run.info()["status"] == "stopped" and 5 <= run.info()["step"] < 20
 
 
 @pytest.mark.parametrize("result, shown", [

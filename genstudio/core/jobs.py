@@ -439,13 +439,17 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
         elapsed0 = float(info.get("elapsed", 0.0))
         step = done = start  # done = last step whose update was applied
 
+        saved = [-1]  # the step of the last checkpoint this job wrote
+
         def save(step: int, state: dict[str, Any] | None = None) -> None:
-            state = ranks.state_dict(model) if state is None else state  # FSDP: every rank gathers
             run.append_metrics(rows)
             rows.clear()
-            run.save_checkpoint(step, state, keep=kept_checkpoints(keep, model))
+            if step != saved[0]:  # the final save right after the cadence's writes nothing twice
+                state = ranks.state_dict(model) if state is None else state  # FSDP: every rank gathers
+                run.save_checkpoint(step, state, keep=kept_checkpoints(keep, model))
+                saved[0] = step
+                bus.emit(ev.CHECKPOINT, rid, step=step)
             run.update(step=step, elapsed=elapsed0 + time.time() - t0)
-            bus.emit(ev.CHECKPOINT, rid, step=step)
 
         # cadence previews are drawn beside the training (core.background) by one process on its own
         # (torchrun's ranks and torch.compile's nets draw theirs inline); one at a time, in order

@@ -90,6 +90,19 @@ def bare_wall(window: MainWindow, plugin: str, data: str, steps: int) -> float:
     return time.perf_counter() - t
 
 
+def headless_wall(window: MainWindow, plugin: str, data: str, steps: int) -> float:
+    """Seconds for the same run without a window: ``jobs.train`` in this process, from creating
+    the run to its end (its set-up, previews and checkpoints included, as in ``genstudio train``):
+    what the run costs by itself, so what is left of the in-GUI gap is the window's."""
+    from genstudio.core.jobs import TrainSpec, create_run, train
+
+    t = time.perf_counter()
+    run = create_run(window.store, TrainSpec(plugin=plugin, dataset=data, steps=steps, seed=window.seed_spin.value()))
+    for _ in train(run):
+        pass
+    return time.perf_counter() - t
+
+
 def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[float, float, np.ndarray, float]:
     """(seconds from the Start click to "completed", from "running" to "completed", the 10 ms
     timer's intervals meanwhile, seconds of previews) of one ``steps``-step run started with the
@@ -130,7 +143,7 @@ def wall_mode(a: argparse.Namespace) -> None:
     own = not a.in_window
     if own:  # the trainer process gets one thread too, like the bare loop
         os.environ["OMP_NUM_THREADS"] = "1"
-    gui, running, bare, busy, prev = [], [], [], [], []
+    gui, running, bare, busy, prev, headless = [], [], [], [], [], []
     with scratch_window((1400, 880)) as w:
         w.panels["settings"].run_form.set_values({"own_process": own})
         timer_intervals(1.0)
@@ -145,6 +158,7 @@ def wall_mode(a: argparse.Namespace) -> None:
             if own:  # the next standby's imports must not share the cores with the bare loop
                 wait_until(w.standby.warm, timeout=60, poll_ms=100)
             bare.append(bare_wall(w, a.plugin, a.data, a.steps))
+            headless.append(headless_wall(w, a.plugin, a.data, a.steps))
     ratios = [b / g for g, b in zip(gui, bare, strict=True)]
     ratios_running = [b / r for r, b in zip(running, bare, strict=True)]
     p99 = [float(np.percentile(iv, 99)) for iv in busy]
@@ -164,6 +178,11 @@ def wall_mode(a: argparse.Namespace) -> None:
           f"{[round(r, 3) for r in ratios_running]}")
     print(f"10 ms timer p99 while training                 : median {statistics.median(p99):7.1f} ms  "
           f"{[round(x, 1) for x in p99]}")
+    print(f"the same run headless (jobs.train, no window)  : median {statistics.median(headless):7.2f} s  "
+          f"{[round(x, 2) for x in headless]}")
+    ratios_headless = [h / g for g, h in zip(gui, headless, strict=True)]
+    print(f"in-GUI / headless run (the window's own cost)  : median {statistics.median(ratios_headless):7.3f}  "
+          f"{[round(r, 3) for r in ratios_headless]}")
 
 
 def main() -> None:

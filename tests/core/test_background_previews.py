@@ -106,3 +106,17 @@ def test_a_preview_that_fails_beside_the_training_fails_the_run_with_its_error(t
         _events(run)
     info = run.info()
     assert info["status"] == "failed" and "the sampler broke" in info["message"]
+
+
+def test_a_model_that_cannot_be_copied_draws_its_previews_inline(tmp_path, monkeypatch):
+    import genstudio.core.background as background
+
+    def no_copy(model):
+        raise TypeError("cannot pickle '_thread.lock' object")
+
+    monkeypatch.setattr(background, "snapshot", no_copy)
+    run = _run(tmp_path, "a", sample_every=60)
+    seen = _events(run)
+    assert [e.data["step"] for e in seen if e.kind == ev.SAMPLES] == [6, 60, 120]
+    assert "previews drawn inline: the model could not be copied" in run.read_log()
+    assert run.read_log().count("previews drawn inline") == 1  # said once, then inline for the run

@@ -661,6 +661,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
                         model.load_state_dict(state)
                     model = ranks.wrap(model, sharding)
                 done = step_last = ck_step  # rewind: the steps after the checkpoint are trained again
+                saved[0] = -1  # and their checkpoints written again (what is there may be what failed to load)
                 t_last = time.time()
                 status("running", f"resumed from checkpoint step {ck_step}")
                 continue

@@ -27,10 +27,9 @@ def snapshot(model: Any) -> Any:
     """A deep copy of ``model`` for sampling: its optimisers (Adam keeps two tensors per
     weight) are left out, as ``None``."""
     memo: dict[int, Any] = {}
-    for value in vars(model).values():
-        for v in value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else (value,):
-            if isinstance(v, torch.optim.Optimizer):
-                memo[id(v)] = None
+    for value in vars(model).values():  # an attribute, or a list / dict of them (a GAN's two)
+        items = value.values() if isinstance(value, dict) else value if isinstance(value, (list, tuple)) else [value]
+        memo.update({id(v): None for v in items if isinstance(v, torch.optim.Optimizer)})
     return copy.deepcopy(model, memo)
 
 

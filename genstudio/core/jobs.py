@@ -402,6 +402,12 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     pending: list[tuple[int, BackgroundSample]] = []  # (step, its preview) drawn beside the training
     held: list[dict[str, Any]] = []  # the training's metric rows logged meanwhile (they follow its rows)
 
+    def drop_previews() -> None:
+        """A run that ends otherwise than by completing drops the preview it was drawing."""
+        for _, job in pending:
+            job.drop()
+        pending.clear()
+
     def status(s: str, message: str = "", **extra: Any) -> None:
         run.update(status=s, message=message, **extra)
         if message:
@@ -453,22 +459,23 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
 
         # cadence previews are drawn beside the training (core.background) by one process on its own
         # (torchrun's ranks and torch.compile's nets draw theirs inline); one at a time, in order
-        beside = [not ranks.many and not info.get("compile")]
+        beside = not ranks.many and not info.get("compile")
 
         def preview(step: int, stage: str = "preview", inline: bool = True) -> None:
+            nonlocal beside
             view = ranks.preview_model(model)  # FSDP: every rank helps gather the full weights
             if not ranks.writer:  # rank 0 alone draws previews
                 return
             finish_previews()
             bus.emit(ev.STAGE, rid, step=step, stage=stage)  # a preview is a whole sampling run: say so
-            if beside[0] and not inline:
+            if beside and not inline:
                 try:
                     pending.append((step, BackgroundSample(view, n_preview, seed=seed, steps=preview_steps,
                                                            cancelled=lambda: control.cancelled, stop=Cancelled)))
                     return
                 except Exception:  # a model that cannot be copied draws its previews inline
                     run.log(f"previews drawn inline: the model could not be copied:\n{traceback.format_exc()}")
-                    beside[0] = False
+                    beside = False
             began = time.perf_counter()
             with torch.no_grad():
                 last = None
@@ -694,9 +701,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             preview(done, "final preview")
         status("completed", f"finished {done} steps in {time.time() - t0:.1f}s")
     except Cancelled:
-        for _, job in pending:  # the preview being drawn is dropped: its rows never come
-            job.drop()
-        pending.clear()
+        drop_previews()  # its rows never come
         if held:  # the training's rows logged meanwhile are kept
             release_held()
         save(done)
@@ -704,9 +709,8 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
     except Exception as exc:
         _record_failure(run, bus, exc, traceback.format_exc())
         raise
-    finally:  # stopped, failed or abandoned: the preview being drawn is dropped
-        for _, job in pending:
-            job.drop()
+    finally:  # failed or abandoned (a generator closed) too
+        drop_previews()
 
 
 def _record_failure(run: Run, bus: ev.EventBus, exc: Exception, tb: str) -> None:

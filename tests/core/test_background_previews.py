@@ -120,3 +120,19 @@ def test_a_model_that_cannot_be_copied_draws_its_previews_inline(tmp_path, monke
     assert [e.data["step"] for e in seen if e.kind == ev.SAMPLES] == [6, 60, 120]
     assert "previews drawn inline: the model could not be copied" in run.read_log()
     assert run.read_log().count("previews drawn inline") == 1  # said once, then inline for the run
+
+
+def test_a_snapshot_shares_no_tensor_with_the_model_and_leaves_its_optimiser_out():
+    from genstudio.core.background import snapshot
+    from genstudio.core.data import get_dataset
+
+    cls = registry().get("ddpm")
+    model = cls(cls.info.config_cls(), torch.device("cpu"))
+    model.setup(get_dataset("8gaussians").spec)
+    copy = snapshot(model)
+    assert copy.opt is None and isinstance(model.opt, torch.optim.Optimizer)
+    mine = {p.data_ptr() for p in model.net.parameters()}
+    assert not mine & {p.data_ptr() for p in copy.net.parameters()}
+    with torch.no_grad():
+        next(model.net.parameters()).add_(1.0)  # training the model moves nothing in the copy
+    assert not torch.equal(next(model.net.parameters()), next(copy.net.parameters()))

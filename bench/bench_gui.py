@@ -9,8 +9,8 @@ Measures, in one process:
 With ``--steps N`` it counts wall time instead (issue #18's goal): a whole N-step run started with
 the Start button and the default run options (previews every 500 steps, the final preview, the
 checkpoints), from the click to the "completed" status the window sees (and, for reference, from
-its "running" status), against N bare ``train_step`` calls on a fresh model; the two alternate
-``--repeats`` times and the medians are printed, with the 10 ms timer's p99 during the GUI runs.
+its "running" status), against N bare ``train_step`` calls on a fresh model, run just before and just after each GUI run
+(their mean: the machine's speed drifts); they alternate ``--repeats`` times and the medians are printed, with the 10 ms timer's p99 during the GUI runs.
 The app's default trains the run in a process of its own that the window watches (run option
 ``own_process``; a warm standby process takes the run, as it would for a user who opened the
 window a few seconds earlier); ``--in-window`` trains it in the window's worker thread instead.
@@ -150,6 +150,7 @@ def wall_mode(a: argparse.Namespace) -> None:
         for _ in range(a.repeats):
             if own:  # the window warms a trainer while idle; a user who just opened it waits the same
                 wait_until(w.standby.warm, timeout=60, poll_ms=100)  # its imports done: it waits on its stdin
+            before = bare_wall(w, a.plugin, a.data, a.steps)
             g, r, iv, ps = gui_wall(w, a.plugin, a.data, a.steps)
             gui.append(g)
             running.append(r)
@@ -157,7 +158,9 @@ def wall_mode(a: argparse.Namespace) -> None:
             prev.append(ps)
             if own:  # the next standby's imports must not share the cores with the bare loop
                 wait_until(w.standby.warm, timeout=60, poll_ms=100)
-            bare.append(bare_wall(w, a.plugin, a.data, a.steps))
+            # this machine's speed drifts by 10-20 % within a minute: each GUI run is compared with
+            # the mean of a bare loop just before it and one just after it
+            bare.append((before + bare_wall(w, a.plugin, a.data, a.steps)) / 2)
             headless.append(headless_wall(w, a.plugin, a.data, a.steps))
     ratios = [b / g for g, b in zip(gui, bare, strict=True)]
     ratios_running = [b / r for r, b in zip(running, bare, strict=True)]
@@ -170,7 +173,7 @@ def wall_mode(a: argparse.Namespace) -> None:
     print(f"  from its 'running' status                    : median {statistics.median(running):7.2f} s  "
           f"{[round(x, 2) for x in running]}")
     print(f"  of which previews                            : median {statistics.median(prev):7.2f} s")
-    print(f"bare loop, same steps, no GUI                  : median {statistics.median(bare):7.2f} s  "
+    print(f"bare loop, same steps, no GUI (before+after)/2 : median {statistics.median(bare):7.2f} s  "
           f"{[round(x, 2) for x in bare]}")
     print(f"in-GUI throughput / bare (wall time from Start): median {statistics.median(ratios):7.3f}  "
           f"{[round(r, 3) for r in ratios]}")

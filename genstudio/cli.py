@@ -1174,8 +1174,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from genstudio.core.config import ConfigError
-    from genstudio.core.runs import RunError
+    from genstudio.core.runs import RunError, claim_wake_fd
 
+    claim_wake_fd()  # a window's trainer: its wake pipe, out of the environment before anything runs
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv[:1] == ["standby"]:  # the window's warm trainer (not a user command: unlisted)
         from genstudio.core.standby import serve

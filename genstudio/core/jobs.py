@@ -40,7 +40,7 @@ from genstudio.core.metrics.modes import coverage_for
 from genstudio.core.modality import Modality, modality_of
 from genstudio.core.plugin import SampleState, apply_lr_schedule, final_state
 from genstudio.core.registry import registry
-from genstudio.core.runs import HEARTBEAT_S, Run, RunError, RunStore
+from genstudio.core.runs import HEARTBEAT_S, Run, RunError, RunStore, wake_watcher
 
 _log = logging.getLogger(__name__)
 
@@ -516,6 +516,7 @@ def _train(run: Run, *, control: Control | None, bus: ev.EventBus | None, device
             run.note_preview(step, seconds, last.total)
             path = save_png(preview_image(ds.spec, x), run.sample_dir() / f"step_{step:08d}.png")
             views = model_views(step, view)
+            wake_watcher()  # a watching window shows the preview now
             bus.emit(ev.SAMPLES, rid, step=step, x=x, path=str(path), views=views,
                      seconds=seconds, sample_steps=last.total)
             log_coverage(step, x, view)

@@ -28,6 +28,7 @@ import re
 import secrets
 import shutil
 import socket
+import stat
 import tempfile
 import time
 from collections.abc import Iterator
@@ -45,6 +46,38 @@ TMP_RE = re.compile(r"^\..+\.[A-Za-z0-9_]+\.tmp$")  # what atomic_write_* leaves
 REQUIRED_KEYS = ("plugin", "dataset", "config", "steps")
 
 log = logging.getLogger(__name__)
+
+WAKE_FD_ENV = "GENSTUDIO_WAKE_FD"  # a pipe's write end: the window that started this trainer, watching
+_wake_fd: int | None = -2  # -2: the environment not looked at yet; None: no window to wake
+
+
+def claim_wake_fd() -> int | None:
+    """This trainer's wake pipe (``GENSTUDIO_WAKE_FD``), taken out of the environment so that no
+    child process inherits a number that is not its pipe; None without one (a CLI run)."""
+    global _wake_fd
+    if _wake_fd == -2:
+        _wake_fd = None
+        raw = os.environ.pop(WAKE_FD_ENV, "")
+        try:
+            fd = int(raw)
+            if stat.S_ISFIFO(os.fstat(fd).st_mode):  # never a file that happens to have the number
+                os.set_blocking(fd, False)
+                _wake_fd = fd
+        except (ValueError, OSError):
+            pass
+    return _wake_fd
+
+
+def wake_watcher() -> None:
+    """Tell the window watching this trainer's run that its folder changed, so it looks now rather
+    than at its next poll (a status, metric rows, a checkpoint, a preview). Never blocks or raises:
+    a full pipe means the window has not looked yet, a closed one that it stopped watching."""
+    fd = claim_wake_fd()
+    if fd is not None:
+        try:
+            os.write(fd, b".")
+        except OSError:
+            pass
 
 
 class RunError(Exception):
@@ -152,18 +185,27 @@ def default_root() -> Path:
     return user_data_path("genstudio", appauthor=False)
 
 
-def atomic_write_bytes(path: Path, data: bytes) -> None:
+def atomic_write_bytes(path: Path, data: bytes, attempts: int = 3) -> None:
+    """Write ``path`` through a temp file renamed over it. A trainer starting on the run deletes the
+    folder's orphan temp files (:meth:`Run.clean_orphans`); a window writing the control file just
+    then loses its temp file, and writes it again (``attempts`` times in all)."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    for attempt in range(1, attempts + 1):
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+        try:
+            with os.fdopen(fd, "wb") as f:
+                f.write(data)
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+            return
+        except FileNotFoundError:
+            Path(tmp).unlink(missing_ok=True)
+            if attempt == attempts or not path.parent.is_dir():  # the folder itself is gone
+                raise
+        except BaseException:
+            Path(tmp).unlink(missing_ok=True)
+            raise
 
 
 def atomic_write_text(path: Path, text: str) -> None:
@@ -283,6 +325,7 @@ class Run:
         info = self.info()
         info.update(fields, updated=time.time())
         atomic_write_text(self.path / RUN_FILE, json.dumps(info, indent=2, sort_keys=True))
+        wake_watcher()
         return info
 
     # -- ownership ------------------------------------------------------------------------------
@@ -309,6 +352,7 @@ class Run:
         finally:
             _HELD.discard(self.path)
             lock.release()
+            wake_watcher()  # a watching window sees the run free (its end) now
 
     def busy(self) -> bool:
         """Whether some job (here or in another process) holds the run's lock right now."""
@@ -348,6 +392,7 @@ class Run:
         if not rows:
             return
         append_lines(self.path / METRICS_FILE, [json.dumps(r) for r in rows])
+        wake_watcher()
 
     def read_metrics(self) -> tuple[list[dict[str, Any]], int]:
         """(rows in file order, number of bad lines skipped). A bad line (torn by a kill or a full

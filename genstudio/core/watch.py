@@ -13,8 +13,11 @@ a :class:`~genstudio.core.jobs.Control`) polls it between steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import select
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +27,7 @@ import numpy as np
 
 from genstudio.core import events as ev
 from genstudio.core.jobs import Cancelled, Control
-from genstudio.core.runs import METRICS_FILE, RUN_FILE, Run, RunError, atomic_write_text
+from genstudio.core.runs import METRICS_FILE, RUN_FILE, WAKE_FD_ENV, Run, RunError, atomic_write_text
 from genstudio.core.timelapse import logged_previews
 
 CONTROL_FILE = "control.json"
@@ -35,6 +38,72 @@ STOP_WAIT_S = 10.0  # Stop pressed and no trainer holds the run this long after:
 RESEND_S = 1.0  # Stop pressed and the run still trains: the stop is written again this often
 STARTING_INTERVAL_S = 0.02  # how often a run still "created" is looked at in its first STARTING_S
 STARTING_S = 5.0  # (its trainer is starting; a run nobody trains is not polled that often for long)
+WOKEN_INTERVAL_S = 0.5  # how often a run whose trainer wakes the watcher is looked at anyway
+
+
+class WakePipe:
+    """A pipe from a trainer this process starts: the trainer writes a byte whenever its run folder
+    changes (:func:`genstudio.core.runs.wake_watcher`: a status, metric rows, a checkpoint, a
+    preview, the lock let go), so :func:`watch` looks then instead of at its next poll; the end of
+    a run is seen at once, not up to a poll interval later. POSIX only: :meth:`open` gives None
+    elsewhere, and the watcher polls."""
+
+    def __init__(self) -> None:
+        self.read_fd, self.write_fd = os.pipe()
+        self._poke_r, self._poke_w = os.pipe()  # this process's own wake-up (:meth:`poke`)
+        for fd in (self.read_fd, self._poke_r, self._poke_w):
+            os.set_blocking(fd, False)
+        self.closed = False  # the trainer's end is closed (it exited): nothing more will come
+        self._lock = threading.Lock()  # poke (another thread) never writes to a closed number
+
+    @classmethod
+    def open(cls) -> WakePipe | None:
+        return cls() if os.name == "posix" else None
+
+    def child(self) -> dict[str, Any]:
+        """``subprocess.Popen`` arguments that hand the write end to the trainer."""
+        return {"pass_fds": (self.write_fd,)}
+
+    def env(self) -> dict[str, str]:
+        return {WAKE_FD_ENV: str(self.write_fd)}
+
+    def spawned(self) -> None:
+        """The trainer has its copy of the write end: this process's goes, so the pipe reads as
+        ended when the trainer exits."""
+        if self.write_fd >= 0:
+            os.close(self.write_fd)
+            self.write_fd = -1
+
+    def wait(self, seconds: float) -> None:
+        """Sleep up to ``seconds``, less when the trainer writes or :meth:`poke` is called; what
+        was written is consumed."""
+        if self._poke_r < 0:
+            time.sleep(seconds)
+            return
+        # once the trainer's end is closed its pipe reads as ready for ever: only a poke wakes then
+        ready, _, _ = select.select([self._poke_r] if self.closed else [self.read_fd, self._poke_r], [], [], seconds)
+        for fd in ready:
+            try:
+                if os.read(fd, 4096) == b"" and fd == self.read_fd:
+                    self.closed = True
+            except BlockingIOError:
+                pass
+
+    def poke(self) -> None:
+        """End a :meth:`wait` now, from another thread (the window stops watching)."""
+        with self._lock, contextlib.suppress(OSError):
+            if self._poke_w >= 0:
+                os.write(self._poke_w, b".")
+
+    def close(self) -> None:
+        self.spawned()
+        with self._lock:
+            for name in ("read_fd", "_poke_r", "_poke_w"):
+                fd = getattr(self, name)
+                if fd >= 0:
+                    os.close(fd)
+                    setattr(self, name, -1)
+        self.closed = True
 
 
 def send(run: Run, command: str, **data: Any) -> None:
@@ -266,9 +335,11 @@ def _png(path: Path) -> np.ndarray | None:
 
 def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None = None,
           tail: RunTail | None = None, interval: float = 0.25,
-          trainer: Callable[[], bool] | None = None) -> Iterator[int]:
+          trainer: Callable[[], bool] | None = None, wake: WakePipe | None = None) -> Iterator[int]:
     """Publish what ``run``'s folder gains until the run is over, the control detaches, or
-    ``trainer()`` (whether the process we started lives) turns false; yields the step last seen."""
+    ``trainer()`` (whether the process we started lives) turns false; yields the step last seen.
+    With ``wake`` (the trainer's :class:`WakePipe`) it looks whenever the trainer says so, and only
+    every ``WOKEN_INTERVAL_S`` otherwise."""
     control = control or Control()
     bus = bus or ev.EventBus()
     tail = tail or RunTail(run)
@@ -297,6 +368,9 @@ def watch(run: Run, *, control: Control | None = None, bus: ev.EventBus | None =
                    and (trainer is None or gone))  # a trainer of ours still starting will hear it
         if getattr(control, "detached", False) or (heard and tail.ended()) or (gone and not run.busy()) or unheard:
             return
+        if wake is not None and not wake.closed:
+            wake.wait(max(interval, WOKEN_INTERVAL_S))
+            continue
         # a trainer just handed the run starts in ~0.05 s: look more often until it says "running"
         starting = tail.info.get("status") == "created" and time.monotonic() - began < STARTING_S
         time.sleep(min(interval, STARTING_INTERVAL_S) if starting else interval)

@@ -25,8 +25,8 @@ from PySide6.QtCore import QObject
 from genstudio.core.device import worker_threads
 from genstudio.core.distributed import launch_command
 from genstudio.core.jobs import Control
-from genstudio.core.runs import Run
-from genstudio.core.watch import RemoteControl, RunTail, watch
+from genstudio.core.runs import WAKE_FD_ENV, Run
+from genstudio.core.watch import RemoteControl, RunTail, WakePipe, watch
 from genstudio.qt.worker import JobThread
 
 LAUNCH_LOG = "launch.log"  # the trainer's (or torchrun's) own output, for a run the window started
@@ -50,6 +50,7 @@ class WatchThread(JobThread):
     def __init__(self, name: str, run: Run, job: Any, parent: QObject | None = None) -> None:
         super().__init__(name, run, job, control=RemoteControl(run), parent=parent, threads=1)
         self.process: subprocess.Popen | None = None  # the trainer, when this window started it
+        self.wake: WakePipe | None = None  # its wake pipe
 
     def stop(self, wait_ms: int = 10_000) -> bool:
         """Closing the window: a trainer it started stops (and checkpoints) like an in-window run;
@@ -61,12 +62,16 @@ class WatchThread(JobThread):
             except subprocess.TimeoutExpired:
                 return False
         self.control.detach()
+        if self.wake is not None:
+            self.wake.poke()  # the watcher sees the detach now, not at its next look
         return self.wait(wait_ms)
 
 
-def attach(window: Any, run: Run, process: subprocess.Popen | None = None, tail: RunTail | None = None) -> Control:
+def attach(window: Any, run: Run, process: subprocess.Popen | None = None, tail: RunTail | None = None,
+           wake: WakePipe | None = None) -> Control:
     """Make ``run`` current and follow its folder as it grows; returns the remote Control.
-    ``process``: the trainer the window started (its end is checked, closing the window stops it)."""
+    ``process``: the trainer the window started (its end is checked, closing the window stops it);
+    ``wake``: its wake pipe (the folder is looked at when the trainer writes, not polled)."""
     tail = tail or RunTail(run)  # what the files hold now is what select_run shows
     window.select_run(run)
     window.progress.setVisible(True)
@@ -76,13 +81,18 @@ def attach(window: Any, run: Run, process: subprocess.Popen | None = None, tail:
     def thread(name: str, run_: Run, job: Any, parent: QObject) -> WatchThread:
         t = WatchThread(name, run_, job, parent)
         t.process = process
+        t.wake = wake
         return t
 
     def job(c: Control) -> Any:
         if process is None:
             return (yield from watch(run, control=c, bus=window.bus, tail=tail))
-        step = yield from watch(run, control=c, bus=window.bus, tail=tail, trainer=alive,
-                                interval=WATCH_INTERVAL_S)
+        try:
+            step = yield from watch(run, control=c, bus=window.bus, tail=tail, trainer=alive,
+                                    interval=WATCH_INTERVAL_S, wake=wake)
+        finally:
+            if wake is not None:
+                wake.close()
         check_trainer(run, process)
         return step
 
@@ -143,16 +153,23 @@ def genstudio_command(argv: list[str]) -> list[str]:
     return [sys.executable, *argv] if getattr(sys, "frozen", False) else [sys.executable, "-m", "genstudio", *argv]
 
 
-def trainer_env(store_root: Path, processes: int = 1) -> dict[str, str]:
+def trainer_env(store_root: Path, processes: int = 1, wake: WakePipe | None = None) -> dict[str, str]:
     """The trainer's environment: this window's, its source tree importable, its data folder; torch
     threads as for a run in the window's worker (the GUI competes for the cores: with 2, 1 thread
-    ran 3-5x faster than 2), one per process under torchrun."""
+    ran 3-5x faster than 2), one per process under torchrun; the number of its wake pipe."""
     threads = 1 if processes > 1 else worker_threads(gui_running=True)
     env = {"OMP_NUM_THREADS": str(threads), **os.environ, **({"OMP_NUM_THREADS": "1"} if processes > 1 else {})}
     root = str(Path(__file__).resolve().parents[2])
     env["PYTHONPATH"] = os.pathsep.join(p for p in (root, env.get("PYTHONPATH", "")) if p)
     env.setdefault("GENSTUDIO_DATA_DIR", str(store_root))
+    env.pop(WAKE_FD_ENV, None)  # never one inherited from whoever started this window
+    env.update(wake.env() if wake is not None else {})
     return env
+
+
+def wake_child(wake: WakePipe | None) -> dict[str, Any]:
+    """The Popen arguments that hand the trainer its end of ``wake``."""
+    return wake.child() if wake is not None else {}
 
 
 class Standby:
@@ -162,6 +179,7 @@ class Standby:
     def __init__(self, store_root: Path) -> None:
         self.store_root = Path(store_root)
         self.process: subprocess.Popen | None = None
+        self.wake: WakePipe | None = None  # the waiting process's wake pipe (it goes with the run)
         self._ready_file: Path | None = None
 
     def start(self) -> None:
@@ -173,10 +191,14 @@ class Standby:
         os.close(fd)
         self._ready_file = Path(name)
         self._ready_file.unlink()  # the process creates it once its imports are done
+        self._forget_wake()
+        self.wake = WakePipe.open()
         self.process = subprocess.Popen(genstudio_command(["standby", name]),
-                                        env=trainer_env(self.store_root), stdin=subprocess.PIPE,
+                                        env=trainer_env(self.store_root, wake=self.wake), stdin=subprocess.PIPE,
                                         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True, text=True)
+                                        start_new_session=True, text=True, **wake_child(self.wake))
+        if self.wake is not None:
+            self.wake.spawned()
 
     def ready(self) -> bool:
         """Whether a standby process lives (it may still be importing)."""
@@ -191,11 +213,20 @@ class Standby:
             self._ready_file.unlink(missing_ok=True)
             self._ready_file = None
 
-    def take(self, argv: list[str], log: Path) -> subprocess.Popen | None:
-        """Hand ``argv`` (a CLI command) to the warm process; None when there is none alive."""
+    def _forget_wake(self) -> None:
+        if self.wake is not None:
+            self.wake.close()
+            self.wake = None
+
+    def take(self, argv: list[str], log: Path) -> tuple[subprocess.Popen, WakePipe | None] | None:
+        """Hand ``argv`` (a CLI command) to the warm process: it and its wake pipe, or None when
+        there is none alive."""
         proc, self.process = self.process, None
+        wake, self.wake = self.wake, None
         self._forget_ready()
         if proc is None or proc.poll() is not None:
+            if wake is not None:
+                wake.close()
             return None
         try:
             proc.stdin.write(json.dumps({"argv": argv, "log": str(log),
@@ -203,13 +234,16 @@ class Standby:
             proc.stdin.close()
         except OSError:  # it died just now
             proc.kill()
+            if wake is not None:
+                wake.close()
             return None
-        return proc
+        return proc, wake
 
     def close(self) -> None:
         """End the waiting process (end of file on its stdin), killed if it does not go at once."""
         proc, self.process = self.process, None
         self._forget_ready()
+        self._forget_wake()
         if proc is None:
             return
         try:
@@ -226,10 +260,16 @@ def launch(window: Any, run: Run, processes: int, extra_steps: int | None = None
     log = run.path / LAUNCH_LOG
     tail = RunTail(run)  # before the trainer starts: none of its events can be missed
     standby: Standby | None = getattr(window, "standby", None)
-    proc = standby.take(trainer_argv(run, extra_steps, steer), log) if standby and processes == 1 else None
-    if proc is None:
+    taken = standby.take(trainer_argv(run, extra_steps, steer), log) if standby and processes == 1 else None
+    if taken is not None:
+        proc, wake = taken
+    else:  # torchrun's ranks get no wake pipe: the number would mean nothing in their processes
+        wake = WakePipe.open() if processes == 1 else None
         with open(log, "ab") as out:
             proc = subprocess.Popen(trainer_command(run, processes, extra_steps, steer),
-                                    env=trainer_env(window.store.root, processes), stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True)
-    return attach(window, run, proc, tail)
+                                    env=trainer_env(window.store.root, processes, wake=wake), stdout=out,
+                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
+                                    **wake_child(wake))
+        if wake is not None:
+            wake.spawned()
+    return attach(window, run, proc, tail, wake)

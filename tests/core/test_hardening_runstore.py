@@ -204,6 +204,27 @@ def test_resume_cleans_orphan_temp_files_only_inside_the_run(store, tmp_path):
     assert not any(p.exists() for p in orphans) and all(p.exists() for p in keep)
 
 
+def test_a_write_whose_temp_file_a_starting_trainer_cleaned_away_is_written_again(store, monkeypatch):
+    """A window's control file written while the trainer starting on the run deletes the folder's
+    orphan temp files: the write is done again, not failed (it failed a Stop, once in a suite)."""
+    run = _trained(store, steps=2)
+    real, lost = os.replace, []
+
+    def clean_first(src, dst):
+        if not lost:  # the trainer's clean_orphans gets there between the write and the rename
+            run.clean_orphans()
+            lost.append(src)
+        return real(src, dst)
+
+    monkeypatch.setattr(R.os, "replace", clean_first)
+    R.atomic_write_text(run.path / "control.json", '{"command": "stop"}')
+    assert lost and json.loads((run.path / "control.json").read_text()) == {"command": "stop"}
+    assert not [p for p in run.path.iterdir() if p.name.endswith(".tmp")]
+    monkeypatch.setattr(R.os, "replace", lambda src, dst: (Path(src).unlink(), real(src, dst)))
+    with pytest.raises(FileNotFoundError):  # lost every time: said, not looped on
+        R.atomic_write_text(run.path / "control.json", "{}")
+
+
 def test_writes_and_rotation_refuse_symlinks(store, tmp_path):
     outside = tmp_path / "outside"
     outside.mkdir()

@@ -89,6 +89,7 @@ def test_own_process_option_trains_outside_the_window_and_is_watched(main_window
     run = w.start_training()
     t = w._jobs["train"]
     assert isinstance(t, qwatch.WatchThread) and t.process is not None
+    assert (t.wake is not None) == (os.name == "posix")  # a cold trainer gets a wake pipe too
     assert qwatch.trainer_command(run, 1)[-3:] == ["genstudio", "resume", str(run.path)]
     qtbot.waitUntil(lambda: run.info()["status"] == "running", timeout=60_000)
     qtbot.waitUntil(lambda: len(run.metrics()) >= 2, timeout=60_000)
@@ -122,7 +123,9 @@ def test_by_default_start_hands_the_run_to_the_warm_trainer_and_resume_trains_on
     run = w.start_training()
     t = w._jobs["train"]
     assert t.process is not None and t.process.pid == standby_pid and w.standby.process is None
+    assert (t.wake is not None) == (os.name == "posix") and w.standby.wake is None  # its wake pipe went with it
     qtbot.waitUntil(lambda: not w.job_running("train"), timeout=120_000)
+    assert t.wake is None or t.wake.read_fd == -1  # closed with the watching
     assert run.info()["status"] == "completed" and run.info()["step"] == 30 and not w.errors
     assert "(completed)" in w.panels["settings"].steer_note.text()  # followed the run, not frozen at "created"
     monitor = w.panels["training"]

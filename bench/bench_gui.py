@@ -103,10 +103,11 @@ def headless_wall(window: MainWindow, plugin: str, data: str, steps: int) -> flo
     return time.perf_counter() - t
 
 
-def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[float, float, np.ndarray, float]:
+def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[float, float, np.ndarray, float, float]:
     """(seconds from the Start click to "completed", from "running" to "completed", the 10 ms
-    timer's intervals meanwhile, seconds of previews) of one ``steps``-step run started with the
-    Start button and default run options."""
+    timer's intervals meanwhile, seconds of previews, seconds between the trainer writing
+    "completed" and the window seeing it) of one ``steps``-step run started with the Start button
+    and default run options."""
     from genstudio.core import events as ev
 
     seen: dict[str, float] = {}
@@ -123,7 +124,7 @@ def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[fl
     window.select_dataset(data)
     window.steps_spin.setValue(steps)
     clicked = time.time()
-    window.start_training()
+    run = window.start_training()
     clock = QElapsedTimer()
     clock.start()
     stamps: list[float] = []
@@ -134,8 +135,9 @@ def gui_wall(window: MainWindow, plugin: str, data: str, steps: int) -> tuple[fl
     wait_until(lambda: not window.job_running("train"), timeout=3600, poll_ms=200)
     t.stop()
     unsubscribe()
+    written = float(run.info()["updated"])  # the trainer's last write of run.json: "completed"
     return (seen["completed"] - clicked, seen["completed"] - seen["running"], np.diff(np.array(stamps)),
-            sum(previews))
+            sum(previews), seen["completed"] - written)
 
 
 def wall_mode(a: argparse.Namespace) -> None:
@@ -143,7 +145,7 @@ def wall_mode(a: argparse.Namespace) -> None:
     own = not a.in_window
     if own:  # the trainer process gets one thread too, like the bare loop
         os.environ["OMP_NUM_THREADS"] = "1"
-    gui, running, bare, busy, prev, headless = [], [], [], [], [], []
+    gui, running, bare, busy, prev, headless, lag, start = [], [], [], [], [], [], [], []
     with scratch_window((1400, 880)) as w:
         w.panels["settings"].run_form.set_values({"own_process": own})
         timer_intervals(1.0)
@@ -151,8 +153,10 @@ def wall_mode(a: argparse.Namespace) -> None:
             if own:  # the window warms a trainer while idle; a user who just opened it waits the same
                 wait_until(w.standby.warm, timeout=60, poll_ms=100)  # its imports done: it waits on its stdin
             before = bare_wall(w, a.plugin, a.data, a.steps)
-            g, r, iv, ps = gui_wall(w, a.plugin, a.data, a.steps)
+            g, r, iv, ps, seen_late = gui_wall(w, a.plugin, a.data, a.steps)
             gui.append(g)
+            lag.append(seen_late)
+            start.append(g - r)
             running.append(r)
             busy.append(iv)
             prev.append(ps)
@@ -173,6 +177,9 @@ def wall_mode(a: argparse.Namespace) -> None:
     print(f"  from its 'running' status                    : median {statistics.median(running):7.2f} s  "
           f"{[round(x, 2) for x in running]}")
     print(f"  of which previews                            : median {statistics.median(prev):7.2f} s")
+    print(f"  Start click -> 'running' seen                : median {statistics.median(start) * 1e3:7.1f} ms")
+    print(f"  'completed' written -> seen by the window    : median {statistics.median(lag) * 1e3:7.1f} ms  "
+          f"{[round(x * 1e3, 1) for x in lag]}")
     print(f"bare loop, same steps, no GUI (before+after)/2 : median {statistics.median(bare):7.2f} s  "
           f"{[round(x, 2) for x in bare]}")
     print(f"in-GUI throughput / bare (wall time from Start): median {statistics.median(ratios):7.3f}  "

@@ -7,6 +7,7 @@ Declare a field with :func:`param` to give it help text, a range or choices; the
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 import types
@@ -85,9 +86,15 @@ class FieldSpec:
     kinds: tuple[str, ...] | None = None  # data kinds the field matters for (None = all)
 
 
+@functools.cache
+def _type_hints(cls: type) -> dict[str, Any]:
+    """A config class's resolved annotations, once per class: resolving them for every field of
+    every form and run cost 19 ms of a run's start (80 calls)."""
+    return typing.get_type_hints(cls)
+
+
 def _resolve_type(cls: type, f: dataclasses.Field) -> type:
-    hints = typing.get_type_hints(cls)
-    t = hints.get(f.name, str)
+    t = _type_hints(cls).get(f.name, str)
     origin = typing.get_origin(t)
     if origin in (typing.Union, types.UnionType):
         args = [a for a in typing.get_args(t) if a is not type(None)]

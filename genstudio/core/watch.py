@@ -33,7 +33,7 @@ from genstudio.core.timelapse import logged_previews
 CONTROL_FILE = "control.json"
 COMMANDS = ("pause", "resume", "step", "stop", "steer")
 ENDED = ("completed", "stopped", "failed", "interrupted")  # a run in one of these, unlocked, is over
-POLL_S = 0.5  # how often a trainer looks at its control file
+POLL_S = 0.1  # how often a trainer looks at its control file (a stat: Pause, Step, Stop reach it this late at most)
 STOP_WAIT_S = 10.0  # Stop pressed and no trainer holds the run this long after: stop watching
 RESEND_S = 1.0  # Stop pressed and the run still trains: the stop is written again this often
 STARTING_INTERVAL_S = 0.02  # how often a run still "created" is looked at in its first STARTING_S

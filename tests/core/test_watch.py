@@ -13,7 +13,7 @@ from genstudio.core import events as ev
 from genstudio.core import jobs
 from genstudio.core.imaging import save_png
 from genstudio.core.runs import RunStore
-from genstudio.core.watch import CONTROL_FILE, FileControl, RemoteControl, RunTail, send, watch
+from genstudio.core.watch import CONTROL_FILE, POLL_S, FileControl, RemoteControl, RunTail, send, watch
 
 
 def _run(tmp_path, **kw):
@@ -115,6 +115,18 @@ def test_job_pauses_resumes_and_stops_through_the_control_file(tmp_path):
     assert done.wait(30)
     info = run.info()
     assert info["status"] == "stopped" and info["step"] > step
+
+
+def test_a_trainer_reads_its_control_file_every_tenth_of_a_second_and_no_more_often(tmp_path):
+    """Pause / Step / Stop from a watching window reach the trainer within POLL_S (0.1 s: a Pause
+    used to take up to 0.5 s to be heard), and the file is not read at every step."""
+    run = _run(tmp_path, steps=10)
+    control = FileControl(run)
+    assert POLL_S == 0.1 and not control.paused  # the first look
+    send(run, "pause")
+    assert not control.paused  # looked at just now: not again before POLL_S
+    time.sleep(POLL_S * 1.2)
+    assert control.paused
 
 
 def test_tail_publishes_the_steering_and_preview_costs_the_trainer_wrote(tmp_path):

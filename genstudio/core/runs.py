@@ -60,7 +60,8 @@ def claim_wake_fd() -> int | None:
         raw = os.environ.pop(WAKE_FD_ENV, "")
         try:
             fd = int(raw)
-            if stat.S_ISFIFO(os.fstat(fd).st_mode):  # never a file that happens to have the number
+            # never stdin/out/err (a CLI piped into `tee` has a FIFO there) nor a file that has the number
+            if fd > 2 and stat.S_ISFIFO(os.fstat(fd).st_mode):
                 os.set_blocking(fd, False)
                 _wake_fd = fd
         except (ValueError, OSError):

@@ -320,6 +320,35 @@ def test_sampler_picks_older_checkpoint(qtbot, ctx):
     assert not torch.allclose(finals["step 10"], finals["step 20"])
 
 
+def test_sampler_follows_the_newest_checkpoint_unless_an_older_one_was_picked(qtbot, ctx):
+    run = jobs.create_run(ctx.store, jobs.TrainSpec("gaussfit", "moons", steps=10, sample_every=0,
+                                                    checkpoint_every=5, keep_checkpoints=-1))
+    panel = SamplerPanel(ctx)
+    qtbot.addWidget(panel)
+    gen = jobs.train(run, bus=ctx.bus)
+    for step in gen:
+        if step == 5:
+            break
+    panel.set_run(run)  # selected while it trains: step 5 is the newest
+    assert panel.checkpoint.currentText() == "step 5"
+    for _ in gen:
+        pass
+    ctx.deliver(panel)
+    assert panel.checkpoint.currentText() == "step 10"  # the newest followed the training
+    run.update(steps=20)
+    panel.checkpoint.setCurrentIndex(1)  # the user picks the older one
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    ctx.deliver(panel)
+    assert [panel.checkpoint.itemText(i) for i in range(panel.checkpoint.count())][:2] == ["step 20", "step 15"]
+    assert panel.checkpoint.currentText() == "step 5"  # and keeps it
+    run.update(steps=30, keep_checkpoints=2)  # until it is deleted: then the newest
+    for _ in jobs.train(run, bus=ctx.bus):
+        pass
+    ctx.deliver(panel)
+    assert panel.checkpoint.currentText() == "step 30"
+
+
 def test_sampler_images_and_play(qtbot, ctx, tmp_path):
     run = trained_run(ctx, dataset="digits")
     panel = SamplerPanel(ctx)

@@ -678,8 +678,10 @@ class SamplerPanel(Panel):
             self.slider.setValue(max(self.slider.minimum(), min(self.slider.maximum(), self.slider.value() + d)))
 
     def _refresh_checkpoints(self) -> None:
-        """List the run's checkpoints, newest first, keeping the user's pick if it still exists."""
-        keep = self.checkpoint.currentData()
+        """List the run's checkpoints, newest first. An older one picked stays picked while it
+        exists; the newest follows the training (a run that went on to step 1000 samples step 1000,
+        not the step-500 checkpoint that was newest when the run was selected)."""
+        keep = self.checkpoint.currentData() if self.checkpoint.currentIndex() > 0 else None
         self.checkpoint.clear()
         cks = self._run.checkpoints() if self._run is not None else []
         for step, path in reversed(cks):

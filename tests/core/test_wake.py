@@ -57,8 +57,8 @@ def test_the_watcher_sees_each_change_when_the_trainer_makes_it_not_a_poll_later
     bus = ev.EventBus()
     seen: list[tuple[float, str]] = []
     bus.subscribe(lambda e: seen.append((time.time(), e.kind if e.kind != ev.STATUS else e.data["status"])))
-    try:  # polling alone would look every 5 s
-        for _ in watch(run, bus=bus, interval=5.0, trainer=lambda: proc.poll() is None, wake=wake):
+    try:  # polling alone would look every 10 s
+        for _ in watch(run, bus=bus, interval=10.0, trainer=lambda: proc.poll() is None, wake=wake):
             pass
         ended = time.time()
         completed_at = float(proc.stdout.readline())
@@ -68,9 +68,9 @@ def test_the_watcher_sees_each_change_when_the_trainer_makes_it_not_a_poll_later
         wake.close()
     kinds = [k for _, k in seen]
     assert kinds.index("running") < kinds.index(ev.METRICS) < kinds.index("completed")
-    assert ended - completed_at < 1.0, f"the end was seen {ended - completed_at:.2f} s late"
+    assert ended - completed_at < 3.0, f"the end was seen {ended - completed_at:.2f} s late"  # not 10 s
     metrics_at = next(t for t, k in seen if k == ev.METRICS)
-    assert metrics_at - seen[kinds.index("running")][0] < 0.9  # rows 0.5 s after "running", not 5 s
+    assert metrics_at - seen[kinds.index("running")][0] < 3.0  # rows 0.5 s after "running", not 10 s
 
 
 def test_a_trainer_that_exits_ends_the_wait_and_the_watcher_polls_after(tmp_path):
@@ -79,9 +79,9 @@ def test_a_trainer_that_exits_ends_the_wait_and_the_watcher_polls_after(tmp_path
     proc = _trainer(run, wake, linger=0.0)
     try:
         began = time.monotonic()
-        for _ in watch(run, interval=5.0, trainer=lambda: proc.poll() is None, wake=wake):
+        for _ in watch(run, interval=10.0, trainer=lambda: proc.poll() is None, wake=wake):
             pass
-        assert time.monotonic() - began < 4.0
+        assert time.monotonic() - began < 6.0  # 1 s of trainer, not a 10 s poll
         proc.wait(10)
         wake.wait(2.0)  # the writer is gone: reads end of file
         assert wake.closed

@@ -167,9 +167,14 @@ def trainer_env(store_root: Path, processes: int = 1, wake: WakePipe | None = No
     return env
 
 
-def wake_child(wake: WakePipe | None) -> dict[str, Any]:
-    """The Popen arguments that hand the trainer its end of ``wake``."""
-    return wake.child() if wake is not None else {}
+def spawn_trainer(argv: list[str], wake: WakePipe | None, env: dict[str, str], **popen: Any) -> subprocess.Popen:
+    """Start a trainer process that holds the write end of ``wake`` (this process lets go of its
+    own, so the pipe reads as ended when the trainer exits)."""
+    proc = subprocess.Popen(argv, env=env, start_new_session=True, **popen,
+                            **(wake.child() if wake is not None else {}))
+    if wake is not None:
+        wake.spawned()
+    return proc
 
 
 class Standby:
@@ -193,12 +198,9 @@ class Standby:
         self._ready_file.unlink()  # the process creates it once its imports are done
         self._forget_wake()
         self.wake = WakePipe.open()
-        self.process = subprocess.Popen(genstudio_command(["standby", name]),
-                                        env=trainer_env(self.store_root, wake=self.wake), stdin=subprocess.PIPE,
-                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-                                        start_new_session=True, text=True, **wake_child(self.wake))
-        if self.wake is not None:
-            self.wake.spawned()
+        self.process = spawn_trainer(genstudio_command(["standby", name]), self.wake,
+                                     trainer_env(self.store_root, wake=self.wake), stdin=subprocess.PIPE,
+                                     stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, text=True)
 
     def ready(self) -> bool:
         """Whether a standby process lives (it may still be importing)."""
@@ -266,10 +268,7 @@ def launch(window: Any, run: Run, processes: int, extra_steps: int | None = None
     else:  # torchrun's ranks get no wake pipe: the number would mean nothing in their processes
         wake = WakePipe.open() if processes == 1 else None
         with open(log, "ab") as out:
-            proc = subprocess.Popen(trainer_command(run, processes, extra_steps, steer),
-                                    env=trainer_env(window.store.root, processes, wake=wake), stdout=out,
-                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, start_new_session=True,
-                                    **wake_child(wake))
-        if wake is not None:
-            wake.spawned()
+            proc = spawn_trainer(trainer_command(run, processes, extra_steps, steer), wake,
+                                 trainer_env(window.store.root, processes, wake=wake), stdout=out,
+                                 stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
     return attach(window, run, proc, tail, wake)
